@@ -1,0 +1,1 @@
+process.stderr.write('not built yet\n'); process.exitCode = 1;

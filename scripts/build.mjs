@@ -1,0 +1,32 @@
+// Bundles each entry point into one self-contained file under dist/, so the charm needs no
+// node_modules on the unit. Entry points that run as programs get a shebang and the run bit.
+import { build } from 'esbuild';
+import { chmodSync } from 'node:fs';
+
+const programs = {
+  charm: 'src/charm/main.ts',
+  'testflinger-agent': 'src/agent/main.ts',
+  'testflinger-device-connector': 'src/connector/main.ts',
+  devserver: 'src/devserver/main.ts',
+  hooktool: 'src/hooktools/main.ts',
+  demo: 'src/demo/main.ts',
+  pack: 'src/pack/main.ts',
+  bench: 'bench/main.ts',
+};
+
+await Promise.all(
+  Object.entries(programs).map(([name, entry]) =>
+    build({
+      entryPoints: [entry],
+      outfile: `dist/${name}.js`,
+      bundle: true,
+      platform: 'node',
+      target: 'node18',
+      format: 'cjs',
+      banner: { js: '#!/usr/bin/env node' },
+      legalComments: 'none',
+      logLevel: 'warning',
+    }),
+  ),
+);
+for (const name of Object.keys(programs)) chmodSync(`dist/${name}.js`, 0o755);

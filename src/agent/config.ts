@@ -1,0 +1,83 @@
+/** The agent's configuration file (testflinger-agent.conf), keys and defaults as upstream's. */
+import * as fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly file: string, readonly key: string, reason: string) {
+    super(`${file}: ${key}: ${reason}`);
+  }
+}
+
+export const PHASES = ['setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup'] as const;
+export type Phase = (typeof PHASES)[number];
+
+const command = z.string().default('');
+const seconds = z.number().int().positive();
+
+export const agentConfigSchema = z
+  .object({
+    agent_id: z.string().min(1),
+    identifier: z.string().optional(),
+    location: z.string().optional(),
+    polling_interval: z.number().positive().default(10),
+    /** Optional here: the charm's testflinger-server reaches the agent as TESTFLINGER_SERVER. */
+    server_address: z.string().min(1).optional(),
+    execution_basedir: z.string().default('/tmp/testflinger/run'),
+    logging_basedir: z.string().default('/tmp/testflinger/logs'),
+    results_basedir: z.string().default('/tmp/testflinger/results'),
+    logging_level: z.string().default('INFO'),
+    logging_quiet: z.boolean().default(false),
+    job_queues: z.array(z.string().min(1)).min(1),
+    setup_command: command,
+    provision_command: command,
+    firmware_update_command: command,
+    test_command: command,
+    allocate_command: command,
+    reserve_command: command,
+    cleanup_command: command,
+    provision_type: z.string().optional(),
+    global_timeout: seconds.optional(),
+    output_timeout: seconds.optional(),
+    advertised_queues: z.record(z.string(), z.string()).optional(),
+    advertised_images: z.record(z.string(), z.record(z.string(), z.string())).optional(),
+    output_bytes: z.number().int().positive().default(10 * 1024 * 1024),
+  })
+  .strict();
+
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+
+/** Parses conf text; errors name the file and the first bad key. */
+export function parseAgentConfig(text: string, file: string): AgentConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(file, '(yaml)', (error as Error).message.split('\n')[0] ?? 'not YAML');
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ConfigError(file, '(file)', 'not a YAML mapping');
+  const result = agentConfigSchema.safeParse(doc);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    if (issue?.code === 'unrecognized_keys') throw new ConfigError(file, issue.keys.join(', '), 'unknown key');
+    throw new ConfigError(file, issue?.path.join('.') || '(file)', issue?.message ?? 'invalid');
+  }
+  return result.data;
+}
+
+export function loadAgentConfig(file: string): AgentConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(file, '(file)', (error as Error).message);
+  }
+  return parseAgentConfig(text, file);
+}
+
+/** A value without a scheme gets http://, as upstream does. */
+export function serverUrl(address: string): string {
+  const withScheme = /^https?:\/\//.test(address) ? address : `http://${address}`;
+  return withScheme.replace(/\/+$/, '');
+}

@@ -1,0 +1,226 @@
+/** The Testflinger agent host charm: the events and actions of DESIGN.md over the Host modules. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { z } from 'zod';
+import {
+  ActiveStatus,
+  BlockedStatus,
+  CharmBase,
+  MaintenanceStatus,
+  WaitingStatus,
+  type ActionEvent,
+  type Framework,
+  type StatusBase,
+} from '../ops';
+import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
+import { hostFromEnv, type Host } from './host';
+import { HOST_PACKAGES, installPackages, ensureUbuntuUser } from './packages';
+import { reconcile, type ReconcileReport } from './reconcile';
+import { buildRuntimeFromSource, installRuntime } from './runtime';
+import { renderPhaseScripts } from './scripts';
+import { loadHostState, saveHostState, type HostState } from './state';
+import type { ProgramStatus } from './supervisor';
+
+const updateConfigsParams = z.object({}).strict();
+const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
+/** Shown in status for at most this many agents; the log has them all. */
+const STATUS_NAMES_SHOWN = 3;
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function listNames(names: readonly string[]): string {
+  const shown = names.slice(0, STATUS_NAMES_SHOWN).join(', ');
+  return names.length > STATUS_NAMES_SHOWN ? `${shown} and ${names.length - STATUS_NAMES_SHOWN} more` : shown;
+}
+
+export class AgentHostCharm extends CharmBase {
+  private readonly host: Host;
+  private state: HostState;
+
+  constructor(framework: Framework, host?: Host) {
+    super(framework);
+    this.host = host ?? hostFromEnv(process.env, framework.context.charmDir);
+    this.state = loadHostState(this.host.paths);
+    this.observe('install', () => this.onInstall());
+    this.observe('config-changed', () => this.onReconcileHook({}));
+    this.observe('upgrade-charm', () => this.onUpgradeCharm());
+    this.observe('update-status', () => this.onUpdateStatus());
+    this.observeAction('update-configs', updateConfigsParams, (event) => this.onUpdateConfigs(event));
+    this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.onUpdateTestflinger(event));
+  }
+
+  private get paths() {
+    return this.host.paths;
+  }
+
+  /** The validated config, or undefined (collectUnitStatus reports the bad option). */
+  private async config(): Promise<CharmConfig | undefined> {
+    try {
+      return parseCharmConfig(await this.model.getConfig());
+    } catch (error) {
+      if (error instanceof CharmConfigError) return undefined;
+      throw error;
+    }
+  }
+
+  private async onInstall(): Promise<void> {
+    await this.model.setUnitStatus(new MaintenanceStatus('installing the agent host'));
+    if (this.paths.sandbox) {
+      await this.log.info(`sandbox root ${this.paths.root}: skipping packages (${HOST_PACKAGES.join(', ')}) and the ubuntu user`);
+    } else {
+      await installPackages(this.host.run, HOST_PACKAGES);
+      await ensureUbuntuUser(this.host.run);
+    }
+    this.installShippedRuntime();
+    const config = await this.config();
+    renderPhaseScripts(this.host.renderer, this.paths, config?.['config-dir'] ?? '');
+    saveHostState(this.paths, this.state);
+    if (config) await this.reconcileAndRecord(config, {});
+  }
+
+  private installShippedRuntime(): { version: string; changed: boolean } {
+    const result = installRuntime(this.paths, path.join(this.host.charmDir, 'dist'), 'charm', this.host.nodePath);
+    this.state.runtimeVersion = result.version;
+    return result;
+  }
+
+  private async onUpgradeCharm(): Promise<void> {
+    const { version } = this.installShippedRuntime();
+    await this.log.info(`agent runtime ${version} installed from the charm`);
+    saveHostState(this.paths, this.state);
+    await this.onReconcileHook({ restartAll: true });
+  }
+
+  private async onReconcileHook(options: { restartAll?: boolean }): Promise<void> {
+    const config = await this.config();
+    if (!config) return;
+    await this.reconcileAndRecord(config, options);
+  }
+
+  /**
+   * Runs a reconcile; a failure is recorded (the host keeps its previous state) and shown in
+   * the status rather than failing the hook, which Juju would only retry to the same end.
+   */
+  private async reconcileAndRecord(config: CharmConfig, options: { restartAll?: boolean }): Promise<ReconcileReport | undefined> {
+    try {
+      const report = await reconcile(this.host, config, this.state, { ...options, log: (m) => this.log.warning(m) });
+      this.state.problem = null;
+      await this.log.info(
+        `agents: ${report.agents.length}; added [${report.added}] removed [${report.removed}] changed [${report.changed}] restarting [${report.restarted}]`,
+      );
+      return report;
+    } catch (error) {
+      this.state.problem = message(error);
+      await this.log.error(`reconcile failed, previous state kept: ${this.state.problem}`);
+      return undefined;
+    } finally {
+      saveHostState(this.paths, this.state);
+    }
+  }
+
+  private async onUpdateStatus(): Promise<void> {
+    if (this.state.pendingRestart.length === 0) return;
+    const { signalled, notRunning } = await this.host.supervisor.signal(this.state.pendingRestart);
+    this.state.pendingRestart = this.state.pendingRestart.filter((n) => !signalled.includes(n) && !notRunning.includes(n));
+    saveHostState(this.paths, this.state);
+  }
+
+  private async onUpdateConfigs(event: ActionEvent<z.output<typeof updateConfigsParams>>): Promise<void> {
+    const config = await this.requireConfig(event);
+    if (!config) return;
+    const report = await this.reconcileAndRecord(config, {});
+    if (!report) {
+      await event.fail(`update-configs failed, previous configs kept: ${this.state.problem}`);
+      return;
+    }
+    await event.setResults({
+      revision: report.revision,
+      agents: String(report.agents.length),
+      added: report.added.join(','),
+      removed: report.removed.join(','),
+      changed: report.changed.join(','),
+      restarted: report.restarted.join(','),
+      invalid: Object.keys(report.invalid).join(','),
+    });
+  }
+
+  private async onUpdateTestflinger(event: ActionEvent<z.output<typeof updateTestflingerParams>>): Promise<void> {
+    const config = await this.requireConfig(event);
+    if (!config) return;
+    let version: string;
+    try {
+      version = event.params.branch ? await this.installFromSource(config, event.params.branch, event) : this.installShippedRuntime().version;
+    } catch (error) {
+      await event.fail(`update-testflinger failed, ${this.state.runtimeVersion ?? 'the current runtime'} keeps running: ${message(error)}`);
+      return;
+    }
+    this.state.runtimeVersion = version;
+    saveHostState(this.paths, this.state);
+    const report = await this.reconcileAndRecord(config, { restartAll: true });
+    if (!report) {
+      await event.fail(`runtime ${version} installed, but restarting agents failed: ${this.state.problem}`);
+      return;
+    }
+    await event.setResults({ version, restarted: report.restarted.join(',') });
+  }
+
+  private async installFromSource(config: CharmConfig, branch: string, event: ActionEvent<unknown>): Promise<string> {
+    const repo = config['agent-source-repo'];
+    if (!repo) throw new Error('agent-source-repo is not set');
+    const workDir = fs.mkdtempSync(path.join(this.paths.stateDir, 'build-'));
+    try {
+      await event.log(`building ${branch} of ${repo}`);
+      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, repo, branch, workDir, this.paths.stateDir);
+      return installRuntime(this.paths, bundleDir, `src-${commit.slice(0, 12)}`, this.host.nodePath).version;
+    } finally {
+      fs.rmSync(workDir, { recursive: true, force: true });
+    }
+  }
+
+  private async requireConfig(event: ActionEvent<unknown>): Promise<CharmConfig | undefined> {
+    try {
+      return parseCharmConfig(await this.model.getConfig());
+    } catch (error) {
+      await event.fail(`cannot run ${event.name}: ${message(error)}`);
+      return undefined;
+    }
+  }
+
+  override async collectUnitStatus(): Promise<StatusBase> {
+    try {
+      parseCharmConfig(await this.model.getConfig());
+    } catch (error) {
+      if (error instanceof CharmConfigError) return new BlockedStatus(`${error.message}; host unchanged`);
+      throw error;
+    }
+    if (this.state.problem) return new BlockedStatus(this.state.problem);
+    const expected = Object.keys(this.state.appliedPrograms).sort();
+    const invalid = Object.keys(this.state.invalidAgents);
+    if (expected.length === 0) {
+      return invalid.length > 0
+        ? new BlockedStatus(`no valid agents: ${listNames(invalid)} have a bad testflinger-agent.conf`)
+        : new BlockedStatus('no agents found under config-dir');
+    }
+    return this.statusFromPrograms(expected, invalid);
+  }
+
+  private async statusFromPrograms(expected: string[], invalid: string[]): Promise<StatusBase> {
+    if (!(await this.host.supervisor.isRunning())) return new BlockedStatus('supervisord is not running');
+    const byName = new Map<string, ProgramStatus>((await this.host.supervisor.status()).map((s) => [s.name, s]));
+    const state = (name: string) => byName.get(name)?.state ?? 'MISSING';
+    const failing = expected.filter((n) => !['RUNNING', 'STARTING'].includes(state(n)));
+    const starting = expected.filter((n) => state(n) === 'STARTING');
+    const running = expected.length - failing.length - starting.length;
+    const badConf = invalid.length > 0 ? `; bad conf: ${listNames(invalid)}` : '';
+    if (failing.length > 0) {
+      const shown = failing.slice(0, STATUS_NAMES_SHOWN).map((n) => `${n} ${state(n)}`);
+      const more = failing.length > STATUS_NAMES_SHOWN ? ` and ${failing.length - STATUS_NAMES_SHOWN} more` : '';
+      return new BlockedStatus(`${shown.join(', ')}${more}; ${running} of ${expected.length} agents running${badConf}`);
+    }
+    if (invalid.length > 0) return new BlockedStatus(`${running} agents running; bad conf: ${listNames(invalid)} (see juju debug-log)`);
+    if (starting.length > 0) return new WaitingStatus(`${running} agents running, ${starting.length} starting`);
+    return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running`);
+  }
+}

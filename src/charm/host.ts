@@ -1,0 +1,36 @@
+/** Everything the charm acts on, as one object: real on a unit, rooted in a temp dir in tests. */
+import * as path from 'node:path';
+import { runCommand, type Runner } from '../common/exec';
+import { hostPathsFromEnv, type HostPaths } from './paths';
+import { portIsFree } from './ports';
+import { Supervisor } from './supervisor';
+import { TemplateRenderer } from './templates';
+
+export interface Host {
+  readonly paths: HostPaths;
+  readonly charmDir: string;
+  /** The Node.js that runs the charm; the runtime wrappers use it too. */
+  readonly nodePath: string;
+  readonly run: Runner;
+  readonly renderer: TemplateRenderer;
+  readonly supervisor: Supervisor;
+  readonly isPortFree: (port: number) => Promise<boolean>;
+}
+
+export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string }): Host {
+  const run = options.run ?? runCommand;
+  const renderer = new TemplateRenderer(options.charmDir);
+  return {
+    paths: options.paths,
+    charmDir: options.charmDir,
+    nodePath: options.nodePath ?? process.execPath,
+    run,
+    renderer,
+    supervisor: new Supervisor(options.paths, run, renderer),
+    isPortFree: portIsFree,
+  };
+}
+
+export function hostFromEnv(env: NodeJS.ProcessEnv, charmDir: string): Host {
+  return createHost({ paths: hostPathsFromEnv(env), charmDir: path.resolve(charmDir) });
+}

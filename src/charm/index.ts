@@ -1,0 +1,3 @@
+export { AgentHostCharm } from './charm';
+export { createHost, type Host } from './host';
+export { hostPaths, type HostPaths } from './paths';

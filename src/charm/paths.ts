@@ -1,0 +1,75 @@
+/** Every host path the charm touches, from one root: `/` on a unit, AGENT_HOST_ROOT in a sandbox. */
+import * as path from 'node:path';
+
+export interface HostPaths {
+  readonly root: string;
+  /** True when AGENT_HOST_ROOT is set: no packages, no users, no chown, our own supervisord. */
+  readonly sandbox: boolean;
+  readonly configsDir: string;
+  readonly supervisorDir: string;
+  readonly supervisordConf: string;
+  readonly programDir: string;
+  readonly supervisorSocket: string;
+  readonly supervisorPidFile: string;
+  readonly supervisorLogDir: string;
+  readonly binDir: string;
+  readonly homeDir: string;
+  readonly sshDir: string;
+  readonly sshPrivateKey: string;
+  readonly sshPublicKey: string;
+  readonly sshConfig: string;
+  readonly runtimeDir: string;
+  readonly runtimeVersionsDir: string;
+  readonly runtimeCurrent: string;
+  readonly runtimeBinDir: string;
+  readonly agentProgram: string;
+  readonly connectorProgram: string;
+  readonly offlineMarkerDir: string;
+  readonly stateDir: string;
+  readonly stateFile: string;
+  readonly tokenFile: string;
+  programFile(agent: string): string;
+}
+
+export function hostPaths(root = '/'): HostPaths {
+  const at = (p: string) => path.join(root, p);
+  const sandbox = path.resolve(root) !== '/';
+  const runtimeDir = at('/srv/testflinger-agent');
+  const runtimeBinDir = path.join(runtimeDir, 'bin');
+  const programDir = at('/etc/supervisor/conf.d');
+  const stateDir = at('/var/lib/testflinger-agent-host');
+  return Object.freeze({
+    root,
+    sandbox,
+    configsDir: at('/srv/agent-configs'),
+    supervisorDir: at('/etc/supervisor'),
+    supervisordConf: at('/etc/supervisor/supervisord.conf'),
+    programDir,
+    supervisorSocket: at('/var/run/supervisor.sock'),
+    supervisorPidFile: at('/var/run/supervisord.pid'),
+    supervisorLogDir: at('/var/log/supervisor'),
+    binDir: at('/usr/local/bin'),
+    homeDir: at('/home/ubuntu'),
+    sshDir: at('/home/ubuntu/.ssh'),
+    sshPrivateKey: at('/home/ubuntu/.ssh/id_rsa'),
+    sshPublicKey: at('/home/ubuntu/.ssh/id_rsa.pub'),
+    sshConfig: at('/home/ubuntu/.ssh/config'),
+    runtimeDir,
+    runtimeVersionsDir: path.join(runtimeDir, 'versions'),
+    runtimeCurrent: path.join(runtimeDir, 'current'),
+    runtimeBinDir,
+    agentProgram: path.join(runtimeBinDir, 'testflinger-agent'),
+    connectorProgram: path.join(runtimeBinDir, 'testflinger-device-connector'),
+    offlineMarkerDir: at('/tmp'),
+    stateDir,
+    stateFile: path.join(stateDir, 'state.json'),
+    tokenFile: at('/var/lib/testflinger-agent/refresh_token'),
+    programFile: (agent: string) => path.join(programDir, `${agent}.conf`),
+  });
+}
+
+/** The root from the environment: AGENT_HOST_ROOT when set (the sandbox contract), else `/`. */
+export function hostPathsFromEnv(env: NodeJS.ProcessEnv): HostPaths {
+  const root = env['AGENT_HOST_ROOT'];
+  return hostPaths(root ? path.resolve(root) : '/');
+}

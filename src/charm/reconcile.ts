@@ -1,0 +1,145 @@
+/**
+ * Brings the host in line with the charm config and the config repo: SSH files, the checkout,
+ * phase scripts, one program file per agent, `supervisorctl update` only when a program file
+ * changed, and USR1 only to the agents whose inputs changed.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { sha256 } from '../common/fsutil';
+import { discoverAgents, type AgentDir } from './agents';
+import type { CharmConfig } from './config';
+import { syncConfigRepo } from './configrepo';
+import type { Host } from './host';
+import { ensureUbuntuUser } from './packages';
+import { assignMetricsPorts } from './ports';
+import { currentRuntimeVersion } from './runtime';
+import { renderPhaseScripts } from './scripts';
+import { writeSshFiles } from './ssh';
+import type { HostState } from './state';
+import { renderProgramFile, writeProgramFiles } from './supervisor';
+
+export interface ReconcileReport {
+  agents: string[];
+  added: string[];
+  removed: string[];
+  /** Agents whose directory or program file changed. */
+  changed: string[];
+  /** Agents asked (USR1) to restart once idle. */
+  restarted: string[];
+  /** Agents whose program file changed, so `supervisorctl update` restarted them at once. */
+  forced: string[];
+  invalid: Record<string, string>;
+  revision: string;
+}
+
+export interface ReconcileOptions {
+  /** Ask every agent to restart when idle (upgrade-charm, update-testflinger). */
+  restartAll?: boolean;
+  log?: (message: string) => Promise<void>;
+}
+
+function readIfExists(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** What every agent shares; when it changes, every agent restarts (safely). */
+function sharedInputsHash(host: Host, config: CharmConfig): string {
+  const { paths } = host;
+  const scripts = fs.existsSync(paths.binDir)
+    ? fs.readdirSync(paths.binDir).filter((f) => f.startsWith('tf-')).sort().map((f) => readIfExists(path.join(paths.binDir, f)))
+    : [];
+  return sha256(
+    currentRuntimeVersion(paths) ?? '',
+    ...scripts,
+    readIfExists(paths.sshPrivateKey),
+    readIfExists(paths.sshPublicKey),
+    readIfExists(paths.sshConfig),
+    config['testflinger-server'],
+  );
+}
+
+export async function reconcile(host: Host, config: CharmConfig, state: HostState, options: ReconcileOptions = {}): Promise<ReconcileReport> {
+  const { paths, supervisor } = host;
+  const log = options.log ?? (async () => undefined);
+  const owner = paths.sandbox ? undefined : await ensureUbuntuUser(host.run);
+  writeSshFiles(paths, config, owner);
+
+  const sync = await syncConfigRepo(
+    paths.configsDir,
+    { url: config['config-repo'], branch: config['config-branch'], requiredDir: config['config-dir'] },
+    { home: paths.stateDir, sshKey: paths.sshPrivateKey, sshConfig: paths.sshConfig },
+  );
+  state.configRevision = sync.revision;
+  const agentsRoot = path.join(paths.configsDir, config['config-dir']);
+  const { agents, invalid } = discoverAgents(agentsRoot);
+  state.invalidAgents = Object.fromEntries(invalid.map((i) => [i.name, i.reason]));
+  for (const bad of invalid) await log(`skipping agent ${bad.name}: ${bad.reason}`);
+
+  renderPhaseScripts(host.renderer, paths, config['config-dir']);
+  // A running agent whose conf just went bad keeps its program (and its last good run) rather
+  // than being stopped over a typo; it is reported until fixed.
+  const keptBad = invalid.map((i) => i.name).filter((name) => state.appliedPrograms[name] !== undefined);
+  const names = [...agents.map((a) => a.name), ...keptBad].sort();
+  state.ports = await assignMetricsPorts(state.ports, names, host.isPortFree);
+
+  const programs = new Map<string, string>();
+  for (const agent of agents) programs.set(agent.name, renderProgram(host, config, agent, state.ports[agent.name] as number));
+  for (const name of keptBad) programs.set(name, readIfExists(paths.programFile(name)));
+  const { removed: removedFiles } = writeProgramFiles(paths, programs);
+  for (const name of removedFiles) delete state.ports[name];
+
+  const started = await supervisor.ensureRunning(names.length);
+  const programHashes = Object.fromEntries([...programs].map(([name, content]) => [name, sha256(content)]));
+  const previousPrograms = state.appliedPrograms;
+  const added = names.filter((n) => previousPrograms[n] === undefined);
+  const removed = Object.keys(previousPrograms).filter((n) => !programs.has(n));
+  const forced = names.filter((n) => previousPrograms[n] !== undefined && previousPrograms[n] !== programHashes[n]);
+  const programsChanged = added.length + removed.length + forced.length > 0 || removedFiles.length > 0;
+  if (programsChanged && started === 'already-running') await supervisor.update();
+  state.appliedPrograms = programHashes;
+
+  const shared = sharedInputsHash(host, config);
+  const sharedChanged = shared !== state.appliedShared;
+  const contentChanged = agents.filter((a) => state.appliedAgents[a.name] !== undefined && state.appliedAgents[a.name] !== a.contentHash).map((a) => a.name);
+  const restartable = names.filter((n) => !added.includes(n) && !forced.includes(n) && !keptBad.includes(n));
+  const toSignal = restartable.filter(
+    (n) => options.restartAll || sharedChanged || contentChanged.includes(n) || state.pendingRestart.includes(n),
+  );
+  const { signalled } = await supervisor.signal(toSignal, 'USR1');
+  state.pendingRestart = [];
+  state.appliedShared = shared;
+  const previousAgents = state.appliedAgents;
+  state.appliedAgents = Object.fromEntries(agents.map((a) => [a.name, a.contentHash]));
+  for (const name of keptBad) {
+    const before = previousAgents[name];
+    if (before) state.appliedAgents[name] = before;
+  }
+  return {
+    agents: names,
+    added,
+    removed,
+    changed: [...new Set([...contentChanged, ...forced])].sort(),
+    restarted: signalled.sort(),
+    forced,
+    invalid: state.invalidAgents,
+    revision: sync.revision,
+  };
+}
+
+function renderProgram(host: Host, config: CharmConfig, agent: AgentDir, port: number): string {
+  const extraEnv: Record<string, string> = {};
+  if (config['testflinger-server']) extraEnv['TESTFLINGER_SERVER'] = config['testflinger-server'];
+  // The link path, not the checkout it points at, so the file survives a config-repo update.
+  const linkDir = path.join(host.paths.configsDir, config['config-dir'], agent.name);
+  return renderProgramFile(host.renderer, host.paths, {
+    name: agent.name,
+    confPath: path.join(linkDir, 'testflinger-agent.conf'),
+    agentDir: linkDir,
+    metricsPort: port,
+    extraEnv,
+  });
+}

@@ -1,0 +1,44 @@
+/** What the charm remembers between hooks, in one JSON file under the state dir. */
+import { readJsonFile, writeFileAtomic } from '../common/fsutil';
+import type { HostPaths } from './paths';
+
+export interface HostState {
+  /** Metrics port per agent, kept for the agent's lifetime. */
+  ports: Record<string, number>;
+  /** Program file content hash per agent, as last applied with `supervisorctl update`. */
+  appliedPrograms: Record<string, string>;
+  /** Directory content hash per agent, as last running (or asked to restart). */
+  appliedAgents: Record<string, string>;
+  /** Hash of what all agents share: runtime, phase scripts, SSH files, server. */
+  appliedShared: string;
+  /** Agents asked to restart that could not be signalled yet. */
+  pendingRestart: string[];
+  /** The last failure that left the host on its previous state, shown until it is fixed. */
+  problem: string | null;
+  /** Agent directories skipped because their conf is bad: name → reason. */
+  invalidAgents: Record<string, string>;
+  runtimeVersion: string | null;
+  configRevision: string | null;
+}
+
+export function emptyHostState(): HostState {
+  return {
+    ports: {},
+    appliedPrograms: {},
+    appliedAgents: {},
+    appliedShared: '',
+    pendingRestart: [],
+    problem: null,
+    invalidAgents: {},
+    runtimeVersion: null,
+    configRevision: null,
+  };
+}
+
+export function loadHostState(paths: HostPaths): HostState {
+  return { ...emptyHostState(), ...readJsonFile<Partial<HostState>>(paths.stateFile, {}) };
+}
+
+export function saveHostState(paths: HostPaths, state: HostState): void {
+  writeFileAtomic(paths.stateFile, `${JSON.stringify(state, null, 1)}\n`, 0o600);
+}

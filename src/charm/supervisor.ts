@@ -1,0 +1,205 @@
+/**
+ * supervisord: the program files of the agents, and supervisorctl spoken for update, signal and
+ * status. In a sandbox the charm runs its own supervisord from a config under the root.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import type { Runner } from '../common/exec';
+import { writeFileAtomic } from '../common/fsutil';
+import type { HostPaths } from './paths';
+import type { TemplateRenderer } from './templates';
+
+/** First line of every program file the charm writes; files without it are never touched. */
+export const MANAGED_MARKER = '; Managed by the testflinger-agent-host charm';
+const SOCKET_WAIT_MS = 15_000;
+
+export interface ProgramSpec {
+  name: string;
+  confPath: string;
+  agentDir: string;
+  metricsPort: number;
+  /** Extra environment for the agent, e.g. TESTFLINGER_SERVER. */
+  extraEnv: Record<string, string>;
+}
+
+export interface ProgramStatus {
+  name: string;
+  state: string;
+  pid?: number;
+  description: string;
+}
+
+export class SupervisorError extends Error {
+  override readonly name = 'SupervisorError';
+}
+
+function supervisorValue(value: string): string {
+  // supervisor expands %(name)s in values; a literal % must be doubled, quotes escaped.
+  return `"${value.replace(/%/g, '%%').replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec): string {
+  const env: Record<string, string> = {
+    HOME: paths.homeDir,
+    USER: 'ubuntu',
+    PATH: [paths.binDir, paths.runtimeBinDir, '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'),
+    TESTFLINGER_AGENT_DIR: spec.agentDir,
+    TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
+    ...spec.extraEnv,
+  };
+  return renderer.render('templates/supervisor-program.conf.hbs', {
+    name: spec.name,
+    agentProgram: paths.agentProgram,
+    confPath: spec.confPath,
+    metricsPort: spec.metricsPort,
+    directory: paths.homeDir,
+    environment: Object.entries(env)
+      .map(([k, v]) => `${k}=${supervisorValue(v)}`)
+      .join(','),
+    user: paths.sandbox ? undefined : 'ubuntu',
+  });
+}
+
+/** Names of the agents whose program files the charm wrote earlier. */
+export function managedProgramNames(paths: HostPaths): string[] {
+  if (!fs.existsSync(paths.programDir)) return [];
+  return fs
+    .readdirSync(paths.programDir)
+    .filter((f) => f.endsWith('.conf'))
+    .filter((f) => fs.readFileSync(path.join(paths.programDir, f), 'utf8').startsWith(MANAGED_MARKER))
+    .map((f) => f.slice(0, -'.conf'.length));
+}
+
+/** Writes the given program files and deletes managed files of other agents. */
+export function writeProgramFiles(paths: HostPaths, files: ReadonlyMap<string, string>): { written: string[]; removed: string[] } {
+  const written = [...files].filter(([name, content]) => writeFileAtomic(paths.programFile(name), content, 0o644)).map(([n]) => n);
+  const removed = managedProgramNames(paths).filter((name) => !files.has(name));
+  for (const name of removed) fs.rmSync(paths.programFile(name), { force: true });
+  return { written, removed };
+}
+
+/** File and process limits for supervisord: each agent holds pipes and log files open. */
+export function supervisorLimits(agentCount: number): { minfds: number; minprocs: number } {
+  return { minfds: Math.max(1024, 256 + agentCount * 16), minprocs: Math.max(200, 64 + agentCount * 4) };
+}
+
+export function parseStatus(out: string): ProgramStatus[] {
+  return out
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .map((line) => {
+      const [name = '', state = '', ...rest] = line.split(/\s+/);
+      const description = rest.join(' ');
+      const pid = /pid (\d+)/.exec(description)?.[1];
+      return { name, state, description, ...(pid ? { pid: Number(pid) } : {}) };
+    })
+    .filter((s) => /^[A-Z]+$/.test(s.state));
+}
+
+export class Supervisor {
+  constructor(
+    private readonly paths: HostPaths,
+    private readonly run: Runner,
+    private readonly renderer: TemplateRenderer,
+  ) {}
+
+  private ctl(args: string[], okExitCodes: number[] = []) {
+    return this.run('supervisorctl', ['-c', this.paths.supervisordConf, ...args], { okExitCodes });
+  }
+
+  /** Whether supervisord answers on its socket (checked without starting a Python process). */
+  isRunning(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const socket = net.createConnection(this.paths.supervisorSocket);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+  }
+
+  /** The sandbox supervisord.conf; on a real unit the distribution's file is used as it is. */
+  writeSandboxConfig(agentCount: number): boolean {
+    for (const dir of [this.paths.programDir, this.paths.supervisorLogDir, path.dirname(this.paths.supervisorSocket)]) {
+      fs.mkdirSync(dir, { recursive: true });
+    }
+    const content = this.renderer.render('templates/supervisord.conf.hbs', {
+      root: this.paths.root,
+      socket: this.paths.supervisorSocket,
+      logDir: this.paths.supervisorLogDir,
+      pidFile: this.paths.supervisorPidFile,
+      programDir: this.paths.programDir,
+      ...supervisorLimits(agentCount),
+    });
+    return writeFileAtomic(this.paths.supervisordConf, content);
+  }
+
+  async ensureRunning(agentCount: number): Promise<'already-running' | 'started'> {
+    if (this.paths.sandbox) this.writeSandboxConfig(agentCount);
+    if (await this.isRunning()) return 'already-running';
+    if (this.paths.sandbox) await this.startSandboxDaemon();
+    else await this.run('systemctl', ['start', 'supervisor']);
+    await this.waitForSocket();
+    return 'started';
+  }
+
+  private startSandboxDaemon(): Promise<void> {
+    // supervisord forks into the background; its first process exits once the daemon is set up.
+    return new Promise((resolve, reject) => {
+      const child = spawn('supervisord', ['-c', this.paths.supervisordConf], { stdio: 'ignore', detached: true });
+      child.once('error', (error) => reject(new SupervisorError(`cannot start supervisord: ${error.message}`)));
+      child.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new SupervisorError(`supervisord -c ${this.paths.supervisordConf} exited with ${code}`)),
+      );
+    });
+  }
+
+  private async waitForSocket(): Promise<void> {
+    const deadline = Date.now() + SOCKET_WAIT_MS;
+    while (Date.now() < deadline) {
+      if (await this.isRunning()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new SupervisorError(`supervisord did not answer on ${this.paths.supervisorSocket} within ${SOCKET_WAIT_MS / 1000}s`);
+  }
+
+  /** Applies added, changed and removed program files; untouched programs keep running. */
+  async update(): Promise<string> {
+    return (await this.ctl(['update'])).stdout;
+  }
+
+  /**
+   * Sends a signal to the named programs. A program that is not running is no failure here
+   * (it will start with the new settings anyway); any other refusal is.
+   */
+  async signal(names: readonly string[], signal = 'USR1'): Promise<{ signalled: string[]; notRunning: string[] }> {
+    if (names.length === 0) return { signalled: [], notRunning: [] };
+    const { stdout, stderr } = await this.ctl(['signal', signal, ...names], [1, 2, 7]);
+    const signalled: string[] = [];
+    const notRunning: string[] = [];
+    const problems: string[] = [];
+    for (const line of `${stdout}\n${stderr}`.split('\n').map((l) => l.trim()).filter(Boolean)) {
+      const [name = '', verdict = ''] = line.split(/:\s*/, 2);
+      if (/signalled/.test(verdict)) signalled.push(name);
+      else if (/not running/i.test(verdict)) notRunning.push(name);
+      else problems.push(line);
+    }
+    if (problems.length > 0) throw new SupervisorError(`supervisorctl signal ${signal}: ${problems.join('; ')}`);
+    return { signalled, notRunning };
+  }
+
+  async status(): Promise<ProgramStatus[]> {
+    // supervisorctl status exits 3 when some program is not RUNNING; the output still says which.
+    const { stdout } = await this.ctl(['status'], [1, 2, 3, 4]);
+    return parseStatus(stdout);
+  }
+
+  /** Stops the sandbox supervisord (the demo and the tests clean up with it). */
+  async shutdown(): Promise<void> {
+    if (await this.isRunning()) await this.ctl(['shutdown'], [1]);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * A Juju unit on this machine for the demo, the tests and the benchmark: a directory of hook
+ * tools (links to dist/hooktool.js) and a state file, and a way to run the charm's dispatch as
+ * Juju would, with an environment built from scratch.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import execa from 'execa';
+import { emptyState, readState, writeState, type EmulatorState } from './state';
+import { TOOL_NAMES } from './tools';
+
+export interface EmulatedUnit {
+  readonly dir: string;
+  readonly binDir: string;
+  readonly statePath: string;
+  state(): EmulatorState;
+  update(change: (state: EmulatorState) => void): void;
+}
+
+export function createEmulatedUnit(dir: string, hooktoolBundle: string, initial: Partial<EmulatorState> = {}): EmulatedUnit {
+  const binDir = path.join(dir, 'tools');
+  fs.mkdirSync(binDir, { recursive: true });
+  for (const tool of TOOL_NAMES) {
+    const link = path.join(binDir, tool);
+    fs.rmSync(link, { force: true });
+    fs.symlinkSync(path.resolve(hooktoolBundle), link);
+  }
+  const statePath = path.join(dir, 'juju-state.json');
+  writeState(statePath, { ...emptyState(), ...initial });
+  return {
+    dir,
+    binDir,
+    statePath,
+    state: () => readState(statePath),
+    update(change) {
+      const s = readState(statePath);
+      change(s);
+      writeState(statePath, s);
+    },
+  };
+}
+
+export interface DispatchOptions {
+  charmDir: string;
+  unitName?: string;
+  /** Extra variables, e.g. AGENT_HOST_ROOT for the sandbox. */
+  env?: Record<string, string>;
+  /** Run hooks/<name> instead of dispatch (as old Juju would). */
+  viaHookFile?: boolean;
+}
+
+export interface DispatchResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** Runs one hook (`hooks/install`) or action (`actions/update-configs`) the way Juju does. */
+export async function dispatchEvent(
+  unit: EmulatedUnit,
+  dispatchPath: string,
+  options: DispatchOptions & { actionParams?: Record<string, unknown> },
+): Promise<DispatchResult> {
+  const isAction = dispatchPath.startsWith('actions/');
+  const name = dispatchPath.split('/')[1] ?? '';
+  unit.update((s) => {
+    s.action = isAction ? { name, params: options.actionParams ?? {} } : null;
+    if (isAction) Object.assign(s, { actionResults: {}, actionFailed: false, actionMessage: '', actionLogs: [] });
+  });
+  const unitName = options.unitName ?? 'testflinger-agent-host/0';
+  const env: Record<string, string> = {
+    PATH: `${unit.binDir}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+    HOOKTOOL_STATE: unit.statePath,
+    JUJU_CHARM_DIR: options.charmDir,
+    CHARM_DIR: options.charmDir,
+    JUJU_UNIT_NAME: unitName,
+    JUJU_MODEL_NAME: 'local',
+    JUJU_MODEL_UUID: '00000000-0000-4000-8000-000000000000',
+    JUJU_VERSION: '3.6.0',
+    JUJU_HOOK_NAME: isAction ? '' : name,
+    JUJU_CONTEXT_ID: `${unitName}-${name}-1`,
+    JUJU_DISPATCH_PATH: dispatchPath,
+    LANG: 'C.UTF-8',
+    ...(isAction ? { JUJU_ACTION_NAME: name, JUJU_ACTION_UUID: '1', JUJU_ACTION_TAG: 'action-1' } : {}),
+    ...options.env,
+  };
+  const program = options.viaHookFile ? path.join(options.charmDir, dispatchPath) : path.join(options.charmDir, 'dispatch');
+  if (options.viaHookFile) delete env['JUJU_DISPATCH_PATH'];
+  const started = process.hrtime.bigint();
+  const result = await execa(program, [], { cwd: options.charmDir, env, extendEnv: false, reject: false, stdin: 'ignore' });
+  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+  unit.update((s) => {
+    s.action = null;
+  });
+  return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr, durationMs };
+}

@@ -1,0 +1,70 @@
+import * as path from 'node:path';
+import { z } from 'zod';
+
+/** What Juju tells a charm process about the event, read once from the environment. */
+export interface JujuContext {
+  /** `hooks/<name>` or `actions/<name>`. */
+  readonly dispatchPath: string;
+  readonly unitName: string;
+  readonly appName: string;
+  readonly charmDir: string;
+  readonly modelName: string;
+  readonly jujuVersion: string;
+  readonly actionName: string | undefined;
+  readonly actionId: string | undefined;
+}
+
+const envSchema = z.object({
+  JUJU_DISPATCH_PATH: z.string().min(1).optional(),
+  JUJU_UNIT_NAME: z.string().default(''),
+  JUJU_CHARM_DIR: z.string().optional(),
+  CHARM_DIR: z.string().optional(),
+  JUJU_MODEL_NAME: z.string().default(''),
+  JUJU_VERSION: z.string().default(''),
+  JUJU_ACTION_NAME: z.string().optional(),
+  JUJU_ACTION_UUID: z.string().optional(),
+});
+
+/**
+ * Reads the environment once. Without JUJU_DISPATCH_PATH (Juju before 2.8) the event comes from
+ * the name the process was invoked as: `.../hooks/install` or `.../actions/update-configs`.
+ */
+export function jujuContextFromEnv(
+  env: NodeJS.ProcessEnv,
+  invokedAs: string,
+  fallbackCharmDir: string,
+): JujuContext {
+  const vars = envSchema.parse(env);
+  const dispatchPath = vars.JUJU_DISPATCH_PATH ?? dispatchPathFromInvocation(invokedAs);
+  return Object.freeze({
+    dispatchPath,
+    unitName: vars.JUJU_UNIT_NAME,
+    appName: vars.JUJU_UNIT_NAME.split('/')[0] ?? '',
+    charmDir: vars.JUJU_CHARM_DIR ?? vars.CHARM_DIR ?? fallbackCharmDir,
+    modelName: vars.JUJU_MODEL_NAME,
+    jujuVersion: vars.JUJU_VERSION,
+    actionName: vars.JUJU_ACTION_NAME || undefined,
+    actionId: vars.JUJU_ACTION_UUID || undefined,
+  });
+}
+
+function dispatchPathFromInvocation(invokedAs: string): string {
+  const name = path.basename(invokedAs);
+  const parent = path.basename(path.dirname(invokedAs));
+  return parent === 'actions' ? `actions/${name}` : `hooks/${name}`;
+}
+
+export type DispatchTarget = { kind: 'hook'; name: string } | { kind: 'action'; name: string };
+
+/**
+ * `hooks/install`, `actions/update-configs`, or a path ending so (dispatch falls back to its
+ * own invocation path, `$0`, on Juju before 2.8).
+ */
+export function parseDispatchPath(dispatchPath: string): DispatchTarget {
+  const name = path.basename(dispatchPath);
+  const location = path.basename(path.dirname(dispatchPath));
+  if (!name) throw new Error(`cannot tell the event from dispatch path "${dispatchPath}"`);
+  if (location === 'actions') return { kind: 'action', name };
+  if (location === 'hooks') return { kind: 'hook', name };
+  throw new Error(`dispatch path "${dispatchPath}" is neither hooks/<name> nor actions/<name>`);
+}

@@ -1,0 +1,42 @@
+/** Errors raised at the framework's edges. Each names the operation that failed. */
+
+/** A hook tool exited non-zero or could not be started. */
+export class HookToolError extends Error {
+  override readonly name = 'HookToolError';
+  constructor(
+    readonly tool: string,
+    readonly args: readonly string[],
+    readonly exitCode: number | undefined,
+    readonly stderr: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${tool} failed (exit ${exitCode ?? 'none'}): ${stderr.trim() || 'no output'}`, options);
+  }
+}
+
+/** An action result key that Juju's action-set would refuse; a programming error. */
+export class ActionResultKeyError extends Error {
+  override readonly name = 'ActionResultKeyError';
+  constructor(readonly key: string, reason: string) {
+    super(`invalid action result key "${key}": ${reason}`);
+  }
+}
+
+/**
+ * Thrown by a handler to end the hook at once with the given exit code, after it has set what
+ * it wants the operator to see. Exit 0 keeps Juju from retrying and the status from being lost.
+ */
+export class AbortHook extends Error {
+  override readonly name = 'AbortHook';
+  constructor(readonly exitCode = 0, message = 'hook aborted') {
+    super(message);
+  }
+}
+
+/** An uncaught error in a hook handler, as the test harness reports it. */
+export class UncaughtCharmError extends Error {
+  override readonly name = 'UncaughtCharmError';
+  constructor(event: string, cause: unknown) {
+    super(`uncaught error in ${event}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}

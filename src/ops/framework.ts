@@ -1,0 +1,213 @@
+import type { z } from 'zod';
+import { flattenActionResults, type ActionResults } from './actionresults';
+import type { Backend } from './backend';
+import { parseDispatchPath, type JujuContext } from './context';
+import { AbortHook } from './errors';
+import type { LogLevel } from './hookcmds';
+import type { StatusBase } from './status';
+
+export const HOOK_NAMES = [
+  'install',
+  'start',
+  'stop',
+  'remove',
+  'config-changed',
+  'upgrade-charm',
+  'update-status',
+  'leader-elected',
+  'secret-changed',
+] as const;
+export type HookName = (typeof HOOK_NAMES)[number];
+
+export interface HookEvent {
+  readonly kind: 'hook';
+  readonly name: HookName;
+}
+
+/** What a charm reads about its unit and application; each tool is asked at most once per event. */
+export class Model {
+  private config?: Promise<Readonly<Record<string, unknown>>>;
+  private leader?: Promise<boolean>;
+  constructor(private readonly backend: Backend, readonly context: JujuContext) {}
+
+  getConfig(): Promise<Readonly<Record<string, unknown>>> {
+    this.config ??= this.backend.configGet().then((c) => Object.freeze({ ...c }));
+    return this.config;
+  }
+  isLeader(): Promise<boolean> {
+    this.leader ??= this.backend.isLeader();
+    return this.leader;
+  }
+  /** Sets the unit status at once (e.g. maintenance during a long install). */
+  setUnitStatus(status: StatusBase): Promise<void> {
+    return this.backend.statusSet(status.name, status.message);
+  }
+  setAppStatus(status: StatusBase): Promise<void> {
+    return this.backend.statusSet(status.name, status.message, { application: true });
+  }
+  setWorkloadVersion(version: string): Promise<void> {
+    return this.backend.applicationVersionSet(version);
+  }
+  getSecret(ref: { id?: string; label?: string }): Promise<Record<string, string>> {
+    return this.backend.secretGet(ref);
+  }
+}
+
+/** Logging to Juju's debug-log; never to stdout, which Juju folds into action results. */
+export class JujuLogger {
+  constructor(private readonly backend: Backend) {}
+  debug(message: string) {
+    return this.write('DEBUG', message);
+  }
+  info(message: string) {
+    return this.write('INFO', message);
+  }
+  warning(message: string) {
+    return this.write('WARNING', message);
+  }
+  error(message: string) {
+    return this.write('ERROR', message);
+  }
+  private async write(level: LogLevel, message: string): Promise<void> {
+    try {
+      await this.backend.jujuLog(level, message);
+    } catch {
+      process.stderr.write(`${level} ${message}\n`);
+    }
+  }
+}
+
+export class Framework {
+  readonly model: Model;
+  readonly log: JujuLogger;
+  constructor(readonly context: JujuContext, readonly backend: Backend) {
+    this.model = new Model(backend, context);
+    this.log = new JujuLogger(backend);
+  }
+}
+
+export class ActionEvent<Params> {
+  readonly kind = 'action';
+  private failedWith: string | undefined;
+  constructor(
+    readonly name: string,
+    readonly id: string | undefined,
+    readonly params: Params,
+    private readonly backend: Backend,
+  ) {}
+  /** Nested results are flattened to dotted keys; a key Juju would refuse throws here. */
+  async setResults(results: ActionResults): Promise<void> {
+    await this.backend.actionSet(flattenActionResults(results));
+  }
+  async fail(message: string): Promise<void> {
+    this.failedWith = message;
+    await this.backend.actionFail(message);
+  }
+  async log(message: string): Promise<void> {
+    await this.backend.actionLog(message);
+  }
+  get failed(): boolean {
+    return this.failedWith !== undefined;
+  }
+}
+
+type HookHandler = (event: HookEvent) => Promise<void> | void;
+type ActionHandler = (event: ActionEvent<unknown>) => Promise<void> | void;
+
+export abstract class CharmBase {
+  private readonly hookHandlers = new Map<HookName, HookHandler[]>();
+  private readonly actionHandlers = new Map<string, { schema: z.ZodTypeAny; handler: ActionHandler }>();
+
+  constructor(readonly framework: Framework) {}
+
+  get model(): Model {
+    return this.framework.model;
+  }
+  get log(): JujuLogger {
+    return this.framework.log;
+  }
+
+  protected observe(hook: HookName, handler: HookHandler): void {
+    this.hookHandlers.set(hook, [...(this.hookHandlers.get(hook) ?? []), handler]);
+  }
+
+  /** Params are checked against the schema before the handler runs; a mismatch fails the action. */
+  protected observeAction<S extends z.ZodTypeAny>(
+    name: string,
+    schema: S,
+    handler: (event: ActionEvent<z.output<S>>) => Promise<void> | void,
+  ): void {
+    this.actionHandlers.set(name, { schema, handler: handler as ActionHandler });
+  }
+
+  /**
+   * The unit status that the facts call for, set once at the end of every event (so an early
+   * Blocked cannot be hidden by a later Active line). Undefined leaves the status alone.
+   */
+  collectUnitStatus(): Promise<StatusBase | undefined> | StatusBase | undefined {
+    return undefined;
+  }
+
+  /** @internal */
+  async dispatchHook(name: string): Promise<void> {
+    if (!(HOOK_NAMES as readonly string[]).includes(name)) {
+      await this.log.debug(`no handler for hook ${name}`);
+      return;
+    }
+    for (const handler of this.hookHandlers.get(name as HookName) ?? []) {
+      await handler({ kind: 'hook', name: name as HookName });
+    }
+  }
+
+  /** @internal */
+  async dispatchAction(name: string, id: string | undefined): Promise<void> {
+    const entry = this.actionHandlers.get(name);
+    const backend = this.framework.backend;
+    if (!entry) {
+      await backend.actionFail(`action ${name} is not implemented by this charm`);
+      return;
+    }
+    const parsed = entry.schema.safeParse(await backend.actionGet());
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'params'}: ${i.message}`);
+      await backend.actionFail(`invalid parameters for ${name}: ${problems.join('; ')}`);
+      return;
+    }
+    await entry.handler(new ActionEvent(name, id, parsed.data, backend));
+  }
+}
+
+export type CharmFactory = (framework: Framework) => CharmBase;
+
+/**
+ * Runs the one event Juju asked for and returns the process exit code. Hook errors are logged
+ * and give exit 1 (Juju shows "hook failed"); action errors become action-fail with exit 0,
+ * since a non-zero exit would replace the message with "exit status 1".
+ */
+export async function runEvent(factory: CharmFactory, context: JujuContext, backend: Backend): Promise<number> {
+  const framework = new Framework(context, backend);
+  const target = parseDispatchPath(context.dispatchPath);
+  let charm: CharmBase | undefined;
+  try {
+    charm = factory(framework);
+    if (target.kind === 'hook') await charm.dispatchHook(target.name);
+    else await charm.dispatchAction(target.name, context.actionId);
+  } catch (error) {
+    if (error instanceof AbortHook) return error.exitCode;
+    const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    await framework.log.error(`${context.dispatchPath}: ${text}`);
+    if (target.kind === 'hook') return 1;
+    await backend.actionFail(error instanceof Error ? error.message : String(error));
+  }
+  if (charm) await setCollectedStatus(charm);
+  return 0;
+}
+
+async function setCollectedStatus(charm: CharmBase): Promise<void> {
+  try {
+    const status = await charm.collectUnitStatus();
+    if (status) await charm.model.setUnitStatus(status);
+  } catch (error) {
+    await charm.log.error(`collecting status failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}

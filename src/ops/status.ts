@@ -1,0 +1,50 @@
+/** The statuses a charm may set (Juju refuses `error`, `unknown` and `terminated` from status-set). */
+export type StatusName = 'active' | 'blocked' | 'maintenance' | 'waiting';
+export const SETTABLE_STATUSES: readonly StatusName[] = ['maintenance', 'blocked', 'waiting', 'active'];
+
+export abstract class StatusBase {
+  abstract readonly name: StatusName;
+  constructor(readonly message = '') {}
+  toString(): string {
+    return this.message ? `${this.name}: ${this.message}` : this.name;
+  }
+  equals(other: StatusBase | undefined): boolean {
+    return other !== undefined && other.name === this.name && other.message === this.message;
+  }
+}
+export class ActiveStatus extends StatusBase {
+  readonly name = 'active';
+}
+export class BlockedStatus extends StatusBase {
+  readonly name = 'blocked';
+}
+export class MaintenanceStatus extends StatusBase {
+  readonly name = 'maintenance';
+}
+export class WaitingStatus extends StatusBase {
+  readonly name = 'waiting';
+}
+
+export function statusFromName(name: string, message = ''): StatusBase {
+  switch (name) {
+    case 'active':
+      return new ActiveStatus(message);
+    case 'blocked':
+      return new BlockedStatus(message);
+    case 'maintenance':
+      return new MaintenanceStatus(message);
+    case 'waiting':
+      return new WaitingStatus(message);
+    default:
+      throw new Error(`unknown status "${name}"`);
+  }
+}
+
+/** Higher wins when several facts each suggest a status (as ops' collect-status orders them). */
+const PRIORITY: Record<StatusName, number> = { blocked: 4, maintenance: 3, waiting: 2, active: 1 };
+
+export function highestPriority(statuses: readonly StatusBase[]): StatusBase | undefined {
+  let best: StatusBase | undefined;
+  for (const s of statuses) if (!best || PRIORITY[s.name] > PRIORITY[best.name]) best = s;
+  return best;
+}
