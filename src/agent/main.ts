@@ -1,1 +1,106 @@
-process.stderr.write('not built yet\n'); process.exitCode = 1;
+/**
+ * testflinger-agent -c <conf> [-p <metrics port>] [--token-file <path>]
+ * Signals are translated here only: SIGUSR1 → safe restart, SIGTERM/SIGINT → stop (the running
+ * phase is ended and the job still reported).
+ */
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Agent } from './agent';
+import { ServerApi } from './api';
+import { TestflingerClient } from './client';
+import { systemClock } from './clock';
+import { ConfigError, loadAgentConfig, serverUrl } from './config';
+import { acquireAgentLock, AgentLockError } from './lock';
+import { AgentLogger } from './logger';
+import { AgentMetrics } from './metrics';
+
+/** Exit codes: a bad conf or a second instance should not be restarted in a tight loop by hand. */
+const EXIT_BAD_CONFIG = 2;
+const EXIT_LOCKED = 3;
+const DEFAULT_TOKEN_FILE = '/var/lib/testflinger-agent/refresh_token';
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string', short: 'c' },
+      metrics_port: { type: 'string', short: 'p' },
+      'token-file': { type: 'string' },
+    },
+  });
+  if (!values.config) {
+    process.stderr.write('usage: testflinger-agent -c <testflinger-agent.conf> [-p <metrics port>] [--token-file <path>]\n');
+    return EXIT_BAD_CONFIG;
+  }
+  const confPath = path.resolve(values.config);
+  let config;
+  try {
+    config = loadAgentConfig(confPath);
+  } catch (error) {
+    process.stderr.write(`testflinger-agent: ${error instanceof ConfigError ? error.message : String(error)}\n`);
+    return EXIT_BAD_CONFIG;
+  }
+  const address = config.server_address ?? process.env['TESTFLINGER_SERVER'];
+  if (!address) {
+    process.stderr.write(`testflinger-agent: ${confPath}: server_address: required (or TESTFLINGER_SERVER in the environment)\n`);
+    return EXIT_BAD_CONFIG;
+  }
+  const log = new AgentLogger(config.agent_id, config.logging_level, path.join(config.logging_basedir, `testflinger-agent-${config.agent_id}.log`), config.logging_quiet);
+  let releaseLock: () => void;
+  try {
+    releaseLock = await acquireAgentLock(path.join(config.logging_basedir, `${config.agent_id}.pid`), confPath, (m) => log.warning(m));
+  } catch (error) {
+    log.error(error instanceof AgentLockError ? error.message : String(error));
+    return EXIT_LOCKED;
+  }
+
+  const metrics = new AgentMetrics();
+  const metricsPort = values.metrics_port ? Number(values.metrics_port) : undefined;
+  const metricsServer = metricsPort
+    ? await metrics.serve(metricsPort, process.env['TESTFLINGER_METRICS_HOST'] ?? '0.0.0.0').catch((error: Error) => {
+        log.warning(`metrics not served on port ${metricsPort}: ${error.message}`);
+        return undefined;
+      })
+    : undefined;
+  const client = new TestflingerClient(serverUrl(address), systemClock, { tokenFile: values['token-file'] ?? DEFAULT_TOKEN_FILE });
+  const agentDir = process.env['TESTFLINGER_AGENT_DIR'];
+  const agent = new Agent({
+    api: new ServerApi(client),
+    config,
+    clock: systemClock,
+    log,
+    metrics,
+    baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
+    markerDir: process.env['TESTFLINGER_OFFLINE_MARKER_DIR'] ?? '/tmp',
+    ...(agentDir ? { programName: path.basename(agentDir) } : {}),
+  });
+
+  const shutdown = new AbortController();
+  process.on('SIGUSR1', () => agent.requestRestart());
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      log.info(`${signal} received; stopping`);
+      shutdown.abort();
+    });
+  }
+  log.info(`agent ${config.agent_id} serving queues ${config.job_queues.join(', ')} from ${client.baseUrl}`);
+  try {
+    const exit = await agent.run(shutdown.signal);
+    log.info(exit === 'restart' ? 'exiting for a safe restart' : 'stopped');
+    return 0;
+  } finally {
+    metricsServer?.close();
+    releaseLock();
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // Nothing left to wait for: open sockets (keep-alive) must not hold the process.
+    setTimeout(() => process.exit(code), 100).unref();
+  },
+  (error: unknown) => {
+    process.stderr.write(`testflinger-agent: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,225 @@
+/**
+ * The agent's loop: report in, then until told to stop: send results left over, honour offline
+ * states and markers, take a job, run it, report it. Safe restarts (SIGUSR1 or server state
+ * `restart`) end the loop only between jobs.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { AgentData, Job, ServerApi } from './api';
+import type { Clock } from './clock';
+import type { AgentConfig } from './config';
+import { bookkeepingDirOf, JobRunner, runDirOf, EXIT_STOPPED, type JobDeps, type JobOutcome, type JobTiming } from './job';
+import type { Logger } from './logger';
+import type { AgentMetrics } from './metrics';
+import { Outbox } from './outbox';
+import { AgentReporter } from './reporter';
+
+/** Server states in which the agent takes no jobs and defers restarts. */
+const HOLD_STATES = new Set(['offline', 'maintenance']);
+const REPOST_AGENT_DATA_MS = 24 * 3600 * 1000;
+const BACKOFF_FIRST_MS = 1000;
+const BACKOFF_MAX_MS = 30_000;
+
+export type AgentExit = 'restart' | 'stopped';
+
+export interface AgentDeps extends Omit<JobDeps, 'reporter'> {
+  /** Where offline marker files are looked for (/tmp on a unit). */
+  markerDir: string;
+  /** The agent's directory name, when it differs from agent_id. */
+  programName?: string;
+  timing?: JobTiming;
+}
+
+/** `/tmp/TESTFLINGER-DEVICE-OFFLINE-<name>`, also without the dash before a trailing number. */
+export function offlineMarkerNames(names: readonly string[]): string[] {
+  const forms = new Set<string>();
+  for (const name of names) {
+    forms.add(name);
+    forms.add(name.replace(/-(\d+)$/, '$1'));
+  }
+  return [...forms].map((n) => `TESTFLINGER-DEVICE-OFFLINE-${n}`);
+}
+
+export class Agent {
+  private restartRequested = false;
+  private wake = new AbortController();
+  private readonly reporter: AgentReporter;
+  private readonly outbox: Outbox;
+  private lastFullReport = 0;
+  private busy = false;
+  /** Set when the last job's recovery failed: the agent stays offline, not back to waiting. */
+  private heldByRecovery = false;
+
+  constructor(private readonly deps: AgentDeps) {
+    this.reporter = new AgentReporter(deps.api, deps.config.agent_id, deps.log);
+    this.outbox = new Outbox(deps.config.results_basedir, deps.api, deps.log);
+  }
+
+  get api(): ServerApi {
+    return this.deps.api;
+  }
+  get config(): AgentConfig {
+    return this.deps.config;
+  }
+
+  /** SIGUSR1: restart once no job is running (and the server does not hold the agent). */
+  requestRestart(): void {
+    this.restartRequested = true;
+    this.deps.log.info(this.busy ? 'restart requested; will restart after the current job' : 'restart requested');
+    this.wake.abort();
+  }
+
+  async run(shutdown: AbortSignal): Promise<AgentExit> {
+    const { clock, log, config } = this.deps;
+    await this.waitForServer(shutdown);
+    await this.reportIn();
+    await this.finishInterruptedJobs(shutdown);
+    let backoff = BACKOFF_FIRST_MS;
+    while (!shutdown.aborted) {
+      try {
+        await this.outbox.flush();
+        await this.reporter.flush();
+        if (clock.now() - this.lastFullReport > REPOST_AGENT_DATA_MS) await this.reportIn();
+        const data = await this.api.agentData(config.agent_id);
+        const hold = this.holdReason(data);
+        if (data?.state === 'restart') this.restartRequested = true;
+        if (this.restartRequested && !(hold && hold.fromServer)) {
+          await this.reporter.setData({ state: 'restart', comment: 'Restarting: safe restart requested' });
+          return 'restart';
+        }
+        if (hold) {
+          log.debug(`not taking jobs: ${hold.reason}`);
+        } else {
+          const job = await this.api.nextJob(this.queues(data), shutdown);
+          backoff = BACKOFF_FIRST_MS;
+          if (job) {
+            await this.runJob(job, shutdown);
+            continue;
+          }
+        }
+        backoff = BACKOFF_FIRST_MS;
+        await this.idle(config.polling_interval * 1000, shutdown);
+      } catch (error) {
+        if (shutdown.aborted) break;
+        log.warning(`server request failed, retrying in ${backoff / 1000}s: ${(error as Error).message}`);
+        await this.idle(backoff, shutdown);
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+        await this.waitForServer(shutdown);
+      }
+    }
+    await this.outbox.flush().catch(() => undefined);
+    return 'stopped';
+  }
+
+  private async idle(ms: number, shutdown: AbortSignal): Promise<void> {
+    this.wake = new AbortController();
+    const stop = () => this.wake.abort();
+    shutdown.addEventListener('abort', stop, { once: true });
+    await this.deps.clock.sleep(ms, this.wake.signal);
+    shutdown.removeEventListener('abort', stop);
+  }
+
+  /** `GET /v1` until the server answers (bounded waits, cut short by shutdown). */
+  private async waitForServer(shutdown: AbortSignal): Promise<void> {
+    let wait = BACKOFF_FIRST_MS;
+    while (!shutdown.aborted && !(await this.api.isUp(shutdown))) {
+      this.deps.log.warning(`server ${this.api.client.baseUrl} is not answering; waiting ${wait / 1000}s`);
+      await this.deps.clock.sleep(wait, shutdown);
+      wait = Math.min(wait * 2, BACKOFF_MAX_MS);
+    }
+  }
+
+  /**
+   * Start-up report. An operator's offline/maintenance (and its comment) is kept; a `restart`
+   * left by the previous process, or anything else, becomes `waiting`.
+   */
+  private async reportIn(): Promise<void> {
+    const { config, log } = this.deps;
+    let current: AgentData | undefined;
+    try {
+      current = await this.api.agentData(config.agent_id);
+    } catch (error) {
+      log.warning(`cannot read agent data: ${(error as Error).message}`);
+    }
+    const data: Record<string, unknown> = {
+      queues: config.job_queues,
+      location: config.location ?? '',
+      provision_type: config.provision_type ?? '',
+      identifier: config.identifier ?? '',
+    };
+    if (!current?.state || !HOLD_STATES.has(current.state)) Object.assign(data, { state: 'waiting', comment: '' });
+    await this.reporter.setData(data);
+    if (config.advertised_queues) await this.api.postQueues(config.advertised_queues).catch((e) => log.warning(e.message));
+    if (config.advertised_images) await this.api.postImages(config.advertised_images).catch((e) => log.warning(e.message));
+    this.lastFullReport = this.deps.clock.now();
+  }
+
+  private holdReason(data: AgentData | undefined): { reason: string; fromServer: boolean } | undefined {
+    if (data?.state && HOLD_STATES.has(data.state)) return { reason: `server state ${data.state}${data.comment ? ` (${data.comment})` : ''}`, fromServer: true };
+    const names = [this.deps.config.agent_id, ...(this.deps.programName ? [this.deps.programName] : [])];
+    const marker = offlineMarkerNames(names).find((m) => fs.existsSync(path.join(this.deps.markerDir, m)));
+    return marker ? { reason: `marker file ${path.join(this.deps.markerDir, marker)}`, fromServer: false } : undefined;
+  }
+
+  /** Queues to ask for: with restricted_to set by the server, only those queues. */
+  private queues(data: AgentData | undefined): string[] {
+    const restricted = data?.restricted_to ? Object.keys(data.restricted_to) : [];
+    const allowed = this.deps.config.job_queues.filter((q) => restricted.length === 0 || restricted.includes(q));
+    return allowed.length > 0 ? allowed : this.deps.config.job_queues;
+  }
+
+  private async runJob(job: Job, shutdown: AbortSignal): Promise<void> {
+    this.busy = true;
+    try {
+      await this.reporter.setData({ job_id: job.job_id });
+      const outcome = await new JobRunner({ ...this.deps, reporter: this.reporter }, job).run(shutdown);
+      await this.deliver(outcome);
+    } finally {
+      this.busy = false;
+    }
+    const data: Record<string, unknown> = { job_id: '' };
+    if (!this.heldByRecovery) data['state'] = 'waiting';
+    await this.reporter.setData(data);
+  }
+
+  /** The outcome goes to disk first, then to the server; the run directory is removed. */
+  private async deliver(outcome: JobOutcome): Promise<void> {
+    const { config, log } = this.deps;
+    this.heldByRecovery = outcome.recoveryFailed;
+    this.outbox.store(outcome.entry);
+    fs.rmSync(runDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
+    fs.rmSync(bookkeepingDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
+    const waiting = await this.outbox.flush();
+    if (waiting.includes(outcome.entry.jobId)) log.warning(`job ${outcome.entry.jobId}: results kept in ${config.results_basedir} until the server takes them`);
+    else log.info(`job ${outcome.entry.jobId}: ${String(outcome.entry.result['job_state'])}`);
+  }
+
+  /**
+   * A job left by a process that died mid-job (kill -9, power loss): reported as failed with
+   * the reason, its cleanup run, before any new job is taken.
+   */
+  private async finishInterruptedJobs(shutdown: AbortSignal): Promise<void> {
+    const { config, log } = this.deps;
+    if (!fs.existsSync(config.execution_basedir)) return;
+    for (const name of fs.readdirSync(config.execution_basedir)) {
+      const match = /^\.(.+)\.agent$/.exec(name);
+      if (!match) continue;
+      const keepDir = path.join(config.execution_basedir, name);
+      let job: Job;
+      let progress: { status: Record<string, number>; phase: string | null };
+      try {
+        job = JSON.parse(fs.readFileSync(path.join(keepDir, 'job.json'), 'utf8')) as Job;
+        progress = JSON.parse(fs.readFileSync(path.join(keepDir, 'progress.json'), 'utf8'));
+      } catch {
+        fs.rmSync(keepDir, { recursive: true, force: true });
+        continue;
+      }
+      log.warning(`job ${job.job_id} was interrupted in ${progress.phase ?? 'between phases'}; reporting it failed`);
+      const runner = new JobRunner({ ...this.deps, reporter: this.reporter }, job);
+      const outcome = await runner.finishInterrupted(progress, shutdown);
+      await this.deliver(outcome);
+    }
+  }
+}
+
+export { EXIT_STOPPED };

@@ -1,0 +1,147 @@
+/**
+ * The Testflinger server's v1 API as the agent uses it: one cookie jar (the server refuses
+ * `GET /v1/job` without the agent_name cookie it sets), Bearer tokens from the refresh-token
+ * flow, and retries with backoff on connection errors and 5xx.
+ */
+import * as fs from 'node:fs';
+import type { Clock } from './clock';
+
+export class ServerError extends Error {
+  override readonly name = 'ServerError';
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    /** Undefined when the server could not be reached at all. */
+    readonly status: number | undefined,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${method} ${path}: ${status === undefined ? 'unreachable' : `HTTP ${status}`}${detail ? ` (${detail})` : ''}`, options);
+  }
+  /** Connection errors, timeouts and 5xx may succeed later; 4xx will not. */
+  get retryable(): boolean {
+    return this.status === undefined || this.status >= 500 || this.status === 408 || this.status === 429;
+  }
+}
+
+export interface RetryPolicy {
+  attempts: number;
+  firstDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, firstDelayMs: 250, maxDelayMs: 2000 };
+export const NO_RETRY: RetryPolicy = { attempts: 1, firstDelayMs: 0, maxDelayMs: 0 };
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Refresh the access token this long before it expires. */
+const TOKEN_MARGIN_MS = 30_000;
+
+export interface RequestOptions {
+  json?: unknown;
+  body?: Blob | FormData;
+  query?: Record<string, string | string[]>;
+  retry?: RetryPolicy;
+  signal?: AbortSignal;
+  /** Statuses to hand back rather than throw. */
+  accept?: number[];
+}
+
+export interface Response {
+  status: number;
+  text: string;
+  bytes: Buffer;
+  json<T = unknown>(): T;
+}
+
+export class TestflingerClient {
+  private readonly cookies = new Map<string, string>();
+  private accessToken: { value: string; expiresAt: number } | undefined;
+  /** Requests made, by path, for the agent's own figures and tests. */
+  requestCount = 0;
+
+  constructor(
+    readonly baseUrl: string,
+    private readonly clock: Clock,
+    private readonly options: { tokenFile?: string; fetch?: typeof fetch; retry?: RetryPolicy } = {},
+  ) {}
+
+  async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
+    const retry = options.retry ?? this.options.retry ?? DEFAULT_RETRY;
+    let delay = retry.firstDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.once(method, path, options);
+      } catch (error) {
+        const retryable = error instanceof ServerError && error.retryable;
+        if (!retryable || attempt >= retry.attempts || options.signal?.aborted) throw error;
+        await this.clock.sleep(delay, options.signal);
+        delay = Math.min(delay * 2, retry.maxDelayMs);
+      }
+    }
+  }
+
+  private async once(method: string, path: string, options: RequestOptions): Promise<Response> {
+    const url = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) for (const item of [v].flat()) url.searchParams.append(k, item);
+    const headers: Record<string, string> = {};
+    const token = path === '/v1/oauth2/refresh' ? undefined : await this.bearer(options.signal);
+    if (token) headers['authorization'] = `Bearer ${token}`;
+    if (this.cookies.size > 0) headers['cookie'] = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+    let body: string | Blob | FormData | undefined = options.body;
+    if (options.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(options.json);
+    }
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`)), REQUEST_TIMEOUT_MS);
+    const onAbort = () => controller.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    let res: globalThis.Response;
+    let bytes: Buffer;
+    this.requestCount++;
+    try {
+      res = await (this.options.fetch ?? fetch)(url, { method, headers, body, signal: controller.signal });
+      bytes = Buffer.from(await res.arrayBuffer());
+    } catch (error) {
+      throw new ServerError(method, path, undefined, (error as Error).cause ? String((error as Error).cause) : (error as Error).message, { cause: error });
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+    for (const cookie of setCookies(res.headers)) {
+      const [pair = ''] = cookie.split(';');
+      const eq = pair.indexOf('=');
+      if (eq > 0) this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
+    }
+    const text = bytes.toString('utf8');
+    if (res.status >= 400 && !options.accept?.includes(res.status)) {
+      if (res.status === 401) this.accessToken = undefined;
+      throw new ServerError(method, path, res.status, text.slice(0, 200));
+    }
+    return { status: res.status, text, bytes, json: <T>() => (text ? JSON.parse(text) : null) as T };
+  }
+
+  /** The access token, refreshed from the token file's refresh token when it runs out. */
+  private async bearer(signal?: AbortSignal): Promise<string | undefined> {
+    const file = this.options.tokenFile;
+    if (!file || !fs.existsSync(file)) return undefined;
+    if (this.accessToken && this.accessToken.expiresAt - TOKEN_MARGIN_MS > this.clock.now()) return this.accessToken.value;
+    const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as { refresh_token?: string };
+    if (!stored.refresh_token) return undefined;
+    const res = await this.once('POST', '/v1/oauth2/refresh', { json: { refresh_token: stored.refresh_token }, ...(signal ? { signal } : {}) });
+    const answer = res.json<{ access_token: string; expires_in: number }>();
+    this.accessToken = { value: answer.access_token, expiresAt: this.clock.now() + answer.expires_in * 1000 };
+    return answer.access_token;
+  }
+
+  hasCookie(name: string): boolean {
+    return this.cookies.has(name);
+  }
+}
+
+/** Set-Cookie headers one by one (Headers.getSetCookie is missing from older Node 18 builds). */
+function setCookies(headers: Headers): string[] {
+  if (typeof headers.getSetCookie === 'function') return headers.getSetCookie();
+  const joined = headers.get('set-cookie');
+  return joined ? joined.split(/,(?=\s*[^;,=\s]+=)/) : [];
+}

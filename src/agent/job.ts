@@ -1,0 +1,463 @@
+/**
+ * One job, start to finish: the phases in order from a table, each in the job's run directory
+ * with its timeouts, output streamed live, cancel honoured, cleanup always. The agent's own
+ * bookkeeping lives beside the run directory, where the job's commands cannot move it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Job, ServerApi } from './api';
+import { packArtifacts, unpackAttachments } from './attachments';
+import type { Clock } from './clock';
+import type { AgentConfig, Phase } from './config';
+import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
+import type { Logger } from './logger';
+import { SecretMasker } from './masker';
+import type { AgentMetrics } from './metrics';
+import type { OutboxEntry } from './outbox';
+import { runPhaseProcess, type StopReason } from './process';
+import type { AgentReporter } from './reporter';
+
+/** A phase command exits with this when the device could not be recovered. */
+export const EXIT_RECOVERY_FAILED = 46;
+/** Recorded for a phase the agent had to stop (timeout, cancel, shutdown). */
+export const EXIT_STOPPED = 137;
+export const DEFAULT_GLOBAL_TIMEOUT_S = 4 * 3600;
+export const DEFAULT_OUTPUT_TIMEOUT_S = 15 * 60;
+const DEFAULT_RESERVE_TIMEOUT_S = 3600;
+const MAX_RESERVE_TIMEOUT_S = 6 * 3600;
+/** Extra time for the reserve phase beyond the reservation itself (setup of keys, messages). */
+const RESERVE_MARGIN_S = 300;
+const CLEANUP_TIMEOUT_S = 3600;
+
+interface PhaseRule {
+  phase: Phase;
+  /** Skipped unless the job has <phase>_data without skip: true. */
+  needsData: boolean;
+  /** Cancel is not honoured while the device is being provisioned. */
+  cancellable: boolean;
+  /** A failure ends the job (test failures do not: the results are the point). */
+  failureEndsJob: boolean;
+  timeout: 'global' | 'reserve';
+  outputTimeout: boolean;
+}
+
+export const PHASE_RULES: readonly PhaseRule[] = [
+  { phase: 'setup', needsData: false, cancellable: true, failureEndsJob: true, timeout: 'global', outputTimeout: false },
+  { phase: 'provision', needsData: true, cancellable: false, failureEndsJob: true, timeout: 'global', outputTimeout: false },
+  { phase: 'firmware_update', needsData: true, cancellable: true, failureEndsJob: true, timeout: 'global', outputTimeout: false },
+  { phase: 'test', needsData: true, cancellable: true, failureEndsJob: false, timeout: 'global', outputTimeout: true },
+  { phase: 'allocate', needsData: true, cancellable: true, failureEndsJob: true, timeout: 'global', outputTimeout: false },
+  { phase: 'reserve', needsData: true, cancellable: true, failureEndsJob: true, timeout: 'reserve', outputTimeout: false },
+];
+
+export interface JobTiming {
+  /** How often the server is asked whether the job was cancelled while a phase runs. */
+  cancelPollMs: number;
+  /** How often an allocated job asks whether its parent finished. */
+  allocatePollMs: number;
+  liveLog: LiveLogOptions;
+}
+
+export const DEFAULT_JOB_TIMING: JobTiming = { cancelPollMs: 2000, allocatePollMs: 5000, liveLog: DEFAULT_LIVE_LOG };
+
+export interface JobDeps {
+  api: ServerApi;
+  config: AgentConfig;
+  clock: Clock;
+  log: Logger;
+  metrics: AgentMetrics;
+  reporter: AgentReporter;
+  /** Environment of the agent, the base of every phase's environment. */
+  baseEnv: Record<string, string>;
+  timing?: JobTiming;
+}
+
+export interface JobOutcome {
+  entry: OutboxEntry;
+  recoveryFailed: boolean;
+  stoppedBy?: StopReason;
+}
+
+type Progress = { status: Record<string, number>; phase: string | null; startedAt: number };
+
+export function runDirOf(config: AgentConfig, jobId: string): string {
+  return path.join(config.execution_basedir, jobId);
+}
+/** Beside the run directory, out of reach of `mv *` inside it. */
+export function bookkeepingDirOf(config: AgentConfig, jobId: string): string {
+  return path.join(config.execution_basedir, `.${jobId}.agent`);
+}
+
+function phaseData(job: Job, phase: Phase): Record<string, unknown> | undefined {
+  const data = (job as Record<string, unknown>)[`${phase}_data`];
+  return typeof data === 'object' && data !== null ? (data as Record<string, unknown>) : undefined;
+}
+
+function secretsOf(data: Record<string, unknown> | undefined): Record<string, string> {
+  const secrets = data?.['secrets'];
+  if (typeof secrets !== 'object' || secrets === null) return {};
+  return Object.fromEntries(Object.entries(secrets).map(([k, v]) => [k, String(v)]));
+}
+
+export class JobRunner {
+  private readonly timing: JobTiming;
+  private readonly runDir: string;
+  private readonly keepDir: string;
+  private readonly progress: Progress;
+  private readonly output: LiveLog;
+  private readonly serial: LiveLog;
+  private readonly masker: SecretMasker;
+  private readonly events: { event_name: string; timestamp: string; detail: string }[] = [];
+  private jobState: 'complete' | 'cancelled' = 'complete';
+  private deviceInfo: unknown;
+
+  constructor(private readonly deps: JobDeps, private readonly job: Job) {
+    this.timing = deps.timing ?? DEFAULT_JOB_TIMING;
+    this.runDir = runDirOf(deps.config, job.job_id);
+    this.keepDir = bookkeepingDirOf(deps.config, job.job_id);
+    this.progress = { status: {}, phase: null, startedAt: deps.clock.now() };
+    this.output = new LiveLog(deps.api, job.job_id, 'output', deps.clock, this.timing.liveLog);
+    this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog);
+    const allSecrets = PHASE_RULES.flatMap((r) => Object.values(secretsOf(phaseData(job, r.phase))));
+    this.masker = new SecretMasker(allSecrets);
+  }
+
+  /** Runs the job; `shutdown` (SIGTERM) stops the running phase, and the job is still reported. */
+  async run(shutdown: AbortSignal): Promise<JobOutcome> {
+    const { config, log, metrics } = this.deps;
+    log.info(`job ${this.job.job_id}: starting`);
+    this.prepareRunDir();
+    metrics.jobs.inc({ agent_id: config.agent_id });
+    this.event('job_start', '');
+    await this.fetchAttachments();
+    const deadline = this.deps.clock.now() + this.globalTimeoutS() * 1000;
+    let recoveryFailedIn: Phase | undefined;
+    let stoppedBy: StopReason | undefined;
+    for (const rule of PHASE_RULES) {
+      if (!this.shouldRun(rule)) continue;
+      if (shutdown.aborted) break;
+      if (await this.isCancelled()) {
+        this.cancelled();
+        break;
+      }
+      const result = await this.runPhase(rule, shutdown, deadline);
+      if (result.exitCode === EXIT_RECOVERY_FAILED) {
+        recoveryFailedIn = rule.phase;
+        break;
+      }
+      if (result.stoppedBy) {
+        stoppedBy = result.stoppedBy;
+        break;
+      }
+      if (result.exitCode !== 0 && rule.failureEndsJob) break;
+      if (rule.phase === 'allocate') await this.waitWhileAllocated(shutdown, deadline);
+    }
+    await this.runCleanup(shutdown);
+    // After cleanup, whose own state post would otherwise replace the offline one.
+    if (recoveryFailedIn) await this.recoveryFailed(recoveryFailedIn);
+    this.event('job_end', this.jobState);
+    return { entry: await this.outcome(), recoveryFailed: recoveryFailedIn !== undefined, ...(stoppedBy ? { stoppedBy } : {}) };
+  }
+
+  /**
+   * Ends a job a previous agent process left mid-way: the phase it was in is marked stopped
+   * with the reason in the job's output, cleanup runs, and the outcome is returned.
+   */
+  async finishInterrupted(progress: { status: Record<string, number>; phase: string | null }, shutdown: AbortSignal): Promise<JobOutcome> {
+    Object.assign(this.progress.status, progress.status);
+    const phase = progress.phase ?? 'setup';
+    if (progress.phase) this.progress.status[phase] = EXIT_STOPPED;
+    this.ensureRunDir();
+    this.emit(phase, `\nERROR: the agent stopped unexpectedly during ${phase} (killed or crashed); this job is reported as failed\n`);
+    this.endOutput(phase);
+    this.saveProgress();
+    await this.deps.api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch(() => undefined);
+    await this.runCleanup(shutdown);
+    this.event('job_end', 'interrupted');
+    return { entry: await this.outcome(), recoveryFailed: false };
+  }
+
+  private prepareRunDir(): void {
+    fs.mkdirSync(this.runDir, { recursive: true });
+    fs.mkdirSync(this.keepDir, { recursive: true });
+    const jobText = JSON.stringify(this.job, null, 2);
+    fs.writeFileSync(path.join(this.runDir, 'testflinger.json'), jobText);
+    fs.writeFileSync(path.join(this.keepDir, 'job.json'), jobText);
+    this.saveProgress();
+  }
+
+  private saveProgress(): void {
+    fs.writeFileSync(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
+    // The job's commands may read it; they may also move it, so it is rewritten from ours each time.
+    try {
+      fs.writeFileSync(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
+    } catch {
+      // The job removed its own run directory; our copy is intact.
+    }
+  }
+
+  private shouldRun(rule: PhaseRule): boolean {
+    if (!this.deps.config[`${rule.phase}_command`]) return false;
+    if (!rule.needsData) return true;
+    const data = phaseData(this.job, rule.phase);
+    return data !== undefined && data['skip'] !== true;
+  }
+
+  private globalTimeoutS(): number {
+    const device = this.deps.config.global_timeout ?? DEFAULT_GLOBAL_TIMEOUT_S;
+    return Math.min(this.job.global_timeout ?? device, device);
+  }
+
+  private outputTimeoutS(): number {
+    const device = this.deps.config.output_timeout ?? DEFAULT_OUTPUT_TIMEOUT_S;
+    return Math.min(this.job.output_timeout ?? device, device);
+  }
+
+  private reserveTimeoutS(): number {
+    const asked = Number(phaseData(this.job, 'reserve')?.['timeout'] ?? DEFAULT_RESERVE_TIMEOUT_S);
+    return Math.min(Number.isFinite(asked) && asked > 0 ? asked : DEFAULT_RESERVE_TIMEOUT_S, MAX_RESERVE_TIMEOUT_S) + RESERVE_MARGIN_S;
+  }
+
+  private async fetchAttachments(): Promise<void> {
+    if (this.job.attachments_status !== 'complete') return;
+    try {
+      const refused = await unpackAttachments(await this.deps.api.attachments(this.job.job_id), this.runDir);
+      for (const r of refused) this.emit('setup', `attachment refused: ${r}\n`);
+    } catch (error) {
+      this.emit('setup', `attachments could not be unpacked: ${(error as Error).message}\n`);
+    }
+  }
+
+  private async isCancelled(): Promise<boolean> {
+    try {
+      return (await this.deps.api.jobState(this.job.job_id)) === 'cancelled';
+    } catch {
+      return false;
+    }
+  }
+
+  private cancelled(): void {
+    this.jobState = 'cancelled';
+    this.event('cancelled', '');
+  }
+
+  private emit(phase: string, text: string): void {
+    const safe = this.masker.push(text);
+    if (!safe) return;
+    try {
+      fs.appendFileSync(path.join(this.runDir, `${phase}.log`), safe);
+    } catch {
+      // The job moved its run directory away; the live log still carries the output.
+    }
+    this.output.write(phase, safe);
+  }
+
+  private endOutput(phase: string): void {
+    const rest = this.masker.end();
+    if (rest) {
+      this.output.write(phase, rest);
+      try {
+        fs.appendFileSync(path.join(this.runDir, `${phase}.log`), rest);
+      } catch {
+        // see emit
+      }
+    }
+  }
+
+  private phaseEnv(phase: Phase): Record<string, string> {
+    const env: Record<string, string> = { ...this.deps.baseEnv };
+    for (const [key, value] of Object.entries(this.deps.config)) if (typeof value === 'string') env[key] = value;
+    Object.assign(env, secretsOf(phaseData(this.job, phase)));
+    return env;
+  }
+
+  private async runPhase(rule: PhaseRule, shutdown: AbortSignal, deadline: number): Promise<{ exitCode: number; stoppedBy?: StopReason }> {
+    const { api, config, clock, reporter, metrics, log } = this.deps;
+    const { phase } = rule;
+    this.progress.phase = phase;
+    this.saveProgress();
+    await api.postResult(this.job.job_id, { job_state: phase }).catch((e) => log.warning(`job_state ${phase} not posted: ${e.message}`));
+    await reporter.setData({ state: phase, comment: '' });
+    this.event(`${phase}_start`, '');
+    log.info(`job ${this.job.job_id}: ${phase}`);
+    this.ensureRunDir();
+
+    const stopper = new AbortController();
+    let stopReason: StopReason = 'shutdown';
+    const onShutdown = () => {
+      stopReason = 'shutdown';
+      stopper.abort();
+    };
+    shutdown.addEventListener('abort', onShutdown, { once: true });
+    const cancelWatch = rule.cancellable ? this.watchCancel(() => {
+      stopReason = 'cancelled';
+      stopper.abort();
+    }) : undefined;
+    const serialTail = this.tailSerial(phase);
+    const started = clock.now();
+    const timeoutMs = rule.timeout === 'reserve' ? this.reserveTimeoutS() * 1000 : Math.max(0, deadline - started);
+    this.emit(phase, `*** testflinger ${phase} phase on ${config.agent_id} (job ${this.job.job_id})\n`);
+    const result = await runPhaseProcess({
+      command: config[`${phase}_command`],
+      cwd: fs.existsSync(this.runDir) ? this.runDir : config.execution_basedir,
+      env: this.phaseEnv(phase),
+      onOutput: (text) => this.emit(phase, text),
+      clock,
+      timeoutMs,
+      ...(rule.outputTimeout ? { outputTimeoutMs: this.outputTimeoutS() * 1000 } : {}),
+      stop: { signal: stopper.signal, reason: () => stopReason },
+    });
+    shutdown.removeEventListener('abort', onShutdown);
+    cancelWatch?.();
+    serialTail();
+    const exitCode = result.stoppedBy ? EXIT_STOPPED : result.exitCode;
+    if (result.stoppedBy) this.emit(phase, `\n${this.stopMessage(result.stoppedBy, phase)}\n`);
+    this.endOutput(phase);
+    void this.output.flush();
+
+    this.progress.status[phase] = exitCode;
+    this.progress.phase = null;
+    this.saveProgress();
+    this.readDeviceInfo();
+    await api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch((e) => log.warning(`status not posted: ${e.message}`));
+    if (phase === 'provision') {
+      await reporter.provisionLog({ job_id: this.job.job_id, exit_code: exitCode, detail: exitCode === 0 ? 'provision_success' : 'provision_fail' });
+    }
+    const seconds = (clock.now() - started) / 1000;
+    metrics.phaseDuration.observe(
+      { agent_id: config.agent_id, test_phase: phase, identifier: config.identifier ?? '', release: String(phaseData(this.job, 'provision')?.['distro'] ?? '') },
+      seconds,
+    );
+    if (exitCode !== 0) metrics.failures.inc({ agent_id: config.agent_id, test_phase: phase });
+    this.event(`${phase}_${exitCode === 0 ? 'success' : 'fail'}`, `exit code ${exitCode}`);
+    if (result.stoppedBy === 'cancelled') this.cancelled();
+    return { exitCode, ...(result.stoppedBy ? { stoppedBy: result.stoppedBy } : {}) };
+  }
+
+  /** The job may have removed its run directory in an earlier phase; later phases get a new one. */
+  private ensureRunDir(): void {
+    fs.mkdirSync(this.runDir, { recursive: true });
+  }
+
+  private stopMessage(reason: StopReason, phase: string): string {
+    switch (reason) {
+      case 'timeout':
+        return phase === 'reserve'
+          ? `ERROR: reserve timeout reached (${this.reserveTimeoutS()}s), stopping ${phase}`
+          : `ERROR: global timeout reached (${this.globalTimeoutS()}s), stopping ${phase}`;
+      case 'output-timeout':
+        return `ERROR: output timeout reached (${this.outputTimeoutS()}s without output), stopping ${phase}`;
+      case 'cancelled':
+        return `Job cancelled, stopping ${phase}`;
+      case 'shutdown':
+        return `Agent is shutting down, stopping ${phase}`;
+    }
+  }
+
+  /** Polls the job's state while a phase runs; returns the function that stops polling. */
+  private watchCancel(onCancel: () => void): () => void {
+    let active = true;
+    let timer: NodeJS.Timeout | undefined;
+    const tick = async () => {
+      if (!active) return;
+      if (await this.isCancelled()) {
+        if (active) onCancel();
+        return;
+      }
+      if (active) timer = setTimeout(() => void tick(), this.timing.cancelPollMs);
+    };
+    timer = setTimeout(() => void tick(), this.timing.cancelPollMs);
+    return () => {
+      active = false;
+      if (timer) clearTimeout(timer);
+    };
+  }
+
+  /** Streams <phase>-serial.log, written by the connector, to the serial log endpoint. */
+  private tailSerial(phase: string): () => void {
+    const file = path.join(this.runDir, `${phase}-serial.log`);
+    let offset = 0;
+    const read = () => {
+      try {
+        const size = fs.statSync(file).size;
+        if (size <= offset) return;
+        const fd = fs.openSync(file, 'r');
+        const buffer = Buffer.alloc(size - offset);
+        fs.readSync(fd, buffer, 0, buffer.length, offset);
+        fs.closeSync(fd);
+        offset = size;
+        this.serial.write(phase, this.masker.mask(buffer.toString('utf8')));
+      } catch {
+        // not there (yet)
+      }
+    };
+    const timer = setInterval(read, this.timing.liveLog.intervalMs);
+    return () => {
+      clearInterval(timer);
+      read();
+    };
+  }
+
+  private readDeviceInfo(): void {
+    try {
+      const info = JSON.parse(fs.readFileSync(path.join(this.runDir, 'device-info.json'), 'utf8')) as { device_info?: unknown };
+      if (info.device_info !== undefined) this.deviceInfo = info.device_info;
+    } catch {
+      // the connector wrote none
+    }
+  }
+
+  private async recoveryFailed(phase: Phase): Promise<void> {
+    const { config, metrics, reporter, log } = this.deps;
+    metrics.recoveryFailures.inc({ agent_id: config.agent_id });
+    this.event('recovery_fail', phase);
+    const comment = `Device recovery failed in the ${phase} phase of job ${this.job.job_id}; set offline by the agent`;
+    log.error(comment);
+    await reporter.setData({ state: 'offline', comment });
+  }
+
+  /** A multi-device job's allocated device waits for its parent job (or itself) to finish. */
+  private async waitWhileAllocated(shutdown: AbortSignal, deadline: number): Promise<void> {
+    const { api, clock, log } = this.deps;
+    await api.postResult(this.job.job_id, { device_info: this.deviceInfo ?? {}, job_state: 'allocated' }).catch((e) => log.warning(e.message));
+    const watched = this.job.parent_job_id || this.job.job_id;
+    while (!shutdown.aborted && clock.now() < deadline) {
+      const state = await api.jobState(watched).catch(() => undefined);
+      if (state && ['complete', 'completed', 'cancelled'].includes(state)) return;
+      if (state === 'cancelled' || (await this.isCancelled())) return this.cancelled();
+      await clock.sleep(this.timing.allocatePollMs, shutdown);
+    }
+  }
+
+  private async runCleanup(shutdown: AbortSignal): Promise<void> {
+    if (!this.deps.config.cleanup_command) return;
+    const rule: PhaseRule = { phase: 'cleanup', needsData: false, cancellable: false, failureEndsJob: false, timeout: 'global', outputTimeout: false };
+    // Cleanup has its own bound: the job's deadline may already be spent.
+    await this.runPhase(rule, shutdown, this.deps.clock.now() + CLEANUP_TIMEOUT_S * 1000);
+  }
+
+  private event(name: string, detail: string): void {
+    if (!this.job.job_status_webhook) return;
+    this.events.push({ event_name: name, timestamp: new Date(this.deps.clock.now()).toISOString(), detail });
+    void this.deps.api
+      .postJobEvents(this.job.job_id, {
+        agent_id: this.deps.config.agent_id,
+        job_queue: this.job.job_queue,
+        job_status_webhook: this.job.job_status_webhook,
+        events: [...this.events],
+      })
+      .catch((e) => this.deps.log.warning(`job events not posted: ${e.message}`));
+  }
+
+  private async outcome(): Promise<OutboxEntry> {
+    const result: Record<string, unknown> = { status: { ...this.progress.status }, job_state: this.jobState };
+    if (this.deviceInfo !== undefined) result['device_info'] = this.deviceInfo;
+    const artifact = fs.existsSync(this.runDir) ? await packArtifacts(this.runDir).catch(() => undefined) : undefined;
+    return {
+      jobId: this.job.job_id,
+      result,
+      fragments: { output: await this.output.close(), serial: await this.serial.close() },
+      ...(artifact ? { artifact } : {}),
+    };
+  }
+}

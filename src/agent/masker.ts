@@ -1,0 +1,35 @@
+/** Replaces phase secrets in output before it goes anywhere, even when a secret spans two chunks. */
+export const MASK = '****';
+
+export class SecretMasker {
+  private readonly secrets: string[];
+  private readonly carryLength: number;
+  private carry = '';
+
+  constructor(secrets: readonly string[]) {
+    // Longest first, so a secret containing another is masked whole.
+    this.secrets = [...new Set(secrets.filter((s) => s.length > 0))].sort((a, b) => b.length - a.length);
+    this.carryLength = Math.max(0, ...this.secrets.map((s) => s.length - 1));
+  }
+
+  mask(text: string): string {
+    let out = text;
+    for (const secret of this.secrets) out = out.split(secret).join(MASK);
+    return out;
+  }
+
+  /** Returns what is safe to emit now; holds back a tail that could be the start of a secret. */
+  push(text: string): string {
+    if (this.secrets.length === 0) return text;
+    const masked = this.mask(this.carry + text);
+    const cut = Math.max(0, masked.length - this.carryLength);
+    this.carry = masked.slice(cut);
+    return masked.slice(0, cut);
+  }
+
+  end(): string {
+    const rest = this.mask(this.carry);
+    this.carry = '';
+    return rest;
+  }
+}

@@ -1,0 +1,1 @@
+export { DevServer, type DevServerOptions, type RequestRecord } from './server';

@@ -1,0 +1,290 @@
+/** The agent runtime against the dev server over real HTTP on 127.0.0.1. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tar from 'tar';
+import { DevServer } from '../../src/devserver';
+import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
+import { eventually, tempDir } from '../helpers/tmp';
+
+let server: DevServer;
+let running: RunningAgent[] = [];
+beforeEach(async () => {
+  server = new DevServer();
+  await server.start();
+});
+afterEach(async () => {
+  await Promise.all(running.map((r) => r.stop()));
+  running = [];
+  await server.stop();
+});
+function agent(conf: Record<string, unknown> = {}, options: Parameters<typeof startAgent>[2] = {}): RunningAgent {
+  const r = startAgent(server, conf, options);
+  running.push(r);
+  return r;
+}
+const done = (id: string) => eventually(() => ['complete', 'cancelled'].includes(String(jobState(server, id))), `job ${id} to end`);
+
+describe('a job, start to finish', () => {
+  it('runs every phase in order, streams output, and reports the outcome', async () => {
+    const a = agent();
+    const id = server.submitJob({ job_queue: 'q1', provision_data: { distro: 'noble' }, firmware_update_data: {}, test_data: { test_cmds: 'x' }, allocate_data: { allocate: false, skip: true }, reserve_data: { skip: true } });
+    await done(id);
+    const result = server.resultView(id) as Record<string, unknown>;
+    expect(result).toMatchObject({ job_state: 'complete', setup_status: 0, provision_status: 0, firmware_update_status: 0, test_status: 0, cleanup_status: 0 });
+    expect(result['allocate_status']).toBeUndefined();
+    expect(result['test_output']).toMatch(/test phase/);
+    expect(result['cleanup_output']).toMatch(/cleanup phase/);
+    expect(server.provisionLogs.get('agent-1')).toEqual([{ job_id: id, exit_code: 0, detail: 'provision_success' }]);
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting' && server.agents.get('agent-1')?.['job_id'] === '', 'agent back to waiting');
+    expect(fs.existsSync(path.join(a.config.execution_basedir, id))).toBe(false);
+    const fragments = server.fragments(id);
+    expect(fragments.map((f) => f.fragment_number)).toEqual(fragments.map((_, i) => i));
+  });
+
+  it('gives phase commands the config values and the run directory', async () => {
+    agent({ test_command: 'echo "id=$agent_id type=$provision_type"; cat testflinger.json | head -c 1; echo; ls', provision_type: 'noprovision' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await done(id);
+    const out = String(server.resultView(id)?.['test_output']);
+    expect(out).toMatch(/id=agent-1 type=noprovision/);
+    expect(out).toMatch(/^\{$/m);
+    expect(out).toMatch(/testflinger-outcome\.json/);
+  });
+
+  it('skips phases with no command, no data, or skip: true', async () => {
+    agent({ firmware_update_command: '' });
+    const id = server.submitJob({ job_queue: 'q1', provision_data: { skip: true }, firmware_update_data: {}, test_data: {} });
+    await done(id);
+    const result = server.resultView(id) as Record<string, unknown>;
+    expect(Object.keys(result).filter((k) => k.endsWith('_status')).sort()).toEqual(['cleanup_status', 'setup_status', 'test_status']);
+  });
+
+  it('stops at a failing phase, except test, and always runs cleanup', async () => {
+    agent({ provision_command: 'echo broken; exit 3' });
+    const failed = server.submitJob({ job_queue: 'q1', provision_data: {}, test_data: {} });
+    await done(failed);
+    expect(server.resultView(failed)).toMatchObject({ provision_status: 3, cleanup_status: 0 });
+    expect(server.resultView(failed)?.['test_status']).toBeUndefined();
+    expect(server.provisionLogs.get('agent-1')?.[0]).toMatchObject({ exit_code: 3, detail: 'provision_fail' });
+  });
+
+  it('goes on after a failing test phase', async () => {
+    agent({ test_command: 'exit 1' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {}, reserve_data: { timeout: 1 } });
+    await done(id);
+    expect(server.resultView(id)).toMatchObject({ test_status: 1, reserve_status: 0, cleanup_status: 0, job_state: 'complete' });
+  });
+});
+
+describe('stopping a job', () => {
+  it('cancel during test stops the phase, runs cleanup, and keeps the job cancelled', async () => {
+    agent({ test_command: 'echo started; sleep 30' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await eventually(() => /started/.test(String(server.resultView(id)?.['test_output'])), 'test to start');
+    const t0 = Date.now();
+    server.cancelJob(id);
+    await eventually(() => server.resultView(id)?.['cleanup_status'] !== undefined, 'cleanup after cancel');
+    expect(Date.now() - t0).toBeLessThan(5000);
+    const result = server.resultView(id) as Record<string, unknown>;
+    expect(result).toMatchObject({ job_state: 'cancelled', cleanup_status: 0 });
+    expect(result['test_output']).toMatch(/Job cancelled/);
+  });
+
+  it('global timeout: the job may ask for less than the device allows', async () => {
+    agent({ test_command: 'sleep 30', global_timeout: 3600 });
+    const id = server.submitJob({ job_queue: 'q1', global_timeout: 1, test_data: {} });
+    await done(id);
+    expect(server.resultView(id)).toMatchObject({ test_status: 137, cleanup_status: 0 });
+    expect(String(server.resultView(id)?.['test_output'])).toMatch(/global timeout reached \(1s\)/);
+  });
+
+  it('global timeout: a phase running past it is killed with a message', async () => {
+    agent({ test_command: 'sleep 30', global_timeout: 1 });
+    const id = server.submitJob({ job_queue: 'q1', global_timeout: 100, test_data: {} });
+    await done(id);
+    expect(server.resultView(id)).toMatchObject({ test_status: 137, cleanup_status: 0 });
+    expect(String(server.resultView(id)?.['test_output'])).toMatch(/global timeout reached \(1s\)/);
+  });
+
+  it('output timeout: a silent test phase is killed', async () => {
+    agent({ test_command: 'echo one; sleep 30', output_timeout: 1 });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await done(id);
+    expect(server.resultView(id)).toMatchObject({ test_status: 137 });
+    expect(String(server.resultView(id)?.['test_output'])).toMatch(/output timeout reached \(1s without output\)/);
+  });
+
+  it('exit 46 means recovery failed: the agent goes offline and takes no more jobs', async () => {
+    const a = agent({ provision_command: 'exit 46' });
+    const id = server.submitJob({ job_queue: 'q1', provision_data: {} });
+    await done(id);
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'offline', 'agent offline');
+    expect(String(server.agents.get('agent-1')?.['comment'])).toMatch(/recovery failed/i);
+    expect(a.metrics.recoveryFailures.get({ agent_id: 'agent-1' })).toBe(1);
+    const next = server.submitJob({ job_queue: 'q1' });
+    await new Promise((r) => setTimeout(r, 400));
+    expect(jobState(server, next)).toBe('waiting');
+  });
+});
+
+describe('agent states', () => {
+  it.each(['offline', 'maintenance'])('takes no job while the server says %s, and keeps the comment', async (state) => {
+    server.setAgentState('agent-1', state, 'Set to offline by admin. Reason: cabling');
+    agent();
+    const id = server.submitJob({ job_queue: 'q1' });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(jobState(server, id)).toBe('waiting');
+    expect(server.agents.get('agent-1')).toMatchObject({ state, comment: 'Set to offline by admin. Reason: cabling' });
+    server.setAgentState('agent-1', 'waiting');
+    await done(id);
+  });
+
+  it('server state restart: the idle agent exits for a restart and says so', async () => {
+    const a = agent();
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'agent up');
+    server.setAgentState('agent-1', 'restart');
+    expect(await a.exit).toBe('restart');
+    expect(server.agents.get('agent-1')?.['state']).toBe('restart');
+  });
+
+  it('a restart state left by the previous process becomes waiting on start', async () => {
+    server.setAgentState('agent-1', 'restart', 'Restarting');
+    agent();
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'waiting after restart');
+  });
+
+  it('an offline marker file stops jobs (also the form without the dash before the number)', async () => {
+    const markers = tempDir('markers');
+    fs.writeFileSync(path.join(markers, 'TESTFLINGER-DEVICE-OFFLINE-agent1'), '');
+    agent({}, { markerDir: markers });
+    const id = server.submitJob({ job_queue: 'q1' });
+    await new Promise((r) => setTimeout(r, 400));
+    expect(jobState(server, id)).toBe('waiting');
+    fs.rmSync(path.join(markers, 'TESTFLINGER-DEVICE-OFFLINE-agent1'));
+    await done(id);
+  });
+
+  it('SIGUSR1 while busy: the job finishes first, then the agent exits for a restart', async () => {
+    const a = agent({ test_command: 'sleep 1; echo finished' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await eventually(() => jobState(server, id) === 'test', 'test phase');
+    a.agent.requestRestart();
+    expect(await a.exit).toBe('restart');
+    expect(server.resultView(id)).toMatchObject({ job_state: 'complete', test_status: 0 });
+  });
+
+  it('while offline, a restart request waits until the agent is online again', async () => {
+    server.setAgentState('agent-1', 'maintenance');
+    const a = agent();
+    await new Promise((r) => setTimeout(r, 200));
+    a.agent.requestRestart();
+    const raced = await Promise.race([a.exit, new Promise((r) => setTimeout(() => r('still running'), 400))]);
+    expect(raced).toBe('still running');
+    server.setAgentState('agent-1', 'waiting');
+    expect(await a.exit).toBe('restart');
+  });
+});
+
+describe('what a job sends and receives', () => {
+  it('unpacks attachments under provision/, firmware_update/ and test/ only, refusing escapes', async () => {
+    const src = tempDir('att');
+    const inner = path.join(src, 'inner');
+    fs.mkdirSync(path.join(inner, 'test'), { recursive: true });
+    fs.writeFileSync(path.join(inner, 'test', 'data.txt'), 'payload');
+    fs.writeFileSync(path.join(inner, 'evil.txt'), 'x');
+    fs.writeFileSync(path.join(src, 'escape.txt'), 'x');
+    // preservePaths keeps the member name "../escape.txt" as a hostile archive would have it.
+    await tar.c({ gzip: true, cwd: inner, file: path.join(src, 'a.tar.gz'), preservePaths: true }, ['test', 'evil.txt', '../escape.txt']);
+    const workDir = tempDir('run');
+    agent({ execution_basedir: workDir, test_command: 'cat attachments/test/data.txt' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    server.attachments.set(id, fs.readFileSync(path.join(src, 'a.tar.gz')));
+    server.jobs.get(id)!.data['attachments_status'] = 'complete';
+    await done(id);
+    expect(String(server.resultView(id)?.['test_output'])).toMatch(/payload/);
+    const setup = String(server.resultView(id)?.['setup_output']);
+    expect(setup).toMatch(/attachment refused: evil\.txt: not under provision\//);
+    expect(setup).toMatch(/attachment refused: \.\.\/escape\.txt: escapes the attachments folder/);
+    expect(fs.readdirSync(workDir).filter((f) => !f.startsWith('.'))).toEqual([]);
+  });
+
+  it('uploads artifacts/ as a tar.gz', async () => {
+    agent({ test_command: 'mkdir -p artifacts && echo hello > artifacts/report.txt' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await done(id);
+    await eventually(() => server.artifacts.get(id), 'artifact');
+    const out = tempDir('art');
+    fs.writeFileSync(path.join(out, 'a.tgz'), server.artifacts.get(id)!);
+    await tar.x({ file: path.join(out, 'a.tgz'), cwd: out });
+    expect(fs.readFileSync(path.join(out, 'artifacts', 'report.txt'), 'utf8')).toBe('hello\n');
+  });
+
+  it('masks phase secrets in every log fragment, even split across writes', async () => {
+    agent({ test_command: 'echo "token is $API_TOKEN"; printf "s3cr"; sleep 0.3; printf "et-value\\n"' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: { secrets: { API_TOKEN: 's3cret-value' } } });
+    await done(id);
+    const all = server.fragments(id).map((f) => f.log_data).join('');
+    expect(all).not.toMatch(/s3cret-value/);
+    expect(all).toMatch(/token is \*\*\*\*/);
+    expect(all.match(/\*\*\*\*/g)).toHaveLength(2);
+  });
+
+  it('streams a line from the test phase to the server while the phase still runs', async () => {
+    agent({ test_command: 'echo early-line; sleep 3' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await eventually(() => jobState(server, id) === 'test', 'test phase');
+    const seen = await eventually(() => server.fragments(id).find((f) => /early-line/.test(f.log_data)), 'live line', 2500);
+    expect(seen.phase).toBe('test');
+    expect(jobState(server, id)).toBe('test');
+  });
+
+  it('serves Prometheus metrics for its jobs and phases', async () => {
+    const a = agent();
+    const metricsServer = await a.metrics.serve(0, '127.0.0.1');
+    const port = (metricsServer.address() as { port: number }).port;
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await done(id);
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    metricsServer.close();
+    expect(text).toMatch(/^jobs_total\{agent_id="agent-1"\} 1$/m);
+    expect(text).toMatch(/phase_duration_seconds_bucket\{agent_id="agent-1",test_phase="test",identifier="",release="",le="60"\} 1/);
+  });
+
+  it('asks only for queues the server restricts it to', async () => {
+    agent({ job_queues: ['q1', 'q2'] });
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'agent up');
+    server.agents.set('agent-1', { ...server.agents.get('agent-1'), restricted_to: { q2: ['alice'] } });
+    const q1 = server.submitJob({ job_queue: 'q1' });
+    const q2 = server.submitJob({ job_queue: 'q2' });
+    await done(q2);
+    expect(jobState(server, q1)).toBe('waiting');
+  });
+});
+
+describe('a server that goes away', () => {
+  it('keeps the results of a job finished while the server was down, and sends them later', async () => {
+    const port = Number(new URL(server.url).port);
+    const a = agent({ test_command: 'echo before; sleep 1; echo after-outage' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await eventually(() => /before/.test(String(server.resultView(id)?.['test_output'])), 'test output');
+    await server.stop();
+    await eventually(() => fs.existsSync(path.join(a.config.results_basedir, id, 'result.json')), 'results kept on disk');
+    const restarted = new DevServer({ port });
+    // The same in-memory data, served again on the same port.
+    Object.assign(restarted, { jobs: server.jobs, results: server.results, logs: server.logs, agents: server.agents, pending: server.pending, artifacts: server.artifacts });
+    await restarted.start();
+    try {
+      await eventually(() => restarted.resultView(id)?.['job_state'] === 'complete', 'results delivered', 20000);
+      expect(String(restarted.resultView(id)?.['test_output'])).toMatch(/before[\s\S]*after-outage/);
+      expect(fs.existsSync(path.join(a.config.results_basedir, id))).toBe(false);
+    } finally {
+      await a.stop();
+      await restarted.stop();
+    }
+  });
+
+  it('refuses to hand out jobs to a client without the agent_name cookie', async () => {
+    const res = await fetch(`${server.url}/v1/job?queue=q1`);
+    expect(res.status).toBe(401);
+  });
+});
