@@ -5,27 +5,26 @@ const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 const PRIVATE_KEY = /^-----BEGIN (?:OPENSSH |RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----\r?\n[\s\S]+\r?\n-----END (?:OPENSSH |RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----\s*$/;
 const PUBLIC_KEY = /^(?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) [A-Za-z0-9+/]+={0,3}(?: .*)?\s*$/;
 
-function decodeBase64(value: string, ctx: z.RefinementCtx): string {
+function decodeBase64(value: string): string | undefined {
   const compact = value.replace(/\s+/g, '');
-  if (!BASE64.test(compact) || compact.length % 4 !== 0) {
-    ctx.addIssue({ code: 'custom', message: 'is not valid base64' });
-    return z.NEVER;
-  }
+  if (!BASE64.test(compact) || compact.length % 4 !== 0) return undefined;
   return Buffer.from(compact, 'base64').toString('utf8');
 }
 
 const base64Key = (pattern: RegExp, what: string) =>
-  z
-    .string()
-    .transform((value, ctx) => {
-      if (value.trim() === '') return '';
-      const text = decodeBase64(value, ctx);
-      if (text !== z.NEVER && !pattern.test(text)) {
-        ctx.addIssue({ code: 'custom', message: `does not decode to ${what}` });
-        return z.NEVER;
-      }
-      return text.endsWith('\n') ? text : `${text}\n`;
-    });
+  z.string().transform((value, ctx) => {
+    if (value.trim() === '') return '';
+    const text = decodeBase64(value);
+    if (text === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'is not valid base64' });
+      return z.NEVER;
+    }
+    if (!pattern.test(text)) {
+      ctx.addIssue({ code: 'custom', message: `does not decode to ${what}` });
+      return z.NEVER;
+    }
+    return text.endsWith('\n') ? text : `${text}\n`;
+  });
 
 const required = (what: string) => z.string().trim().min(1, { message: `is not set (${what})` });
 

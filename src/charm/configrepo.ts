@@ -6,8 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { simpleGit } from 'simple-git';
 import { switchSymlink } from '../common/fsutil';
+import { gitClient } from '../common/git';
 
 export class ConfigRepoError extends Error {
   override readonly name = 'ConfigRepoError';
@@ -61,7 +61,7 @@ function currentCheckout(link: string): string | undefined {
 
 async function remoteRevision(url: string, branch: string, env: Record<string, string>): Promise<string | undefined> {
   try {
-    const out = await simpleGit({ config: [] }).env(env).listRemote([url, branch]);
+    const out = await gitClient(env).listRemote([url, branch]);
     return out.split('\n').find((line) => line.trim() !== '')?.split('\t')[0];
   } catch {
     return undefined;
@@ -91,14 +91,12 @@ export async function syncConfigRepo(link: string, source: RepoSource, gitEnv: G
   fs.mkdirSync(store, { recursive: true });
   const staging = path.join(store, `new-${randomBytes(4).toString('hex')}`);
   try {
-    await simpleGit({ config: [] })
-      .env(env)
-      .clone(source.url, staging, ['--depth', '1', '--single-branch', '--branch', source.branch]);
+    await gitClient(env).clone(source.url, staging, ['--depth', '1', '--single-branch', '--branch', source.branch]);
   } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });
     throw new ConfigRepoError(`cannot clone ${source.url} at ${source.branch}: ${describe(error)}`, { cause: error });
   }
-  const revision = (await simpleGit(staging).env(env).revparse(['HEAD'])).trim();
+  const revision = (await gitClient(env, staging).revparse(['HEAD'])).trim();
   if (!fs.statSync(path.join(staging, source.requiredDir), { throwIfNoEntry: false })?.isDirectory()) {
     fs.rmSync(staging, { recursive: true, force: true });
     throw new ConfigRepoError(`config-dir ${source.requiredDir} is not a directory in ${source.url} at ${source.branch}`);

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { runCommand, type Runner } from '../common/exec';
 import { hostPathsFromEnv, type HostPaths } from './paths';
 import { portIsFree } from './ports';
-import { Supervisor } from './supervisor';
+import { Supervisor, type SupervisorControl } from './supervisor';
 import { TemplateRenderer } from './templates';
 
 export interface Host {
@@ -13,11 +13,11 @@ export interface Host {
   readonly nodePath: string;
   readonly run: Runner;
   readonly renderer: TemplateRenderer;
-  readonly supervisor: Supervisor;
+  readonly supervisor: SupervisorControl;
   readonly isPortFree: (port: number) => Promise<boolean>;
 }
 
-export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string }): Host {
+export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string; supervisor?: SupervisorControl }): Host {
   const run = options.run ?? runCommand;
   const renderer = new TemplateRenderer(options.charmDir);
   return {
@@ -26,7 +26,7 @@ export function createHost(options: { paths: HostPaths; charmDir: string; run?: 
     nodePath: options.nodePath ?? process.execPath,
     run,
     renderer,
-    supervisor: new Supervisor(options.paths, run, renderer),
+    supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer),
     isPortFree: portIsFree,
   };
 }

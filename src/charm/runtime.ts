@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { simpleGit } from 'simple-git';
 import type { Runner } from '../common/exec';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
+import { gitClient } from '../common/git';
 import type { HostPaths } from './paths';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
@@ -81,12 +81,12 @@ export async function buildRuntimeFromSource(
   const checkout = path.join(workDir, `source-${randomBytes(3).toString('hex')}`);
   const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, GIT_TERMINAL_PROMPT: '0' };
   try {
-    await simpleGit({ config: [] }).env(env).clone(repoUrl, checkout, ['--no-checkout']);
-    await simpleGit(checkout).env(env).checkout(ref);
+    await gitClient(env).clone(repoUrl, checkout, ['--no-checkout']);
+    await gitClient(env, checkout).checkout(ref);
   } catch (error) {
     throw new RuntimeError(`cannot check out ${ref} of ${repoUrl}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
-  const commit = (await simpleGit(checkout).env(env).revparse(['HEAD'])).trim();
+  const commit = (await gitClient(env, checkout).revparse(['HEAD'])).trim();
   const npmEnv = { ...env, npm_config_cache: path.join(home, '.npm'), CI: 'true' };
   try {
     await run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv });

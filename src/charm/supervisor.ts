@@ -99,7 +99,17 @@ export function parseStatus(out: string): ProgramStatus[] {
     .filter((s) => /^[A-Z]+$/.test(s.state));
 }
 
-export class Supervisor {
+/** What the charm asks of supervisord; tests may pass an in-memory one of the same shape. */
+export interface SupervisorControl {
+  isRunning(): Promise<boolean>;
+  ensureRunning(agentCount: number): Promise<'already-running' | 'started'>;
+  update(): Promise<string>;
+  signal(names: readonly string[], signal?: string): Promise<{ signalled: string[]; notRunning: string[] }>;
+  status(): Promise<ProgramStatus[]>;
+  shutdown(): Promise<void>;
+}
+
+export class Supervisor implements SupervisorControl {
   constructor(
     private readonly paths: HostPaths,
     private readonly run: Runner,

@@ -1,0 +1,85 @@
+/** A charm under test: the real charm code, a temp host root, and an in-memory supervisord. */
+import { generateKeyPairSync } from 'node:crypto';
+import * as path from 'node:path';
+import { AgentHostCharm } from '../../src/charm/charm';
+import { createHost, type Host } from '../../src/charm/host';
+import { hostPaths, type HostPaths } from '../../src/charm/paths';
+import { managedProgramNames, type ProgramStatus, type SupervisorControl } from '../../src/charm/supervisor';
+import { Context } from '../../src/ops/testing';
+import { repoRoot, tempDir } from './tmp';
+
+export class FakeSupervisor implements SupervisorControl {
+  running = false;
+  readonly calls: string[][] = [];
+  readonly states = new Map<string, string>();
+  constructor(private readonly paths: HostPaths) {}
+  async isRunning() {
+    return this.running;
+  }
+  async ensureRunning() {
+    if (this.running) return 'already-running' as const;
+    this.running = true;
+    this.calls.push(['start']);
+    this.load();
+    return 'started' as const;
+  }
+  private load() {
+    const names = managedProgramNames(this.paths);
+    for (const name of [...this.states.keys()]) if (!names.includes(name)) this.states.delete(name);
+    for (const name of names) if (!this.states.has(name)) this.states.set(name, 'RUNNING');
+  }
+  async update() {
+    this.calls.push(['update']);
+    this.load();
+    return '';
+  }
+  async signal(names: readonly string[], signal = 'USR1') {
+    if (names.length > 0) this.calls.push(['signal', signal, ...names]);
+    const signalled = names.filter((n) => this.states.get(n) === 'RUNNING');
+    return { signalled, notRunning: names.filter((n) => !signalled.includes(n)) };
+  }
+  async status(): Promise<ProgramStatus[]> {
+    return [...this.states].map(([name, state]) => ({ name, state, description: '' }));
+  }
+  async shutdown() {
+    this.running = false;
+  }
+  signalCalls(): string[][] {
+    return this.calls.filter((c) => c[0] === 'signal').map((c) => c.slice(2));
+  }
+}
+
+export interface CharmHarness {
+  ctx: Context;
+  host: Host;
+  root: string;
+  supervisor: FakeSupervisor;
+}
+
+export function charmHarness(): CharmHarness {
+  const root = tempDir('root');
+  const paths = hostPaths(root);
+  const supervisor = new FakeSupervisor(paths);
+  const host = createHost({ paths, charmDir: repoRoot, supervisor });
+  const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
+  return { ctx, host, root, supervisor };
+}
+
+export function sshKeyPair(): { privateKey: string; publicKey: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519', {
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    publicKeyEncoding: { type: 'spki', format: 'der' },
+  });
+  // OpenSSH public key text for ed25519: "ssh-ed25519 " + base64(string "ssh-ed25519" + string key)
+  const raw = publicKey.subarray(publicKey.length - 32);
+  const name = Buffer.from('ssh-ed25519');
+  const len = (n: number) => Buffer.from([0, 0, 0, n]);
+  const blob = Buffer.concat([len(name.length), name, len(raw.length), raw]);
+  return { privateKey, publicKey: `ssh-ed25519 ${blob.toString('base64')} lab@host\n` };
+}
+
+export const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+export function programDir(root: string): string {
+  return path.join(root, 'etc', 'supervisor', 'conf.d');
+}

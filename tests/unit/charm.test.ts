@@ -1,0 +1,281 @@
+/** The agent host charm, one event at a time: state in, state out, host files under a temp root. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ActiveStatus } from '../../src/ops';
+import { hostPaths } from '../../src/charm/paths';
+import { loadHostState } from '../../src/charm/state';
+import { b64, charmHarness, programDir, sshKeyPair } from '../helpers/charm';
+import { ConfigRepo, agentConf } from '../helpers/gitrepo';
+
+function labRepo(...agents: string[]): ConfigRepo {
+  const repo = new ConfigRepo('lab1');
+  for (const a of agents) repo.addAgent(a);
+  repo.commit('initial');
+  return repo;
+}
+
+function config(repo: ConfigRepo, extra: Record<string, unknown> = {}) {
+  return { 'config-repo': repo.url, 'config-dir': 'lab1', ...extra };
+}
+
+function filesUnder(root: string): string[] {
+  if (!fs.existsSync(root)) return [];
+  return fs.readdirSync(root, { recursive: true }).map(String);
+}
+
+describe('config-changed with a bad value blocks, names the option, and changes nothing', () => {
+  const keys = sshKeyPair();
+  it.each([
+    ['ssh-private-key', { 'ssh-private-key': 'not base64!' }, /ssh-private-key is not valid base64/],
+    ['ssh-private-key', { 'ssh-private-key': b64('hello') }, /ssh-private-key does not decode to a PEM or OpenSSH private key/],
+    ['ssh-public-key', { 'ssh-public-key': b64(keys.privateKey) }, /ssh-public-key does not decode to an SSH public key/],
+    ['config-repo', { 'config-repo': '' }, /config-repo is not set/],
+    ['config-dir', { 'config-dir': '' }, /config-dir is not set/],
+    ['config-dir', { 'config-dir': '../etc' }, /config-dir must be a relative path inside config-repo/],
+    ['testflinger-server', { 'testflinger-server': 'testflinger.example.com' }, /testflinger-server must be a URL starting with http:\/\/ or https:\/\//],
+    ['config-branch', { 'config-branch': '  ' }, /config-branch is empty/],
+  ])('%s', async (_option, bad, expected) => {
+    const { ctx, root } = charmHarness();
+    const out = await ctx.run(ctx.on.configChanged(), { config: { 'config-repo': '/nowhere', 'config-dir': 'lab1', ...bad } });
+    expect(out.unitStatus?.name).toBe('blocked');
+    expect(out.unitStatus?.message).toMatch(expected);
+    expect(filesUnder(root)).toEqual([]);
+  });
+
+  it('keeps the last good state when a later value is bad', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const before = filesUnder(root).sort();
+    const program = fs.readFileSync(path.join(programDir(root), 'agent-1.conf'), 'utf8');
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'ssh-private-key': 'AAAA' }) });
+    expect(out.unitStatus?.message).toMatch(/^ssh-private-key/);
+    expect(filesUnder(root).sort()).toEqual(before);
+    expect(fs.readFileSync(path.join(programDir(root), 'agent-1.conf'), 'utf8')).toBe(program);
+  });
+});
+
+describe('config-changed with a good config', () => {
+  it('writes SSH files, clones the repo, renders scripts and one program per agent, and reports them', async () => {
+    const { ctx, root, supervisor } = charmHarness();
+    const keys = sshKeyPair();
+    const repo = labRepo('agent-1', 'agent-2');
+    const out = await ctx.run(ctx.on.configChanged(), {
+      config: config(repo, { 'ssh-private-key': b64(keys.privateKey), 'ssh-public-key': b64(keys.publicKey) }),
+    });
+    expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
+    const ssh = path.join(root, 'home/ubuntu/.ssh');
+    expect(fs.readFileSync(path.join(ssh, 'id_rsa'), 'utf8')).toBe(keys.privateKey);
+    expect(fs.statSync(path.join(ssh, 'id_rsa')).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.join(ssh, 'id_rsa.pub')).mode & 0o777).toBe(0o644);
+    expect(fs.statSync(path.join(ssh, 'config')).mode & 0o777).toBe(0o640);
+    expect(fs.readFileSync(path.join(ssh, 'config'), 'utf8')).toMatch(/StrictHostKeyChecking no/);
+    for (const script of ['tf-setup', 'tf-provision', 'tf-firmware-update', 'tf-test', 'tf-allocate', 'tf-reserve', 'tf-cleanup']) {
+      expect(fs.statSync(path.join(root, 'usr/local/bin', script)).mode & 0o777).toBe(0o775);
+    }
+    const program = fs.readFileSync(path.join(programDir(root), 'agent-1.conf'), 'utf8');
+    expect(program).toMatch(/^\[program:agent-1\]$/m);
+    expect(program).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent -c ${root}/srv/agent-configs/lab1/agent-1/testflinger-agent.conf -p 8200$`, 'm'));
+    expect(program).toMatch(/^startsecs=0$/m);
+    expect(program).toMatch(/^autorestart=true$/m);
+    expect(program).toMatch(/^redirect_stderr=true$/m);
+    expect(program).not.toMatch(/^user=/m);
+    expect(program).toMatch(new RegExp(`PATH="${root}/usr/local/bin:`));
+    expect(program).toMatch(new RegExp(`HOME="${root}/home/ubuntu"`));
+    expect(program).toMatch(new RegExp(`TESTFLINGER_AGENT_DIR="${root}/srv/agent-configs/lab1/agent-1"`));
+    expect(fs.readFileSync(path.join(root, 'srv/agent-configs/lab1/agent-2/default.yaml'), 'utf8')).toBe('device_ip: 127.0.0.1\n');
+    expect(supervisor.signalCalls()).toEqual([]);
+    expect(loadHostState(hostPaths(root)).ports).toEqual({ 'agent-1': 8200, 'agent-2': 8201 });
+  });
+
+  it('a second run with nothing changed restarts no agent and runs no update', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const callsBefore = supervisor.calls.length;
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(supervisor.calls.slice(callsBefore)).toEqual([]);
+    expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
+  });
+
+  it('signals only the agent whose directory changed; a new agent starts without a signal', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    repo.addAgent('agent-1', agentConf('agent-1', { polling_interval: 5 })).addAgent('agent-3').commit('change');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(supervisor.calls.filter((c) => c[0] === 'update')).toHaveLength(1);
+    expect(supervisor.signalCalls()).toEqual([['agent-1']]);
+  });
+
+  it('signals every agent when something they share changes (SSH files)', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'ssh-config': 'ConnectTimeout 5\n' }) });
+    expect(supervisor.signalCalls()).toEqual([['agent-1', 'agent-2']]);
+  });
+
+  it('accepts a directory name that differs from agent_id', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = new ConfigRepo('lab1');
+    repo.addAgent('agent002', agentConf('agent-002')).commit();
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(out.unitStatus).toEqual(new ActiveStatus('1 agent running'));
+    expect(fs.readFileSync(path.join(programDir(root), 'agent002.conf'), 'utf8')).toMatch(/TESTFLINGER_AGENT_DIR="[^"]*\/lab1\/agent002"/);
+  });
+
+  it('reports an agent whose conf does not parse, by name and key, and runs the others', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    repo.addAgent('agent-bad', 'agent_id: agent-bad\njob_queues: []\nserver_address: x\n').commit();
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(out.unitStatus?.name).toBe('blocked');
+    expect(out.unitStatus?.message).toMatch(/1 agents running; bad conf: agent-bad/);
+    expect(out.logs.some((l) => /skipping agent agent-bad: testflinger-agent.conf: job_queues/.test(l.message))).toBe(true);
+    expect(fs.existsSync(path.join(programDir(root), 'agent-bad.conf'))).toBe(false);
+  });
+
+  it('keeps a running agent whose conf went bad, and says so', async () => {
+    const { ctx, root, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    repo.addAgent('agent-2', 'agent_id: agent-2\nbogus_key: 1\n').commit('typo');
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(fs.existsSync(path.join(programDir(root), 'agent-2.conf'))).toBe(true);
+    expect(out.unitStatus?.message).toMatch(/bad conf: agent-2/);
+    expect(supervisor.signalCalls()).toEqual([]);
+  });
+
+  it('a clone that fails blocks with the reason and keeps the previous tree and agents', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-repo': path.join(root, 'missing-repo') }) });
+    expect(out.unitStatus?.name).toBe('blocked');
+    expect(out.unitStatus?.message).toMatch(/cannot clone .*missing-repo at main/);
+    expect(fs.existsSync(path.join(root, 'srv/agent-configs/lab1/agent-1/testflinger-agent.conf'))).toBe(true);
+    expect(fs.existsSync(path.join(programDir(root), 'agent-1.conf'))).toBe(true);
+    const branch = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-branch': 'nope' }) });
+    expect(branch.unitStatus?.message).toMatch(/cannot clone .* at nope/);
+    const recovered = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(recovered.unitStatus).toEqual(new ActiveStatus('1 agent running'));
+  });
+
+  it('a config-dir missing from the repo blocks and keeps the previous tree', async () => {
+    const { ctx } = charmHarness();
+    const repo = labRepo('agent-1');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-dir': 'lab9' }) });
+    expect(out.unitStatus?.message).toMatch(/config-dir lab9 is not a directory/);
+  });
+});
+
+describe('install, upgrade-charm, status', () => {
+  it('install puts the shipped runtime under versions/ with a current link and wrappers, and skips packages in a sandbox', async () => {
+    const { ctx, root } = charmHarness();
+    const out = await ctx.run(ctx.on.install(), {});
+    const current = fs.readlinkSync(path.join(root, 'srv/testflinger-agent/current'));
+    expect(current).toMatch(/^versions\/charm-[0-9a-f]{12}$/);
+    expect(fs.existsSync(path.join(root, 'srv/testflinger-agent', current, 'testflinger-agent.js'))).toBe(true);
+    const wrapper = fs.readFileSync(path.join(root, 'srv/testflinger-agent/bin/testflinger-device-connector'), 'utf8');
+    expect(wrapper).toMatch(/current\/testflinger-device-connector\.js "\$@"/);
+    expect(out.logs.some((l) => /skipping packages/.test(l.message))).toBe(true);
+    expect(out.unitStatus?.message).toMatch(/config-repo is not set/);
+  });
+
+  it('upgrade-charm asks every agent to restart once idle', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.install(), { config: config(repo) });
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    await ctx.run(ctx.on.upgradeCharm(), { config: config(repo) });
+    expect(supervisor.signalCalls()).toEqual([['agent-1', 'agent-2']]);
+  });
+
+  it.each([
+    ['FATAL', 'blocked', /agent-2 FATAL; 1 of 2 agents running/],
+    ['BACKOFF', 'blocked', /agent-2 BACKOFF/],
+    ['STARTING', 'waiting', /1 agents running, 1 starting/],
+  ])('update-status reports an agent in %s', async (state, status, message) => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    supervisor.states.set('agent-2', state);
+    const out = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
+    expect(out.unitStatus?.name).toBe(status);
+    expect(out.unitStatus?.message).toMatch(message);
+  });
+
+  it('start reports supervisord being down', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    supervisor.running = false;
+    const out = await ctx.run(ctx.on.start(), { config: config(repo) });
+    expect(out.unitStatus?.message).toBe('supervisord is not running');
+  });
+});
+
+describe('actions', () => {
+  it('update-configs names the agents added, removed and changed', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2', 'agent-3');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    repo.removeAgent('agent-3').addAgent('agent-4').addAgent('agent-1', agentConf('agent-1', { location: 'rack 2' })).commit();
+    const out = await ctx.run(ctx.on.action('update-configs'), { config: config(repo) });
+    expect(out.actionFailure).toBeUndefined();
+    expect(out.actionResults).toMatchObject({ agents: '3', added: 'agent-4', removed: 'agent-3', changed: 'agent-1', restarted: 'agent-1' });
+    expect(fs.existsSync(path.join(programDir(root), 'agent-3.conf'))).toBe(false);
+  });
+
+  it('update-configs with a bad config fails and names the option', async () => {
+    const { ctx } = charmHarness();
+    const out = await ctx.run(ctx.on.action('update-configs'), { config: { 'config-dir': 'lab1' } });
+    expect(out.actionFailure).toMatch(/cannot run update-configs: config-repo is not set/);
+  });
+
+  it('update-configs fails with the reason when the pull fails', async () => {
+    const { ctx, root } = charmHarness();
+    const out = await ctx.run(ctx.on.action('update-configs'), { config: { 'config-repo': path.join(root, 'gone'), 'config-dir': 'lab1' } });
+    expect(out.actionFailure).toMatch(/update-configs failed, previous configs kept: cannot clone/);
+  });
+
+  it('update-testflinger reinstalls the shipped runtime and asks all agents to restart', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.install(), { config: config(repo) });
+    const out = await ctx.run(ctx.on.action('update-testflinger'), { config: config(repo) });
+    expect(out.actionFailure).toBeUndefined();
+    expect(out.actionResults['version']).toMatch(/^charm-[0-9a-f]{12}$/);
+    expect(out.actionResults['restarted']).toBe('agent-1,agent-2');
+    expect(supervisor.signalCalls().at(-1)).toEqual(['agent-1', 'agent-2']);
+  });
+
+  it('update-testflinger with a branch needs agent-source-repo, and a failed build keeps the current runtime', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    await ctx.run(ctx.on.install(), { config: config(repo) });
+    const current = fs.readlinkSync(path.join(root, 'srv/testflinger-agent/current'));
+    const noSource = await ctx.run(ctx.on.action('update-testflinger', { branch: 'main' }), { config: config(repo) });
+    expect(noSource.actionFailure).toMatch(/agent-source-repo is not set/);
+    const badRef = await ctx.run(ctx.on.action('update-testflinger', { branch: 'no-such-ref' }), { config: config(repo, { 'agent-source-repo': repo.url }) });
+    expect(badRef.actionFailure).toMatch(/update-testflinger failed, charm-[0-9a-f]+ keeps running: cannot check out no-such-ref/);
+    expect(fs.readlinkSync(path.join(root, 'srv/testflinger-agent/current'))).toBe(current);
+  });
+
+  it('update-testflinger builds a ref of the source repo with npm and switches to it', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    const source = new ConfigRepo('unused');
+    source
+      .writeFile('package.json', JSON.stringify({ name: 'rt', version: '9.9.9', scripts: { build: 'mkdir -p dist && echo "// agent" > dist/testflinger-agent.js && echo "// conn" > dist/testflinger-device-connector.js' } }))
+      .writeFile('package-lock.json', JSON.stringify({ name: 'rt', version: '9.9.9', lockfileVersion: 3, requires: true, packages: { '': { name: 'rt', version: '9.9.9' } } }))
+      .commit('runtime');
+    await ctx.run(ctx.on.install(), { config: config(repo) });
+    const out = await ctx.run(ctx.on.action('update-testflinger', { branch: 'main' }), { config: config(repo, { 'agent-source-repo': source.url }) });
+    expect(out.actionFailure).toBeUndefined();
+    expect(out.actionResults['version']).toMatch(/^src-[0-9a-f]{12}-[0-9a-f]{12}$/);
+    expect(fs.readFileSync(path.join(root, 'srv/testflinger-agent/current/testflinger-agent.js'), 'utf8')).toBe('// agent\n');
+  });
+});
