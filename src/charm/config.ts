@@ -12,7 +12,7 @@ function decodeBase64(value: string): string | undefined {
 }
 
 const base64Key = (pattern: RegExp, what: string) =>
-  z.string().transform((value, ctx) => {
+  z.string().default('').transform((value, ctx) => {
     if (value.trim() === '') return '';
     const text = decodeBase64(value);
     if (text === undefined) {
@@ -26,7 +26,8 @@ const base64Key = (pattern: RegExp, what: string) =>
     return text.endsWith('\n') ? text : `${text}\n`;
   });
 
-const required = (what: string) => z.string().trim().min(1, { message: `is not set (${what})` });
+// Juju leaves out options whose value is null, so a missing key reads as empty.
+const required = (what: string) => z.string().default('').pipe(z.string().trim().min(1, { message: `is not set (${what})` }));
 
 export const charmConfigSchema = z.object({
   'ssh-private-key': base64Key(PRIVATE_KEY, 'a PEM or OpenSSH private key'),

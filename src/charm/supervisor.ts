@@ -47,6 +47,8 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     PATH: [paths.binDir, paths.runtimeBinDir, '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'),
     TESTFLINGER_AGENT_DIR: spec.agentDir,
     TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
+    // A sandbox exposes nothing beyond loopback.
+    ...(paths.sandbox ? { TESTFLINGER_METRICS_HOST: '127.0.0.1' } : {}),
     ...spec.extraEnv,
   };
   return renderer.render('templates/supervisor-program.conf.hbs', {

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import execa from 'execa';
+import { configDefaultsFrom } from '../ops/testing';
 import { emptyState, readState, writeState, type EmulatorState } from './state';
 import { TOOL_NAMES } from './tools';
 
@@ -17,7 +18,10 @@ export interface EmulatedUnit {
   update(change: (state: EmulatorState) => void): void;
 }
 
-export function createEmulatedUnit(dir: string, hooktoolBundle: string, initial: Partial<EmulatorState> = {}): EmulatedUnit {
+/**
+ * @param charmDir its config.yaml gives the defaults config-get merges in, as Juju does.
+ */
+export function createEmulatedUnit(dir: string, hooktoolBundle: string, charmDir: string, initial: Partial<EmulatorState> = {}): EmulatedUnit {
   const binDir = path.join(dir, 'tools');
   fs.mkdirSync(binDir, { recursive: true });
   for (const tool of TOOL_NAMES) {
@@ -26,7 +30,7 @@ export function createEmulatedUnit(dir: string, hooktoolBundle: string, initial:
     fs.symlinkSync(path.resolve(hooktoolBundle), link);
   }
   const statePath = path.join(dir, 'juju-state.json');
-  writeState(statePath, { ...emptyState(), ...initial });
+  writeState(statePath, { ...emptyState(), configDefaults: configDefaultsFrom(charmDir), ...initial });
   return {
     dir,
     binDir,

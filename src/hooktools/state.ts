@@ -7,7 +7,9 @@ export interface EmulatedStatus {
 }
 
 export interface EmulatorState {
+  /** Values the operator set; config-get overlays them on the charm's config.yaml defaults. */
   config: Record<string, unknown>;
+  configDefaults: Record<string, unknown>;
   leader: boolean;
   /** Set while an action runs. */
   action: { name: string; params: Record<string, unknown> } | null;
@@ -27,6 +29,7 @@ export interface EmulatorState {
 export function emptyState(): EmulatorState {
   return {
     config: {},
+    configDefaults: {},
     leader: true,
     action: null,
     unitStatus: null,

@@ -58,8 +58,9 @@ const tools: Record<string, Tool> = {
     const [key, ...rest] = positionals;
     noExtra(rest);
     if (key !== undefined && flags.all) throw new UsageError(`cannot use argument --all together with key "${key}"`);
-    if (key !== undefined) return format(state.config[key] ?? null, flags.format);
-    const shown = Object.fromEntries(Object.entries(state.config).filter(([, v]) => flags.all || (v !== null && v !== undefined)));
+    const merged = { ...state.configDefaults, ...state.config };
+    if (key !== undefined) return format(merged[key] ?? null, flags.format);
+    const shown = Object.fromEntries(Object.entries(merged).filter(([, v]) => flags.all || (v !== null && v !== undefined)));
     return format(shown, flags.format);
   },
   'action-get'(args, state) {

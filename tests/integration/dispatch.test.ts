@@ -1,0 +1,52 @@
+/**
+ * The framework end to end: Juju runs `dispatch` (or an old-style hooks/<name>) with nothing but
+ * its own environment, and the charm speaks to hook tools that answer, and refuse, like Juju's.
+ */
+import { Sandbox } from '../helpers/sandbox';
+
+describe('dispatch as Juju runs it', () => {
+  it('runs a hook: the event reaches the charm, which sets its status through status-set', async () => {
+    const sandbox = new Sandbox({ 'config-dir': 'lab1' });
+    const run = await sandbox.hook('update-status');
+    expect(run.stdout).toBe('');
+    expect(sandbox.status).toEqual({ status: 'blocked', message: 'config-repo is not set (the git repository of agent configs); host unchanged' });
+    const calls = sandbox.unit.state().calls;
+    expect(calls).toContainEqual(['config-get', '--format=json']);
+    expect(calls).toContainEqual(['status-set', '--application=False', 'blocked', '--', 'config-repo is not set (the git repository of agent configs); host unchanged']);
+    expect(calls.every(([tool]) => tool !== 'action-get')).toBe(true);
+  });
+
+  it('runs a hooks/<name> file without JUJU_DISPATCH_PATH, as Juju before 2.8 does', async () => {
+    const sandbox = new Sandbox({});
+    await sandbox.hook('install', { viaHookFile: true });
+    expect(sandbox.unit.state().logs.some((l) => /skipping packages/.test(l.message))).toBe(true);
+    expect(sandbox.status?.message).toMatch(/config-repo is not set/);
+  });
+
+  it('runs an action: params come from action-get, a failure goes through action-fail', async () => {
+    const sandbox = new Sandbox({ 'config-dir': 'lab1' });
+    const { result, failed, message } = await sandbox.action('update-configs');
+    expect(result.exitCode).toBe(0);
+    expect(failed).toBe(true);
+    expect(message).toMatch(/cannot run update-configs: config-repo is not set/);
+    expect(sandbox.unit.state().calls).toContainEqual(['action-get', '--format=json']);
+  });
+
+  it('refuses action params that the action schema does not declare', async () => {
+    const sandbox = new Sandbox({ 'config-dir': 'lab1' });
+    const { failed, message } = await sandbox.action('update-testflinger', { branch: 'x', extra: 1 });
+    expect(failed).toBe(true);
+    expect(message).toMatch(/invalid parameters for update-testflinger: params: Unrecognized key\(s\) in object: 'extra'/);
+  });
+
+  it('a hook error is logged through juju-log and exits non-zero', async () => {
+    const sandbox = new Sandbox({ 'config-repo': '/x', 'config-dir': 'lab1' });
+    // A state file that is not JSON makes the charm fail while starting up.
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    fs.mkdirSync(path.join(sandbox.root, 'var/lib/testflinger-agent-host'), { recursive: true });
+    fs.writeFileSync(path.join(sandbox.root, 'var/lib/testflinger-agent-host/state.json'), '{broken');
+    await expect(sandbox.hook('update-status')).rejects.toThrow(/hook update-status failed \(1\)/);
+    expect(sandbox.unit.state().logs.some((l) => l.level === 'ERROR' && /JSON/.test(l.message))).toBe(true);
+  });
+});
