@@ -1,7 +1,7 @@
-/** Tests are TypeScript compiled by swc (type errors are caught by `npm run typecheck`). */
+/** Tests are TypeScript compiled by esbuild (type errors are caught by `npm run typecheck`). */
 module.exports = {
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
+  transform: { '^.+\\.ts$': '<rootDir>/scripts/jest-transform.js' },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
   testTimeout: 60000,
 };

@@ -17,7 +17,7 @@ export interface Host {
   readonly isPortFree: (port: number) => Promise<boolean>;
 }
 
-export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string; supervisor?: SupervisorControl }): Host {
+export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string; supervisor?: SupervisorControl; isPortFree?: (port: number) => Promise<boolean> }): Host {
   const run = options.run ?? runCommand;
   const renderer = new TemplateRenderer(options.charmDir);
   return {
@@ -27,7 +27,7 @@ export function createHost(options: { paths: HostPaths; charmDir: string; run?: 
     run,
     renderer,
     supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer),
-    isPortFree: portIsFree,
+    isPortFree: options.isPortFree ?? portIsFree,
   };
 }
 

@@ -60,7 +60,8 @@ export function charmHarness(): CharmHarness {
   const root = tempDir('root');
   const paths = hostPaths(root);
   const supervisor = new FakeSupervisor(paths);
-  const host = createHost({ paths, charmDir: repoRoot, supervisor });
+  // Ports are decided by the charm alone here; real listeners are the integration tests' business.
+  const host = createHost({ paths, charmDir: repoRoot, supervisor, isPortFree: async () => true });
   const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
   return { ctx, host, root, supervisor };
 }

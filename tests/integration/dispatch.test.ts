@@ -2,6 +2,8 @@
  * The framework end to end: Juju runs `dispatch` (or an old-style hooks/<name>) with nothing but
  * its own environment, and the charm speaks to hook tools that answer, and refuse, like Juju's.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Sandbox } from '../helpers/sandbox';
 
 describe('dispatch as Juju runs it', () => {
@@ -42,8 +44,6 @@ describe('dispatch as Juju runs it', () => {
   it('a hook error is logged through juju-log and exits non-zero', async () => {
     const sandbox = new Sandbox({ 'config-repo': '/x', 'config-dir': 'lab1' });
     // A state file that is not JSON makes the charm fail while starting up.
-    const fs = await import('node:fs');
-    const path = await import('node:path');
     fs.mkdirSync(path.join(sandbox.root, 'var/lib/testflinger-agent-host'), { recursive: true });
     fs.writeFileSync(path.join(sandbox.root, 'var/lib/testflinger-agent-host/state.json'), '{broken');
     await expect(sandbox.hook('update-status')).rejects.toThrow(/hook update-status failed \(1\)/);

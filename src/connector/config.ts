@@ -1,0 +1,69 @@
+/** The device config (default.yaml) and the job file (testflinger.json), validated on entry. */
+import * as fs from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { UsageError } from './errors';
+
+export const deviceConfigSchema = z
+  .object({
+    device_ip: z.string().min(1),
+    agent_name: z.string().optional(),
+    secure_id: z.string().optional(),
+    /** Our extension: the device's SSH port, for devices (and tests) not on 22. */
+    ssh_port: z.number().int().positive().default(22),
+    test_username: z.string().default('ubuntu'),
+    reboot_script: z.array(z.string()).optional(),
+    env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    /** How long provision keeps trying to reach a device over SSH. */
+    provision_ssh_wait: z.number().positive().default(60),
+    /** The longest reservation this device allows, in seconds. */
+    reserve_timeout_max: z.number().int().positive().default(6 * 3600),
+  })
+  .passthrough();
+export type DeviceConfig = z.output<typeof deviceConfigSchema>;
+
+const testCmds = z.union([z.string(), z.array(z.string())]);
+
+export const jobFileSchema = z
+  .object({
+    job_id: z.string().default(''),
+    provision_data: z.record(z.string(), z.unknown()).nullish(),
+    firmware_update_data: z.record(z.string(), z.unknown()).nullish(),
+    test_data: z.object({ test_cmds: testCmds.optional(), test_username: z.string().optional(), env: z.record(z.string(), z.string()).optional() }).passthrough().nullish(),
+    allocate_data: z.record(z.string(), z.unknown()).nullish(),
+    reserve_data: z
+      .object({ ssh_keys: z.array(z.string()).default([]), timeout: z.union([z.number(), z.string()]).optional() })
+      .passthrough()
+      .nullish(),
+  })
+  .passthrough();
+export type JobFile = z.output<typeof jobFileSchema>;
+
+function describeIssue(file: string, error: z.ZodError): string {
+  const issue = error.issues[0];
+  return `${file}: ${issue?.path.join('.') || '(file)'}: ${issue?.message ?? 'invalid'}`;
+}
+
+export function loadDeviceConfig(file: string): DeviceConfig {
+  let doc: unknown;
+  try {
+    doc = parseYaml(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`cannot read device config ${file}: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const parsed = deviceConfigSchema.safeParse(doc ?? {});
+  if (!parsed.success) throw new UsageError(describeIssue(file, parsed.error));
+  return parsed.data;
+}
+
+export function loadJobFile(file: string): JobFile {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new UsageError(`cannot read job file ${file}: ${(error as Error).message}`);
+  }
+  const parsed = jobFileSchema.safeParse(doc);
+  if (!parsed.success) throw new UsageError(describeIssue(file, parsed.error));
+  return parsed.data;
+}

@@ -1,0 +1,17 @@
+/** A device that is already installed and running: provision only checks it answers over SSH. */
+import { RecoveryError } from '../errors';
+import { waitForSsh, writeDeviceInfo, type PhaseFn } from '../phases';
+import type { DeviceType } from './types';
+
+const provision: PhaseFn = async (ctx) => {
+  const user = ctx.job.test_data?.test_username ?? ctx.device.test_username;
+  try {
+    await waitForSsh(ctx, user);
+  } catch (error) {
+    throw new RecoveryError((error as Error).message, { cause: error });
+  }
+  writeDeviceInfo(ctx);
+  return 0;
+};
+
+export const noprovision: DeviceType = { name: 'noprovision', phases: { provision } };

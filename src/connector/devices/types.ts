@@ -1,0 +1,10 @@
+import type { PhaseFn } from '../phases';
+
+export const CONNECTOR_PHASES = ['setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup'] as const;
+export type ConnectorPhase = (typeof CONNECTOR_PHASES)[number];
+
+/** A device type: the phases it implements; the others fall back to the shared ones. */
+export interface DeviceType {
+  name: string;
+  phases: Partial<Record<ConnectorPhase, PhaseFn>>;
+}

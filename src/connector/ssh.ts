@@ -1,0 +1,39 @@
+/**
+ * SSH to the device under test. The key and config are named explicitly from $HOME, because ssh
+ * itself reads the passwd home, not $HOME, and the sandbox's keys live elsewhere.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DeviceConfig } from './config';
+
+export interface SshResult {
+  exitCode: number;
+  output: string;
+}
+
+export function sshArgs(device: DeviceConfig, user: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const args = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', '-p', String(device.ssh_port)];
+  const home = env['HOME'];
+  if (home) {
+    const key = path.join(home, '.ssh', 'id_rsa');
+    const config = path.join(home, '.ssh', 'config');
+    if (fs.existsSync(key)) args.push('-i', key);
+    if (fs.existsSync(config)) args.push('-F', config);
+  }
+  args.push(`${user}@${device.device_ip}`);
+  return args;
+}
+
+/** Runs a command on the device; `input` is its stdin. */
+export function sshRun(device: DeviceConfig, user: string, command: string, input?: string): Promise<SshResult> {
+  return new Promise((resolve) => {
+    const child = spawn('ssh', [...sshArgs(device, user), command], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', (error) => resolve({ exitCode: 255, output: error.message }));
+    child.on('close', (code) => resolve({ exitCode: code ?? 255, output }));
+    child.stdin.end(input ?? '');
+  });
+}
