@@ -23,6 +23,10 @@ function conf(name: string, extra: Record<string, unknown> = {}): string {
     execution_basedir: `${base}/run`,
     logging_basedir: `${base}/logs`,
     results_basedir: `${base}/results`,
+    setup_command: 'tf-setup',
+    provision_command: 'tf-provision',
+    test_command: 'tf-test',
+    cleanup_command: 'tf-cleanup',
     ...extra,
   });
 }
@@ -122,8 +126,12 @@ describe('an agent host on a real supervisord', () => {
     expect(pids()).toEqual(before);
   });
 
-  it('a job submitted to an agent\'s queue runs to completion under supervisord', async () => {
-    const id = server.submitJob({ job_queue: 'agent-3-queue', test_data: { test_cmds: 'true' } });
+  it('a job runs to completion under supervisord, through the rendered phase scripts and the fake device connector', async () => {
+    const id = server.submitJob({ job_queue: 'agent-3-queue', provision_data: { distro: 'noble' }, test_data: { test_cmds: 'echo "hello from $DEVICE_IP"' } });
     await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'job complete', 30000);
+    const result = server.resultView(id) as Record<string, unknown>;
+    expect(result).toMatchObject({ setup_status: 0, provision_status: 0, test_status: 0, cleanup_status: 0 });
+    expect(result['provision_output']).toMatch(/fake device 127\.0\.0\.1\] would provision noble/);
+    expect(result['test_output']).toMatch(/hello from 127\.0\.0\.1/);
   });
 });

@@ -1,0 +1,86 @@
+/**
+ * A real sshd on 127.0.0.1, run by the test as the invoking user with its own config, host key
+ * and port. Logins get HOME in the test's dir (a ForceCommand wrapper), so keys installed on
+ * the "device" land there and never in the real home.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { eventually, tempDir } from './tmp';
+
+export interface KeyPair {
+  privateKey: string;
+  publicKey: string;
+}
+
+export function sshKeygen(file: string): KeyPair {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'test', '-f', file]);
+  return { privateKey: file, publicKey: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export class TestSshd {
+  readonly dir = tempDir('sshd');
+  readonly deviceHome = path.join(this.dir, 'device-home');
+  readonly user = os.userInfo().username;
+  port = 0;
+  private child: ChildProcess | undefined;
+
+  async start(authorized: string[]): Promise<this> {
+    this.port = await freePort();
+    fs.mkdirSync(path.join(this.deviceHome, '.ssh'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(this.deviceHome, '.ssh', 'authorized_keys'), `${authorized.join('\n')}\n`, { mode: 0o600 });
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(this.dir, 'host_key')]);
+    const wrapper = path.join(this.dir, 'session.sh');
+    fs.writeFileSync(wrapper, `#!/bin/sh\nexport HOME=${this.deviceHome}\ncd "$HOME"\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n`, { mode: 0o755 });
+    const config = path.join(this.dir, 'sshd_config');
+    fs.writeFileSync(
+      config,
+      [
+        `Port ${this.port}`,
+        'ListenAddress 127.0.0.1',
+        `HostKey ${path.join(this.dir, 'host_key')}`,
+        `PidFile ${path.join(this.dir, 'sshd.pid')}`,
+        `AuthorizedKeysFile ${path.join(this.deviceHome, '.ssh', 'authorized_keys')}`,
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        'PubkeyAuthentication yes',
+        'PermitRootLogin prohibit-password',
+        'StrictModes no',
+        'UsePAM no',
+        `ForceCommand ${wrapper}`,
+        `AllowUsers ${this.user}`,
+        '',
+      ].join('\n'),
+    );
+    if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true });
+    this.child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let errors = '';
+    this.child.stderr?.on('data', (d: Buffer) => (errors += d.toString()));
+    await eventually(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const s = net.createConnection(this.port, '127.0.0.1');
+          s.once('connect', () => (s.destroy(), resolve(true)));
+          s.once('error', () => resolve(false));
+        }),
+      `sshd on port ${this.port} (${errors})`,
+      10000,
+    );
+    return this;
+  }
+
+  stop(): void {
+    this.child?.kill('SIGTERM');
+  }
+}
