@@ -1,0 +1,17 @@
+/** The demo's steps, headless: a job completes and the third agent starts alone. */
+import { runDemo } from '../../src/demo/demo';
+import { repoRoot } from '../helpers/tmp';
+
+jest.setTimeout(120_000);
+
+it('runs the whole agent host locally: deploy, a job to completion, update-configs adding one agent', async () => {
+  const lines: string[] = [];
+  const summary = await runDemo({ charmDir: repoRoot, print: (l) => lines.push(l) });
+  expect(summary.jobResult).toMatchObject({ job_state: 'complete', setup_status: 0, provision_status: 0, test_status: 0, cleanup_status: 0 });
+  expect(String(summary.jobResult['test_output'])).toMatch(/testing 127\.0\.0\.1/);
+  expect(summary.updateConfigsResults).toMatchObject({ added: 'demo-agent-3', removed: '', changed: '', restarted: '', agents: '3' });
+  expect(summary.pidsAfter).toEqual(summary.pidsBefore);
+  expect(Object.values(summary.pidsBefore).every((p) => typeof p === 'number')).toBe(true);
+  expect(summary.finalStatus).toBe('active: 3 agents running');
+  expect(lines.join('\n')).toMatch(/supervisord and the dev server stopped; sandbox removed/);
+});
