@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { AgentData, Job, ServerApi } from './api';
 import type { Clock } from './clock';
 import type { AgentConfig } from './config';
-import { bookkeepingDirOf, JobRunner, runDirOf, EXIT_STOPPED, type JobDeps, type JobOutcome, type JobTiming } from './job';
+import { bookkeepingDirOf, JobRunner, runDirOf, EXIT_STOPPED, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
 import type { Logger } from './logger';
 import type { AgentMetrics } from './metrics';
 import { Outbox } from './outbox';
@@ -206,7 +206,7 @@ export class Agent {
       if (!match) continue;
       const keepDir = path.join(config.execution_basedir, name);
       let job: Job;
-      let progress: { status: Record<string, number>; phase: string | null };
+      let progress: Progress;
       try {
         job = JSON.parse(fs.readFileSync(path.join(keepDir, 'job.json'), 'utf8')) as Job;
         progress = JSON.parse(fs.readFileSync(path.join(keepDir, 'progress.json'), 'utf8'));
@@ -215,7 +215,7 @@ export class Agent {
         continue;
       }
       log.warning(`job ${job.job_id} was interrupted in ${progress.phase ?? 'between phases'}; reporting it failed`);
-      const runner = new JobRunner({ ...this.deps, reporter: this.reporter }, job);
+      const runner = new JobRunner({ ...this.deps, reporter: this.reporter }, job, progress);
       const outcome = await runner.finishInterrupted(progress, shutdown);
       await this.deliver(outcome);
     }

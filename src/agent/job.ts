@@ -14,7 +14,7 @@ import type { Logger } from './logger';
 import { SecretMasker } from './masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
-import { runPhaseProcess, type StopReason } from './process';
+import { killProcessGroup, runPhaseProcess, type StopReason } from './process';
 import type { AgentReporter } from './reporter';
 
 /** A phase command exits with this when the device could not be recovered. */
@@ -78,7 +78,15 @@ export interface JobOutcome {
   stoppedBy?: StopReason;
 }
 
-type Progress = { status: Record<string, number>; phase: string | null; startedAt: number };
+/** What survives the agent being killed: which phase ran, and its process group to end. */
+export type Progress = {
+  status: Record<string, number>;
+  phase: string | null;
+  startedAt: number;
+  phasePid?: number;
+  /** Next live-log fragment numbers, so a resumed job does not reuse a number. */
+  nextFragment?: { output: number; serial: number };
+};
 
 export function runDirOf(config: AgentConfig, jobId: string): string {
   return path.join(config.execution_basedir, jobId);
@@ -111,13 +119,20 @@ export class JobRunner {
   private jobState: 'complete' | 'cancelled' = 'complete';
   private deviceInfo: unknown;
 
-  constructor(private readonly deps: JobDeps, private readonly job: Job) {
+  constructor(private readonly deps: JobDeps, private readonly job: Job, resumed?: Progress) {
     this.timing = deps.timing ?? DEFAULT_JOB_TIMING;
     this.runDir = runDirOf(deps.config, job.job_id);
     this.keepDir = bookkeepingDirOf(deps.config, job.job_id);
-    this.progress = { status: {}, phase: null, startedAt: deps.clock.now() };
-    this.output = new LiveLog(deps.api, job.job_id, 'output', deps.clock, this.timing.liveLog);
-    this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog);
+    this.progress = { status: {}, phase: null, startedAt: deps.clock.now(), nextFragment: resumed?.nextFragment ?? { output: 0, serial: 0 } };
+    const numbering = (kind: 'output' | 'serial') => ({
+      first: this.progress.nextFragment?.[kind] ?? 0,
+      onNext: (next: number) => {
+        if (this.progress.nextFragment) this.progress.nextFragment[kind] = next;
+        this.saveProgress();
+      },
+    });
+    this.output = new LiveLog(deps.api, job.job_id, 'output', deps.clock, this.timing.liveLog, numbering('output'));
+    this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog, numbering('serial'));
     const allSecrets = PHASE_RULES.flatMap((r) => Object.values(secretsOf(phaseData(job, r.phase))));
     this.masker = new SecretMasker(allSecrets);
   }
@@ -163,8 +178,10 @@ export class JobRunner {
    * Ends a job a previous agent process left mid-way: the phase it was in is marked stopped
    * with the reason in the job's output, cleanup runs, and the outcome is returned.
    */
-  async finishInterrupted(progress: { status: Record<string, number>; phase: string | null }, shutdown: AbortSignal): Promise<JobOutcome> {
+  async finishInterrupted(progress: Progress, shutdown: AbortSignal): Promise<JobOutcome> {
     Object.assign(this.progress.status, progress.status);
+    // The killed agent's phase may still run in its own process group: end it first.
+    if (progress.phasePid) killProcessGroup(progress.phasePid);
     const phase = progress.phase ?? 'setup';
     if (progress.phase) this.progress.status[phase] = EXIT_STOPPED;
     this.ensureRunDir();
@@ -306,7 +323,12 @@ export class JobRunner {
       timeoutMs,
       ...(rule.outputTimeout ? { outputTimeoutMs: this.outputTimeoutS() * 1000 } : {}),
       stop: { signal: stopper.signal, reason: () => stopReason },
+      onSpawn: (pid) => {
+        this.progress.phasePid = pid;
+        this.saveProgress();
+      },
     });
+    delete this.progress.phasePid;
     shutdown.removeEventListener('abort', onShutdown);
     cancelWatch?.();
     serialTail();

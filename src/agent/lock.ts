@@ -16,8 +16,9 @@ function processInfo(pid: number): { alive: boolean; cmdline: string; ppid: numb
   try {
     const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    return { alive: true, cmdline, ppid };
+    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // A zombie has exited; only its parent's wait() is missing.
+    return { alive: state !== 'Z', cmdline, ppid: Number(ppid) };
   } catch {
     return { alive: false, cmdline: '', ppid: 0 };
   }
@@ -27,11 +28,25 @@ function isOurAgent(cmdline: string, confPath: string): boolean {
   return /testflinger-agent/.test(cmdline) && cmdline.includes(confPath);
 }
 
-/** A process left behind by a supervisord that died: re-parented to init (or a subreaper). */
+/**
+ * A process left behind by a supervisord that died: re-parented to init, or to a subreaper
+ * that is not a supervisord. A live supervisord parent means it is managed: not stale.
+ */
 function isOrphan(ppid: number): boolean {
   if (ppid === 1) return true;
   const parent = processInfo(ppid);
-  return !parent.alive || !/supervisord/.test(parent.cmdline);
+  if (!parent.alive) return true;
+  return isSubreaper(ppid) && !/supervisord/.test(parent.cmdline);
+}
+
+function isSubreaper(pid: number): boolean {
+  try {
+    // /proc/<pid>/status has no subreaper flag; a process adopting orphans shows them as children
+    // without being their launcher. The reliable, portable signal we have is init's pid.
+    return pid === 1 || fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'systemd';
+  } catch {
+    return false;
+  }
 }
 
 async function stopProcess(pid: number): Promise<void> {

@@ -32,11 +32,13 @@ export class LiveLog {
     private readonly kind: LogKind,
     private readonly clock: Clock,
     private readonly options: LiveLogOptions = DEFAULT_LIVE_LOG,
-    restored: LogFragment[] = [],
+    /** Numbering goes on from here (a job resumed by a new agent process); told of each new number. */
+    numbering: { first: number; onNext?: (next: number) => void } = { first: 0 },
   ) {
-    for (const f of restored) this.enqueue(f);
-    this.nextNumber = restored.length > 0 ? Math.max(...restored.map((f) => f.fragment_number)) + 1 : 0;
+    this.nextNumber = numbering.first;
+    this.onNext = numbering.onNext;
   }
+  private readonly onNext: ((next: number) => void) | undefined;
 
   write(phase: string, text: string): void {
     if (text === '') return;
@@ -47,6 +49,7 @@ export class LiveLog {
 
   private cut(): void {
     if (!this.current) return;
+    this.onNext?.(this.nextNumber + 1);
     this.enqueue({ fragment_number: this.nextNumber++, timestamp: new Date(this.clock.now()).toISOString(), phase: this.current.phase, log_data: this.current.text });
     this.current = undefined;
   }

@@ -21,6 +21,8 @@ export interface PhaseProcessOptions {
   outputTimeoutMs?: number;
   /** Kill when this fires; `reason()` says why. */
   stop?: { signal: AbortSignal; reason: () => StopReason };
+  /** Told the pid (= process group) once the command runs, so it can be found after a crash. */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface PhaseProcessResult {
@@ -32,6 +34,10 @@ export interface PhaseProcessResult {
 const KILL_GRACE_MS = 5000;
 /** How long to wait for output pipes held open by leftover children once the shell exited. */
 const DRAIN_MS = 2000;
+
+export function killProcessGroup(pid: number): void {
+  killGroup(pid, 'SIGKILL');
+}
 
 function killGroup(pid: number, signal: NodeJS.Signals): void {
   try {
@@ -49,6 +55,7 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    if (child.pid !== undefined) options.onSpawn?.(child.pid);
     let stoppedBy: StopReason | undefined;
     let lastOutput = options.clock.now();
     let exitCode: number | undefined;

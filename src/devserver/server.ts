@@ -65,6 +65,27 @@ export class DevServer {
   private server: http.Server | undefined;
   /** When set, every request gets this status (to play a failing server). */
   failWith: number | undefined;
+  /** Faults to play once each: the next `times` matching requests get `status`. */
+  private readonly faults: { method: string; path: RegExp; status: number; times: number; body?: (body: Record<string, unknown>) => boolean }[] = [];
+
+  /** Makes the next `times` requests matching method, path (and body, if given) fail with `status`. */
+  failNext(method: string, path: RegExp, status: number, times = 1, body?: (body: Record<string, unknown>) => boolean): void {
+    this.faults.push({ method, path, status, times, ...(body ? { body } : {}) });
+  }
+
+  private takeFault(method: string, path: string, body: Buffer): number | undefined {
+    const parsed = () => {
+      try {
+        return JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+      } catch {
+        return {};
+      }
+    };
+    const fault = this.faults.find((f) => f.times > 0 && f.method === method && f.path.test(path) && (!f.body || f.body(parsed())));
+    if (!fault) return undefined;
+    fault.times--;
+    return fault.status;
+  }
 
   constructor(private readonly options: DevServerOptions = {}) {}
 
@@ -151,7 +172,8 @@ export class DevServer {
     const agent = cookie(req, 'agent_name');
     let status = 500;
     try {
-      if (this.failWith) throw new HttpError(this.failWith, 'failing on purpose');
+      const fault = this.failWith ?? this.takeFault(req.method ?? 'GET', url.pathname, body);
+      if (fault) throw new HttpError(fault, 'failing on purpose');
       this.checkAuth(req, url.pathname);
       const answer = this.route(req.method ?? 'GET', url, body, req, agent);
       status = answer.status ?? 200;
