@@ -77,7 +77,7 @@ export class AgentHostCharm extends CharmBase {
     const config = await this.config();
     renderPhaseScripts(this.host.renderer, this.paths, config?.['config-dir'] ?? '');
     saveHostState(this.paths, this.state);
-    if (config) await this.reconcileAndRecord(config, {});
+    if (config) await this.reconcileAndRecord(config, { mayRestartSupervisor: true });
   }
 
   private installShippedRuntime(): { version: string; changed: boolean } {
@@ -103,7 +103,7 @@ export class AgentHostCharm extends CharmBase {
    * Runs a reconcile; a failure is recorded (the host keeps its previous state) and shown in
    * the status rather than failing the hook, which Juju would only retry to the same end.
    */
-  private async reconcileAndRecord(config: CharmConfig, options: { restartAll?: boolean }): Promise<ReconcileReport | undefined> {
+  private async reconcileAndRecord(config: CharmConfig, options: { restartAll?: boolean; mayRestartSupervisor?: boolean }): Promise<ReconcileReport | undefined> {
     try {
       const report = await reconcile(this.host, config, this.state, { ...options, log: (m) => this.log.warning(m) });
       this.state.problem = null;
@@ -121,6 +121,11 @@ export class AgentHostCharm extends CharmBase {
   }
 
   private async onUpdateStatus(): Promise<void> {
+    if (this.state.limitsRestartPending) {
+      // Try again now: the agents may have finished their jobs.
+      const config = await this.config();
+      if (config) await this.reconcileAndRecord(config, {});
+    }
     if (this.state.pendingRestart.length === 0) return;
     const { signalled, notRunning } = await this.host.supervisor.signal(this.state.pendingRestart);
     this.state.pendingRestart = this.state.pendingRestart.filter((n) => !signalled.includes(n) && !notRunning.includes(n));
@@ -196,6 +201,7 @@ export class AgentHostCharm extends CharmBase {
       throw error;
     }
     if (this.state.problem) return new BlockedStatus(this.state.problem);
+    if (this.state.capacityProblem) return new BlockedStatus(this.state.capacityProblem);
     const expected = Object.keys(this.state.appliedPrograms).sort();
     const invalid = Object.keys(this.state.invalidAgents);
     if (expected.length === 0) {
@@ -221,6 +227,7 @@ export class AgentHostCharm extends CharmBase {
     }
     if (invalid.length > 0) return new BlockedStatus(`${running} agents running; bad conf: ${listNames(invalid)} (see juju debug-log)`);
     if (starting.length > 0) return new WaitingStatus(`${running} agents running, ${starting.length} starting`);
-    return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running`);
+    const pending = this.state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
+    return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${pending}`);
   }
 }

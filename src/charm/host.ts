@@ -1,6 +1,7 @@
 /** Everything the charm acts on, as one object: real on a unit, rooted in a temp dir in tests. */
 import * as path from 'node:path';
 import { runCommand, type Runner } from '../common/exec';
+import { readHostCapacity, type HostCapacity } from './limits';
 import { hostPathsFromEnv, type HostPaths } from './paths';
 import { portIsFree } from './ports';
 import { Supervisor, type SupervisorControl } from './supervisor';
@@ -15,9 +16,10 @@ export interface Host {
   readonly renderer: TemplateRenderer;
   readonly supervisor: SupervisorControl;
   readonly isPortFree: (port: number) => Promise<boolean>;
+  readonly capacity: () => HostCapacity;
 }
 
-export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string; supervisor?: SupervisorControl; isPortFree?: (port: number) => Promise<boolean> }): Host {
+export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string; supervisor?: SupervisorControl; isPortFree?: (port: number) => Promise<boolean>; capacity?: () => HostCapacity }): Host {
   const run = options.run ?? runCommand;
   const renderer = new TemplateRenderer(options.charmDir);
   return {
@@ -28,6 +30,7 @@ export function createHost(options: { paths: HostPaths; charmDir: string; run?: 
     renderer,
     supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer),
     isPortFree: options.isPortFree ?? portIsFree,
+    capacity: options.capacity ?? (() => readHostCapacity()),
   };
 }
 

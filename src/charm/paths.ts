@@ -9,6 +9,8 @@ export interface HostPaths {
   readonly supervisorDir: string;
   readonly supervisordConf: string;
   readonly programDir: string;
+  /** supervisord's limits drop-in on a unit (not a program file). */
+  readonly limitsFile: string;
   readonly supervisorSocket: string;
   readonly supervisorPidFile: string;
   readonly supervisorLogDir: string;
@@ -45,6 +47,7 @@ export function hostPaths(root = '/'): HostPaths {
     supervisorDir: at('/etc/supervisor'),
     supervisordConf: at('/etc/supervisor/supervisord.conf'),
     programDir,
+    limitsFile: path.join(programDir, 'zz-testflinger-limits.conf'),
     supervisorSocket: at('/var/run/supervisor.sock'),
     supervisorPidFile: at('/var/run/supervisord.pid'),
     supervisorLogDir: at('/var/log/supervisor'),

@@ -10,6 +10,7 @@ import { discoverAgents, type AgentDir } from './agents';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
 import type { Host } from './host';
+import { capacityProblem } from './limits';
 import { ensureUbuntuUser } from './packages';
 import { assignMetricsPorts } from './ports';
 import { currentRuntimeVersion } from './runtime';
@@ -35,6 +36,8 @@ export interface ReconcileReport {
 export interface ReconcileOptions {
   /** Ask every agent to restart when idle (upgrade-charm, update-testflinger). */
   restartAll?: boolean;
+  /** supervisord may be restarted even if agents are busy (install: nothing runs yet). */
+  mayRestartSupervisor?: boolean;
   log?: (message: string) => Promise<void>;
 }
 
@@ -92,23 +95,32 @@ export async function reconcile(host: Host, config: CharmConfig, state: HostStat
   const { removed: removedFiles } = writeProgramFiles(paths, programs);
   for (const name of removedFiles) delete state.ports[name];
 
+  state.capacityProblem = capacityProblem(names.length, host.capacity()) ?? null;
   const started = await supervisor.ensureRunning(names.length);
+  if (supervisor.writeLimits(names.length)) state.limitsRestartPending = started === 'already-running';
+  const supervisorRestarted = state.limitsRestartPending && (options.mayRestartSupervisor || !agents.some(agentIsBusy));
+  if (supervisorRestarted) {
+    await log(`restarting supervisord for the limits of ${names.length} agents (no agent is running a job)`);
+    await supervisor.restart();
+    state.limitsRestartPending = false;
+  }
   const programHashes = Object.fromEntries([...programs].map(([name, content]) => [name, sha256(content)]));
   const previousPrograms = state.appliedPrograms;
   const added = names.filter((n) => previousPrograms[n] === undefined);
   const removed = Object.keys(previousPrograms).filter((n) => !programs.has(n));
   const forced = names.filter((n) => previousPrograms[n] !== undefined && previousPrograms[n] !== programHashes[n]);
   const programsChanged = added.length + removed.length + forced.length > 0 || removedFiles.length > 0;
-  if (programsChanged && started === 'already-running') await supervisor.update();
+  if (programsChanged && started === 'already-running' && !supervisorRestarted) await supervisor.update();
   state.appliedPrograms = programHashes;
 
   const shared = sharedInputsHash(host, config);
   const sharedChanged = shared !== state.appliedShared;
   const contentChanged = agents.filter((a) => state.appliedAgents[a.name] !== undefined && state.appliedAgents[a.name] !== a.contentHash).map((a) => a.name);
   const restartable = names.filter((n) => !added.includes(n) && !forced.includes(n) && !keptBad.includes(n));
-  const toSignal = restartable.filter(
-    (n) => options.restartAll || sharedChanged || contentChanged.includes(n) || state.pendingRestart.includes(n),
-  );
+  // A restarted supervisord restarted every agent already.
+  const toSignal = supervisorRestarted
+    ? []
+    : restartable.filter((n) => options.restartAll || sharedChanged || contentChanged.includes(n) || state.pendingRestart.includes(n));
   const { signalled } = await supervisor.signal(toSignal, 'USR1');
   state.pendingRestart = [];
   state.appliedShared = shared;
@@ -128,6 +140,15 @@ export async function reconcile(host: Host, config: CharmConfig, state: HostStat
     invalid: state.invalidAgents,
     revision: sync.revision,
   };
+}
+
+/** An agent is mid-job while its bookkeeping directory (`.<job>.agent`) exists. */
+export function agentIsBusy(agent: AgentDir): boolean {
+  try {
+    return fs.readdirSync(agent.config.execution_basedir).some((name) => /^\..+\.agent$/.test(name));
+  } catch {
+    return false;
+  }
 }
 
 function renderProgram(host: Host, config: CharmConfig, agent: AgentDir, port: number): string {

@@ -19,6 +19,10 @@ export interface HostState {
   invalidAgents: Record<string, string>;
   runtimeVersion: string | null;
   configRevision: string | null;
+  /** New supervisord limits wait for a moment when no agent runs a job. */
+  limitsRestartPending: boolean;
+  /** Set when the host cannot give this many agents what they need. */
+  capacityProblem: string | null;
 }
 
 export function emptyHostState(): HostState {
@@ -32,6 +36,8 @@ export function emptyHostState(): HostState {
     invalidAgents: {},
     runtimeVersion: null,
     configRevision: null,
+    limitsRestartPending: false,
+    capacityProblem: null,
   };
 }
 

@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { writeFileAtomic } from '../common/fsutil';
+import { supervisorLimits } from './limits';
 import type { HostPaths } from './paths';
 import type { TemplateRenderer } from './templates';
 
@@ -82,11 +83,6 @@ export function writeProgramFiles(paths: HostPaths, files: ReadonlyMap<string, s
   return { written, removed };
 }
 
-/** File and process limits for supervisord: each agent holds pipes and log files open. */
-export function supervisorLimits(agentCount: number): { minfds: number; minprocs: number } {
-  return { minfds: Math.max(1024, 256 + agentCount * 16), minprocs: Math.max(200, 64 + agentCount * 4) };
-}
-
 export function parseStatus(out: string): ProgramStatus[] {
   return out
     .split('\n')
@@ -104,7 +100,15 @@ export function parseStatus(out: string): ProgramStatus[] {
 /** What the charm asks of supervisord; tests may pass an in-memory one of the same shape. */
 export interface SupervisorControl {
   isRunning(): Promise<boolean>;
+  /**
+   * Starts supervisord if it is not running, with limits for this many agents. Reports whether
+   * the limits it runs with are now out of date (they apply only when supervisord restarts).
+   */
   ensureRunning(agentCount: number): Promise<'already-running' | 'started'>;
+  /** Writes the limits for this many agents; true when they changed. */
+  writeLimits(agentCount: number): boolean;
+  /** Restarts supervisord, and with it every agent: only when none is running a job. */
+  restart(): Promise<void>;
   update(): Promise<string>;
   signal(names: readonly string[], signal?: string): Promise<{ signalled: string[]; notRunning: string[] }>;
   status(): Promise<ProgramStatus[]>;
@@ -134,8 +138,36 @@ export class Supervisor implements SupervisorControl {
     });
   }
 
+  /**
+   * Limits live in the sandbox's own supervisord.conf; on a unit, in a drop-in beside the
+   * program files (supervisord merges [supervisord] from included files).
+   */
+  writeLimits(agentCount: number): boolean {
+    if (this.paths.sandbox) return this.writeSandboxConfig(agentCount);
+    const content = this.renderer.render('templates/limits.conf.hbs', { agents: agentCount, ...supervisorLimits(agentCount) });
+    return writeFileAtomic(this.paths.limitsFile, content);
+  }
+
+  async restart(): Promise<void> {
+    if (this.paths.sandbox) {
+      await this.shutdown();
+      await this.waitForSocketGone();
+      await this.startSandboxDaemon();
+    } else {
+      await this.run('systemctl', ['restart', 'supervisor']);
+    }
+    await this.waitForSocket();
+  }
+
+  private async waitForSocketGone(): Promise<void> {
+    const deadline = Date.now() + SOCKET_WAIT_MS;
+    while (Date.now() < deadline && (await this.isRunning())) await new Promise((r) => setTimeout(r, 50));
+    // supervisord removes its pid file last; wait for it so the next one can start.
+    while (Date.now() < deadline && fs.existsSync(this.paths.supervisorPidFile)) await new Promise((r) => setTimeout(r, 50));
+  }
+
   /** The sandbox supervisord.conf; on a real unit the distribution's file is used as it is. */
-  writeSandboxConfig(agentCount: number): boolean {
+  private writeSandboxConfig(agentCount: number): boolean {
     for (const dir of [this.paths.programDir, this.paths.supervisorLogDir, path.dirname(this.paths.supervisorSocket)]) {
       fs.mkdirSync(dir, { recursive: true });
     }
@@ -151,8 +183,8 @@ export class Supervisor implements SupervisorControl {
   }
 
   async ensureRunning(agentCount: number): Promise<'already-running' | 'started'> {
-    if (this.paths.sandbox) this.writeSandboxConfig(agentCount);
     if (await this.isRunning()) return 'already-running';
+    this.writeLimits(agentCount);
     if (this.paths.sandbox) await this.startSandboxDaemon();
     else await this.run('systemctl', ['start', 'supervisor']);
     await this.waitForSocket();

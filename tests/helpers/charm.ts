@@ -3,6 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import * as path from 'node:path';
 import { AgentHostCharm } from '../../src/charm/charm';
 import { createHost, type Host } from '../../src/charm/host';
+import { supervisorLimits } from '../../src/charm/limits';
 import { hostPaths, type HostPaths } from '../../src/charm/paths';
 import { managedProgramNames, type ProgramStatus, type SupervisorControl } from '../../src/charm/supervisor';
 import { Context } from '../../src/ops/testing';
@@ -16,8 +17,9 @@ export class FakeSupervisor implements SupervisorControl {
   async isRunning() {
     return this.running;
   }
-  async ensureRunning() {
+  async ensureRunning(agentCount: number) {
     if (this.running) return 'already-running' as const;
+    this.writeLimits(agentCount);
     this.running = true;
     this.calls.push(['start']);
     this.load();
@@ -44,10 +46,24 @@ export class FakeSupervisor implements SupervisorControl {
   async shutdown() {
     this.running = false;
   }
+  /** The minfds last written, as the real one keeps it in a file. */
+  minfds = 0;
+  writeLimits(agentCount: number) {
+    const { minfds } = supervisorLimits(agentCount);
+    const changed = minfds !== this.minfds;
+    this.minfds = minfds;
+    return changed;
+  }
+  async restart() {
+    this.calls.push(['restart']);
+  }
   signalCalls(): string[][] {
     return this.calls.filter((c) => c[0] === 'signal').map((c) => c.slice(2));
   }
 }
+
+/** What the harness host reports; tests may shrink it. */
+export const capacity = { maxOpenFiles: 1_048_576, memTotalMb: 65536 };
 
 export interface CharmHarness {
   ctx: Context;
@@ -61,7 +77,7 @@ export function charmHarness(): CharmHarness {
   const paths = hostPaths(root);
   const supervisor = new FakeSupervisor(paths);
   // Ports are decided by the charm alone here; real listeners are the integration tests' business.
-  const host = createHost({ paths, charmDir: repoRoot, supervisor, isPortFree: async () => true });
+  const host = createHost({ paths, charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
   const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
   return { ctx, host, root, supervisor };
 }

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ActiveStatus } from '../../src/ops';
 import { hostPaths } from '../../src/charm/paths';
 import { loadHostState } from '../../src/charm/state';
-import { b64, charmHarness, programDir, sshKeyPair } from '../helpers/charm';
+import { b64, capacity, charmHarness, programDir, sshKeyPair } from '../helpers/charm';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 
 function labRepo(...agents: string[]): ConfigRepo {
@@ -168,6 +168,50 @@ describe('config-changed with a good config', () => {
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-dir': 'lab9' }) });
     expect(out.unitStatus?.message).toMatch(/config-dir lab9 is not a directory/);
+  });
+});
+
+describe('many agents on one host', () => {
+  function manyAgents(count: number): ConfigRepo {
+    const repo = new ConfigRepo('lab1');
+    for (let i = 0; i < count; i++) repo.addAgent(`agent-${i}`);
+    repo.commit();
+    return repo;
+  }
+
+  it('reports a host too small for its agents, and still runs them', async () => {
+    const { ctx, root } = charmHarness();
+    const saved = { ...capacity };
+    capacity.maxOpenFiles = 1024;
+    try {
+      const out = await ctx.run(ctx.on.configChanged(), { config: config(manyAgents(50)) });
+      expect(out.unitStatus?.message).toBe('host too small: 50 agents need 2048 open files but the hard limit is 1024');
+      expect(fs.readdirSync(programDir(root))).toHaveLength(50);
+    } finally {
+      Object.assign(capacity, saved);
+    }
+  });
+
+  it('raises supervisord limits with a restart only when no agent is running a job', async () => {
+    const { ctx, root, supervisor } = charmHarness();
+    const repo = manyAgents(40);
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    // agent-0 is mid-job: its bookkeeping directory exists.
+    const busy = path.join('/tmp/testflinger/run', '.charm-test-busy-job.agent');
+    fs.mkdirSync(busy, { recursive: true });
+    try {
+      for (let i = 40; i < 60; i++) repo.addAgent(`agent-${i}`);
+      repo.commit('twenty more');
+      const deferred = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+      expect(supervisor.calls.filter((c) => c[0] === 'restart')).toEqual([]);
+      expect(deferred.unitStatus?.message).toMatch(/60 agents running; supervisord restart for new limits waits until no agent runs a job/);
+    } finally {
+      fs.rmSync(busy, { recursive: true, force: true });
+    }
+    const applied = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
+    expect(supervisor.calls.filter((c) => c[0] === 'restart')).toEqual([['restart']]);
+    expect(applied.unitStatus).toEqual(new ActiveStatus('60 agents running'));
+    void root;
   });
 });
 

@@ -1,0 +1,38 @@
+/** supervisord itself, in a sandbox root: its config, its limits, a restart, signals. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { runCommand } from '../../src/common/exec';
+import { hostPaths } from '../../src/charm/paths';
+import { Supervisor, writeProgramFiles } from '../../src/charm/supervisor';
+import { TemplateRenderer } from '../../src/charm/templates';
+import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+
+jest.setTimeout(60_000);
+
+it('starts with limits for its agents, restarts to raise them, and signals programs by name', async () => {
+  const paths = hostPaths(tempDir('sup'));
+  const supervisor = new Supervisor(paths, runCommand, new TemplateRenderer(repoRoot));
+  const pid = () => Number(fs.readFileSync(paths.supervisorPidFile, 'utf8'));
+  try {
+    expect(await supervisor.ensureRunning(2)).toBe('started');
+    expect(fs.readFileSync(paths.supervisordConf, 'utf8')).toMatch(/^minfds=1024$/m);
+    const first = pid();
+    expect(supervisor.writeLimits(2)).toBe(false);
+    expect(supervisor.writeLimits(100)).toBe(true);
+    expect(fs.readFileSync(paths.supervisordConf, 'utf8')).toMatch(/^minfds=2048$/m);
+    await supervisor.restart();
+    expect(pid()).not.toBe(first);
+
+    const recorder = path.join(paths.root, 'record.sh');
+    fs.writeFileSync(recorder, `#!/bin/sh\ntrap 'echo USR1 >> ${paths.root}/signals' USR1\nwhile true; do sleep 0.1; done\n`, { mode: 0o755 });
+    writeProgramFiles(paths, new Map([['rec', `; Managed by the testflinger-agent-host charm\n[program:rec]\ncommand=${recorder}\nstartsecs=0\n`]]));
+    await supervisor.update();
+    await eventually(async () => (await supervisor.status()).find((s) => s.name === 'rec')?.state === 'RUNNING', 'rec RUNNING');
+    expect(await supervisor.signal(['rec'])).toEqual({ signalled: ['rec'], notRunning: [] });
+    await eventually(() => fs.existsSync(path.join(paths.root, 'signals')), 'USR1 recorded by the program');
+    await runCommand('supervisorctl', ['-c', paths.supervisordConf, 'stop', 'rec']);
+    expect(await supervisor.signal(['rec'])).toEqual({ signalled: [], notRunning: ['rec'] });
+  } finally {
+    await supervisor.shutdown();
+  }
+});
