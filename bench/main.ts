@@ -1,1 +1,316 @@
-process.stderr.write('not built yet\n'); process.exitCode = 1;
+/**
+ * npm run bench: hook latency at scale, agent footprint, job overhead, live-log latency and
+ * sizes, each against a baseline taken in the same run. Writes bench/results.md.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import execa from 'execa';
+import { stringify } from 'yaml';
+import { parseStatus } from '../src/charm/supervisor';
+import { DevServer } from '../src/devserver';
+import { createEmulatedUnit, dispatchEvent, type EmulatedUnit } from '../src/hooktools/emulator';
+import { packCharm } from '../src/pack/pack';
+import { cpuSeconds, dirBytes, median, percentile, processMemory, sleep, waitUntil } from './measure';
+
+const CHARM_DIR = path.resolve(__dirname, '..');
+const AGENT = path.join(CHARM_DIR, 'dist', 'testflinger-agent.js');
+const QUICK = process.argv.includes('--quick');
+const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'b@localhost', GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'b@localhost' };
+
+interface Row {
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+}
+const rows: Row[] = [];
+const notes: string[] = [];
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const ms = (v: number) => `${v.toFixed(0)} ms`;
+const mb = (kb: number) => `${(kb / 1024).toFixed(1)} MB`;
+function row(figure: string, value: string, baseline: string, ratio: number | string, target: string): void {
+  rows.push({ figure, value, baseline, ratio: typeof ratio === 'number' ? `${ratio.toFixed(2)}×` : ratio, target });
+  say(`  ${figure}: ${value} (baseline ${baseline}; ${typeof ratio === 'number' ? ratio.toFixed(2) + '×' : ratio}; target ${target})`);
+}
+
+function git(cwd: string, ...args: string[]): void {
+  execFileSync('git', args, { cwd, env: GIT_ENV, stdio: 'ignore' });
+}
+
+function tmp(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `bench-${prefix}-`));
+}
+
+// ---------- hooks ----------
+
+async function floorMs(runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = process.hrtime.bigint();
+    await execa(process.execPath, ['-e', '0'], { extendEnv: false, env: { PATH: process.env['PATH'] ?? '' }, stdin: 'ignore' });
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(times);
+}
+
+async function toolCallMs(unit: EmulatedUnit, runs: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = process.hrtime.bigint();
+    // As the charm calls it inside a hook: an environment built from scratch (no NODE_EXTRA_CA_CERTS).
+    await execa(path.join(unit.binDir, 'config-get'), ['--format=json'], { extendEnv: false, env: { PATH: process.env['PATH'] ?? '', HOOKTOOL_STATE: unit.statePath } });
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(times);
+}
+
+interface HostRun {
+  root: string;
+  unit: EmulatedUnit;
+  repo: string;
+  dispatch: (p: string) => Promise<number>;
+  supervisorctl: (...a: string[]) => string;
+  teardown: () => Promise<void>;
+}
+
+/** A sandbox unit with n agents in its config repo; agents are `sleep`, so the charm is what is timed. */
+async function agentHost(n: number): Promise<HostRun> {
+  const root = tmp(`host${n}`);
+  const repo = path.join(root, 'repo');
+  fs.mkdirSync(repo);
+  git(repo, 'init', '-q', '-b', 'main');
+  for (let i = 0; i < n; i++) {
+    const dir = path.join(repo, 'lab1', `agent-${String(i).padStart(3, '0')}`);
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'testflinger-agent.conf'), stringify({ agent_id: path.basename(dir), server_address: '127.0.0.1:9', job_queues: ['q'] }));
+    fs.writeFileSync(path.join(dir, 'default.yaml'), 'device_ip: 127.0.0.1\n');
+  }
+  git(repo, 'add', '-A');
+  git(repo, 'commit', '-q', '-m', 'agents');
+  const unit = createEmulatedUnit(path.join(root, '.unit'), path.join(CHARM_DIR, 'dist', 'hooktool.js'), CHARM_DIR, { config: { 'config-dir': 'lab1' } });
+  const dispatch = async (p: string) => {
+    const r = await dispatchEvent(unit, p, { charmDir: CHARM_DIR, env: { AGENT_HOST_ROOT: root } });
+    if (r.exitCode !== 0) throw new Error(`${p} failed: ${r.stderr}`);
+    return r.durationMs;
+  };
+  const supervisorctl = (...a: string[]) => {
+    try {
+      return execFileSync('supervisorctl', ['-c', path.join(root, 'etc/supervisor/supervisord.conf'), ...a], { encoding: 'utf8' });
+    } catch (e) {
+      return String((e as { stdout?: string }).stdout ?? '');
+    }
+  };
+  await dispatch('hooks/install');
+  // The charm's cost, not the agents': each agent program becomes a `sleep`.
+  fs.writeFileSync(path.join(root, 'srv/testflinger-agent/bin/testflinger-agent'), '#!/bin/sh\nexec sleep 86400\n', { mode: 0o755 });
+  unit.update((s) => Object.assign(s.config, { 'config-repo': repo }));
+  return {
+    root,
+    unit,
+    repo,
+    dispatch,
+    supervisorctl,
+    teardown: async () => {
+      supervisorctl('shutdown');
+      const pidFile = path.join(root, 'var/run/supervisord.pid');
+      await waitUntil('supervisord to stop', 60_000, () => !fs.existsSync(pidFile));
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+function programPids(host: HostRun): Map<string, number | undefined> {
+  return new Map(parseStatus(host.supervisorctl('status')).map((p) => [p.name, p.pid]));
+}
+
+async function benchHooks(): Promise<number> {
+  say('\n# Hook latency (config-changed in a sandbox root, real git, real supervisord)');
+  const floor = await floorMs(10);
+  say(`  floor: node -e 0 through the same spawn: ${ms(floor)} (median of 10)`);
+  let runtimeBytes = 0;
+  for (const n of QUICK ? [10, 100] : [10, 100, 500]) {
+    const freshRuns = n >= 500 ? 1 : 3;
+    const fresh: number[] = [];
+    const unchanged: number[] = [];
+    let restarted = 0;
+    let toolMs = 0;
+    for (let r = 0; r < freshRuns; r++) {
+      const host = await agentHost(n);
+      try {
+        fresh.push(await host.dispatch('hooks/config-changed'));
+        await waitUntil(`${n} programs RUNNING`, 120_000, () => [...parseStatus(host.supervisorctl('status'))].filter((p) => p.state === 'RUNNING').length === n);
+        if (r === 0) {
+          const before = programPids(host);
+          for (let i = 0; i < 5; i++) unchanged.push(await host.dispatch('hooks/config-changed'));
+          await sleep(500);
+          const after = programPids(host);
+          restarted = [...before].filter(([name, pid]) => after.get(name) !== pid).length;
+          toolMs = await toolCallMs(host.unit, 5);
+          const versions = path.join(host.root, 'srv/testflinger-agent/versions');
+          runtimeBytes = dirBytes(versions);
+          const calls = host.unit.state().calls.length;
+          notes.push(`${n} agents: the emulated hook tools cost ${ms(toolMs)} a call (a real unit agent answers in a few ms); the whole run made ${calls} tool calls over ${2 + 5} hooks.`);
+        }
+      } finally {
+        await host.teardown();
+      }
+    }
+    const targetFresh = n === 100 ? '≤ 550 ms (upstream 860 ms)' : '—';
+    const targetSame = n === 100 ? '≤ 330 ms, 0 restarts (upstream 780 ms)' : '0 restarts';
+    row(`config-changed, ${n} agents, fresh unit (median of ${freshRuns})`, ms(median(fresh)), `node -e 0 ${ms(floor)}`, median(fresh) / floor, targetFresh);
+    row(`config-changed, ${n} agents, nothing changed (median of 5)`, `${ms(median(unchanged))}, ${restarted} restarted`, `node -e 0 ${ms(floor)}`, median(unchanged) / floor, targetSame);
+  }
+  return runtimeBytes;
+}
+
+// ---------- agents ----------
+
+function agentConf(dir: string, server: string, name: string, extra: Record<string, unknown> = {}): string {
+  const file = path.join(dir, `${name}.conf`);
+  fs.writeFileSync(
+    file,
+    stringify({
+      agent_id: name,
+      server_address: server,
+      job_queues: [`${name}-q`],
+      polling_interval: 10,
+      execution_basedir: path.join(dir, name, 'run'),
+      logging_basedir: path.join(dir, name, 'logs'),
+      results_basedir: path.join(dir, name, 'results'),
+      ...extra,
+    }),
+  );
+  return file;
+}
+
+function startAgent(conf: string): ChildProcess {
+  return spawn(process.execPath, [AGENT, '-c', conf], { stdio: 'ignore' });
+}
+
+async function benchFootprint(): Promise<void> {
+  say('\n# Agent footprint (idle, polling the dev server every 10 s)');
+  const server = new DevServer();
+  const url = await server.start();
+  const dir = tmp('agents');
+  const baseline = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
+  const agent = startAgent(agentConf(dir, url, 'idle-agent'));
+  const windowS = QUICK ? 20 : 60;
+  try {
+    await waitUntil('the agent to report in', 20_000, () => server.agents.get('idle-agent')?.['state'] === 'waiting');
+    await sleep(3000);
+    const memory = processMemory(agent.pid as number);
+    const base = processMemory(baseline.pid as number);
+    const cpu0 = cpuSeconds(agent.pid as number);
+    const baseCpu0 = cpuSeconds(baseline.pid as number);
+    const from = Date.now();
+    // 50 more idle agents meanwhile, for the host's total.
+    const many = Array.from({ length: QUICK ? 10 : 50 }, (_, i) => startAgent(agentConf(dir, url, `pss-agent-${i}`)));
+    await sleep(windowS * 1000);
+    const cpu = cpuSeconds(agent.pid as number) - cpu0;
+    const baseCpu = cpuSeconds(baseline.pid as number) - baseCpu0;
+    const window = server.requests.filter((r) => r.agent === 'idle-agent' && r.at >= from);
+    const polls = window.filter((r) => r.path === '/v1/job').length;
+    const pssTotal = many.reduce((sum, p) => sum + processMemory(p.pid as number).pssKb, 0);
+    for (const p of many) p.kill('SIGTERM');
+    row('idle agent RSS', mb(memory.rssKb), `idle node ${mb(base.rssKb)}`, memory.rssKb / base.rssKb, '—  (upstream 35 MB)');
+    row('idle agent Private_Dirty', mb(memory.privateDirtyKb), `idle node ${mb(base.privateDirtyKb)}`, memory.privateDirtyKb / base.privateDirtyKb, '≤ 12 MB (upstream 24 MB)');
+    row('idle agent PSS', mb(memory.pssKb), `idle node ${mb(base.pssKb)}`, memory.pssKb / base.pssKb, '—');
+    row(`idle agent CPU over ${windowS} s`, `${cpu.toFixed(2)} s`, `idle node ${baseCpu.toFixed(2)} s`, baseCpu > 0 ? cpu / baseCpu : 'n/a (baseline 0)', '— (upstream 0.05–0.07 s/min)');
+    row('requests per idle poll', (window.length / Math.max(1, polls)).toFixed(1), 'upstream 7 (recorded)', (window.length / Math.max(1, polls)) / 7, '≤ 3');
+    row(`total PSS of ${many.length} idle agents`, mb(pssTotal), `${many.length} × one agent's RSS ${mb(memory.rssKb * many.length)}`, pssTotal / (memory.rssKb * many.length), '—');
+  } finally {
+    agent.kill('SIGTERM');
+    baseline.kill('SIGTERM');
+    await server.stop();
+  }
+}
+
+const SEVEN_PHASES = { setup_command: 'true', provision_command: 'true', firmware_update_command: 'true', test_command: 'true', allocate_command: 'true', reserve_command: 'true', cleanup_command: 'true' };
+const SEVEN_PHASE_JOB = { provision_data: {}, firmware_update_data: {}, test_data: {}, allocate_data: {}, reserve_data: { timeout: 60 } };
+
+async function benchJobs(): Promise<void> {
+  say('\n# Job overhead and live-log latency (a real agent process, the dev server)');
+  const server = new DevServer();
+  const url = await server.start();
+  const dir = tmp('jobs');
+  const agent = startAgent(agentConf(dir, url, 'job-agent', { ...SEVEN_PHASES, polling_interval: 1 }));
+  try {
+    await waitUntil('the agent to report in', 20_000, () => server.agents.get('job-agent')?.['state'] === 'waiting');
+    const direct: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = process.hrtime.bigint();
+      for (let p = 0; p < 7; p++) execFileSync('/bin/sh', ['-c', 'true']);
+      direct.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    const pickupToComplete: number[] = [];
+    const submitToComplete: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const submitted = Date.now();
+      const id = server.submitJob({ job_queue: 'job-agent-q', ...SEVEN_PHASE_JOB });
+      await waitUntil('job complete', 60_000, () => server.resultView(id)?.['job_state'] === 'complete');
+      const pickup = server.requests.find((r) => r.path === '/v1/job' && r.status === 200 && r.at >= submitted)?.at ?? submitted;
+      const complete = Date.now();
+      const statuses = Object.keys(server.resultView(id) ?? {}).filter((k) => k.endsWith('_status')).length;
+      if (statuses !== 7) throw new Error(`bench job ran ${statuses} phases, not 7`);
+      pickupToComplete.push(complete - pickup);
+      submitToComplete.push(complete - submitted);
+    }
+    const overhead = median(pickupToComplete) - median(direct);
+    row('7-phase `true` job, pickup → complete (median of 5)', ms(median(pickupToComplete)), `the 7 commands run directly ${ms(median(direct))}`, median(pickupToComplete) / Math.max(1, median(direct)), '≤ 500 ms (upstream 25 s)');
+    row('per-phase overhead', ms(overhead / 7), '—', '—', '—');
+    row('7-phase job, submit → complete, polling every 1 s (median of 5)', ms(median(submitToComplete)), 'half a polling interval 500 ms', median(submitToComplete) / 500, '—');
+
+    // Live log: lines stamped when printed; arrival is when the server received their fragment.
+    agent.kill('SIGTERM');
+    await new Promise((r) => agent.once('exit', r));
+    const logAgent = startAgent(agentConf(dir, url, 'log-agent', { test_command: 'for i in $(seq 1 40); do echo "LAT $(date +%s%3N)"; sleep 0.05; done', polling_interval: 1 }));
+    try {
+      await waitUntil('the log agent to report in', 20_000, () => server.agents.get('log-agent')?.['state'] === 'waiting');
+      const id = server.submitJob({ job_queue: 'log-agent-q', test_data: {} });
+      await waitUntil('log job complete', 60_000, () => server.resultView(id)?.['job_state'] === 'complete');
+      const latencies = server.fragments(id).flatMap((f) => [...f.log_data.matchAll(/^LAT (\d+)$/gm)].map((m) => f.receivedAt - Number(m[1])));
+      if (latencies.length !== 40) throw new Error(`saw ${latencies.length} of 40 lines`);
+      row('live-log latency p50 (40 lines, 50 ms apart)', ms(percentile(latencies, 50)), 'upstream up to 10 s (fixed poll)', percentile(latencies, 50) / 10_000, '< 500 ms');
+      row('live-log latency p95', ms(percentile(latencies, 95)), '—', '—', '—');
+    } finally {
+      logAgent.kill('SIGTERM');
+    }
+  } finally {
+    agent.kill('SIGTERM');
+    await server.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  say(`testflinger-agent-host benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores, node ${process.version}${QUICK ? ' (quick)' : ''}`);
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  const runtimeBytes = !only || only === 'hooks' ? await benchHooks() : 0;
+  if (!only || only === 'agents') await benchFootprint();
+  if (!only || only === 'jobs') await benchJobs();
+  say('\n# Sizes');
+  const charm = packCharm(CHARM_DIR, path.join(tmp('pack'), 'testflinger-agent-host.charm'));
+  row('.charm archive', `${(charm.bytes / 1024).toFixed(0)} KiB`, '—', '—', '—');
+  row('installed runtime (one version)', `${(runtimeBytes / 1024).toFixed(0)} KiB`, '—', '—', '—');
+  const seconds = ((Date.now() - started) / 1000).toFixed(0);
+  const table = ['| figure | value | baseline (same run) | ratio | target |', '|---|---|---|---|---|', ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.baseline} | ${r.ratio} | ${r.target} |`)].join('\n');
+  const method = `## Method
+- Hooks: the real \`dispatch\` run as Juju runs it (environment built from scratch, emulated hook tools on PATH), \`AGENT_HOST_ROOT\` in a temp dir, a real git config repo, the real supervisord the charm starts. Agent programs are replaced by \`sleep\` after install, so the figure is the charm's own cost. "Fresh unit" is the first config-changed after install (clone, render, start supervisord); "nothing changed" is five more config-changed runs; restarts are counted from supervisord's pids before and after. Baseline: \`node -e 0\` started the same way, median of 10.
+- Footprint: one real agent process polling the dev server every 10 s; memory from /proc/<pid>/smaps_rollup after it reported in; CPU from /proc/<pid>/stat over the window; requests counted at the server. Baseline: an idle \`node -e setInterval\` process. The total PSS is of ${QUICK ? 10 : 50} more idle agents started meanwhile (shared pages of the Node binary counted once).
+- Jobs: a real agent process with \`true\` as every phase command, five 7-phase jobs; pickup is the server's 200 to \`GET /v1/job\`, complete is when the server holds \`job_state: complete\`. Baseline: the seven commands run directly with /bin/sh. Live log: 40 lines stamped with the time they were printed, latency to the server's receipt of their fragment.
+- Upstream figures are those recorded in the project's issue on a machine of this kind; the upstream agent cannot be installed here (no PyPI), so it was not rerun.
+${notes.map((n) => `- ${n}`).join('\n')}
+`;
+  const doc = `# Benchmark results\n\n\`npm run bench\`, ${new Date().toISOString()}, ${os.cpus().length} cores, Node ${process.version}, took ${seconds} s.\n\n${table}\n\n${method}`;
+  fs.mkdirSync(path.join(CHARM_DIR, 'bench'), { recursive: true });
+  fs.writeFileSync(path.join(CHARM_DIR, 'bench', 'results.md'), doc);
+  say(`\n${table}\n\nwritten to bench/results.md (${seconds} s)`);
+}
+
+main().catch((error: Error) => {
+  process.stderr.write(`bench failed: ${error.stack ?? error.message}\n`);
+  process.exitCode = 1;
+});

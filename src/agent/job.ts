@@ -165,7 +165,8 @@ export class JobRunner {
         break;
       }
       if (result.exitCode !== 0 && rule.failureEndsJob) break;
-      if (rule.phase === 'allocate') await this.waitWhileAllocated(shutdown, deadline);
+      // Only a child of a multi-device job has something to wait for.
+      if (rule.phase === 'allocate' && this.job.parent_job_id) await this.waitWhileAllocated(shutdown, deadline);
     }
     await this.runCleanup(shutdown);
     // After cleanup, whose own state post would otherwise replace the offline one.
@@ -442,7 +443,7 @@ export class JobRunner {
   private async waitWhileAllocated(shutdown: AbortSignal, deadline: number): Promise<void> {
     const { api, clock, log } = this.deps;
     await api.postResult(this.job.job_id, { device_info: this.deviceInfo ?? {}, job_state: 'allocated' }).catch((e) => log.warning(e.message));
-    const watched = this.job.parent_job_id || this.job.job_id;
+    const watched = this.job.parent_job_id as string;
     while (!shutdown.aborted && clock.now() < deadline) {
       const state = await api.jobState(watched).catch(() => undefined);
       if (state && ['complete', 'completed', 'cancelled'].includes(state)) return;

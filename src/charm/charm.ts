@@ -76,6 +76,8 @@ export class AgentHostCharm extends CharmBase {
     this.installShippedRuntime();
     const config = await this.config();
     renderPhaseScripts(this.host.renderer, this.paths, config?.['config-dir'] ?? '');
+    // On a unit the supervisor package starts its service at install; the sandbox does the same.
+    await this.host.supervisor.ensureRunning(0);
     saveHostState(this.paths, this.state);
     if (config) await this.reconcileAndRecord(config, { mayRestartSupervisor: true });
   }
@@ -107,9 +109,10 @@ export class AgentHostCharm extends CharmBase {
     try {
       const report = await reconcile(this.host, config, this.state, { ...options, log: (m) => this.log.warning(m) });
       this.state.problem = null;
-      await this.log.info(
-        `agents: ${report.agents.length}; added [${report.added}] removed [${report.removed}] changed [${report.changed}] restarting [${report.restarted}]`,
-      );
+      // One log line when something happened; a quiet run costs no extra hook-tool call.
+      if (report.added.length + report.removed.length + report.changed.length + report.restarted.length > 0) {
+        await this.log.info(`agents: ${report.agents.length}; added [${report.added}] removed [${report.removed}] changed [${report.changed}] restarting [${report.restarted}]`);
+      }
       return report;
     } catch (error) {
       this.state.problem = message(error);

@@ -9,12 +9,16 @@ import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { writeFileAtomic } from '../common/fsutil';
 import { supervisorLimits } from './limits';
+import { callOverSocket, type RpcValue } from './xmlrpc';
 import type { HostPaths } from './paths';
 import type { TemplateRenderer } from './templates';
 
 /** First line of every program file the charm writes; files without it are never touched. */
 export const MANAGED_MARKER = '; Managed by the testflinger-agent-host charm';
 const SOCKET_WAIT_MS = 15_000;
+/** supervisord's fault codes (supervisor/xmlrpc.py). */
+const FAULT_BAD_NAME = 10;
+const FAULT_NOT_RUNNING = 70;
 
 export interface ProgramSpec {
   name: string;
@@ -122,8 +126,8 @@ export class Supervisor implements SupervisorControl {
     private readonly renderer: TemplateRenderer,
   ) {}
 
-  private ctl(args: string[], okExitCodes: number[] = []) {
-    return this.run('supervisorctl', ['-c', this.paths.supervisordConf, ...args], { okExitCodes });
+  private rpc(method: string, params: RpcValue[] = []): Promise<RpcValue> {
+    return callOverSocket(this.paths.supervisorSocket, method, params);
   }
 
   /** Whether supervisord answers on its socket (checked without starting a Python process). */
@@ -211,39 +215,56 @@ export class Supervisor implements SupervisorControl {
     throw new SupervisorError(`supervisord did not answer on ${this.paths.supervisorSocket} within ${SOCKET_WAIT_MS / 1000}s`);
   }
 
-  /** Applies added, changed and removed program files; untouched programs keep running. */
+  /**
+   * Applies added, changed and removed program files, as `supervisorctl update` does:
+   * untouched programs keep running; changed ones are stopped and started again.
+   */
   async update(): Promise<string> {
-    return (await this.ctl(['update'])).stdout;
+    const [groups] = (await this.rpc('supervisor.reloadConfig')) as [[string[], string[], string[]]];
+    const [added, changed, removed] = groups;
+    for (const name of [...removed, ...changed]) {
+      await this.rpc('supervisor.stopProcessGroup', [name, true]);
+      await this.rpc('supervisor.removeProcessGroup', [name]);
+    }
+    for (const name of [...changed, ...added]) await this.rpc('supervisor.addProcessGroup', [name]);
+    return `added [${added}] changed [${changed}] removed [${removed}]`;
   }
 
   /**
-   * Sends a signal to the named programs. A program that is not running is no failure here
-   * (it will start with the new settings anyway); any other refusal is.
+   * Sends a signal to the named programs in one round trip. A program that is not running is no
+   * failure here (it will start with the new settings anyway); any other refusal is.
    */
   async signal(names: readonly string[], signal = 'USR1'): Promise<{ signalled: string[]; notRunning: string[] }> {
     if (names.length === 0) return { signalled: [], notRunning: [] };
-    const { stdout, stderr } = await this.ctl(['signal', signal, ...names], [1, 2, 7]);
+    const calls = names.map((name) => ({ methodName: 'supervisor.signalProcess', params: [name, signal] }));
+    const answers = (await this.rpc('system.multicall', [calls])) as RpcValue[];
     const signalled: string[] = [];
     const notRunning: string[] = [];
     const problems: string[] = [];
-    for (const line of `${stdout}\n${stderr}`.split('\n').map((l) => l.trim()).filter(Boolean)) {
-      const [name = '', verdict = ''] = line.split(/:\s*/, 2);
-      if (/signalled/.test(verdict)) signalled.push(name);
-      else if (/not running/i.test(verdict)) notRunning.push(name);
-      else problems.push(line);
-    }
-    if (problems.length > 0) throw new SupervisorError(`supervisorctl signal ${signal}: ${problems.join('; ')}`);
+    answers.forEach((answer, i) => {
+      const name = names[i] as string;
+      // supervisord's multicall gives each result bare (not wrapped in a list), or a fault struct.
+      const fault = typeof answer === 'object' && !Array.isArray(answer) && 'faultCode' in answer ? (answer as { faultCode?: number; faultString?: string }) : undefined;
+      if (!fault) signalled.push(name);
+      else if (fault.faultCode === FAULT_NOT_RUNNING || fault.faultCode === FAULT_BAD_NAME) notRunning.push(name);
+      else problems.push(`${name}: ${fault.faultString ?? 'refused'}`);
+    });
+    if (problems.length > 0) throw new SupervisorError(`signal ${signal}: ${problems.join('; ')}`);
     return { signalled, notRunning };
   }
 
   async status(): Promise<ProgramStatus[]> {
-    // supervisorctl status exits 3 when some program is not RUNNING; the output still says which.
-    const { stdout } = await this.ctl(['status'], [1, 2, 3, 4]);
-    return parseStatus(stdout);
+    const infos = (await this.rpc('supervisor.getAllProcessInfo')) as { name: string; group: string; statename: string; pid: number; description: string }[];
+    return infos.map((info) => ({
+      name: info.group === info.name ? info.name : `${info.group}:${info.name}`,
+      state: info.statename,
+      description: info.description,
+      ...(info.pid ? { pid: info.pid } : {}),
+    }));
   }
 
   /** Stops the sandbox supervisord (the demo and the tests clean up with it). */
   async shutdown(): Promise<void> {
-    if (await this.isRunning()) await this.ctl(['shutdown'], [1]);
+    if (await this.isRunning()) await this.rpc('supervisor.shutdown');
   }
 }
