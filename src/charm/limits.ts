@@ -4,7 +4,9 @@
  */
 import * as fs from 'node:fs';
 
-const FDS_PER_AGENT = 16;
+/** supervisord holds per child three pipe ends and one or two log files; 7 leaves room. */
+const FDS_PER_AGENT = 7;
+const FDS_BASE = 128;
 const PROCS_PER_AGENT = 4;
 const STEP = 1024;
 /** What one idle agent costs in memory, with room for its phase commands. */
@@ -19,7 +21,7 @@ const roundUp = (n: number, step: number) => Math.ceil(n / step) * step;
 
 export function supervisorLimits(agentCount: number): SupervisorLimits {
   return {
-    minfds: Math.max(1024, roundUp(256 + agentCount * FDS_PER_AGENT, STEP)),
+    minfds: Math.max(1024, roundUp(FDS_BASE + agentCount * FDS_PER_AGENT, STEP)),
     minprocs: Math.max(200, roundUp(64 + agentCount * PROCS_PER_AGENT, 256)),
   };
 }

@@ -36,6 +36,11 @@ export interface ProgramStatus {
   description: string;
 }
 
+/** supervisord's multicall gives each result bare (not wrapped in a list), or a fault struct. */
+function isFault(answer: RpcValue): answer is { faultCode: number; faultString?: string } {
+  return typeof answer === 'object' && !Array.isArray(answer) && 'faultCode' in answer;
+}
+
 export class SupervisorError extends Error {
   override readonly name = 'SupervisorError';
 }
@@ -222,12 +227,21 @@ export class Supervisor implements SupervisorControl {
   async update(): Promise<string> {
     const [groups] = (await this.rpc('supervisor.reloadConfig')) as [[string[], string[], string[]]];
     const [added, changed, removed] = groups;
-    for (const name of [...removed, ...changed]) {
-      await this.rpc('supervisor.stopProcessGroup', [name, true]);
-      await this.rpc('supervisor.removeProcessGroup', [name]);
-    }
-    for (const name of [...changed, ...added]) await this.rpc('supervisor.addProcessGroup', [name]);
+    const call = (methodName: string, ...params: RpcValue[]) => ({ methodName, params });
+    // One round trip for all of it, in supervisorctl's order: stop and remove, then add.
+    const calls = [
+      ...[...removed, ...changed].flatMap((name) => [call('supervisor.stopProcessGroup', name, true), call('supervisor.removeProcessGroup', name)]),
+      ...[...changed, ...added].map((name) => call('supervisor.addProcessGroup', name)),
+    ];
+    if (calls.length > 0) this.checkMulticall('update', calls, (await this.rpc('system.multicall', [calls])) as RpcValue[]);
     return `added [${added}] changed [${changed}] removed [${removed}]`;
+  }
+
+  private checkMulticall(what: string, calls: { methodName: string; params: RpcValue[] }[], answers: RpcValue[]): void {
+    const problems = answers
+      .map((answer, i) => (isFault(answer) ? `${calls[i]?.methodName}(${calls[i]?.params[0]}): ${answer.faultString ?? 'refused'}` : undefined))
+      .filter((p): p is string => p !== undefined);
+    if (problems.length > 0) throw new SupervisorError(`${what}: ${problems.join('; ')}`);
   }
 
   /**
@@ -243,8 +257,7 @@ export class Supervisor implements SupervisorControl {
     const problems: string[] = [];
     answers.forEach((answer, i) => {
       const name = names[i] as string;
-      // supervisord's multicall gives each result bare (not wrapped in a list), or a fault struct.
-      const fault = typeof answer === 'object' && !Array.isArray(answer) && 'faultCode' in answer ? (answer as { faultCode?: number; faultString?: string }) : undefined;
+      const fault = isFault(answer) ? answer : undefined;
       if (!fault) signalled.push(name);
       else if (fault.faultCode === FAULT_NOT_RUNNING || fault.faultCode === FAULT_BAD_NAME) notRunning.push(name);
       else problems.push(`${name}: ${fault.faultString ?? 'refused'}`);

@@ -18,7 +18,7 @@ it('starts with limits for its agents, restarts to raise them, and signals progr
     expect(fs.readFileSync(paths.supervisordConf, 'utf8')).toMatch(/^minfds=1024$/m);
     const first = pid();
     expect(supervisor.writeLimits(2)).toBe(false);
-    expect(supervisor.writeLimits(100)).toBe(true);
+    expect(supervisor.writeLimits(200)).toBe(true);
     expect(fs.readFileSync(paths.supervisordConf, 'utf8')).toMatch(/^minfds=2048$/m);
     await supervisor.restart();
     expect(pid()).not.toBe(first);

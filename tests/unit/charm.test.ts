@@ -182,11 +182,11 @@ describe('many agents on one host', () => {
   it('reports a host too small for its agents, and still runs them', async () => {
     const { ctx, root } = charmHarness();
     const saved = { ...capacity };
-    capacity.maxOpenFiles = 1024;
     try {
-      const out = await ctx.run(ctx.on.configChanged(), { config: config(manyAgents(50)) });
-      expect(out.unitStatus?.message).toBe('host too small: 50 agents need 2048 open files but the hard limit is 1024');
-      expect(fs.readdirSync(programDir(root))).toHaveLength(50);
+      capacity.maxOpenFiles = 512;
+      const out = await ctx.run(ctx.on.configChanged(), { config: config(manyAgents(20)) });
+      expect(out.unitStatus?.message).toBe('host too small: 20 agents need 1024 open files but the hard limit is 512');
+      expect(fs.readdirSync(programDir(root))).toHaveLength(20);
     } finally {
       Object.assign(capacity, saved);
     }
@@ -194,23 +194,23 @@ describe('many agents on one host', () => {
 
   it('raises supervisord limits with a restart only when no agent is running a job', async () => {
     const { ctx, root, supervisor } = charmHarness();
-    const repo = manyAgents(40);
+    const repo = manyAgents(120);
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     // agent-0 is mid-job: its bookkeeping directory exists.
     const busy = path.join('/tmp/testflinger/run', '.charm-test-busy-job.agent');
     fs.mkdirSync(busy, { recursive: true });
     try {
-      for (let i = 40; i < 60; i++) repo.addAgent(`agent-${i}`);
+      for (let i = 120; i < 140; i++) repo.addAgent(`agent-${i}`);
       repo.commit('twenty more');
       const deferred = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
       expect(supervisor.calls.filter((c) => c[0] === 'restart')).toEqual([]);
-      expect(deferred.unitStatus?.message).toMatch(/60 agents running; supervisord restart for new limits waits until no agent runs a job/);
+      expect(deferred.unitStatus?.message).toMatch(/140 agents running; supervisord restart for new limits waits until no agent runs a job/);
     } finally {
       fs.rmSync(busy, { recursive: true, force: true });
     }
     const applied = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
     expect(supervisor.calls.filter((c) => c[0] === 'restart')).toEqual([['restart']]);
-    expect(applied.unitStatus).toEqual(new ActiveStatus('60 agents running'));
+    expect(applied.unitStatus).toEqual(new ActiveStatus('140 agents running'));
     void root;
   });
 });

@@ -6,13 +6,13 @@ import { tempDir } from '../helpers/tmp';
 describe('supervisord limits for the agents it runs', () => {
   it('stay at the defaults for a small host and grow in steps', () => {
     expect(supervisorLimits(10)).toEqual({ minfds: 1024, minprocs: 256 });
-    expect(supervisorLimits(48).minfds).toBe(1024);
-    expect(supervisorLimits(49).minfds).toBe(2048);
-    expect(supervisorLimits(500)).toEqual({ minfds: 9216, minprocs: 2304 });
+    expect(supervisorLimits(128).minfds).toBe(1024);
+    expect(supervisorLimits(129).minfds).toBe(2048);
+    expect(supervisorLimits(500)).toEqual({ minfds: 4096, minprocs: 2304 });
   });
 
   it('name what the host lacks', () => {
-    expect(capacityProblem(100, { maxOpenFiles: 1024, memTotalMb: 65536 })).toBe('host too small: 100 agents need 2048 open files but the hard limit is 1024');
+    expect(capacityProblem(200, { maxOpenFiles: 1024, memTotalMb: 65536 })).toBe('host too small: 200 agents need 2048 open files but the hard limit is 1024');
     expect(capacityProblem(100, { maxOpenFiles: 65536, memTotalMb: 2048 })).toBe('host too small: 100 agents need about 6400 MB of memory; the host has 2048 MB');
     expect(capacityProblem(10, { maxOpenFiles: 65536, memTotalMb: 2048 })).toBeUndefined();
   });
