@@ -10,12 +10,27 @@ const PROGRAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 export interface AgentDir {
   /** The directory name: the supervisor program's name. */
-  name: string;
-  dir: string;
-  confPath: string;
+  readonly name: string;
+  readonly dir: string;
+  readonly confPath: string;
   /** Changes when any file of the agent's directory changes. */
-  contentHash: string;
-  config: AgentConfig;
+  readonly contentHash: string;
+  /** Parsed on first use: an agent whose files did not change was valid last time. */
+  readonly config: AgentConfig;
+}
+
+function agentDir(name: string, dir: string, confPath: string, contentHash: string, parsed?: AgentConfig): AgentDir {
+  let config = parsed;
+  return {
+    name,
+    dir,
+    confPath,
+    contentHash,
+    get config() {
+      config ??= parseAgentConfig(fs.readFileSync(confPath, 'utf8'), AGENT_CONF);
+      return config;
+    },
+  };
 }
 
 export interface InvalidAgentDir {
@@ -23,7 +38,11 @@ export interface InvalidAgentDir {
   reason: string;
 }
 
-export function discoverAgents(agentsRoot: string): { agents: AgentDir[]; invalid: InvalidAgentDir[] } {
+/**
+ * @param knownGood content hashes of agents that were valid when last applied; an agent whose
+ *   files still hash the same is not parsed again (hundreds of agents, most unchanged).
+ */
+export function discoverAgents(agentsRoot: string, knownGood: Readonly<Record<string, string>> = {}): { agents: AgentDir[]; invalid: InvalidAgentDir[] } {
   const agents: AgentDir[] = [];
   const invalid: InvalidAgentDir[] = [];
   const entries = fs.readdirSync(agentsRoot, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
@@ -35,9 +54,14 @@ export function discoverAgents(agentsRoot: string): { agents: AgentDir[]; invali
       invalid.push({ name: entry.name, reason: 'directory name is not a valid supervisor program name' });
       continue;
     }
+    const contentHash = hashTree(dir);
+    if (knownGood[entry.name] === contentHash) {
+      agents.push(agentDir(entry.name, dir, confPath, contentHash));
+      continue;
+    }
     try {
       const config = parseAgentConfig(fs.readFileSync(confPath, 'utf8'), AGENT_CONF);
-      agents.push({ name: entry.name, dir, confPath, contentHash: hashTree(dir), config });
+      agents.push(agentDir(entry.name, dir, confPath, contentHash, config));
     } catch (error) {
       invalid.push({ name: entry.name, reason: error instanceof ConfigError ? error.message : String(error) });
     }

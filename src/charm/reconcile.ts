@@ -78,7 +78,7 @@ export async function reconcile(host: Host, config: CharmConfig, state: HostStat
   );
   state.configRevision = sync.revision;
   const agentsRoot = path.join(paths.configsDir, config['config-dir']);
-  const { agents, invalid } = discoverAgents(agentsRoot);
+  const { agents, invalid } = discoverAgents(agentsRoot, state.appliedAgents);
   state.invalidAgents = Object.fromEntries(invalid.map((i) => [i.name, i.reason]));
   for (const bad of invalid) await log(`skipping agent ${bad.name}: ${bad.reason}`);
 
