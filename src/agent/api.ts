@@ -1,6 +1,7 @@
 /** The calls the agent makes, typed; the job JSON is validated at this boundary. */
 import { z } from 'zod';
 import { NO_RETRY, type RetryPolicy, type TestflingerClient } from './client';
+import { multipartBody } from './http';
 
 const phaseData = z.record(z.string(), z.unknown()).nullish();
 
@@ -75,9 +76,8 @@ export class ServerApi {
   }
 
   async uploadArtifact(jobId: string, tarball: Buffer): Promise<void> {
-    const form = new FormData();
-    form.append('file', new Blob([tarball], { type: 'application/gzip' }), 'artifacts.tar.gz');
-    await this.client.request('POST', `/v1/result/${jobId}/artifact`, { body: form });
+    const { body, contentType } = multipartBody('file', 'artifacts.tar.gz', 'application/gzip', tarball);
+    await this.client.request('POST', `/v1/result/${jobId}/artifact`, { body: { data: body, contentType } });
   }
 
   async attachments(jobId: string): Promise<Buffer> {

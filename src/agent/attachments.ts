@@ -3,7 +3,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import * as tar from 'tar';
+
+/** Loaded on first use: most agents sit idle, and tar costs memory in every one of them. */
+function tarModule(): typeof import('tar') {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('tar') as typeof import('tar');
+}
 
 /** Attachments may only land under these folders of attachments/. */
 export const ATTACHMENT_PHASES = ['provision', 'firmware_update', 'test'] as const;
@@ -26,7 +31,7 @@ export async function unpackAttachments(archive: Buffer, runDir: string): Promis
   const refused: string[] = [];
   await pipeline(
     Readable.from([archive]),
-    tar.x({
+    tarModule().x({
       cwd: target,
       strict: false,
       filter: (member, entry) => {
@@ -44,7 +49,7 @@ export async function unpackAttachments(archive: Buffer, runDir: string): Promis
 export async function packArtifacts(runDir: string): Promise<Buffer | undefined> {
   if (!fs.statSync(path.join(runDir, 'artifacts'), { throwIfNoEntry: false })?.isDirectory()) return undefined;
   const chunks: Buffer[] = [];
-  const stream = tar.c({ gzip: true, cwd: runDir, portable: true }, ['artifacts']);
+  const stream = tarModule().c({ gzip: true, cwd: runDir, portable: true }, ['artifacts']);
   for await (const chunk of stream as unknown as AsyncIterable<Buffer>) chunks.push(chunk);
   return Buffer.concat(chunks);
 }

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import type { Clock } from './clock';
+import { nodeHttpTransport, type HttpTransport } from './http';
 
 export class ServerError extends Error {
   override readonly name = 'ServerError';
@@ -38,7 +39,8 @@ const TOKEN_MARGIN_MS = 30_000;
 
 export interface RequestOptions {
   json?: unknown;
-  body?: Blob | FormData;
+  /** A raw body with its content type (multipart uploads). */
+  body?: { data: Buffer; contentType: string };
   query?: Record<string, string | string[]>;
   retry?: RetryPolicy;
   signal?: AbortSignal;
@@ -62,7 +64,7 @@ export class TestflingerClient {
   constructor(
     readonly baseUrl: string,
     private readonly clock: Clock,
-    private readonly options: { tokenFile?: string; fetch?: typeof fetch; retry?: RetryPolicy } = {},
+    private readonly options: { tokenFile?: string; transport?: HttpTransport; retry?: RetryPolicy } = {},
   ) {}
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
@@ -87,32 +89,28 @@ export class TestflingerClient {
     const token = path === '/v1/oauth2/refresh' ? undefined : await this.bearer(options.signal);
     if (token) headers['authorization'] = `Bearer ${token}`;
     if (this.cookies.size > 0) headers['cookie'] = [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
-    let body: string | Blob | FormData | undefined = options.body;
+    let body: Buffer | undefined;
+    if (options.body) {
+      headers['content-type'] = options.body.contentType;
+      body = options.body.data;
+    }
     if (options.json !== undefined) {
       headers['content-type'] = 'application/json';
-      body = JSON.stringify(options.json);
+      body = Buffer.from(JSON.stringify(options.json));
     }
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${REQUEST_TIMEOUT_MS / 1000}s`)), REQUEST_TIMEOUT_MS);
-    const onAbort = () => controller.abort(options.signal?.reason);
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    let res: globalThis.Response;
-    let bytes: Buffer;
     this.requestCount++;
+    let res;
     try {
-      res = await (this.options.fetch ?? fetch)(url, { method, headers, body, signal: controller.signal });
-      bytes = Buffer.from(await res.arrayBuffer());
+      res = await (this.options.transport ?? nodeHttpTransport)(url, { method, headers, ...(body ? { body } : {}), ...(options.signal ? { signal: options.signal } : {}), timeoutMs: REQUEST_TIMEOUT_MS });
     } catch (error) {
-      throw new ServerError(method, path, undefined, (error as Error).cause ? String((error as Error).cause) : (error as Error).message, { cause: error });
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener('abort', onAbort);
+      throw new ServerError(method, path, undefined, (error as Error).message, { cause: error });
     }
-    for (const cookie of setCookies(res.headers)) {
+    for (const cookie of res.setCookies) {
       const [pair = ''] = cookie.split(';');
       const eq = pair.indexOf('=');
       if (eq > 0) this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
     }
+    const bytes = res.body;
     const text = bytes.toString('utf8');
     if (res.status >= 400 && !options.accept?.includes(res.status)) {
       if (res.status === 401) this.accessToken = undefined;
@@ -139,9 +137,3 @@ export class TestflingerClient {
   }
 }
 
-/** Set-Cookie headers one by one (Headers.getSetCookie is missing from older Node 18 builds). */
-function setCookies(headers: Headers): string[] {
-  if (typeof headers.getSetCookie === 'function') return headers.getSetCookie();
-  const joined = headers.get('set-cookie');
-  return joined ? joined.split(/,(?=\s*[^;,=\s]+=)/) : [];
-}

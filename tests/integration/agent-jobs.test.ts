@@ -2,6 +2,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tar from 'tar';
+import { TestflingerClient } from '../../src/agent/client';
+import { systemClock } from '../../src/agent/clock';
 import { DevServer } from '../../src/devserver';
 import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
 import { eventually, tempDir } from '../helpers/tmp';
@@ -258,6 +260,47 @@ describe('what a job sends and receives', () => {
     const q2 = server.submitJob({ job_queue: 'q2' });
     await done(q2);
     expect(jobState(server, q1)).toBe('waiting');
+  });
+});
+
+describe('stopping the agent and signing in', () => {
+  it('SIGTERM mid-job ends the phase\'s process group and still reports the job', async () => {
+    const a = agent({ test_command: 'echo started; sleep 30 & sleep 30; echo never' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await eventually(() => /started/.test(String(server.resultView(id)?.['test_output'])), 'test running');
+    expect(await a.stop()).toBe('stopped');
+    const result = server.resultView(id) as Record<string, unknown>;
+    expect(result).toMatchObject({ job_state: 'complete', test_status: 137 });
+    expect(String(result['test_output'])).toMatch(/Agent is shutting down, stopping test/);
+    expect(String(result['test_output'])).not.toMatch(/never/);
+  });
+
+  it('streams <phase>-serial.log to the serial log endpoint', async () => {
+    agent({ test_command: 'echo "console: booted" > test-serial.log; sleep 0.5; echo "console: login" >> test-serial.log' });
+    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+    await done(id);
+    expect(server.resultView(id)?.['test_serial']).toBe('console: booted\nconsole: login\n');
+  });
+
+  it('signs in with the refresh token file and sends Bearer tokens, refreshed when they expire', async () => {
+    const secured = new DevServer({ auth: { clientId: 'lab', secret: 's3', accessTtlS: 1 } });
+    await secured.start();
+    try {
+      const token = await fetch(`${secured.url}/v1/oauth2/token`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('lab:s3').toString('base64')}` } });
+      const { refresh_token } = (await token.json()) as { refresh_token: string };
+      const dir = tempDir('token');
+      const tokenFile = path.join(dir, 'refresh_token');
+      fs.writeFileSync(tokenFile, JSON.stringify({ refresh_token, obtained_at: new Date().toISOString() }));
+      const client = new TestflingerClient(secured.url, systemClock, { tokenFile });
+      await client.request('POST', '/v1/agents/data/agent-1', { json: { state: 'waiting' } });
+      await new Promise((r) => setTimeout(r, 1100));
+      await client.request('GET', '/v1/agents/data/agent-1');
+      expect(secured.requests.filter((r) => r.path === '/v1/oauth2/refresh').length).toBe(2);
+      expect(secured.requests.filter((r) => r.status === 401)).toEqual([]);
+      await expect(new TestflingerClient(secured.url, systemClock).request('GET', '/v1/agents/data/agent-1')).rejects.toThrow(/HTTP 401/);
+    } finally {
+      await secured.stop();
+    }
   });
 });
 
