@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 /** supervisord holds per child three pipe ends and one or two log files; 7 leaves room. */
 const FDS_PER_AGENT = 7;
 const FDS_BASE = 128;
-const PROCS_PER_AGENT = 4;
+/** The agent and the shell of its running phase; phase commands' own children are few. */
+const PROCS_PER_AGENT = 2;
 const STEP = 1024;
 /** What one idle agent costs in memory, with room for its phase commands. */
 export const AGENT_MEMORY_BUDGET_MB = 64;
@@ -22,7 +23,7 @@ const roundUp = (n: number, step: number) => Math.ceil(n / step) * step;
 export function supervisorLimits(agentCount: number): SupervisorLimits {
   return {
     minfds: Math.max(1024, roundUp(FDS_BASE + agentCount * FDS_PER_AGENT, STEP)),
-    minprocs: Math.max(200, roundUp(64 + agentCount * PROCS_PER_AGENT, 256)),
+    minprocs: Math.max(1024, roundUp(64 + agentCount * PROCS_PER_AGENT, STEP)),
   };
 }
 

@@ -5,10 +5,11 @@ import { tempDir } from '../helpers/tmp';
 
 describe('supervisord limits for the agents it runs', () => {
   it('stay at the defaults for a small host and grow in steps', () => {
-    expect(supervisorLimits(10)).toEqual({ minfds: 1024, minprocs: 256 });
+    expect(supervisorLimits(10)).toEqual({ minfds: 1024, minprocs: 1024 });
+    expect(supervisorLimits(0)).toEqual(supervisorLimits(128));
     expect(supervisorLimits(128).minfds).toBe(1024);
     expect(supervisorLimits(129).minfds).toBe(2048);
-    expect(supervisorLimits(500)).toEqual({ minfds: 4096, minprocs: 2304 });
+    expect(supervisorLimits(500)).toEqual({ minfds: 4096, minprocs: 2048 });
   });
 
   it('name what the host lacks', () => {
