@@ -230,6 +230,7 @@ export class AgentHostCharm extends CharmBase {
     }
     if (invalid.length > 0) return new BlockedStatus(`${running} agents running; bad conf: ${listNames(invalid)} (see juju debug-log)`);
     if (starting.length > 0) return new WaitingStatus(`${running} agents running, ${starting.length} starting`);
+    if (this.state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(this.state.pendingRestart)}`);
     const pending = this.state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
     return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${pending}`);
   }

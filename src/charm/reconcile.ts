@@ -121,8 +121,15 @@ export async function reconcile(host: Host, config: CharmConfig, state: HostStat
   const toSignal = supervisorRestarted
     ? []
     : restartable.filter((n) => options.restartAll || sharedChanged || contentChanged.includes(n) || state.pendingRestart.includes(n));
-  const { signalled } = await supervisor.signal(toSignal, 'USR1');
-  state.pendingRestart = [];
+  // Remembered until delivered: a signal that fails is retried by the next hook (update-status too).
+  state.pendingRestart = toSignal;
+  let signalled: string[] = [];
+  try {
+    ({ signalled } = await supervisor.signal(toSignal, 'USR1'));
+    state.pendingRestart = [];
+  } catch (error) {
+    await log(`could not ask ${toSignal.join(', ')} to restart; will retry: ${(error as Error).message}`);
+  }
   state.appliedShared = shared;
   const previousAgents = state.appliedAgents;
   state.appliedAgents = Object.fromEntries(agents.map((a) => [a.name, a.contentHash]));

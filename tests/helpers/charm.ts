@@ -35,7 +35,10 @@ export class FakeSupervisor implements SupervisorControl {
     this.load();
     return '';
   }
+  /** When set, signal() fails as an unreachable supervisord would. */
+  failSignals = false;
   async signal(names: readonly string[], signal = 'USR1') {
+    if (this.failSignals && names.length > 0) throw new Error('supervisord is not answering');
     if (names.length > 0) this.calls.push(['signal', signal, ...names]);
     const signalled = names.filter((n) => this.states.get(n) === 'RUNNING');
     return { signalled, notRunning: names.filter((n) => !signalled.includes(n)) };

@@ -116,6 +116,22 @@ describe('config-changed with a good config', () => {
     expect(supervisor.signalCalls()).toEqual([['agent-1', 'agent-2']]);
   });
 
+  it('a restart request that could not be delivered is retried by update-status', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    repo.addAgent('agent-2', agentConf('agent-2', { location: 'moved' })).commit();
+    supervisor.failSignals = true;
+    const failed = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(failed.unitStatus?.name).toBe('waiting');
+    expect(failed.unitStatus?.message).toBe('2 agents running; restart pending for agent-2');
+    expect(failed.logs.some((l) => /could not ask agent-2 to restart; will retry: supervisord is not answering/.test(l.message))).toBe(true);
+    supervisor.failSignals = false;
+    const retried = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
+    expect(supervisor.signalCalls()).toEqual([['agent-2']]);
+    expect(retried.unitStatus).toEqual(new ActiveStatus('2 agents running'));
+  });
+
   it('accepts a directory name that differs from agent_id', async () => {
     const { ctx, root } = charmHarness();
     const repo = new ConfigRepo('lab1');
