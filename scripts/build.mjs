@@ -14,6 +14,10 @@ const programs = {
   bench: 'bench/main.ts',
 };
 
+// The runtime runs once per device, so its memory counts many times: minified source is a
+// smaller string on every agent's heap (about 1 MB less private memory each). Names are kept.
+const minified = new Set(['testflinger-agent', 'testflinger-device-connector']);
+
 await Promise.all(
   Object.entries(programs).map(([name, entry]) =>
     build({
@@ -25,6 +29,8 @@ await Promise.all(
       format: 'cjs',
       banner: { js: '#!/usr/bin/env node' },
       legalComments: 'none',
+      minify: minified.has(name),
+      keepNames: minified.has(name),
       logLevel: 'warning',
     }),
   ),
