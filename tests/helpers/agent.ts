@@ -2,7 +2,7 @@ import * as path from 'node:path';
 import { Agent, type AgentExit } from '../../src/agent/agent';
 import { ServerApi } from '../../src/agent/api';
 import { TestflingerClient } from '../../src/agent/client';
-import { systemClock } from '../../src/agent/clock';
+import { systemClock, type Clock } from '../../src/agent/clock';
 import { parseAgentConfig, type AgentConfig } from '../../src/agent/config';
 import { DEFAULT_JOB_TIMING } from '../../src/agent/job';
 import { silentLogger, type Logger } from '../../src/agent/logger';
@@ -31,7 +31,7 @@ export interface RunningAgent {
 }
 
 /** An agent in this process against the dev server, polling fast, in its own temp dirs. */
-export function startAgent(server: DevServer, conf: Record<string, unknown> = {}, options: { log?: Logger; markerDir?: string; programName?: string } = {}): RunningAgent {
+export function startAgent(server: DevServer, conf: Record<string, unknown> = {}, options: { log?: Logger; markerDir?: string; programName?: string; clock?: Clock } = {}): RunningAgent {
   const dir = tempDir('agent');
   const config = parseAgentConfig(
     JSON.stringify({
@@ -52,7 +52,7 @@ export function startAgent(server: DevServer, conf: Record<string, unknown> = {}
   const agent = new Agent({
     api: new ServerApi(client),
     config,
-    clock: systemClock,
+    clock: options.clock ?? systemClock,
     log: options.log ?? silentLogger,
     metrics,
     baseEnv: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },

@@ -304,6 +304,22 @@ describe('stopping the agent and signing in', () => {
   });
 });
 
+describe('staying listed', () => {
+  it('re-posts its agent data and advertised queues once a day, so an idle agent stays listed', async () => {
+    let now = Date.now();
+    const clock = { now: () => now, sleep: systemClock.sleep };
+    const a = startAgent(server, { advertised_queues: { q1: 'the q1 devices' } }, { clock });
+    running.push(a);
+    const reports = () => server.requests.filter((r) => r.method === 'POST' && r.path === '/v1/agents/queues').length;
+    await eventually(() => reports() === 1, 'first report');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(reports()).toBe(1);
+    now += 25 * 3600 * 1000;
+    await eventually(() => reports() === 2, 'daily report');
+    expect(server.advertisedQueues).toEqual({ q1: 'the q1 devices' });
+  });
+});
+
 describe('a server that goes away', () => {
   it('keeps the results of a job finished while the server was down, and sends them later', async () => {
     const port = Number(new URL(server.url).port);

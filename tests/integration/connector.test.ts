@@ -1,6 +1,7 @@
 /** The device connector as the phase scripts run it, against a real sshd on 127.0.0.1. */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
@@ -82,6 +83,37 @@ describe('reserve', () => {
     expect(out).toMatch(/Cannot fetch ssh keys for lp:nobody/);
     const login = spawnSync('ssh', ['-p', String(sshd.port), '-i', visitor.privateKey, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', `${sshd.user}@127.0.0.1`, 'echo visitor-in'], { encoding: 'utf8' });
     expect(login.stdout).toMatch(/visitor-in/);
+  });
+});
+
+describe('reserve with key ids', () => {
+  it('fetches lp: keys from the key server and installs them', async () => {
+    const visitor = sshKeygen(path.join(tempDir('lpvisitor'), 'key'));
+    const keyServer = http.createServer((req, res) => {
+      if (req.url === '/~alice/+sshkeys') res.end(`${visitor.publicKey}\n`);
+      else res.writeHead(404).end();
+    });
+    await new Promise<void>((r) => keyServer.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(keyServer.address() as net.AddressInfo).port}`;
+    try {
+      const dir = runDir({ reserve_data: { ssh_keys: ['lp:alice'], timeout: 1 } });
+      const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [CONNECTOR, 'noprovision', 'reserve', '-c', 'default.yaml', 'testflinger.json'], {
+          cwd: dir,
+          env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: clientHome, TESTFLINGER_LP_KEYS_URL: url },
+        });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+      expect(result.code).toBe(0);
+      expect(result.out).not.toMatch(/Cannot fetch/);
+      const login = spawnSync('ssh', ['-p', String(sshd.port), '-i', visitor.privateKey, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', `${sshd.user}@127.0.0.1`, 'echo alice-in'], { encoding: 'utf8' });
+      expect(login.stdout).toMatch(/alice-in/);
+    } finally {
+      keyServer.close();
+    }
   });
 });
 
