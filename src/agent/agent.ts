@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { AgentData, Job, ServerApi } from './api';
 import type { Clock } from './clock';
 import type { AgentConfig } from './config';
-import { bookkeepingDirOf, JobRunner, runDirOf, EXIT_STOPPED, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
+import { bookkeepingDirOf, JobRunner, runDirOf, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
 import type { Logger } from './logger';
 import type { AgentMetrics } from './metrics';
 import { Outbox } from './outbox';
@@ -222,4 +222,3 @@ export class Agent {
   }
 }
 
-export { EXIT_STOPPED };
