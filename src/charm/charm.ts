@@ -19,7 +19,7 @@ import { reconcile, type ReconcileReport } from './reconcile';
 import { buildRuntimeFromSource, installRuntime } from './runtime';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
-import type { ProgramStatus } from './supervisor';
+import { writeProgramFiles, type ProgramStatus } from './supervisor';
 
 const updateConfigsParams = z.object({}).strict();
 const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
@@ -38,6 +38,8 @@ function listNames(names: readonly string[]): string {
 export class AgentHostCharm extends CharmBase {
   private readonly host: Host;
   private state: HostState;
+  /** Set by the remove hook: a unit on its way out reports no status. */
+  private removing = false;
 
   constructor(framework: Framework, host?: Host) {
     super(framework);
@@ -47,6 +49,7 @@ export class AgentHostCharm extends CharmBase {
     this.observe('config-changed', () => this.onReconcileHook({}));
     this.observe('upgrade-charm', () => this.onUpgradeCharm());
     this.observe('update-status', () => this.onUpdateStatus());
+    this.observe('remove', () => this.onRemove());
     this.observeAction('update-configs', updateConfigsParams, (event) => this.onUpdateConfigs(event));
     this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.onUpdateTestflinger(event));
   }
@@ -123,6 +126,17 @@ export class AgentHostCharm extends CharmBase {
     }
   }
 
+  /** The unit is going away: its agents stop and their program files go (configs and runtime stay). */
+  private async onRemove(): Promise<void> {
+    const removed = writeProgramFiles(this.paths, new Map()).removed;
+    if (removed.length > 0 && (await this.host.supervisor.isRunning())) await this.host.supervisor.update();
+    this.state.appliedPrograms = {};
+    this.state.appliedAgents = {};
+    saveHostState(this.paths, this.state);
+    await this.log.info(`removed the programs of ${removed.length} agents`);
+    this.removing = true;
+  }
+
   private async onUpdateStatus(): Promise<void> {
     if (this.state.limitsRestartPending) {
       // Try again now: the agents may have finished their jobs.
@@ -196,7 +210,8 @@ export class AgentHostCharm extends CharmBase {
     }
   }
 
-  override async collectUnitStatus(): Promise<StatusBase> {
+  override async collectUnitStatus(): Promise<StatusBase | undefined> {
+    if (this.removing) return undefined;
     try {
       parseCharmConfig(await this.model.getConfig());
     } catch (error) {

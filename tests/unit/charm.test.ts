@@ -267,6 +267,17 @@ describe('install, upgrade-charm, status', () => {
     expect(out.unitStatus?.message).toMatch(message);
   });
 
+  it('remove stops every agent and deletes its program file', async () => {
+    const { ctx, root, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const out = await ctx.run(ctx.on.remove(), { config: config(repo) });
+    expect(fs.readdirSync(programDir(root))).toEqual([]);
+    expect(supervisor.calls.at(-1)).toEqual(['update']);
+    expect([...supervisor.states.keys()]).toEqual([]);
+    expect(out.logs.some((l) => /removed the programs of 2 agents/.test(l.message))).toBe(true);
+  });
+
   it('start reports supervisord being down', async () => {
     const { ctx, supervisor } = charmHarness();
     const repo = labRepo('agent-1');
