@@ -7,13 +7,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseStatus, type ProgramStatus } from '../../src/charm/supervisor';
 import { createEmulatedUnit, dispatchEvent, type DispatchResult, type EmulatedUnit } from '../../src/hooktools/emulator';
-import { repoRoot, tempDir } from './tmp';
+import { onCleanup, repoRoot, tempDir } from './tmp';
 
 export class Sandbox {
   readonly root: string;
   readonly unit: EmulatedUnit;
   constructor(config: Record<string, unknown> = {}, readonly charmDir = repoRoot) {
     this.root = tempDir('sbx');
+    // Hooks may start a supervisord here (install does); it stops before the dir is removed.
+    onCleanup(() => this.shutdown());
     this.unit = createEmulatedUnit(path.join(this.root, '.juju'), path.join(repoRoot, 'dist', 'hooktool.js'), charmDir, { config });
   }
 

@@ -4,12 +4,19 @@ import * as path from 'node:path';
 
 /** A fresh temp dir per call, removed after the test file (short path: unix sockets live here). */
 const made: string[] = [];
+/** Run before the dirs go: daemons started in them must stop while their sockets still exist. */
+const beforeRemoval: (() => Promise<void> | void)[] = [];
+
+export function onCleanup(stop: () => Promise<void> | void): void {
+  beforeRemoval.push(stop);
+}
 export function tempDir(prefix = 'tf'): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
   made.push(dir);
   return dir;
 }
-afterAll(() => {
+afterAll(async () => {
+  for (const stop of beforeRemoval.splice(0)) await stop();
   if (process.env['KEEP_TMP']) return;
   for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });

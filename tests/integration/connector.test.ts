@@ -53,7 +53,7 @@ describe('noprovision', () => {
     await new Promise((r) => closed.close(r));
     const dir = runDir({ provision_data: {} }, { ssh_port: port, provision_ssh_wait: 1 });
     const { code, out } = connector(dir, 'noprovision', 'provision');
-    expect(code).toBe(46);
+    expect({ code, out }).toMatchObject({ code: 46 });
     expect(out).toMatch(new RegExp(`did not answer over SSH within 1s`));
     const error = JSON.parse(fs.readFileSync(path.join(dir, 'device-connector-error.json'), 'utf8'));
     expect(error.provision_exception_info).toMatchObject({ exception_name: 'RecoveryError', exception_message: expect.stringMatching(/127\.0\.0\.1:\d+ did not answer/) });

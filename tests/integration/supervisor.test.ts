@@ -15,13 +15,15 @@ it('starts with limits for its agents, restarts to raise them, and signals progr
   const pid = () => Number(fs.readFileSync(paths.supervisorPidFile, 'utf8'));
   try {
     expect(await supervisor.ensureRunning(2)).toBe('started');
+    // supervisord answers on its socket a moment before it writes its pid file.
+    await eventually(() => fs.existsSync(paths.supervisorPidFile), 'the pid file');
     expect(fs.readFileSync(paths.supervisordConf, 'utf8')).toMatch(/^minfds=1024$/m);
     const first = pid();
     expect(supervisor.writeLimits(2)).toBe(false);
     expect(supervisor.writeLimits(200)).toBe(true);
     expect(fs.readFileSync(paths.supervisordConf, 'utf8')).toMatch(/^minfds=2048$/m);
     await supervisor.restart();
-    expect(pid()).not.toBe(first);
+    await eventually(() => fs.existsSync(paths.supervisorPidFile) && pid() !== first, 'a new supervisord');
 
     const recorder = path.join(paths.root, 'record.sh');
     fs.writeFileSync(recorder, `#!/bin/sh\ntrap 'echo USR1 >> ${paths.root}/signals' USR1\nwhile true; do sleep 0.1; done\n`, { mode: 0o755 });
