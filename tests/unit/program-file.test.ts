@@ -1,0 +1,45 @@
+/** The supervisord program file, as rendered for a real unit and for a sandbox. */
+import { hostPaths } from '../../src/charm/paths';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { managedProgramNames, MANAGED_MARKER, renderProgramFile, writeProgramFiles } from '../../src/charm/supervisor';
+import { TemplateRenderer } from '../../src/charm/templates';
+import { repoRoot, tempDir } from '../helpers/tmp';
+
+const renderer = new TemplateRenderer(repoRoot);
+const spec = { name: 'agent-101', confPath: '/srv/agent-configs/lab1/agent-101/testflinger-agent.conf', agentDir: '/srv/agent-configs/lab1/agent-101', metricsPort: 8201, extraEnv: { TESTFLINGER_SERVER: 'https://tf.example.com/%x' } };
+
+describe('program files', () => {
+  it('on a real unit: runs the shipped agent as ubuntu, restarts it when it exits, marks the file as ours', () => {
+    const text = renderProgramFile(renderer, hostPaths('/'), spec);
+    expect(text.startsWith(MANAGED_MARKER)).toBe(true);
+    expect(text).toMatch(/^\[program:agent-101\]$/m);
+    expect(text).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent -c \/srv\/agent-configs\/lab1\/agent-101\/testflinger-agent.conf -p 8201$/m);
+    expect(text).toMatch(/^user=ubuntu$/m);
+    expect(text).toMatch(/^autorestart=true$/m);
+    expect(text).toMatch(/^startsecs=0$/m);
+    expect(text).toMatch(/HOME="\/home\/ubuntu",USER="ubuntu",PATH="\/usr\/local\/bin:\/srv\/testflinger-agent\/bin:/);
+    expect(text).toMatch(/TESTFLINGER_OFFLINE_MARKER_DIR="\/tmp"/);
+    // supervisord expands %(...)s in values: a literal % is doubled.
+    expect(text).toMatch(/TESTFLINGER_SERVER="https:\/\/tf\.example\.com\/%%x"/);
+    expect(text).not.toMatch(/TESTFLINGER_METRICS_HOST/);
+  });
+
+  it('in a sandbox: no user= line, metrics on loopback, paths under the root', () => {
+    const root = tempDir('prog');
+    const text = renderProgramFile(renderer, hostPaths(root), spec);
+    expect(text).not.toMatch(/^user=/m);
+    expect(text).toMatch(/TESTFLINGER_METRICS_HOST="127\.0\.0\.1"/);
+    expect(text).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent `, 'm'));
+  });
+
+  it('only files that carry the marker are the charm\'s: others are never removed', () => {
+    const paths = hostPaths(tempDir('own'));
+    fs.mkdirSync(paths.programDir, { recursive: true });
+    fs.writeFileSync(path.join(paths.programDir, 'node-exporter.conf'), '[program:node-exporter]\ncommand=/bin/true\n');
+    writeProgramFiles(paths, new Map([['agent-1', `${MANAGED_MARKER}\n[program:agent-1]\n`], ['agent-2', `${MANAGED_MARKER}\n[program:agent-2]\n`]]));
+    expect(managedProgramNames(paths).sort()).toEqual(['agent-1', 'agent-2']);
+    expect(writeProgramFiles(paths, new Map([['agent-1', `${MANAGED_MARKER}\n[program:agent-1]\n`]]))).toEqual({ written: [], removed: ['agent-2'] });
+    expect(fs.readdirSync(paths.programDir).sort()).toEqual(['agent-1.conf', 'node-exporter.conf']);
+  });
+});
