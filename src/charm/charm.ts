@@ -16,7 +16,7 @@ import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { hostFromEnv, type Host } from './host';
 import { HOST_PACKAGES, installPackages, ensureUbuntuUser } from './packages';
 import { reconcile, type ReconcileReport } from './reconcile';
-import { buildRuntimeFromSource, installRuntime } from './runtime';
+import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
@@ -101,6 +101,8 @@ export class AgentHostCharm extends CharmBase {
   private async onReconcileHook(options: { restartAll?: boolean }): Promise<void> {
     const config = await this.config();
     if (!config) return;
+    // Program files point at the runtime: make sure it is there even if install never ran here.
+    if (currentRuntimeVersion(this.paths) === null) this.installShippedRuntime();
     await this.reconcileAndRecord(config, options);
   }
 

@@ -204,7 +204,9 @@ export class Supervisor implements SupervisorControl {
     // supervisord forks into the background; its first process exits once the daemon is set up.
     return new Promise((resolve, reject) => {
       const child = spawn('supervisord', ['-c', this.paths.supervisordConf], { stdio: 'ignore', detached: true });
-      child.once('error', (error) => reject(new SupervisorError(`cannot start supervisord: ${error.message}`)));
+      child.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new SupervisorError(error.code === 'ENOENT' ? 'supervisord is not installed (install the supervisor package)' : `cannot start supervisord: ${error.message}`)),
+      );
       child.once('exit', (code) =>
         code === 0 ? resolve() : reject(new SupervisorError(`supervisord -c ${this.paths.supervisordConf} exited with ${code}`)),
       );

@@ -88,6 +88,13 @@ describe('config-changed with a good config', () => {
     expect(loadHostState(hostPaths(root)).ports).toEqual({ 'agent-1': 8200, 'agent-2': 8201 });
   });
 
+  it('installs the runtime the program files call, even when install never ran on this host', async () => {
+    const { ctx, root } = charmHarness();
+    await ctx.run(ctx.on.configChanged(), { config: config(labRepo('agent-1')) });
+    expect(fs.existsSync(path.join(root, 'srv/testflinger-agent/current/testflinger-agent.js'))).toBe(true);
+    expect(fs.existsSync(path.join(root, 'srv/testflinger-agent/bin/testflinger-agent'))).toBe(true);
+  });
+
   it('a second run with nothing changed restarts no agent and runs no update', async () => {
     const { ctx, supervisor } = charmHarness();
     const repo = labRepo('agent-1', 'agent-2');
