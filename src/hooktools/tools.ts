@@ -2,7 +2,6 @@
  * The hook tools as Juju's jujuc commands answer them (shared/spec/juju-hook-contract.md §2):
  * usage errors exit 2 with `ERROR <msg>`, run-time errors exit 1, JSON on `--format=json`.
  */
-import { stringify as toYaml } from 'yaml';
 import { parseFlags, UsageError, type FlagSpec } from './flags';
 import type { EmulatorState } from './state';
 
@@ -19,6 +18,12 @@ const RESERVED = new Set(['stdout', 'stdout-encoding', 'stderr', 'stderr-encodin
 const STATUSES = ['maintenance', 'blocked', 'waiting', 'active'];
 const LEVELS = new Set(['TRACE', 'DEBUG', 'INFO', 'WARN', 'WARNING', 'ERROR', 'CRITICAL', 'UNSPECIFIED']);
 const OUTPUT_FLAGS: FlagSpec['flags'] = { format: 'value', output: 'value' };
+
+/** YAML output is rare (the charm asks for JSON); loading it only then keeps each call cheap. */
+function toYaml(value: unknown): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('yaml') as typeof import('yaml')).stringify(value);
+}
 
 function format(value: unknown, fmt: string | boolean | undefined): string {
   const name = typeof fmt === 'string' ? fmt : 'smart';
