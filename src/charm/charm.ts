@@ -146,9 +146,14 @@ export class AgentHostCharm extends CharmBase {
       if (config) await this.reconcileAndRecord(config, {});
     }
     if (this.state.pendingRestart.length === 0) return;
-    const { signalled, notRunning } = await this.host.supervisor.signal(this.state.pendingRestart);
-    this.state.pendingRestart = this.state.pendingRestart.filter((n) => !signalled.includes(n) && !notRunning.includes(n));
-    saveHostState(this.paths, this.state);
+    try {
+      const { signalled, notRunning } = await this.host.supervisor.signal(this.state.pendingRestart);
+      this.state.pendingRestart = this.state.pendingRestart.filter((n) => !signalled.includes(n) && !notRunning.includes(n));
+      saveHostState(this.paths, this.state);
+    } catch (error) {
+      // Still pending: the status says so, and the next hook tries again.
+      await this.log.warning(`restart of ${this.state.pendingRestart.join(', ')} still pending: ${message(error)}`);
+    }
   }
 
   private async onUpdateConfigs(event: ActionEvent<z.output<typeof updateConfigsParams>>): Promise<void> {

@@ -133,6 +133,8 @@ describe('config-changed with a good config', () => {
     expect(failed.unitStatus?.name).toBe('waiting');
     expect(failed.unitStatus?.message).toBe('2 agents running; restart pending for agent-2');
     expect(failed.logs.some((l) => /could not ask agent-2 to restart; will retry: supervisord is not answering/.test(l.message))).toBe(true);
+    const stillFailing = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
+    expect(stillFailing.unitStatus?.message).toBe('2 agents running; restart pending for agent-2');
     supervisor.failSignals = false;
     const retried = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
     expect(supervisor.signalCalls()).toEqual([['agent-2']]);
