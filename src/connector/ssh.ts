@@ -34,6 +34,8 @@ export function sshRun(device: DeviceConfig, user: string, command: string, inpu
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.on('error', (error) => resolve({ exitCode: 255, output: error.message }));
     child.on('close', (code) => resolve({ exitCode: code ?? 255, output }));
+    // ssh may exit (no connection) before reading its input: that EPIPE is not our failure.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
   });
 }
