@@ -12,6 +12,7 @@ import {
   type Framework,
   type StatusBase,
 } from '../ops';
+import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { hostFromEnv, type Host } from './host';
 import { HOST_PACKAGES, installPackages, ensureUbuntuUser } from './packages';
@@ -50,6 +51,7 @@ export class AgentHostCharm extends CharmBase {
     this.observe('upgrade-charm', () => this.onUpgradeCharm());
     this.observe('update-status', () => this.onUpdateStatus());
     this.observe('remove', () => this.onRemove());
+    this.observe('secret-changed', () => this.onSecretChanged());
     this.observeAction('update-configs', updateConfigsParams, (event) => this.onUpdateConfigs(event));
     this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.onUpdateTestflinger(event));
   }
@@ -82,7 +84,9 @@ export class AgentHostCharm extends CharmBase {
     // On a unit the supervisor package starts its service at install; the sandbox does the same.
     await this.host.supervisor.ensureRunning(0);
     saveHostState(this.paths, this.state);
-    if (config) await this.reconcileAndRecord(config, { mayRestartSupervisor: true });
+    if (!config) return;
+    await this.ensureAgentToken(config, {});
+    await this.reconcileAndRecord(config, { mayRestartSupervisor: true });
   }
 
   private installShippedRuntime(): { version: string; changed: boolean } {
@@ -101,6 +105,7 @@ export class AgentHostCharm extends CharmBase {
   private async onReconcileHook(options: { restartAll?: boolean }): Promise<void> {
     const config = await this.config();
     if (!config) return;
+    await this.ensureAgentToken(config, {});
     // Program files point at the runtime: make sure it is there even if install never ran here.
     if (currentRuntimeVersion(this.paths) === null) this.installShippedRuntime();
     await this.reconcileAndRecord(config, options);
@@ -139,7 +144,47 @@ export class AgentHostCharm extends CharmBase {
     this.removing = true;
   }
 
+  /** The credentials were rotated: fetch their new revision and a new token. */
+  private async onSecretChanged(): Promise<void> {
+    const config = await this.config();
+    if (config) await this.ensureAgentToken(config, { force: true });
+  }
+
+  /**
+   * Keeps the token file the agents sign in with: obtained when missing, older than three days,
+   * or from other credentials or another server. A failure blocks, naming the option; the agents
+   * keep running with the token they have.
+   */
+  private async ensureAgentToken(config: CharmConfig, options: { force?: boolean }): Promise<void> {
+    const secretId = config['credentials-secret'];
+    if (!secretId) {
+      this.state.authProblem = null;
+      return;
+    }
+    const source = `${secretId} ${config['testflinger-server']}`;
+    const now = Date.now();
+    if (!options.force && this.state.tokenSource === source && tokenIsFresh(this.paths.tokenFile, now)) return;
+    try {
+      const credentials = credentialsFromSecret(await this.model.getSecret({ id: secretId }, { refresh: !!options.force }));
+      writeTokenFile(this.paths.tokenFile, await obtainRefreshToken(config['testflinger-server'], credentials), now);
+      if (!this.paths.sandbox) {
+        const owner = await ensureUbuntuUser(this.host.run);
+        fs.chownSync(this.paths.tokenFile, owner.uid, owner.gid);
+      }
+      this.state.tokenSource = source;
+      this.state.authProblem = null;
+      await this.log.info(`agent refresh token obtained from ${config['testflinger-server']}`);
+    } catch (error) {
+      this.state.authProblem = `credentials-secret: ${message(error)}`;
+      await this.log.error(this.state.authProblem);
+    } finally {
+      saveHostState(this.paths, this.state);
+    }
+  }
+
   private async onUpdateStatus(): Promise<void> {
+    const current = await this.config();
+    if (current) await this.ensureAgentToken(current, {});
     if (this.state.limitsRestartPending) {
       // Try again now: the agents may have finished their jobs.
       const config = await this.config();
@@ -159,6 +204,7 @@ export class AgentHostCharm extends CharmBase {
   private async onUpdateConfigs(event: ActionEvent<z.output<typeof updateConfigsParams>>): Promise<void> {
     const config = await this.requireConfig(event);
     if (!config) return;
+    await this.ensureAgentToken(config, {});
     const report = await this.reconcileAndRecord(config, {});
     if (!report) {
       await event.fail(`update-configs failed, previous configs kept: ${this.state.problem}`);
@@ -227,6 +273,7 @@ export class AgentHostCharm extends CharmBase {
     }
     if (this.state.problem) return new BlockedStatus(this.state.problem);
     if (this.state.capacityProblem) return new BlockedStatus(this.state.capacityProblem);
+    if (this.state.authProblem) return new BlockedStatus(this.state.authProblem);
     const expected = Object.keys(this.state.appliedPrograms).sort();
     const invalid = Object.keys(this.state.invalidAgents);
     if (expected.length === 0) {

@@ -45,6 +45,15 @@ export const charmConfigSchema = z.object({
     .default('')
     .refine((url) => url === '' || /^https?:\/\/[^\s/]+/.test(url), { message: 'must be a URL starting with http:// or https://' }),
   'agent-source-repo': z.string().trim().default(''),
+  'credentials-secret': z
+    .string()
+    .trim()
+    .default('')
+    .refine((id) => id === '' || /^secret:[A-Za-z0-9/?=-]+$/.test(id), { message: 'must be a Juju secret URI (secret:...)' }),
+}).superRefine((config, ctx) => {
+  if (config['credentials-secret'] && !config['testflinger-server']) {
+    ctx.addIssue({ code: 'custom', path: ['credentials-secret'], message: 'needs testflinger-server, the server that issues the token' });
+  }
 });
 
 export type CharmConfig = z.output<typeof charmConfigSchema>;

@@ -23,6 +23,10 @@ export interface HostState {
   limitsRestartPending: boolean;
   /** Set when the host cannot give this many agents what they need. */
   capacityProblem: string | null;
+  /** Why the agents' refresh token could not be obtained, if it could not. */
+  authProblem: string | null;
+  /** The secret and server the token file came from. */
+  tokenSource: string | null;
 }
 
 export function emptyHostState(): HostState {
@@ -38,6 +42,8 @@ export function emptyHostState(): HostState {
     configRevision: null,
     limitsRestartPending: false,
     capacityProblem: null,
+    authProblem: null,
+    tokenSource: null,
   };
 }
 

@@ -66,6 +66,7 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     agentProgram: paths.agentProgram,
     confPath: spec.confPath,
     metricsPort: spec.metricsPort,
+    tokenFile: paths.tokenFile,
     directory: paths.homeDir,
     environment: Object.entries(env)
       .map(([k, v]) => `${k}=${supervisorValue(v)}`)

@@ -48,8 +48,9 @@ export class Model {
   setWorkloadVersion(version: string): Promise<void> {
     return this.backend.applicationVersionSet(version);
   }
-  getSecret(ref: { id?: string; label?: string }): Promise<Record<string, string>> {
-    return this.backend.secretGet(ref);
+  /** `refresh` moves this unit to the secret's latest revision (on secret-changed). */
+  getSecret(ref: { id?: string; label?: string }, options: { refresh?: boolean } = {}): Promise<Record<string, string>> {
+    return this.backend.secretGet(ref, options);
   }
 }
 

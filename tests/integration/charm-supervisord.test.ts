@@ -37,7 +37,7 @@ function pids(): Record<string, number | undefined> {
 
 function ports(): Record<string, string | undefined> {
   return Object.fromEntries(
-    fs.readdirSync(path.join(sandbox.root, 'etc/supervisor/conf.d')).map((f) => [f, / -p (\d+)$/m.exec(fs.readFileSync(path.join(sandbox.root, 'etc/supervisor/conf.d', f), 'utf8'))?.[1]]),
+    fs.readdirSync(path.join(sandbox.root, 'etc/supervisor/conf.d')).map((f) => [f, / -p (\d+)/.exec(fs.readFileSync(path.join(sandbox.root, 'etc/supervisor/conf.d', f), 'utf8'))?.[1]]),
   );
 }
 
@@ -48,12 +48,16 @@ async function allRunning(names: string[]) {
 }
 
 beforeAll(async () => {
-  server = new DevServer();
+  // A server that, like the real one, wants every agent signed in with a Bearer token.
+  server = new DevServer({ auth: { clientId: 'lab-host', secret: 'lab-secret' } });
   await server.start();
   sandbox = new Sandbox();
   repo = new ConfigRepo('lab1');
   repo.addAgent('agent-1', conf('agent-1')).addAgent('agent-2', conf('agent-2')).commit('two agents');
-  sandbox.setConfig({ 'config-repo': repo.url, 'config-dir': 'lab1' });
+  sandbox.unit.update((s) => {
+    s.secrets['secret:d1lab0credentials0001'] = { 'client-id': 'lab-host', 'secret-key': 'lab-secret' };
+  });
+  sandbox.setConfig({ 'config-repo': repo.url, 'config-dir': 'lab1', 'testflinger-server': server.url, 'credentials-secret': 'secret:d1lab0credentials0001' });
 });
 
 afterAll(async () => {
@@ -71,6 +75,9 @@ describe('an agent host on a real supervisord', () => {
     await allRunning(['agent-1', 'agent-2']);
     await sandbox.hook('update-status');
     expect(sandbox.status).toEqual({ status: 'active', message: '2 agents running' });
+    // The agents signed in with the token the charm obtained; the server refused nothing.
+    expect(server.requests.filter((r) => r.path === '/v1/oauth2/token')).toHaveLength(1);
+    expect(server.requests.filter((r) => r.status === 401)).toEqual([]);
     firstPorts = ports();
     expect(new Set(Object.values(firstPorts)).size).toBe(2);
   });

@@ -1,6 +1,7 @@
 /** The agent host charm, one event at a time: state in, state out, host files under a temp root. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DevServer } from '../../src/devserver';
 import { ActiveStatus } from '../../src/ops';
 import { hostPaths } from '../../src/charm/paths';
 import { loadHostState } from '../../src/charm/state';
@@ -75,7 +76,7 @@ describe('config-changed with a good config', () => {
     }
     const program = fs.readFileSync(path.join(programDir(root), 'agent-1.conf'), 'utf8');
     expect(program).toMatch(/^\[program:agent-1\]$/m);
-    expect(program).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent -c ${root}/srv/agent-configs/lab1/agent-1/testflinger-agent.conf -p 8200$`, 'm'));
+    expect(program).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent -c ${root}/srv/agent-configs/lab1/agent-1/testflinger-agent.conf -p 8200 --token-file ${root}/var/lib/testflinger-agent/refresh_token$`, 'm'));
     expect(program).toMatch(/^startsecs=0$/m);
     expect(program).toMatch(/^autorestart=true$/m);
     expect(program).toMatch(/^redirect_stderr=true$/m);
@@ -193,6 +194,49 @@ describe('config-changed with a good config', () => {
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-dir': 'lab9' }) });
     expect(out.unitStatus?.message).toMatch(/config-dir lab9 is not a directory/);
+  });
+});
+
+describe('agent credentials', () => {
+  let server: DevServer;
+  beforeAll(async () => {
+    server = new DevServer({ auth: { clientId: 'lab-1', secret: 'k3y' } });
+    await server.start();
+  });
+  afterAll(() => server.stop());
+  const secrets = { 'secret:cred123': { 'client-id': 'lab-1', 'secret-key': 'k3y' } };
+
+  it('trades the credentials secret for a refresh token the agents read, once per three days', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    const cfg = config(repo, { 'testflinger-server': server.url, 'credentials-secret': 'secret:cred123' });
+    const out = await ctx.run(ctx.on.configChanged(), { config: cfg, secrets });
+    expect(out.unitStatus).toEqual(new ActiveStatus('1 agent running'));
+    const tokenFile = path.join(root, 'var/lib/testflinger-agent/refresh_token');
+    expect(fs.statSync(tokenFile).mode & 0o777).toBe(0o600);
+    const { refresh_token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { refresh_token: string };
+    const refreshed = await fetch(`${server.url}/v1/oauth2/refresh`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token }) });
+    expect(refreshed.status).toBe(200);
+    await ctx.run(ctx.on.updateStatus(), { config: cfg, secrets });
+    expect(server.requests.filter((r) => r.path === '/v1/oauth2/token')).toHaveLength(1);
+    await ctx.run(ctx.on.secretChanged(), { config: cfg, secrets });
+    expect(server.requests.filter((r) => r.path === '/v1/oauth2/token')).toHaveLength(2);
+  });
+
+  it('blocks naming credentials-secret when the server refuses them, and keeps the agents', async () => {
+    const { ctx, root } = charmHarness();
+    const repo = labRepo('agent-1');
+    const cfg = config(repo, { 'testflinger-server': server.url, 'credentials-secret': 'secret:cred123' });
+    const out = await ctx.run(ctx.on.configChanged(), { config: cfg, secrets: { 'secret:cred123': { 'client-id': 'lab-1', 'secret-key': 'wrong' } } });
+    expect(out.unitStatus?.name).toBe('blocked');
+    expect(out.unitStatus?.message).toMatch(/^credentials-secret: http:\/\/127\.0\.0\.1:\d+ refused the credentials \(HTTP 401/);
+    expect(fs.existsSync(path.join(programDir(root), 'agent-1.conf'))).toBe(true);
+  });
+
+  it('needs testflinger-server to go with credentials-secret', async () => {
+    const { ctx } = charmHarness();
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(labRepo('agent-1'), { 'credentials-secret': 'secret:cred123' }) });
+    expect(out.unitStatus?.message).toBe('credentials-secret needs testflinger-server, the server that issues the token; host unchanged');
   });
 });
 

@@ -14,7 +14,7 @@ describe('program files', () => {
     const text = renderProgramFile(renderer, hostPaths('/'), spec);
     expect(text.startsWith(MANAGED_MARKER)).toBe(true);
     expect(text).toMatch(/^\[program:agent-101\]$/m);
-    expect(text).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent -c \/srv\/agent-configs\/lab1\/agent-101\/testflinger-agent.conf -p 8201$/m);
+    expect(text).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent -c \/srv\/agent-configs\/lab1\/agent-101\/testflinger-agent.conf -p 8201 --token-file \/var\/lib\/testflinger-agent\/refresh_token$/m);
     expect(text).toMatch(/^user=ubuntu$/m);
     expect(text).toMatch(/^autorestart=true$/m);
     expect(text).toMatch(/^startsecs=0$/m);
