@@ -8,9 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import execa from 'execa';
 import { stringify } from 'yaml';
-import { parseStatus } from '../src/charm/supervisor';
 import { DevServer } from '../src/devserver';
-import { createEmulatedUnit, dispatchEvent, type EmulatedUnit } from '../src/hooktools/emulator';
+import type { EmulatedUnit } from '../src/hooktools/emulator';
+import { SandboxHost } from '../src/sandbox/host';
 import { packCharm } from '../src/pack/pack';
 import { cpuSeconds, dirBytes, median, percentile, processMemory, sleep, waitUntil } from './measure';
 
@@ -67,17 +67,24 @@ async function toolCallMs(unit: EmulatedUnit, runs: number): Promise<number> {
   return median(times);
 }
 
-interface HostRun {
-  root: string;
-  unit: EmulatedUnit;
-  repo: string;
-  dispatch: (p: string) => Promise<number>;
-  supervisorctl: (...a: string[]) => string;
-  teardown: () => Promise<void>;
+/** A sandbox unit with n agents in its config repo; agents are `sleep`, so the charm is what is timed. */
+class BenchHost extends SandboxHost {
+  constructor(root: string, readonly repo: string) {
+    super({ root, charmDir: CHARM_DIR, hooktool: path.join(CHARM_DIR, 'dist', 'hooktool.js'), config: { 'config-dir': 'lab1' } });
+  }
+  /** Runs a hook; its wall time in ms. */
+  async timed(dispatchPath: string): Promise<number> {
+    const r = await this.dispatch(dispatchPath);
+    if (r.exitCode !== 0) throw new Error(`${dispatchPath} failed: ${r.stderr}`);
+    return r.durationMs;
+  }
+  async teardown(): Promise<void> {
+    await this.shutdown();
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
 }
 
-/** A sandbox unit with n agents in its config repo; agents are `sleep`, so the charm is what is timed. */
-async function agentHost(n: number): Promise<HostRun> {
+async function agentHost(n: number): Promise<BenchHost> {
   const root = tmp(`host${n}`);
   const repo = path.join(root, 'repo');
   fs.mkdirSync(repo);
@@ -90,40 +97,16 @@ async function agentHost(n: number): Promise<HostRun> {
   }
   git(repo, 'add', '-A');
   git(repo, 'commit', '-q', '-m', 'agents');
-  const unit = createEmulatedUnit(path.join(root, '.unit'), path.join(CHARM_DIR, 'dist', 'hooktool.js'), CHARM_DIR, { config: { 'config-dir': 'lab1' } });
-  const dispatch = async (p: string) => {
-    const r = await dispatchEvent(unit, p, { charmDir: CHARM_DIR, env: { AGENT_HOST_ROOT: root } });
-    if (r.exitCode !== 0) throw new Error(`${p} failed: ${r.stderr}`);
-    return r.durationMs;
-  };
-  const supervisorctl = (...a: string[]) => {
-    try {
-      return execFileSync('supervisorctl', ['-c', path.join(root, 'etc/supervisor/supervisord.conf'), ...a], { encoding: 'utf8' });
-    } catch (e) {
-      return String((e as { stdout?: string }).stdout ?? '');
-    }
-  };
-  await dispatch('hooks/install');
+  const host = new BenchHost(root, repo);
+  await host.timed('hooks/install');
   // The charm's cost, not the agents': each agent program becomes a `sleep`.
-  fs.writeFileSync(path.join(root, 'srv/testflinger-agent/bin/testflinger-agent'), '#!/bin/sh\nexec sleep 86400\n', { mode: 0o755 });
-  unit.update((s) => Object.assign(s.config, { 'config-repo': repo }));
-  return {
-    root,
-    unit,
-    repo,
-    dispatch,
-    supervisorctl,
-    teardown: async () => {
-      supervisorctl('shutdown');
-      const pidFile = path.join(root, 'var/run/supervisord.pid');
-      await waitUntil('supervisord to stop', 60_000, () => !fs.existsSync(pidFile));
-      fs.rmSync(root, { recursive: true, force: true });
-    },
-  };
+  fs.writeFileSync(host.paths.agentProgram, '#!/bin/sh\nexec sleep 86400\n', { mode: 0o755 });
+  host.setConfig({ 'config-repo': repo });
+  return host;
 }
 
-function programPids(host: HostRun): Map<string, number | undefined> {
-  return new Map(parseStatus(host.supervisorctl('status')).map((p) => [p.name, p.pid]));
+function programPids(host: BenchHost): Map<string, number | undefined> {
+  return new Map([...host.programs()].map(([name, p]) => [name, p.pid]));
 }
 
 async function benchHooks(): Promise<number> {
@@ -143,13 +126,13 @@ async function benchHooks(): Promise<number> {
       const host = await agentHost(n);
       try {
         const callsBefore = host.unit.state().calls.length;
-        fresh.push(await host.dispatch('hooks/config-changed'));
+        fresh.push(await host.timed('hooks/config-changed'));
         freshCalls = host.unit.state().calls.length - callsBefore;
-        await waitUntil(`${n} programs RUNNING`, 120_000, () => [...parseStatus(host.supervisorctl('status'))].filter((p) => p.state === 'RUNNING').length === n);
+        await waitUntil(`${n} programs RUNNING`, 120_000, () => [...host.programs().values()].filter((p) => p.state === 'RUNNING').length === n);
         if (r === 0) {
           const before = programPids(host);
           const callsBeforeUnchanged = host.unit.state().calls.length;
-          for (let i = 0; i < 5; i++) unchanged.push(await host.dispatch('hooks/config-changed'));
+          for (let i = 0; i < 5; i++) unchanged.push(await host.timed('hooks/config-changed'));
           unchangedCalls = (host.unit.state().calls.length - callsBeforeUnchanged) / 5;
           await sleep(500);
           const after = programPids(host);

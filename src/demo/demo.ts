@@ -9,9 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { stringify } from 'yaml';
-import { parseStatus, type ProgramStatus } from '../charm/supervisor';
 import { DevServer } from '../devserver';
-import { createEmulatedUnit, dispatchEvent, type EmulatedUnit } from '../hooktools/emulator';
+import { SandboxHost } from '../sandbox/host';
 
 export interface DemoOptions {
   /** The charm to run (a checkout with dist/ built, or an unpacked .charm). */
@@ -104,15 +103,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
   ensurePrerequisites(print);
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tf-demo-'));
   const server = new DevServer();
-  let unit: EmulatedUnit | undefined;
-  const supervisorctl = (...args: string[]) => {
-    try {
-      return execFileSync('supervisorctl', ['-c', path.join(root, 'etc/supervisor/supervisord.conf'), ...args], { encoding: 'utf8' });
-    } catch (error) {
-      return String((error as { stdout?: string }).stdout ?? '');
-    }
-  };
-  const programs = (): Map<string, ProgramStatus> => new Map(parseStatus(supervisorctl('status')).map((p) => [p.name, p]));
+  const host = new SandboxHost({ root, charmDir, hooktool: path.join(charmDir, 'dist', 'hooktool.js') });
+  const { unit } = host;
+  const supervisorctl = (...args: string[]) => host.supervisorctl(...args);
+  const programs = () => host.programs();
   const step = async <T>(title: string, run: () => Promise<T>): Promise<T> => {
     print(`\n== ${title}`);
     try {
@@ -122,9 +116,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     }
   };
   const hook = async (dispatchPath: string, params?: Record<string, unknown>) => {
-    if (!unit) throw new DemoStepError('no unit');
     const logsBefore = unit.state().logs.length;
-    const result = await dispatchEvent(unit, dispatchPath, { charmDir, env: { AGENT_HOST_ROOT: root }, ...(params ? { actionParams: params } : {}) });
+    const result = await host.dispatch(dispatchPath, params ? { actionParams: params } : {});
     const state = unit.state();
     for (const log of state.logs.slice(logsBefore)) print(`   juju-log ${log.level}: ${log.message}`);
     print(`   ${dispatchPath} exit ${result.exitCode} in ${result.durationMs.toFixed(0)} ms; unit status: ${state.unitStatus?.status ?? 'unknown'}: ${state.unitStatus?.message ?? ''}`);
@@ -148,9 +141,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       git(repo, 'commit', '-q', '-m', 'two demo agents');
       print(`   ${repo}: lab1/demo-agent-1, lab1/demo-agent-2`);
     });
-    unit = createEmulatedUnit(path.join(root, '.juju-unit'), path.join(charmDir, 'dist', 'hooktool.js'), charmDir, {
-      config: { 'config-repo': repo, 'config-dir': 'lab1', 'testflinger-server': url },
-    });
+    host.setConfig({ 'config-repo': repo, 'config-dir': 'lab1', 'testflinger-server': url });
     await step(`Deploy: install, config-changed, start (AGENT_HOST_ROOT=${root})`, async () => {
       await hook('hooks/install');
       await hook('hooks/config-changed');
@@ -199,23 +190,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     return { root, jobId, jobResult, pidsBefore, pidsAfter, updateConfigsResults, finalStatus };
   } finally {
     print('\n== Stop everything the demo started');
-    supervisorctl('shutdown');
-    await waitForPidGone(path.join(root, 'var/run/supervisord.pid'));
+    await host.shutdown();
     await server.stop();
     if (!options.keep) fs.rmSync(root, { recursive: true, force: true });
     print(options.keep ? `   kept ${root}` : '   supervisord and the dev server stopped; sandbox removed');
-  }
-}
-
-async function waitForPidGone(pidFile: string): Promise<void> {
-  if (!fs.existsSync(pidFile)) return;
-  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
-  for (let i = 0; i < 150; i++) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 100));
   }
 }
