@@ -167,6 +167,7 @@ export class Supervisor implements SupervisorControl {
       await this.waitForSocketGone();
       await this.startSandboxDaemon();
     } else {
+      await this.stopAllPrograms();
       await this.run('systemctl', ['restart', 'supervisor']);
     }
     await this.waitForSocket();
@@ -285,11 +286,17 @@ export class Supervisor implements SupervisorControl {
   /** Stops the sandbox supervisord (the demo and the tests clean up with it). */
   async shutdown(): Promise<void> {
     if (!(await this.isRunning())) return;
-    // supervisord alone stops one group per turn of its loop, about a second each: stop them all
-    // at once first, so shutting down (and restarting) takes seconds, not minutes.
+    await this.stopAllPrograms();
+    await this.rpc('supervisor.shutdown');
+  }
+
+  /**
+   * supervisord alone stops one group per turn of its loop, about a second each: stopping them
+   * all at once first makes a shutdown or restart take seconds, not minutes.
+   */
+  private async stopAllPrograms(): Promise<void> {
     await this.rpc('supervisor.stopAllProcesses', [false]);
     const deadline = Date.now() + STOP_ALL_WAIT_MS;
     while (Date.now() < deadline && (await this.status()).some((p) => ACTIVE_STATES.has(p.state))) await new Promise((r) => setTimeout(r, 100));
-    await this.rpc('supervisor.shutdown');
   }
 }
