@@ -1,12 +1,24 @@
-/** The agents of this host: each directory under <configs>/<config-dir> holding a testflinger-agent.conf. */
+/**
+ * The agents of this host: each directory under <configs>/<config-dir> holding a
+ * testflinger-agent.conf. The config repo is input from whoever may commit to it, so what is read
+ * is bounded: real directories and regular files only, size caps, safe names, one agent per
+ * agent_id (docs/security.md).
+ */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, parseAgentConfig, type AgentConfig } from '../agent/config';
-import { hashTree } from '../common/fsutil';
+import { readFileNoFollow } from '../common/fsutil';
+import { SAFE_NAME, quoted } from './values';
 
 export const AGENT_CONF = 'testflinger-agent.conf';
-/** Supervisor program names: letters, digits and . _ - (no ':' or spaces, which supervisor reads specially). */
-const PROGRAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** A conf is a page of YAML; anything near this is a mistake or an attack. */
+export const MAX_CONF_BYTES = 256 * 1024;
+/** Everything in one agent's directory together (conf, default.yaml, small helper files). */
+export const MAX_AGENT_DIR_BYTES = 4 * 1024 * 1024;
+const MAX_AGENT_DIR_ENTRIES = 1000;
+/** Program-file names the charm keeps for itself (the limits drop-in). */
+export const RESERVED_PREFIX = 'zz-testflinger';
 
 export interface AgentDir {
   /** The directory name: the supervisor program's name. */
@@ -15,22 +27,14 @@ export interface AgentDir {
   readonly confPath: string;
   /** Changes when any file of the agent's directory changes. */
   readonly contentHash: string;
+  readonly agentId: string;
   /** Parsed on first use: an agent whose files did not change was valid last time. */
   readonly config: AgentConfig;
 }
 
-function agentDir(name: string, dir: string, confPath: string, contentHash: string, parsed?: AgentConfig): AgentDir {
-  let config = parsed;
-  return {
-    name,
-    dir,
-    confPath,
-    contentHash,
-    get config() {
-      config ??= parseAgentConfig(fs.readFileSync(confPath, 'utf8'), AGENT_CONF);
-      return config;
-    },
-  };
+export interface KnownAgent {
+  hash: string;
+  agentId: string;
 }
 
 export interface InvalidAgentDir {
@@ -38,33 +42,118 @@ export interface InvalidAgentDir {
   reason: string;
 }
 
+class AgentDirError extends Error {}
+
+function readConf(confPath: string): string {
+  try {
+    return readFileNoFollow(confPath, MAX_CONF_BYTES).toString('utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new AgentDirError(`${AGENT_CONF} is a link; it must be a regular file`);
+    throw new AgentDirError(`${AGENT_CONF}: ${code ?? (error as Error).message.replace(confPath, AGENT_CONF)}`);
+  }
+}
+
+function agentDir(name: string, dir: string, contentHash: string, agentId: string, parsed?: AgentConfig): AgentDir {
+  const confPath = path.join(dir, AGENT_CONF);
+  let config = parsed;
+  return {
+    name,
+    dir,
+    confPath,
+    contentHash,
+    agentId,
+    get config() {
+      config ??= parseAgentConfig(readConf(confPath), AGENT_CONF);
+      return config;
+    },
+  };
+}
+
 /**
- * @param knownGood content hashes of agents that were valid when last applied; an agent whose
- *   files still hash the same is not parsed again (hundreds of agents, most unchanged).
+ * A digest of the names, kinds and contents under an agent's directory, bounded in bytes and
+ * entries. Links are hashed by their target text, never followed; other special files refused.
  */
-export function discoverAgents(agentsRoot: string, knownGood: Readonly<Record<string, string>> = {}): { agents: AgentDir[]; invalid: InvalidAgentDir[] } {
+export function hashAgentDir(dir: string): string {
+  const h = createHash('sha256');
+  let bytes = 0;
+  let entries = 0;
+  const walk = (rel: string): void => {
+    const list = fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const entry of list) {
+      if (++entries > MAX_AGENT_DIR_ENTRIES) throw new AgentDirError(`holds more than ${MAX_AGENT_DIR_ENTRIES} files`);
+      const relPath = path.join(rel, entry.name);
+      if (entry.isDirectory()) {
+        h.update(`d ${relPath}\0`);
+        walk(relPath);
+      } else if (entry.isSymbolicLink()) {
+        h.update(`l ${relPath}\0${fs.readlinkSync(path.join(dir, relPath))}\0`);
+      } else if (entry.isFile()) {
+        const data = readFileNoFollow(path.join(dir, relPath), MAX_AGENT_DIR_BYTES - bytes);
+        bytes += data.length;
+        h.update(`f ${relPath}\0`).update(data).update('\0');
+      } else {
+        throw new AgentDirError(`${quoted(relPath)} is not a regular file, directory or link`);
+      }
+    }
+  };
+  try {
+    walk('');
+  } catch (error) {
+    if (error instanceof AgentDirError) throw error;
+    throw new AgentDirError(`is larger than ${MAX_AGENT_DIR_BYTES} bytes or unreadable`);
+  }
+  return h.digest('hex');
+}
+
+function checkName(name: string): void {
+  if (!SAFE_NAME.test(name)) throw new AgentDirError('directory name must be letters, digits, . _ - (at most 64), starting with a letter or digit');
+  if (name.startsWith(RESERVED_PREFIX)) throw new AgentDirError(`directory names starting with ${RESERVED_PREFIX} are the charm's own`);
+}
+
+/**
+ * @param knownGood agents valid when last applied; one whose files still hash the same is not
+ *   parsed again (hundreds of agents, most unchanged).
+ */
+export function discoverAgents(agentsRoot: string, knownGood: Readonly<Record<string, KnownAgent>> = {}): { agents: AgentDir[]; invalid: InvalidAgentDir[] } {
   const agents: AgentDir[] = [];
   const invalid: InvalidAgentDir[] = [];
+  // Dirents are not followed: a link named like an agent is not a directory here.
   const entries = fs.readdirSync(agentsRoot, { withFileTypes: true }).filter((e) => e.isDirectory() && !e.name.startsWith('.'));
-  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : 1))) {
     const dir = path.join(agentsRoot, entry.name);
-    const confPath = path.join(dir, AGENT_CONF);
-    if (!fs.existsSync(confPath)) continue;
-    if (!PROGRAM_NAME.test(entry.name)) {
-      invalid.push({ name: entry.name, reason: 'directory name is not a valid supervisor program name' });
-      continue;
-    }
-    const contentHash = hashTree(dir);
-    if (knownGood[entry.name] === contentHash) {
-      agents.push(agentDir(entry.name, dir, confPath, contentHash));
-      continue;
-    }
+    if (!fs.lstatSync(path.join(dir, AGENT_CONF), { throwIfNoEntry: false })) continue;
     try {
-      const config = parseAgentConfig(fs.readFileSync(confPath, 'utf8'), AGENT_CONF);
-      agents.push(agentDir(entry.name, dir, confPath, contentHash, config));
+      checkName(entry.name);
+      const contentHash = hashAgentDir(dir);
+      const known = knownGood[entry.name];
+      if (known?.hash === contentHash) {
+        agents.push(agentDir(entry.name, dir, contentHash, known.agentId));
+        continue;
+      }
+      const config = parseAgentConfig(readConf(path.join(dir, AGENT_CONF)), AGENT_CONF);
+      agents.push(agentDir(entry.name, dir, contentHash, config.agent_id, config));
     } catch (error) {
-      invalid.push({ name: entry.name, reason: error instanceof ConfigError ? error.message : String(error) });
+      const known = error instanceof AgentDirError || error instanceof ConfigError;
+      invalid.push({ name: entry.name, reason: known ? (error as Error).message : `unreadable: ${(error as Error).message}` });
     }
   }
-  return { agents, invalid };
+  return refuseDuplicateIds(agents, invalid);
+}
+
+/** Two directories with one agent_id would fight over one server identity: neither runs. */
+function refuseDuplicateIds(agents: AgentDir[], invalid: InvalidAgentDir[]): { agents: AgentDir[]; invalid: InvalidAgentDir[] } {
+  const byId = new Map<string, string[]>();
+  for (const agent of agents) byId.set(agent.agentId, [...(byId.get(agent.agentId) ?? []), agent.name]);
+  const kept: AgentDir[] = [];
+  for (const agent of agents) {
+    const sharing = byId.get(agent.agentId) ?? [];
+    if (sharing.length === 1) {
+      kept.push(agent);
+      continue;
+    }
+    const others = sharing.filter((n) => n !== agent.name).join(', ');
+    invalid.push({ name: agent.name, reason: `agent_id ${quoted(agent.agentId, 64)} is also the agent_id of ${others}` });
+  }
+  return { agents: kept, invalid: invalid.sort((a, b) => (a.name < b.name ? -1 : 1)) };
 }

@@ -53,7 +53,11 @@ export async function obtainRefreshToken(server: string, credentials: Credential
   return token;
 }
 
-/** Writes the token file the agents read (0600; the caller chowns it on a unit). */
-export function writeTokenFile(tokenFile: string, refreshToken: string, now: number): void {
-  writeFileAtomic(tokenFile, `${JSON.stringify({ refresh_token: refreshToken, obtained_at: new Date(now).toISOString() })}\n`, 0o600);
+/**
+ * Writes the token file the agents read. On a unit it is root's with the agent group allowed to
+ * read (0640), in a root-owned directory, so no job can replace it; in a sandbox it is ours (0600).
+ */
+export function writeTokenFile(tokenFile: string, refreshToken: string, now: number, owner?: { uid: number; gid: number }): void {
+  const content = `${JSON.stringify({ refresh_token: refreshToken, obtained_at: new Date(now).toISOString() })}\n`;
+  writeFileAtomic(tokenFile, content, owner ? 0o640 : 0o600, { dirMode: 0o755, ...(owner ? { owner } : {}) });
 }

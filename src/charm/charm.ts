@@ -21,18 +21,22 @@ import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from '.
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
+import { checkGitRef, elide, ValueError } from './values';
 
 const updateConfigsParams = z.object({}).strict();
-const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
+// Juju reads action values as YAML: `branch=2024.10` arrives as a number, which is refused below.
+const updateTestflingerParams = z.object({ branch: z.union([z.string(), z.number()]).default('') }).strict();
 /** Shown in status for at most this many agents; the log has them all. */
 const STATUS_NAMES_SHOWN = 3;
+/** `juju status` shows one line; ours never grows past this. */
+export const STATUS_MAX = 200;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
 function listNames(names: readonly string[]): string {
-  const shown = names.slice(0, STATUS_NAMES_SHOWN).join(', ');
+  const shown = names.slice(0, STATUS_NAMES_SHOWN).map((n) => elide(n, 40)).join(', ');
   return names.length > STATUS_NAMES_SHOWN ? `${shown} and ${names.length - STATUS_NAMES_SHOWN} more` : shown;
 }
 
@@ -41,6 +45,8 @@ export class AgentHostCharm extends CharmBase {
   private state: HostState;
   /** Set by the remove hook: a unit on its way out reports no status. */
   private removing = false;
+  /** The config, parsed once per event (handlers, actions and the status all use it). */
+  private parsedConfig: Promise<CharmConfig | CharmConfigError> | undefined;
 
   constructor(framework: Framework, host?: Host) {
     super(framework);
@@ -60,14 +66,22 @@ export class AgentHostCharm extends CharmBase {
     return this.host.paths;
   }
 
+  private configOrError(): Promise<CharmConfig | CharmConfigError> {
+    this.parsedConfig ??= this.model.getConfig().then((raw) => {
+      try {
+        return parseCharmConfig(raw);
+      } catch (error) {
+        if (error instanceof CharmConfigError) return error;
+        throw error;
+      }
+    });
+    return this.parsedConfig;
+  }
+
   /** The validated config, or undefined (collectUnitStatus reports the bad option). */
   private async config(): Promise<CharmConfig | undefined> {
-    try {
-      return parseCharmConfig(await this.model.getConfig());
-    } catch (error) {
-      if (error instanceof CharmConfigError) return undefined;
-      throw error;
-    }
+    const config = await this.configOrError();
+    return config instanceof CharmConfigError ? undefined : config;
   }
 
   private async onInstall(): Promise<void> {
@@ -166,11 +180,10 @@ export class AgentHostCharm extends CharmBase {
     if (!options.force && this.state.tokenSource === source && tokenIsFresh(this.paths.tokenFile, now)) return;
     try {
       const credentials = credentialsFromSecret(await this.model.getSecret({ id: secretId }, { refresh: !!options.force }));
-      writeTokenFile(this.paths.tokenFile, await obtainRefreshToken(config['testflinger-server'], credentials), now);
-      if (!this.paths.sandbox) {
-        const owner = await ensureUbuntuUser(this.host.run);
-        fs.chownSync(this.paths.tokenFile, owner.uid, owner.gid);
-      }
+      const token = await obtainRefreshToken(config['testflinger-server'], credentials);
+      // root:ubuntu 0640 on a unit: the agents read it, and no job can replace it.
+      const reader = this.paths.sandbox ? undefined : await ensureUbuntuUser(this.host.run);
+      writeTokenFile(this.paths.tokenFile, token, now, reader && { uid: 0, gid: reader.gid });
       this.state.tokenSource = source;
       this.state.authProblem = null;
       await this.log.info(`agent refresh token obtained from ${config['testflinger-server']}`);
@@ -224,9 +237,21 @@ export class AgentHostCharm extends CharmBase {
   private async onUpdateTestflinger(event: ActionEvent<z.output<typeof updateTestflingerParams>>): Promise<void> {
     const config = await this.requireConfig(event);
     if (!config) return;
+    const branch = event.params.branch;
+    if (typeof branch === 'number') {
+      await event.fail(`branch was read as the number ${branch}: run juju run with --string-args to pass it as text`);
+      return;
+    }
+    try {
+      if (branch) checkGitRef(branch);
+    } catch (error) {
+      if (!(error instanceof ValueError)) throw error;
+      await event.fail(`branch ${error.message}`);
+      return;
+    }
     let version: string;
     try {
-      version = event.params.branch ? await this.installFromSource(config, event.params.branch, event) : this.installShippedRuntime().version;
+      version = branch ? await this.installFromSource(config, branch, event) : this.installShippedRuntime().version;
     } catch (error) {
       await event.fail(`update-testflinger failed, ${this.state.runtimeVersion ?? 'the current runtime'} keeps running: ${message(error)}`);
       return;
@@ -246,8 +271,8 @@ export class AgentHostCharm extends CharmBase {
     if (!repo) throw new Error('agent-source-repo is not set');
     const workDir = fs.mkdtempSync(path.join(this.paths.stateDir, 'build-'));
     try {
-      await event.log(`building ${branch} of ${repo}`);
-      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, repo, branch, workDir, this.paths.stateDir);
+      await event.log(`building ${branch} of ${repo.display}`);
+      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, repo.url, branch, workDir, this.paths.stateDir);
       return installRuntime(this.paths, bundleDir, `src-${commit.slice(0, 12)}`, this.host.nodePath).version;
     } finally {
       fs.rmSync(workDir, { recursive: true, force: true });
@@ -255,22 +280,23 @@ export class AgentHostCharm extends CharmBase {
   }
 
   private async requireConfig(event: ActionEvent<unknown>): Promise<CharmConfig | undefined> {
-    try {
-      return parseCharmConfig(await this.model.getConfig());
-    } catch (error) {
-      await event.fail(`cannot run ${event.name}: ${message(error)}`);
-      return undefined;
-    }
+    const config = await this.configOrError();
+    if (!(config instanceof CharmConfigError)) return config;
+    await event.fail(`cannot run ${event.name}: ${config.message}`);
+    return undefined;
   }
 
   override async collectUnitStatus(): Promise<StatusBase | undefined> {
     if (this.removing) return undefined;
-    try {
-      parseCharmConfig(await this.model.getConfig());
-    } catch (error) {
-      if (error instanceof CharmConfigError) return new BlockedStatus(`${error.message}; host unchanged`);
-      throw error;
-    }
+    const status = await this.statusFromFacts();
+    // Long values (a 5,000-character branch, a long reason from git) never reach `juju status` whole.
+    const short = elide(status.message, STATUS_MAX);
+    return short === status.message ? status : new (status.constructor as new (message: string) => StatusBase)(short);
+  }
+
+  private async statusFromFacts(): Promise<StatusBase> {
+    const config = await this.configOrError();
+    if (config instanceof CharmConfigError) return new BlockedStatus(`${config.message}; host unchanged`);
     if (this.state.problem) return new BlockedStatus(this.state.problem);
     if (this.state.capacityProblem) return new BlockedStatus(this.state.capacityProblem);
     if (this.state.authProblem) return new BlockedStatus(this.state.authProblem);

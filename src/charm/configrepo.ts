@@ -1,25 +1,32 @@
 /**
  * The config repository: cloned shallow into a new directory beside the live one, checked, then
  * switched in with one symlink rename, so agents never see a half-written tree and a failed
- * clone leaves the previous tree in place.
+ * clone leaves the previous tree in place. The clone is root's; its `.git` is root-only.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { switchSymlink } from '../common/fsutil';
-import { gitClient } from '../common/git';
+import { sha256, switchSymlink } from '../common/fsutil';
+import { GitError, runGit } from '../common/git';
+import { HOST_KEY_REFUSED } from './gitaccess';
+import { elide, type GitRemote } from './values';
 
+/** A failure that names the option at fault first, as `juju status` shows it. */
 export class ConfigRepoError extends Error {
   override readonly name = 'ConfigRepoError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(
+    readonly option: 'config-repo' | 'config-branch' | 'config-dir',
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${option}: ${reason}`, options);
   }
 }
 
 export interface RepoSource {
-  url: string;
+  remote: GitRemote;
   branch: string;
-  /** Must exist in the tree, or the new tree is refused. */
+  /** Must be a directory inside the tree (not a link out of it), or the new tree is refused. */
   requiredDir: string;
 }
 
@@ -29,28 +36,15 @@ export interface SyncResult {
   changed: boolean;
 }
 
-export interface GitEnv {
-  /** Hooks run with no HOME; git wants one. */
-  home: string;
-  sshKey?: string;
-  sshConfig?: string;
+const STAMP = 'charm-source';
+/** Longest git reason quoted in a status line. */
+const REASON_MAX = 120;
+
+/** Identifies what a checkout was cloned from without writing any credential down. */
+function sourceId(source: RepoSource): string {
+  return sha256(JSON.stringify(source.remote), source.branch);
 }
 
-function gitEnvironment(env: GitEnv): Record<string, string> {
-  const vars: Record<string, string> = {
-    PATH: process.env['PATH'] ?? '/usr/bin:/bin',
-    HOME: env.home,
-    GIT_TERMINAL_PROMPT: '0',
-    LANG: 'C.UTF-8',
-  };
-  if (env.sshKey && fs.existsSync(env.sshKey)) {
-    const config = env.sshConfig && fs.existsSync(env.sshConfig) ? ` -F ${env.sshConfig}` : '';
-    vars['GIT_SSH_COMMAND'] = `ssh -i ${env.sshKey}${config} -o BatchMode=yes`;
-  }
-  return vars;
-}
-
-/** The link's target directory, whose name carries the revision: `<link>.d/<revision>-<rand>`. */
 function currentCheckout(link: string): string | undefined {
   try {
     return fs.realpathSync(link);
@@ -59,49 +53,75 @@ function currentCheckout(link: string): string | undefined {
   }
 }
 
-async function remoteRevision(url: string, branch: string, env: Record<string, string>): Promise<string | undefined> {
+async function remoteRevision(source: RepoSource, env: Record<string, string>): Promise<string | undefined> {
   try {
-    const out = await gitClient(env).listRemote([url, branch]);
+    const out = await runGit(['ls-remote', '--end-of-options', source.remote.url, `refs/heads/${source.branch}`, `refs/tags/${source.branch}`], { env });
     return out.split('\n').find((line) => line.trim() !== '')?.split('\t')[0];
   } catch {
     return undefined;
   }
 }
 
-function describe(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('hint:'));
-  return lines.find((l) => l.startsWith('fatal:'))?.replace(/^fatal:\s*/, '') ?? lines[0] ?? 'unknown error';
+/** Says which option a clone failure is about, in words an operator can act on. */
+function cloneFailure(error: unknown, source: RepoSource): ConfigRepoError {
+  const reason = error instanceof GitError ? error.reason : String(error);
+  const stderr = error instanceof GitError ? error.stderr : '';
+  if (/Remote branch .* not found|couldn't find remote ref/i.test(stderr)) {
+    return new ConfigRepoError('config-branch', `no branch or tag ${elide(source.branch, 60)} in ${elide(source.remote.display, 80)}`, { cause: error });
+  }
+  if (HOST_KEY_REFUSED.test(stderr)) {
+    return new ConfigRepoError('config-repo', 'host key refused: it differs from config-repo-known-hosts or from the key first seen', { cause: error });
+  }
+  return new ConfigRepoError('config-repo', `cannot clone ${elide(source.remote.display, 80)}: ${elide(reason, REASON_MAX)}`, { cause: error });
 }
 
-export async function syncConfigRepo(link: string, source: RepoSource, gitEnv: GitEnv): Promise<SyncResult> {
-  const env = gitEnvironment(gitEnv);
+/** The required dir, resolved without leaving the checkout (a link to /etc is refused). */
+function checkRequiredDir(checkout: string, source: RepoSource): void {
+  const real = checkout;
+  const wanted = path.join(checkout, source.requiredDir);
+  let resolved: string;
+  try {
+    resolved = fs.realpathSync(wanted);
+  } catch {
+    throw new ConfigRepoError('config-dir', `${source.requiredDir} is not a directory in the repo at ${elide(source.branch, 60)}`);
+  }
+  if (resolved !== wanted || !fs.statSync(resolved).isDirectory() || !resolved.startsWith(`${real}/`)) {
+    throw new ConfigRepoError('config-dir', `${source.requiredDir} is not a plain directory inside the repo (a link or a file)`);
+  }
+}
+
+export async function syncConfigRepo(link: string, source: RepoSource, env: Record<string, string>): Promise<SyncResult> {
   const live = currentCheckout(link);
-  const liveRevision = live ? readRevisionStamp(live) : undefined;
-  const liveSource = live ? readSourceStamp(live) : undefined;
-  const sameSource = liveSource === `${source.url}#${source.branch}`;
+  const [liveSource, liveRevision] = live ? readStamp(live) : [];
+  const sameSource = liveSource === sourceId(source);
   if (live && sameSource && liveRevision) {
-    const remote = await remoteRevision(source.url, source.branch, env);
-    if (remote === liveRevision && fs.existsSync(path.join(live, source.requiredDir))) {
+    const remote = await remoteRevision(source, env);
+    if (remote === liveRevision) {
+      checkRequiredDir(live, source);
       return { revision: liveRevision, changed: false };
     }
   }
 
   const store = `${link}.d`;
-  fs.mkdirSync(store, { recursive: true });
+  fs.mkdirSync(store, { recursive: true, mode: 0o755 });
   const staging = path.join(store, `new-${randomBytes(4).toString('hex')}`);
   try {
-    await gitClient(env).clone(source.url, staging, ['--depth', '1', '--single-branch', '--branch', source.branch]);
+    await runGit(['clone', '--quiet', '--depth', '1', '--single-branch', '--no-tags', '--branch', source.branch, '--end-of-options', source.remote.url, staging], { env });
   } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });
-    throw new ConfigRepoError(`cannot clone ${source.url} at ${source.branch}: ${describe(error)}`, { cause: error });
+    throw cloneFailure(error, source);
   }
-  const revision = (await gitClient(env, staging).revparse(['HEAD'])).trim();
-  if (!fs.statSync(path.join(staging, source.requiredDir), { throwIfNoEntry: false })?.isDirectory()) {
+  let revision: string;
+  try {
+    revision = (await runGit(['rev-parse', 'HEAD'], { env, cwd: staging })).trim();
+    checkRequiredDir(fs.realpathSync(staging), source);
+  } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });
-    throw new ConfigRepoError(`config-dir ${source.requiredDir} is not a directory in ${source.url} at ${source.branch}`);
+    throw error;
   }
-  fs.writeFileSync(path.join(staging, '.git', 'charm-source'), `${source.url}#${source.branch}\n${revision}\n`);
+  // Agents read their directories; git's own files are root's alone.
+  fs.chmodSync(path.join(staging, '.git'), 0o700);
+  fs.writeFileSync(path.join(staging, '.git', STAMP), `${sourceId(source)}\n${revision}\n`, { mode: 0o600 });
   const target = path.join(store, `${revision.slice(0, 12)}-${randomBytes(3).toString('hex')}`);
   fs.renameSync(staging, target);
   retireRealDirectory(link);
@@ -121,14 +141,8 @@ function retireRealDirectory(link: string): void {
 
 function readStamp(checkout: string): string[] {
   try {
-    return fs.readFileSync(path.join(checkout, '.git', 'charm-source'), 'utf8').split('\n');
+    return fs.readFileSync(path.join(checkout, '.git', STAMP), 'utf8').split('\n');
   } catch {
     return [];
   }
-}
-function readSourceStamp(checkout: string): string | undefined {
-  return readStamp(checkout)[0];
-}
-function readRevisionStamp(checkout: string): string | undefined {
-  return readStamp(checkout)[1];
 }

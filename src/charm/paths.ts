@@ -74,5 +74,9 @@ export function hostPaths(root = '/'): HostPaths {
 /** The root from the environment: AGENT_HOST_ROOT when set (the sandbox contract), else `/`. */
 export function hostPathsFromEnv(env: NodeJS.ProcessEnv): HostPaths {
   const root = env['AGENT_HOST_ROOT'];
-  return hostPaths(root ? path.resolve(root) : '/');
+  if (!root) return hostPaths('/');
+  const resolved = path.resolve(root);
+  // Paths reach program files and scripts, which carry only plain characters.
+  if (!/^\/[A-Za-z0-9._/+-]*$/.test(resolved)) throw new Error('AGENT_HOST_ROOT must be a path of letters, digits and ._/+-');
+  return hostPaths(resolved);
 }

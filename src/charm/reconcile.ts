@@ -6,9 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256 } from '../common/fsutil';
-import { discoverAgents, type AgentDir } from './agents';
+import { discoverAgents, type AgentDir, type KnownAgent } from './agents';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
+import { gitEnvironment } from './gitaccess';
 import type { Host } from './host';
 import { capacityProblem } from './limits';
 import { ensureUbuntuUser } from './packages';
@@ -18,6 +19,7 @@ import { renderPhaseScripts } from './scripts';
 import { writeSshFiles } from './ssh';
 import type { HostState } from './state';
 import { renderProgramFile, writeProgramFiles } from './supervisor';
+import { quoted } from './values';
 
 export interface ReconcileReport {
   agents: string[];
@@ -49,7 +51,10 @@ function readIfExists(file: string): string {
   }
 }
 
-/** What every agent shares; when it changes, every agent restarts (safely). */
+/**
+ * What every agent shares; when it changes, every agent restarts (safely). The SSH part comes
+ * from the config, not from ~ubuntu/.ssh, which the agent user may change.
+ */
 function sharedInputsHash(host: Host, config: CharmConfig): string {
   const { paths } = host;
   const scripts = fs.existsSync(paths.binDir)
@@ -58,11 +63,20 @@ function sharedInputsHash(host: Host, config: CharmConfig): string {
   return sha256(
     currentRuntimeVersion(paths) ?? '',
     ...scripts,
-    readIfExists(paths.sshPrivateKey),
-    readIfExists(paths.sshPublicKey),
-    readIfExists(paths.sshConfig),
+    config['ssh-private-key'],
+    config['ssh-public-key'],
+    config['ssh-config'],
     config['testflinger-server'],
   );
+}
+
+function knownAgents(state: HostState): Record<string, KnownAgent> {
+  const known: Record<string, KnownAgent> = {};
+  for (const [name, hash] of Object.entries(state.appliedAgents)) {
+    const agentId = state.agentIds[name];
+    if (agentId !== undefined) known[name] = { hash, agentId };
+  }
+  return known;
 }
 
 export async function reconcile(host: Host, config: CharmConfig, state: HostState, options: ReconcileOptions = {}): Promise<ReconcileReport> {
@@ -71,29 +85,37 @@ export async function reconcile(host: Host, config: CharmConfig, state: HostStat
   const owner = paths.sandbox ? undefined : await ensureUbuntuUser(host.run);
   writeSshFiles(paths, config, owner);
 
-  const sync = await syncConfigRepo(
-    paths.configsDir,
-    { url: config['config-repo'], branch: config['config-branch'], requiredDir: config['config-dir'] },
-    { home: paths.stateDir, sshKey: paths.sshPrivateKey, sshConfig: paths.sshConfig },
-  );
+  const remote = config['config-repo'];
+  const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
+  const sync = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv);
   state.configRevision = sync.revision;
   const agentsRoot = path.join(paths.configsDir, config['config-dir']);
-  const { agents, invalid } = discoverAgents(agentsRoot, state.appliedAgents);
+  const discovered = discoverAgents(agentsRoot, knownAgents(state));
+  const invalid = discovered.invalid;
+  const wasApplied = (name: string) => state.appliedPrograms[name] !== undefined;
+  state.ports = await assignMetricsPorts(state.ports, [...discovered.agents.map((a) => a.name), ...invalid.map((i) => i.name).filter(wasApplied)].sort(), host.isPortFree);
+  // One agent that cannot be rendered is skipped like a bad conf; the others go on.
+  const programs = new Map<string, string>();
+  const agents: AgentDir[] = [];
+  for (const agent of discovered.agents) {
+    try {
+      programs.set(agent.name, renderProgram(host, config, agent, state.ports[agent.name] as number));
+      agents.push(agent);
+    } catch (error) {
+      invalid.push({ name: agent.name, reason: `cannot render its program file: ${(error as Error).message}` });
+    }
+  }
   state.invalidAgents = Object.fromEntries(invalid.map((i) => [i.name, i.reason]));
-  for (const bad of invalid) await log(`skipping agent ${bad.name}: ${bad.reason}`);
+  for (const bad of invalid) await log(`skipping agent ${quoted(bad.name)}: ${quoted(bad.reason, 300)}`);
 
   renderPhaseScripts(host.renderer, paths, config['config-dir']);
   // A running agent whose conf just went bad keeps its program (and its last good run) rather
   // than being stopped over a typo; it is reported until fixed.
-  const keptBad = invalid.map((i) => i.name).filter((name) => state.appliedPrograms[name] !== undefined);
+  const keptBad = invalid.map((i) => i.name).filter(wasApplied);
   const names = [...agents.map((a) => a.name), ...keptBad].sort();
-  state.ports = await assignMetricsPorts(state.ports, names, host.isPortFree);
-
-  const programs = new Map<string, string>();
-  for (const agent of agents) programs.set(agent.name, renderProgram(host, config, agent, state.ports[agent.name] as number));
+  state.ports = Object.fromEntries(names.map((n) => [n, state.ports[n] as number]));
   for (const name of keptBad) programs.set(name, readIfExists(paths.programFile(name)));
   const { removed: removedFiles } = writeProgramFiles(paths, programs);
-  for (const name of removedFiles) delete state.ports[name];
 
   state.capacityProblem = capacityProblem(names.length, host.capacity()) ?? null;
   const started = await supervisor.ensureRunning(names.length);
@@ -132,10 +154,14 @@ export async function reconcile(host: Host, config: CharmConfig, state: HostStat
   }
   state.appliedShared = shared;
   const previousAgents = state.appliedAgents;
+  const previousIds = state.agentIds;
   state.appliedAgents = Object.fromEntries(agents.map((a) => [a.name, a.contentHash]));
+  state.agentIds = Object.fromEntries(agents.map((a) => [a.name, a.agentId]));
   for (const name of keptBad) {
     const before = previousAgents[name];
+    const id = previousIds[name];
     if (before) state.appliedAgents[name] = before;
+    if (id !== undefined) state.agentIds[name] = id;
   }
   return {
     agents: names,

@@ -1,31 +1,43 @@
-/** The SSH files the agents use to reach devices, in the ubuntu user's ~/.ssh. */
+/**
+ * The SSH files the agents use to reach devices, in the ubuntu user's ~/.ssh. That directory is
+ * the agent user's (every job runs as it), so the files are written as that user: nothing a job
+ * plants there can make root write elsewhere.
+ */
 import * as fs from 'node:fs';
 import { writeFileAtomic } from '../common/fsutil';
+import { asUser, type FileOwner } from '../common/privileges';
 import type { CharmConfig } from './config';
 import type { HostPaths } from './paths';
 
-export interface FileOwner {
-  uid: number;
-  gid: number;
+export type { FileOwner };
+
+export class SshFilesError extends Error {
+  override readonly name = 'SshFilesError';
 }
 
 /**
  * Writes the key pair and config that are set (an empty option leaves its file alone) and
- * returns whether any file changed. `owner` is undefined in a sandbox: nothing is chowned.
+ * returns whether any file changed. `owner` is undefined in a sandbox: the files are ours.
  */
 export function writeSshFiles(paths: HostPaths, config: CharmConfig, owner: FileOwner | undefined): boolean {
-  fs.mkdirSync(paths.sshDir, { recursive: true, mode: 0o700 });
   const files: [string, string, number][] = [
     [paths.sshPrivateKey, config['ssh-private-key'], 0o600],
     [paths.sshPublicKey, config['ssh-public-key'], 0o644],
     [paths.sshConfig, config['ssh-config'], 0o640],
   ];
-  let changed = false;
-  for (const [file, content, mode] of files) {
-    if (content === '') continue;
-    changed = writeFileAtomic(file, content, mode) || changed;
-    if (owner) fs.chownSync(file, owner.uid, owner.gid);
+  if (files.every(([, content]) => content === '')) return false;
+  try {
+    return asUser(owner, () => {
+      fs.mkdirSync(paths.sshDir, { recursive: true, mode: 0o700 });
+      if (!fs.lstatSync(paths.sshDir).isDirectory()) throw new SshFilesError(`${paths.sshDir} is not a directory (a link?)`);
+      let changed = false;
+      for (const [file, content, mode] of files) {
+        if (content !== '') changed = writeFileAtomic(file, content, mode) || changed;
+      }
+      return changed;
+    });
+  } catch (error) {
+    if (error instanceof SshFilesError) throw error;
+    throw new SshFilesError(`cannot write the SSH files in ${paths.sshDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  if (owner) fs.chownSync(paths.sshDir, owner.uid, owner.gid);
-  return changed;
 }

@@ -9,6 +9,8 @@ export interface HostState {
   appliedPrograms: Record<string, string>;
   /** Directory content hash per agent, as last running (or asked to restart). */
   appliedAgents: Record<string, string>;
+  /** agent_id per agent, as last applied (so unchanged agents need not be parsed). */
+  agentIds: Record<string, string>;
   /** Hash of what all agents share: runtime, phase scripts, SSH files, server. */
   appliedShared: string;
   /** Agents asked to restart that could not be signalled yet. */
@@ -34,6 +36,7 @@ export function emptyHostState(): HostState {
     ports: {},
     appliedPrograms: {},
     appliedAgents: {},
+    agentIds: {},
     appliedShared: '',
     pendingRestart: [],
     problem: null,

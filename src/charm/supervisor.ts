@@ -48,12 +48,17 @@ export class SupervisorError extends Error {
   override readonly name = 'SupervisorError';
 }
 
-function supervisorValue(value: string): string {
-  // supervisor expands %(name)s in values; a literal % must be doubled, quotes escaped.
-  return `"${value.replace(/%/g, '%%').replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+/**
+ * A value for `environment=`. supervisord expands `%(name)s` and splits on commas and quotes with
+ * its own rules, so a value that needs escaping is refused, never escaped (docs/security.md).
+ */
+function supervisorValue(key: string, value: string): string {
+  if (!/^[A-Za-z0-9._~:/@+=-]*$/.test(value)) throw new SupervisorError(`${key} has characters a program file cannot carry safely`);
+  return `"${value}"`;
 }
 
 export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec): string {
+  if (!PROGRAM_NAME.test(spec.name)) throw new SupervisorError('not a safe program name');
   const env: Record<string, string> = {
     HOME: paths.homeDir,
     USER: 'ubuntu',
@@ -64,18 +69,48 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     ...(paths.sandbox ? { TESTFLINGER_METRICS_HOST: '127.0.0.1' } : {}),
     ...spec.extraEnv,
   };
-  return renderer.render('templates/supervisor-program.conf.hbs', {
+  const content = renderer.render('templates/supervisor-program.conf.hbs', {
     name: spec.name,
-    agentProgram: paths.agentProgram,
-    confPath: spec.confPath,
+    agentProgram: checkedPath(paths.agentProgram),
+    confPath: checkedPath(spec.confPath),
     metricsPort: spec.metricsPort,
-    tokenFile: paths.tokenFile,
-    directory: paths.homeDir,
+    tokenFile: checkedPath(paths.tokenFile),
+    directory: checkedPath(paths.homeDir),
     environment: Object.entries(env)
-      .map(([k, v]) => `${k}=${supervisorValue(v)}`)
+      .map(([k, v]) => `${k}=${supervisorValue(k, v)}`)
       .join(','),
     user: paths.sandbox ? undefined : 'ubuntu',
   });
+  verifyProgramFile(content, spec.name);
+  return content;
+}
+
+const PROGRAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const PROGRAM_KEYS = new Set(['command', 'directory', 'autostart', 'autorestart', 'startsecs', 'startretries', 'stopsignal', 'stopwaitsecs', 'redirect_stderr', 'stdout_logfile_maxbytes', 'stdout_logfile_backups', 'environment', 'user', 'killasgroup', 'stopasgroup']);
+
+function checkedPath(value: string): string {
+  if (!/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw new SupervisorError('a host path has characters a program file cannot carry safely');
+  return value;
+}
+
+/**
+ * The rendered file, read back as supervisord's INI reader would see it: one section, ours, and
+ * only the keys we write. A file that fails this is never written.
+ */
+export function verifyProgramFile(content: string, name: string): void {
+  const sections: string[] = [];
+  for (const line of content.split('\n')) {
+    if (line === '' || line.startsWith(';')) continue;
+    if (/[\u0000-\u001f\u007f]/.test(line)) throw new SupervisorError('program file would hold a control character');
+    const section = /^\[(.*)\]$/.exec(line);
+    if (section) {
+      sections.push(section[1] as string);
+      continue;
+    }
+    const key = /^([a-z_]+)=/.exec(line)?.[1];
+    if (!key || !PROGRAM_KEYS.has(key)) throw new SupervisorError(`program file would hold an unexpected line`);
+  }
+  if (sections.length !== 1 || sections[0] !== `program:${name}`) throw new SupervisorError('program file would hold another section');
 }
 
 /** Names of the agents whose program files the charm wrote earlier. */

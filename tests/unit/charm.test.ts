@@ -32,15 +32,44 @@ describe('config-changed with a bad value blocks, names the option, and changes 
     ['ssh-public-key', { 'ssh-public-key': b64(keys.privateKey) }, /ssh-public-key does not decode to an SSH public key/],
     ['config-repo', { 'config-repo': '' }, /config-repo is not set/],
     ['config-dir', { 'config-dir': '' }, /config-dir is not set/],
-    ['config-dir', { 'config-dir': '../etc' }, /config-dir must be a relative path inside config-repo/],
+    ['config-dir', { 'config-dir': '../etc' }, /^config-dir must be a relative path of names/],
+    ['config-dir', { 'config-dir': 'lab"1' }, /^config-dir must be a relative path of names/],
+    ['config-dir', { 'config-dir': '/etc' }, /^config-dir must be a relative path of names/],
     ['testflinger-server', { 'testflinger-server': 'testflinger.example.com' }, /testflinger-server must be a URL starting with http:\/\/ or https:\/\//],
+    // Once a new [program:evil] section running as root, by way of the program file's environment=.
+    ['testflinger-server', { 'testflinger-server': 'https://x",X="y\n[program:evil]\ncommand=/bin/sh' }, /^testflinger-server must be a plain http/],
+    ['testflinger-server', { 'testflinger-server': 'https://tf.example.com/%(ENV_HOME)s' }, /^testflinger-server must be a plain http/],
+    ['testflinger-server', { 'testflinger-server': 'https://user:pw@tf.example.com' }, /^testflinger-server must not carry credentials/],
     ['config-branch', { 'config-branch': '  ' }, /config-branch is empty/],
+    ['config-branch', { 'config-branch': '--upload-pack=touch /tmp/x' }, /^config-branch must be a branch or tag name/],
+    ['config-branch', { 'config-branch': 'a..b' }, /^config-branch is not a valid git branch or tag name/],
+    ['config-repo', { 'config-repo': '--upload-pack=touch /tmp/x' }, /^config-repo must not contain spaces/],
+    ['config-repo', { 'config-repo': '-oProxyCommand=x' }, /^config-repo must not start with '-'/],
+    ['config-repo', { 'config-repo': 'ssh://git:pw@host/repo' }, /^config-repo must not carry a password/],
+    ['config-repo', { 'config-repo': 'https://host/repo\nx' }, /^config-repo must not contain spaces/],
+    ['config-repo-known-hosts', { 'config-repo-known-hosts': 'host ssh-ed25519\n' }, /^config-repo-known-hosts line 1 is not a known_hosts entry/],
+    ['agent-source-repo', { 'agent-source-repo': 'ext::sh -c id' }, /^agent-source-repo must not contain spaces/],
+    ['ssh-config', { 'ssh-config': 'Host *\n\u0000' }, /^ssh-config must not contain control characters/],
+    // Once 20 s of regex backtracking, twice a hook: now refused by its length before any pattern runs.
+    ['ssh-public-key', { 'ssh-public-key': b64(`ssh-rsa AAAA${' '.repeat(200_000)}x\ny`) }, /^ssh-public-key is longer than/],
+    ['ssh-public-key', { 'ssh-public-key': b64(`ssh-rsa AAAA${' '.repeat(20_000)}x\ny`) }, /^ssh-public-key does not decode to an SSH public key/],
   ])('%s', async (_option, bad, expected) => {
     const { ctx, root } = charmHarness();
     const out = await ctx.run(ctx.on.configChanged(), { config: { 'config-repo': '/nowhere', 'config-dir': 'lab1', ...bad } });
     expect(out.unitStatus?.name).toBe('blocked');
     expect(out.unitStatus?.message).toMatch(expected);
+    expect(out.unitStatus?.message.length).toBeLessThanOrEqual(200);
     expect(filesUnder(root)).toEqual([]);
+  });
+
+  it('a long value never makes a long status', async () => {
+    const { ctx } = charmHarness();
+    const repo = labRepo('agent-1');
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-branch': `b${'x'.repeat(5000)}` }) });
+    expect(out.unitStatus?.message).toMatch(/^config-branch is longer than 200 characters/);
+    const missing = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-branch': `b${'x'.repeat(190)}` }) });
+    expect(missing.unitStatus?.message).toMatch(/^config-branch: no branch or tag bx+…/);
+    expect(missing.unitStatus?.message.length).toBeLessThanOrEqual(200);
   });
 
   it('keeps the last good state when a later value is bad', async () => {
@@ -77,7 +106,7 @@ describe('config-changed with a good config', () => {
     const program = fs.readFileSync(path.join(programDir(root), 'agent-1.conf'), 'utf8');
     expect(program).toMatch(/^\[program:agent-1\]$/m);
     expect(program).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent -c ${root}/srv/agent-configs/lab1/agent-1/testflinger-agent.conf -p 8200 --token-file ${root}/var/lib/testflinger-agent/refresh_token$`, 'm'));
-    expect(program).toMatch(/^startsecs=0$/m);
+    expect(program).toMatch(/^startsecs=2$/m);
     expect(program).toMatch(/^autorestart=true$/m);
     expect(program).toMatch(/^redirect_stderr=true$/m);
     expect(program).not.toMatch(/^user=/m);
@@ -158,7 +187,7 @@ describe('config-changed with a good config', () => {
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(out.unitStatus?.name).toBe('blocked');
     expect(out.unitStatus?.message).toMatch(/1 agents running; bad conf: agent-bad/);
-    expect(out.logs.some((l) => /skipping agent agent-bad: testflinger-agent.conf: job_queues/.test(l.message))).toBe(true);
+    expect(out.logs.some((l) => /skipping agent "agent-bad": "testflinger-agent.conf: job_queues/.test(l.message))).toBe(true);
     expect(fs.existsSync(path.join(programDir(root), 'agent-bad.conf'))).toBe(false);
   });
 
@@ -179,11 +208,11 @@ describe('config-changed with a good config', () => {
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-repo': path.join(root, 'missing-repo') }) });
     expect(out.unitStatus?.name).toBe('blocked');
-    expect(out.unitStatus?.message).toMatch(/cannot clone .*missing-repo at main/);
+    expect(out.unitStatus?.message).toMatch(/^config-repo: cannot clone .*missing-repo: /);
     expect(fs.existsSync(path.join(root, 'srv/agent-configs/lab1/agent-1/testflinger-agent.conf'))).toBe(true);
     expect(fs.existsSync(path.join(programDir(root), 'agent-1.conf'))).toBe(true);
     const branch = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-branch': 'nope' }) });
-    expect(branch.unitStatus?.message).toMatch(/cannot clone .* at nope/);
+    expect(branch.unitStatus?.message).toMatch(/^config-branch: no branch or tag nope in /);
     const recovered = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(recovered.unitStatus).toEqual(new ActiveStatus('1 agent running'));
   });
@@ -193,7 +222,7 @@ describe('config-changed with a good config', () => {
     const repo = labRepo('agent-1');
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo, { 'config-dir': 'lab9' }) });
-    expect(out.unitStatus?.message).toMatch(/config-dir lab9 is not a directory/);
+    expect(out.unitStatus?.message).toMatch(/^config-dir: lab9 is not a directory in the repo at main/);
   });
 });
 
@@ -362,7 +391,7 @@ describe('actions', () => {
   it('update-configs fails with the reason when the pull fails', async () => {
     const { ctx, root } = charmHarness();
     const out = await ctx.run(ctx.on.action('update-configs'), { config: { 'config-repo': path.join(root, 'gone'), 'config-dir': 'lab1' } });
-    expect(out.actionFailure).toMatch(/update-configs failed, previous configs kept: cannot clone/);
+    expect(out.actionFailure).toMatch(/update-configs failed, previous configs kept: config-repo: cannot clone/);
   });
 
   it('update-testflinger reinstalls the shipped runtime and asks all agents to restart', async () => {

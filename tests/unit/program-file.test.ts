@@ -4,10 +4,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { managedProgramNames, MANAGED_MARKER, renderProgramFile, writeProgramFiles } from '../../src/charm/supervisor';
 import { TemplateRenderer } from '../../src/charm/templates';
+import { parseWithSupervisord } from '../helpers/supervisord-parse';
 import { repoRoot, tempDir } from '../helpers/tmp';
 
 const renderer = new TemplateRenderer(repoRoot);
-const spec = { name: 'agent-101', confPath: '/srv/agent-configs/lab1/agent-101/testflinger-agent.conf', agentDir: '/srv/agent-configs/lab1/agent-101', metricsPort: 8201, extraEnv: { TESTFLINGER_SERVER: 'https://tf.example.com/%x' } };
+const spec = { name: 'agent-101', confPath: '/srv/agent-configs/lab1/agent-101/testflinger-agent.conf', agentDir: '/srv/agent-configs/lab1/agent-101', metricsPort: 8201, extraEnv: { TESTFLINGER_SERVER: 'https://tf.example.com:8443/api' } };
 
 describe('program files', () => {
   it('on a real unit: runs the shipped agent as ubuntu, restarts it when it exits, marks the file as ours', () => {
@@ -17,11 +18,12 @@ describe('program files', () => {
     expect(text).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent -c \/srv\/agent-configs\/lab1\/agent-101\/testflinger-agent.conf -p 8201 --token-file \/var\/lib\/testflinger-agent\/refresh_token$/m);
     expect(text).toMatch(/^user=ubuntu$/m);
     expect(text).toMatch(/^autorestart=true$/m);
-    expect(text).toMatch(/^startsecs=0$/m);
+    // An agent that exits at once (a bad conf) ends FATAL after a few tries, not in a loop.
+    expect(text).toMatch(/^startsecs=2$/m);
+    expect(text).toMatch(/^startretries=3$/m);
     expect(text).toMatch(/HOME="\/home\/ubuntu",USER="ubuntu",PATH="\/usr\/local\/bin:\/srv\/testflinger-agent\/bin:/);
     expect(text).toMatch(/TESTFLINGER_OFFLINE_MARKER_DIR="\/tmp"/);
-    // supervisord expands %(...)s in values: a literal % is doubled.
-    expect(text).toMatch(/TESTFLINGER_SERVER="https:\/\/tf\.example\.com\/%%x"/);
+    expect(text).toMatch(/TESTFLINGER_SERVER="https:\/\/tf\.example\.com:8443\/api"/);
     expect(text).not.toMatch(/TESTFLINGER_METRICS_HOST/);
   });
 
@@ -41,5 +43,25 @@ describe('program files', () => {
     expect(managedProgramNames(paths).sort()).toEqual(['agent-1', 'agent-2']);
     expect(writeProgramFiles(paths, new Map([['agent-1', `${MANAGED_MARKER}\n[program:agent-1]\n`]]))).toEqual({ written: [], removed: ['agent-2'] });
     expect(fs.readdirSync(paths.programDir).sort()).toEqual(['agent-1.conf', 'node-exporter.conf']);
+  });
+
+  it('supervisord itself reads exactly one program with the environment we meant', () => {
+    const paths = hostPaths(tempDir('prog'));
+    const text = renderProgramFile(renderer, paths, spec);
+    const programs = parseWithSupervisord({ 'agent-101': text });
+    expect(programs.map((p) => p.name)).toEqual(['agent-101']);
+    expect(programs[0]?.environment).toMatchObject({ TESTFLINGER_SERVER: 'https://tf.example.com:8443/api', TESTFLINGER_AGENT_DIR: spec.agentDir, HOME: paths.homeDir });
+  });
+
+  // Each of these once added a second, root program or left a file supervisord could not parse.
+  it.each([
+    ['a quote and a new section in a value', { extraEnv: { TESTFLINGER_SERVER: 'https://x",X="y\n[program:evil]\ncommand=/bin/sh -c id' } }],
+    ['a comma pair in a value', { extraEnv: { TESTFLINGER_SERVER: 'https://x,EVIL=1' } }],
+    ['supervisord interpolation', { extraEnv: { TESTFLINGER_SERVER: 'https://x/%(ENV_HOME)s' } }],
+    ['a quote in a path', { agentDir: '/srv/agent-configs/la"b1/agent-101' }],
+    ['a newline in a path', { confPath: '/srv/agent-configs/lab1\n[program:evil]/testflinger-agent.conf' }],
+    ['a name that is not a program name', { name: 'agent:101' }],
+  ])('refuses, rather than escapes, %s', (_what, override) => {
+    expect(() => renderProgramFile(renderer, hostPaths('/'), { ...spec, ...override })).toThrow(/cannot carry safely|not a safe program name/);
   });
 });
