@@ -65,7 +65,9 @@ function sshCommand(paths: HostPaths, inputs: GitAccessInputs): string {
     options.push('-o', `UserKnownHostsFile=${shellQuoted(pinned)}`, '-o', 'StrictHostKeyChecking=yes');
   } else {
     // Trust on first use, in a file of its own so that pinned keys and first-seen ones never mix.
-    options.push('-o', `UserKnownHostsFile=${shellQuoted(path.join(dir, 'known_hosts.first-seen'))}`, '-o', 'StrictHostKeyChecking=accept-new');
+    const firstSeen = path.join(dir, 'known_hosts.first-seen');
+    fs.closeSync(fs.openSync(firstSeen, 'a', 0o600));
+    options.push('-o', `UserKnownHostsFile=${shellQuoted(firstSeen)}`, '-o', 'StrictHostKeyChecking=accept-new');
   }
   return ['ssh', ...options].join(' ');
 }
