@@ -28,6 +28,8 @@ const updateConfigsParams = z.object({}).strict();
 const updateTestflingerParams = z.object({ branch: z.union([z.string(), z.number()]).default('') }).strict();
 /** Shown in status for at most this many agents; the log has them all. */
 const STATUS_NAMES_SHOWN = 3;
+/** Longer than the program files' startsecs (1 s): how long the status waits for STARTING agents. */
+const STARTING_SETTLE_MS = 2500;
 /** `juju status` shows one line; ours never grows past this. */
 export const STATUS_MAX = 200;
 
@@ -310,9 +312,24 @@ export class AgentHostCharm extends CharmBase {
     return this.statusFromPrograms(expected, invalid);
   }
 
+  /**
+   * supervisord's states, after giving agents this hook just started their `startsecs` to become
+   * RUNNING (or to fail): the status then says what is true for the next minutes, not a transient.
+   */
+  private async settledPrograms(expected: readonly string[]): Promise<ProgramStatus[]> {
+    const deadline = Date.now() + STARTING_SETTLE_MS;
+    let programs = await this.host.supervisor.status();
+    const starting = () => programs.some((p) => p.state === 'STARTING' && expected.includes(p.name));
+    while (starting() && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      programs = await this.host.supervisor.status();
+    }
+    return programs;
+  }
+
   private async statusFromPrograms(expected: string[], invalid: string[]): Promise<StatusBase> {
     if (!(await this.host.supervisor.isRunning())) return new BlockedStatus('supervisord is not running');
-    const byName = new Map<string, ProgramStatus>((await this.host.supervisor.status()).map((s) => [s.name, s]));
+    const byName = new Map<string, ProgramStatus>((await this.settledPrograms(expected)).map((s) => [s.name, s]));
     const state = (name: string) => byName.get(name)?.state ?? 'MISSING';
     const failing = expected.filter((n) => !['RUNNING', 'STARTING'].includes(state(n)));
     const starting = expected.filter((n) => state(n) === 'STARTING');

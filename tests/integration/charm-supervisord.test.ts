@@ -124,7 +124,7 @@ describe('an agent host on a real supervisord', () => {
     sandbox.setConfig({ 'config-repo': path.join(sandbox.root, 'no-such-repo') });
     await sandbox.hook('config-changed');
     expect(sandbox.status?.status).toBe('blocked');
-    expect(sandbox.status?.message).toMatch(/cannot clone .*no-such-repo at main/);
+    expect(sandbox.status?.message).toMatch(/^config-repo: cannot clone .*no-such-repo: /);
     expect(pids()).toEqual(before);
     expect(fs.existsSync(path.join(sandbox.root, 'srv/agent-configs/lab1/agent-1/testflinger-agent.conf'))).toBe(true);
     sandbox.setConfig({ 'config-repo': repo.url });

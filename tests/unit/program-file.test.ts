@@ -19,7 +19,7 @@ describe('program files', () => {
     expect(text).toMatch(/^user=ubuntu$/m);
     expect(text).toMatch(/^autorestart=true$/m);
     // An agent that exits at once (a bad conf) ends FATAL after a few tries, not in a loop.
-    expect(text).toMatch(/^startsecs=2$/m);
+    expect(text).toMatch(/^startsecs=1$/m);
     expect(text).toMatch(/^startretries=3$/m);
     expect(text).toMatch(/HOME="\/home\/ubuntu",USER="ubuntu",PATH="\/usr\/local\/bin:\/srv\/testflinger-agent\/bin:/);
     expect(text).toMatch(/TESTFLINGER_OFFLINE_MARKER_DIR="\/tmp"/);
