@@ -133,6 +133,16 @@ describe("the operator's ssh config decides the port unless the device config na
     expect(fs.readFileSync(path.join(sshd.deviceHome, '.ssh', 'authorized_keys'), 'utf8')).toContain(visitor.publicKey);
   });
 
+  it("other settings of the ssh config hold too: the operator's known_hosts file and host key policy", () => {
+    const home = tempDir('client');
+    const knownHosts = path.join(home, 'known_hosts');
+    const configured = clientHome(`${sshd.clientConfigBlock('127.0.0.1')}  UserKnownHostsFile ${knownHosts}\n  StrictHostKeyChecking accept-new\n`);
+    const dir = runDir({ provision_data: {} }, { ssh_port: undefined });
+    const { code, all } = phase(dir, 'noprovision', 'provision', configured);
+    expect({ code, all }).toMatchObject({ code: 0 });
+    expect(fs.readFileSync(knownHosts, 'utf8')).toMatch(/ssh-ed25519 /);
+  });
+
   it("a port in the device config wins over the ssh config's", () => {
     const home = clientHome('Host 127.0.0.1\n  Port 9\n');
     const dir = runDir({ provision_data: {} });

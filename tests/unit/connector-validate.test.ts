@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseCommandLine } from '../../src/connector/cli';
 import { deviceConfigSchema } from '../../src/connector/config';
-import { sshArgs } from '../../src/connector/ssh';
+import { sshArgs, sshConfigText } from '../../src/connector/ssh';
 import { isSshHost, isSshUser, quote } from '../../src/connector/validate';
 import { tempDir } from '../helpers/tmp';
 
@@ -36,26 +36,44 @@ describe('quote', () => {
 describe('sshArgs', () => {
   const device = (extra: Record<string, unknown> = {}) => deviceConfigSchema.parse({ device_ip: 'dut-101', test_username: 'ubuntu', ...extra });
   const noHome = { HOME: tempDir('nohome') };
+  const args = (extra: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = noHome) => sshArgs(device(extra), device().test_username, '/run/cfg', env);
 
   it('gives the user with -l and the host after --, last, so neither can be an option', () => {
-    const args = sshArgs(device(), device().test_username, noHome);
-    expect(args.slice(-4)).toEqual(['-l', 'ubuntu', '--', 'dut-101']);
-    expect(args.filter((a) => a.includes('@'))).toEqual([]);
+    expect(args().slice(-4)).toEqual(['-l', 'ubuntu', '--', 'dut-101']);
+    expect(args().filter((a) => a.includes('@'))).toEqual([]);
   });
 
   it('passes no port unless the device config sets one', () => {
-    expect(sshArgs(device(), device().test_username, noHome)).not.toContain('-p');
-    const args = sshArgs(device({ ssh_port: 2222 }), device().test_username, noHome);
-    expect(args[args.indexOf('-p') + 1]).toBe('2222');
+    expect(args()).not.toContain('-p');
+    const withPort = args({ ssh_port: 2222 });
+    expect(withPort[withPort.indexOf('-p') + 1]).toBe('2222');
   });
 
-  it("names the key and config in $HOME when they are there (ssh itself would read the passwd home's)", () => {
+  it('forces only BatchMode on the command line; the rest comes from the config file', () => {
+    expect(args()).toEqual(['-F', '/run/cfg', '-o', 'BatchMode=yes', '-l', 'ubuntu', '--', 'dut-101']);
+  });
+
+  it("names the key in $HOME when it is there (ssh itself would read the passwd home's)", () => {
     const home = tempDir('home');
     fs.mkdirSync(path.join(home, '.ssh'));
     fs.writeFileSync(path.join(home, '.ssh', 'id_rsa'), '');
-    fs.writeFileSync(path.join(home, '.ssh', 'config'), '');
-    const args = sshArgs(device(), device().test_username, { HOME: home });
-    expect(args.join(' ')).toContain(`-i ${home}/.ssh/id_rsa -F ${home}/.ssh/config -l ubuntu -- dut-101`);
+    expect(args({}, { HOME: home }).join(' ')).toContain(`-i ${home}/.ssh/id_rsa -l ubuntu -- dut-101`);
+  });
+});
+
+describe('sshConfigText', () => {
+  it("includes the operator's $HOME/.ssh/config before our defaults, so the operator's settings win", () => {
+    const home = tempDir('home');
+    fs.mkdirSync(path.join(home, '.ssh'));
+    fs.writeFileSync(path.join(home, '.ssh', 'config'), 'ConnectTimeout 30\n');
+    const text = sshConfigText({ HOME: home });
+    expect(text.indexOf(`Include "${home}/.ssh/config"`)).toBe(0);
+    expect(text).toMatch(/^Host \*\n(  \S+ \S+\n)+$/m);
+    expect(text).toContain('  ConnectTimeout 10\n');
+  });
+
+  it('is our defaults alone when there is no operator config', () => {
+    expect(sshConfigText({ HOME: tempDir('nohome') })).toBe('Host *\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  ConnectTimeout 10\n  LogLevel ERROR\n');
   });
 });
 
