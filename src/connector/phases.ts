@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DeviceConfig, JobFile } from './config';
 import { ConnectorError } from './errors';
-import { sshArgs, sshRun } from './ssh';
+import { sshRun } from './ssh';
 import { quote, type SshUser } from './validate';
 
 export interface PhaseContext {
@@ -60,8 +60,10 @@ const KEY_ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9+._-]{0,63}$/;
 
 /** The key servers for `lp:` and `gh:` ids; overridable so tests stay on loopback. */
 function keyUrl(id: string): string | undefined {
-  const [kind, user] = id.split(':', 2);
-  if (!user || !KEY_ACCOUNT.test(user)) return undefined;
+  const colon = id.indexOf(':');
+  const kind = id.slice(0, colon);
+  const user = id.slice(colon + 1);
+  if (colon < 0 || !KEY_ACCOUNT.test(user)) return undefined;
   if (kind === 'lp') return `${process.env['TESTFLINGER_LP_KEYS_URL'] ?? 'https://launchpad.net'}/~${user}/+sshkeys`;
   if (kind === 'gh') return `${process.env['TESTFLINGER_GH_KEYS_URL'] ?? 'https://github.com'}/${user}.keys`;
   return undefined;
@@ -143,5 +145,3 @@ export async function waitForSsh(ctx: PhaseContext, user: SshUser): Promise<void
   }
   throw new ConnectorError(`${describeTarget(ctx, user)} did not answer over SSH within ${ctx.device.provision_ssh_wait}s: ${quote(last)}`);
 }
-
-export { sshArgs };

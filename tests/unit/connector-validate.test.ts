@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseCommandLine } from '../../src/connector/cli';
 import { deviceConfigSchema } from '../../src/connector/config';
+import { resolveKeys } from '../../src/connector/phases';
 import { sshArgs, sshConfigText } from '../../src/connector/ssh';
 import { isSshHost, isSshUser, quote } from '../../src/connector/validate';
 import { tempDir } from '../helpers/tmp';
@@ -101,4 +102,18 @@ describe('parseCommandLine', () => {
     [[], 'missing device type'],
     [['fake'], 'missing phase'],
   ])('refuses %j', (argv, message) => expect(() => parseCommandLine(argv)).toThrow(message));
+});
+
+describe('resolveKeys', () => {
+  it('refuses ids and keys it cannot use as they are, before fetching anything', async () => {
+    process.env['TESTFLINGER_LP_KEYS_URL'] = 'http://127.0.0.1:9';
+    const printed: string[] = [];
+    const keys = await resolveKeys(['lp:alice:x', 'gh:../../orgs', 'ssh-ed25519 AAAA\ncommand="id" ssh-ed25519 AAAA', 'ssh-ed25519 AAAAC3Nz test@host'], (line) => printed.push(line));
+    expect(keys).toEqual(['ssh-ed25519 AAAAC3Nz test@host']);
+    expect(printed).toEqual([
+      'Cannot use ssh key "lp:alice:x": neither a public key nor an lp:/gh: id',
+      'Cannot use ssh key "gh:../../orgs": neither a public key nor an lp:/gh: id',
+      'Cannot use ssh key "ssh-ed25519 AAAA\\ncommand=\\"id\\" ssh-ed25519 AAAA": neither a public key nor an lp:/gh: id',
+    ]);
+  });
 });
