@@ -2,18 +2,24 @@
 import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { UsageError } from './errors';
+import { JobError, UsageError } from './errors';
+import { envNameSchema, envValueSchema, quote, sshHostSchema, sshPortSchema, sshUserSchema } from './validate';
+
+const DEFAULT_TEST_USERNAME = 'ubuntu';
 
 export const deviceConfigSchema = z
   .object({
-    device_ip: z.string().min(1),
+    device_ip: sshHostSchema,
     agent_name: z.string().optional(),
     secure_id: z.string().optional(),
-    /** Our extension: the device's SSH port, for devices (and tests) not on 22. */
-    ssh_port: z.number().int().positive().default(22),
-    test_username: z.string().default('ubuntu'),
+    /**
+     * Our extension: the device's SSH port. Unset, ssh takes the port from the ssh config
+     * (the charm's ssh-config option) or its default, 22.
+     */
+    ssh_port: sshPortSchema.optional(),
+    test_username: sshUserSchema.default(DEFAULT_TEST_USERNAME),
     reboot_script: z.array(z.string()).optional(),
-    env: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String)).default({}),
+    env: z.record(envNameSchema, z.union([z.string(), z.number(), z.boolean()]).transform(String).pipe(envValueSchema)).default({}),
     /** How long provision keeps trying to reach a device over SSH. */
     provision_ssh_wait: z.number().positive().default(60),
     /** The longest reservation this device allows, in seconds. */
@@ -29,7 +35,10 @@ export const jobFileSchema = z
     job_id: z.string().default(''),
     provision_data: z.record(z.string(), z.unknown()).nullish(),
     firmware_update_data: z.record(z.string(), z.unknown()).nullish(),
-    test_data: z.object({ test_cmds: testCmds.optional(), test_username: z.string().optional(), env: z.record(z.string(), z.string()).optional() }).passthrough().nullish(),
+    test_data: z
+      .object({ test_cmds: testCmds.optional(), test_username: sshUserSchema.optional(), env: z.record(envNameSchema, envValueSchema).optional() })
+      .passthrough()
+      .nullish(),
     allocate_data: z.record(z.string(), z.unknown()).nullish(),
     reserve_data: z
       .object({ ssh_keys: z.array(z.string()).default([]), timeout: z.union([z.number(), z.string()]).optional() })
@@ -39,11 +48,14 @@ export const jobFileSchema = z
   .passthrough();
 export type JobFile = z.output<typeof jobFileSchema>;
 
+/** "<file>: <key path>: <why>"; a key that is itself bad (an env name) is quoted, never raw. */
 function describeIssue(file: string, error: z.ZodError): string {
   const issue = error.issues[0];
-  return `${file}: ${issue?.path.join('.') || '(file)'}: ${issue?.message ?? 'invalid'}`;
+  const where = issue?.path.map((key) => (typeof key === 'string' && /^[A-Za-z0-9_-]+$/.test(key) ? key : quote(key))).join('.');
+  return `${file}: ${where || '(file)'}: ${issue?.message ?? 'invalid'}`;
 }
 
+/** The device config is the operator's: a bad one is a usage error naming the file and key. */
 export function loadDeviceConfig(file: string): DeviceConfig {
   let doc: unknown;
   try {
@@ -56,14 +68,15 @@ export function loadDeviceConfig(file: string): DeviceConfig {
   return parsed.data;
 }
 
+/** The job file is the submitter's: a bad one fails the job, never the device. */
 export function loadJobFile(file: string): JobFile {
   let doc: unknown;
   try {
     doc = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new UsageError(`cannot read job file ${file}: ${(error as Error).message}`);
+    throw new JobError(`cannot read job file ${file}: ${(error as Error).message.split('\n')[0]}`);
   }
   const parsed = jobFileSchema.safeParse(doc);
-  if (!parsed.success) throw new UsageError(describeIssue(file, parsed.error));
+  if (!parsed.success) throw new JobError(describeIssue(file, parsed.error));
   return parsed.data;
 }

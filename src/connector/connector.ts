@@ -1,11 +1,15 @@
 /** Runs one phase for one device type, writing the error file the agent reads on failure. */
+import * as path from 'node:path';
+import { loadJobFile, type DeviceConfig } from './config';
 import { ConnectorError, RecoveryError, writeErrorFile } from './errors';
 import type { PhaseContext, PhaseFn } from './phases';
 import { runAllocate, runReserve, runTest } from './phases';
-import { CONNECTOR_PHASES, DEVICE_TYPES, type ConnectorPhase, type DeviceType } from './devices';
+import type { ConnectorPhase, DeviceType } from './devices';
 
 /** What an agent expects when the device cannot be brought back. */
 export const EXIT_RECOVERY_FAILED = 46;
+/** Any other failure of a phase, the job's own included: the job fails, the device stays online. */
+export const EXIT_PHASE_FAILED = 1;
 
 const SHARED: Partial<Record<ConnectorPhase, PhaseFn>> = {
   test: runTest,
@@ -28,18 +32,23 @@ export function phaseFor(type: DeviceType, phase: ConnectorPhase): PhaseFn {
   };
 }
 
-export function isPhase(value: string): value is ConnectorPhase {
-  return (CONNECTOR_PHASES as readonly string[]).includes(value);
+export interface PhaseRun {
+  device: DeviceConfig;
+  /** testflinger.json; its directory is the job's run directory. */
+  jobFile: string;
+  print: PhaseContext['print'];
+  sleep: PhaseContext['sleep'];
 }
 
-export async function runConnectorPhase(typeName: string, phase: ConnectorPhase, ctx: PhaseContext): Promise<number> {
-  const type = DEVICE_TYPES.get(typeName);
-  if (!type) throw new ConnectorError(`unknown device type ${typeName}; known: ${[...DEVICE_TYPES.keys()].join(', ')}`);
+/** Loads the job and runs the phase; a bad job, like any failure but recovery, fails the phase alone. */
+export async function runConnectorPhase(type: DeviceType, phase: ConnectorPhase, run: PhaseRun): Promise<number> {
+  const runDir = path.dirname(path.resolve(run.jobFile));
   try {
-    return await phaseFor(type, phase)(ctx);
+    const job = loadJobFile(run.jobFile);
+    return await phaseFor(type, phase)({ device: run.device, job, runDir, print: run.print, sleep: run.sleep });
   } catch (error) {
-    writeErrorFile(ctx.runDir, phase, error);
-    ctx.print(`ERROR: ${phase} failed: ${(error as Error).message}`);
-    return error instanceof RecoveryError ? EXIT_RECOVERY_FAILED : 1;
+    writeErrorFile(runDir, phase, error);
+    run.print(`ERROR: ${phase} failed: ${error instanceof Error ? error.message : String(error)}`);
+    return error instanceof RecoveryError ? EXIT_RECOVERY_FAILED : EXIT_PHASE_FAILED;
   }
 }

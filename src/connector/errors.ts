@@ -14,8 +14,14 @@ export class RecoveryError extends ConnectorError {
   override readonly name = 'RecoveryError';
 }
 
+/** The command line or the device config is wrong: the operator's to fix. */
 export class UsageError extends ConnectorError {
   override readonly name = 'UsageError';
+}
+
+/** The job asked for something this connector refuses (a bad test_username, say): the job fails, the device stays online. */
+export class JobError extends ConnectorError {
+  override readonly name = 'JobError';
 }
 
 /** Writes device-connector-error.json: `{"<phase>_exception_info": {...}}`, merged with earlier ones. */

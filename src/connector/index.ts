@@ -1,5 +1,6 @@
 /** The device connector: run one phase for one device type. */
+export { parseCommandLine, USAGE } from './cli';
 export { loadDeviceConfig, loadJobFile, type DeviceConfig, type JobFile } from './config';
-export { EXIT_RECOVERY_FAILED, runConnectorPhase } from './connector';
-export { CONNECTOR_PHASES, DEVICE_TYPES, type DeviceType } from './devices';
-export { ConnectorError, RecoveryError, writeErrorFile } from './errors';
+export { EXIT_PHASE_FAILED, EXIT_RECOVERY_FAILED, runConnectorPhase } from './connector';
+export { CONNECTOR_PHASES, DEVICE_TYPES, resolveDeviceType, type DeviceType } from './devices';
+export { ConnectorError, JobError, RecoveryError, UsageError, writeErrorFile } from './errors';

@@ -1,60 +1,41 @@
 /** testflinger-device-connector <device-type> <phase> -c <default.yaml> <testflinger.json> */
-import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { loadDeviceConfig, loadJobFile } from './config';
-import { isPhase, runConnectorPhase } from './connector';
-import { DEVICE_TYPES } from './devices';
+import { USAGE, parseCommandLine, type Command } from './cli';
+import { loadDeviceConfig } from './config';
+import { runConnectorPhase } from './connector';
 import { ConnectorError } from './errors';
 
 const EXIT_USAGE = 2;
-const USAGE = `usage: testflinger-device-connector <device-type> <phase> -c <default.yaml> <testflinger.json>
-device types: ${[...DEVICE_TYPES.keys()].join(', ')}
-phases: setup, provision, firmware_update, test, allocate, reserve, cleanup`;
 
-async function main(): Promise<number> {
-  let parsed;
+function refuse(error: unknown, withUsage: boolean): number {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`testflinger-device-connector: ${message}\n${withUsage ? `${USAGE}\n` : ''}`);
+  return error instanceof ConnectorError ? EXIT_USAGE : 1;
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let command: Command;
   try {
-    parsed = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: true });
+    command = parseCommandLine(argv);
   } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
-    return EXIT_USAGE;
+    return refuse(error, true);
   }
-  if (parsed.values.help) {
+  if (command.help) {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
-  const [type, phase, jobPath] = parsed.positionals;
-  const problem = !type
-    ? 'missing device type'
-    : !DEVICE_TYPES.has(type)
-      ? `unknown device type "${type}"`
-      : !phase || !isPhase(phase)
-        ? `unknown phase "${phase ?? ''}"`
-        : !parsed.values.config
-          ? 'missing -c <default.yaml>'
-          : !jobPath
-            ? 'missing <testflinger.json>'
-            : undefined;
-  if (problem || !type || !phase || !isPhase(phase) || !parsed.values.config || !jobPath) {
-    process.stderr.write(`testflinger-device-connector: ${problem}\n${USAGE}\n`);
-    return EXIT_USAGE;
-  }
   try {
-    const device = loadDeviceConfig(parsed.values.config);
-    const job = loadJobFile(jobPath);
-    return await runConnectorPhase(type, phase, {
+    const device = loadDeviceConfig(command.configFile);
+    return await runConnectorPhase(command.type, command.phase, {
       device,
-      job,
-      runDir: path.dirname(path.resolve(jobPath)),
+      jobFile: command.jobFile,
       print: (line) => process.stdout.write(`${line}\n`),
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     });
   } catch (error) {
-    process.stderr.write(`testflinger-device-connector: ${error instanceof ConnectorError ? error.message : String(error)}\n`);
-    return error instanceof ConnectorError ? EXIT_USAGE : 1;
+    return refuse(error, false);
   }
 }
 
-main().then((code) => {
+main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 });

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { DeviceConfig, JobFile } from './config';
 import { ConnectorError } from './errors';
-import { sshArgs, sshRun } from './ssh';
+import { sshRun } from './ssh';
+import { quote, type SshUser } from './validate';
 
 export interface PhaseContext {
   device: DeviceConfig;
@@ -17,6 +18,17 @@ export interface PhaseContext {
 
 /** Phase functions return the exit code the agent records. */
 export type PhaseFn = (ctx: PhaseContext) => Promise<number>;
+
+/** The job's test user, else the device's: the user every SSH login of the job is made as. */
+export function testUsername(ctx: PhaseContext): SshUser {
+  return ctx.job.test_data?.test_username ?? ctx.device.test_username;
+}
+
+/** How messages name an SSH target: quoted, with the port only when the device config sets one. */
+export function describeTarget(ctx: PhaseContext, user: SshUser): string {
+  const port = ctx.device.ssh_port === undefined ? '' : ` (port ${ctx.device.ssh_port})`;
+  return `${quote(`${user}@${ctx.device.device_ip}`)}${port}`;
+}
 
 export function writeDeviceInfo(ctx: PhaseContext): void {
   const info = { device_info: { device_ip: ctx.device.device_ip, ...(ctx.device.agent_name ? { agent_name: ctx.device.agent_name } : {}) } };
@@ -43,16 +55,22 @@ export const runTest: PhaseFn = async (ctx) => {
   });
 };
 
+/** Account names on the key servers; nothing here needs escaping in a URL path. */
+const KEY_ACCOUNT = /^[A-Za-z0-9][A-Za-z0-9+._-]{0,63}$/;
+
 /** The key servers for `lp:` and `gh:` ids; overridable so tests stay on loopback. */
 function keyUrl(id: string): string | undefined {
-  const [kind, user] = id.split(':', 2);
-  if (!user) return undefined;
+  const colon = id.indexOf(':');
+  const kind = id.slice(0, colon);
+  const user = id.slice(colon + 1);
+  if (colon < 0 || !KEY_ACCOUNT.test(user)) return undefined;
   if (kind === 'lp') return `${process.env['TESTFLINGER_LP_KEYS_URL'] ?? 'https://launchpad.net'}/~${user}/+sshkeys`;
   if (kind === 'gh') return `${process.env['TESTFLINGER_GH_KEYS_URL'] ?? 'https://github.com'}/${user}.keys`;
   return undefined;
 }
 
-const PUBLIC_KEY = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-[a-z0-9-]+@openssh\.com) [A-Za-z0-9+/=]+/;
+/** One authorized_keys line: type, key, and an optional comment with no control characters. */
+const PUBLIC_KEY = /^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp\d+|sk-[a-z0-9-]+@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\x00-\x1f\x7f]*)?$/;
 
 /** Literal keys pass as they are; lp:/gh: ids are fetched; what cannot be had is reported. */
 export async function resolveKeys(ids: readonly string[], print: (line: string) => void): Promise<string[]> {
@@ -64,7 +82,7 @@ export async function resolveKeys(ids: readonly string[], print: (line: string) 
     }
     const url = keyUrl(id);
     if (!url) {
-      print(`Cannot use ssh key "${id}": neither a public key nor an lp:/gh: id`);
+      print(`Cannot use ssh key ${quote(id)}: neither a public key nor an lp:/gh: id`);
       continue;
     }
     try {
@@ -74,27 +92,28 @@ export async function resolveKeys(ids: readonly string[], print: (line: string) 
       if (found.length === 0) throw new Error('no keys published');
       keys.push(...found);
     } catch (error) {
-      print(`Cannot fetch ssh keys for ${id} from ${url}: ${(error as Error).message}`);
+      print(`Cannot fetch ssh keys for ${quote(id)} from ${url}: ${(error as Error).message}`);
     }
   }
   return keys;
 }
 
-export async function installKeys(ctx: PhaseContext, user: string, keys: readonly string[]): Promise<void> {
+export async function installKeys(ctx: PhaseContext, user: SshUser, keys: readonly string[]): Promise<void> {
   const script = 'umask 077; mkdir -p ~/.ssh; touch ~/.ssh/authorized_keys; while read -r key; do grep -qxF "$key" ~/.ssh/authorized_keys || echo "$key" >> ~/.ssh/authorized_keys; done';
   const result = await sshRun(ctx.device, user, script, `${keys.join('\n')}\n`);
-  if (result.exitCode !== 0) throw new ConnectorError(`installing ssh keys on ${user}@${ctx.device.device_ip} failed: ${result.output.trim()}`);
+  if (result.exitCode !== 0) throw new ConnectorError(`installing ssh keys on ${describeTarget(ctx, user)} failed: ${quote(result.output.trim())}`);
 }
 
 /** Installs the requested keys, says how to connect, then holds the device for the reservation. */
 export const runReserve: PhaseFn = async (ctx) => {
   const data = ctx.job.reserve_data ?? { ssh_keys: [] };
-  const user = ctx.job.test_data?.test_username ?? ctx.device.test_username;
+  const user = testUsername(ctx);
   const keys = await resolveKeys(data.ssh_keys, ctx.print);
   if (keys.length > 0) await installKeys(ctx, user, keys);
   const asked = Number(data.timeout ?? 3600);
   const seconds = Math.min(Number.isFinite(asked) && asked > 0 ? asked : 3600, ctx.device.reserve_timeout_max);
-  const port = ctx.device.ssh_port === 22 ? '' : ` -p ${ctx.device.ssh_port}`;
+  // The user and host passed strict patterns: the line below is a command to copy, so it stays unquoted.
+  const port = ctx.device.ssh_port === undefined ? '' : ` -p ${ctx.device.ssh_port}`;
   ctx.print('*** TESTFLINGER SYSTEM RESERVED ***');
   ctx.print(`You can now connect to ${user}@${ctx.device.device_ip}${port} (ssh${port} ${user}@${ctx.device.device_ip})`);
   ctx.print(`Current time: ${new Date().toISOString()}; reservation ends in ${seconds} seconds`);
@@ -110,21 +129,19 @@ export const runAllocate: PhaseFn = async (ctx) => {
 };
 
 /** Waits (bounded) until the device answers over SSH as the test user. */
-export async function waitForSsh(ctx: PhaseContext, user: string): Promise<void> {
+export async function waitForSsh(ctx: PhaseContext, user: SshUser): Promise<void> {
   const deadline = Date.now() + ctx.device.provision_ssh_wait * 1000;
   let last = '';
   for (let attempt = 1; ; attempt++) {
     const result = await sshRun(ctx.device, user, 'true');
     if (result.exitCode === 0) {
-      ctx.print(`${user}@${ctx.device.device_ip} answers over SSH`);
+      ctx.print(`${describeTarget(ctx, user)} answers over SSH`);
       return;
     }
     last = result.output.trim();
     if (Date.now() >= deadline) break;
-    ctx.print(`attempt ${attempt}: ${user}@${ctx.device.device_ip} not answering yet (${last || `exit ${result.exitCode}`})`);
+    ctx.print(`attempt ${attempt}: ${describeTarget(ctx, user)} not answering yet (${last ? quote(last) : `exit ${result.exitCode}`})`);
     await ctx.sleep(Math.min(5000, Math.max(0, deadline - Date.now())));
   }
-  throw new ConnectorError(`${user}@${ctx.device.device_ip}:${ctx.device.ssh_port} did not answer over SSH within ${ctx.device.provision_ssh_wait}s: ${last}`);
+  throw new ConnectorError(`${describeTarget(ctx, user)} did not answer over SSH within ${ctx.device.provision_ssh_wait}s: ${quote(last)}`);
 }
-
-export { sshArgs };

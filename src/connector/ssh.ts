@@ -4,31 +4,55 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { DeviceConfig } from './config';
+import type { SshUser } from './validate';
 
 export interface SshResult {
   exitCode: number;
   output: string;
 }
 
-export function sshArgs(device: DeviceConfig, user: string, env: NodeJS.ProcessEnv = process.env): string[] {
-  const args = ['-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'LogLevel=ERROR', '-p', String(device.ssh_port)];
+/**
+ * Our defaults for reaching devices (reinstalled devices change host keys). They go after the
+ * operator's config (the charm's ssh-config option), because ssh keeps the first value it reads
+ * for a setting: so every setting the operator made, for all hosts or one, wins over ours.
+ */
+const DEFAULT_SETTINGS = ['StrictHostKeyChecking no', 'UserKnownHostsFile /dev/null', 'ConnectTimeout 10', 'LogLevel ERROR'];
+
+function homeSshFile(env: NodeJS.ProcessEnv, name: string): string | undefined {
   const home = env['HOME'];
-  if (home) {
-    const key = path.join(home, '.ssh', 'id_rsa');
-    const config = path.join(home, '.ssh', 'config');
-    if (fs.existsSync(key)) args.push('-i', key);
-    if (fs.existsSync(config)) args.push('-F', config);
-  }
-  args.push(`${user}@${device.device_ip}`);
-  return args;
+  const file = home ? path.join(home, '.ssh', name) : undefined;
+  return file && fs.existsSync(file) ? file : undefined;
+}
+
+/** The config ssh is given: the operator's, included first, then our defaults. */
+export function sshConfigText(env: NodeJS.ProcessEnv = process.env): string {
+  const operator = homeSshFile(env, 'config');
+  const include = operator ? `Include "${operator}"\n` : '';
+  return `${include}Host *\n${DEFAULT_SETTINGS.map((setting) => `  ${setting}\n`).join('')}`;
+}
+
+/**
+ * ssh's arguments up to and including the destination; the remote command goes after them.
+ * The user goes in `-l` and the host after `--`, so neither can be read as an option; a port is
+ * given only when the device config sets one, so the ssh config's Port and Host blocks hold.
+ * BatchMode is the one setting forced: there is nobody to answer a prompt.
+ */
+export function sshArgs(device: DeviceConfig, user: SshUser, configFile: string, env: NodeJS.ProcessEnv = process.env): string[] {
+  const key = homeSshFile(env, 'id_rsa');
+  const port = device.ssh_port === undefined ? [] : ['-p', String(device.ssh_port)];
+  return ['-F', configFile, '-o', 'BatchMode=yes', ...(key ? ['-i', key] : []), ...port, '-l', user, '--', device.device_ip];
 }
 
 /** Runs a command on the device; `input` is its stdin. */
-export function sshRun(device: DeviceConfig, user: string, command: string, input?: string): Promise<SshResult> {
-  return new Promise((resolve) => {
-    const child = spawn('ssh', [...sshArgs(device, user), command], { stdio: ['pipe', 'pipe', 'pipe'] });
+export function sshRun(device: DeviceConfig, user: SshUser, command: string, input?: string): Promise<SshResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tf-ssh-'));
+  const configFile = path.join(dir, 'config');
+  fs.writeFileSync(configFile, sshConfigText(), { mode: 0o600 });
+  return new Promise<SshResult>((resolve) => {
+    const child = spawn('ssh', [...sshArgs(device, user, configFile), command], { stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -37,5 +61,5 @@ export function sshRun(device: DeviceConfig, user: string, command: string, inpu
     // ssh may exit (no connection) before reading its input: that EPIPE is not our failure.
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');
-  });
+  }).finally(() => fs.rmSync(dir, { recursive: true, force: true }));
 }

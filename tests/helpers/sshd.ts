@@ -80,6 +80,14 @@ export class TestSshd {
     return this;
   }
 
+  /**
+   * An ssh client config block that reaches this sshd as `alias`, its port named only here (for
+   * tests of clients that must take the port from the ssh config, not the command line).
+   */
+  clientConfigBlock(alias = '127.0.0.1'): string {
+    return `Host ${alias}\n  HostName 127.0.0.1\n  Port ${this.port}\n`;
+  }
+
   stop(): void {
     this.child?.kill('SIGTERM');
   }

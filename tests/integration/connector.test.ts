@@ -42,7 +42,7 @@ describe('noprovision', () => {
     const dir = runDir({ provision_data: {} });
     const { code, out } = connector(dir, 'noprovision', 'provision');
     expect({ code, out }).toMatchObject({ code: 0 });
-    expect(out).toMatch(new RegExp(`${sshd.user}@127.0.0.1 answers over SSH`));
+    expect(out).toMatch(new RegExp(`"${sshd.user}@127\\.0\\.0\\.1" \\(port ${sshd.port}\\) answers over SSH`));
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'device-info.json'), 'utf8'))).toEqual({ device_info: { device_ip: '127.0.0.1' } });
   });
 
@@ -56,7 +56,7 @@ describe('noprovision', () => {
     expect({ code, out }).toMatchObject({ code: 46 });
     expect(out).toMatch(new RegExp(`did not answer over SSH within 1s`));
     const error = JSON.parse(fs.readFileSync(path.join(dir, 'device-connector-error.json'), 'utf8'));
-    expect(error.provision_exception_info).toMatchObject({ exception_name: 'RecoveryError', exception_message: expect.stringMatching(/127\.0\.0\.1:\d+ did not answer/) });
+    expect(error.provision_exception_info).toMatchObject({ exception_name: 'RecoveryError', exception_message: expect.stringMatching(/"[^"]+@127\.0\.0\.1" \(port \d+\) did not answer/) });
   });
 });
 
@@ -80,7 +80,7 @@ describe('reserve', () => {
     expect({ code }).toEqual({ code: 0 });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     expect(out).toMatch(new RegExp(`You can now connect to ${sshd.user}@127\\.0\\.0\\.1 -p ${sshd.port}`));
-    expect(out).toMatch(/Cannot fetch ssh keys for lp:nobody/);
+    expect(out).toMatch(/Cannot fetch ssh keys for "lp:nobody"/);
     const login = spawnSync('ssh', ['-p', String(sshd.port), '-i', visitor.privateKey, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', `${sshd.user}@127.0.0.1`, 'echo visitor-in'], { encoding: 'utf8' });
     expect(login.stdout).toMatch(/visitor-in/);
   });
@@ -142,7 +142,7 @@ describe('the command line and the fake device type', () => {
     const dir = runDir({ provision_data: { distro: 'noble' }, test_data: { test_cmds: 'echo fake-test-ran' } }, { device_ip: '10.0.0.9' });
     const { code, out } = connector(dir, 'fake', phase);
     expect(code).toBe(0);
-    if (phase === 'provision') expect(out).toMatch(/would provision noble/);
+    if (phase === 'provision') expect(out).toMatch(/would provision "noble"/);
     if (phase === 'test') expect(out).toMatch(/fake-test-ran/);
   });
 

@@ -1,6 +1,7 @@
 /** A device that is not there, for local runs: every phase says what it would do and succeeds. */
 import type { PhaseContext, PhaseFn } from '../phases';
 import { writeDeviceInfo } from '../phases';
+import { quote } from '../validate';
 import type { DeviceType } from './types';
 
 function pretend(what: (ctx: PhaseContext) => string): PhaseFn {
@@ -14,12 +15,12 @@ export const fake: DeviceType = {
   name: 'fake',
   phases: {
     provision: async (ctx) => {
-      const distro = String(ctx.job.provision_data?.['distro'] ?? ctx.job.provision_data?.['url'] ?? 'the default image');
-      ctx.print(`[fake device ${ctx.device.device_ip}] would provision ${distro}`);
+      const image = ctx.job.provision_data?.['distro'] ?? ctx.job.provision_data?.['url'];
+      ctx.print(`[fake device ${ctx.device.device_ip}] would provision ${image === undefined ? 'the default image' : quote(image)}`);
       writeDeviceInfo(ctx);
       return 0;
     },
-    firmware_update: pretend((ctx) => `would update firmware to ${String(ctx.job.firmware_update_data?.['version'] ?? 'latest')}`),
+    firmware_update: pretend((ctx) => `would update firmware to ${quote(ctx.job.firmware_update_data?.['version'] ?? 'latest')}`),
     cleanup: pretend(() => 'would clean up'),
   },
 };

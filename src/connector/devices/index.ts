@@ -1,7 +1,53 @@
 /** The device types this connector knows; one file each, registered here. */
+import { UsageError } from '../errors';
+import { quote } from '../validate';
 import { fake } from './fake';
 import { noprovision } from './noprovision';
 import type { DeviceType } from './types';
 
-export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([fake, noprovision].map((t) => [t.name, t]));
+export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([noprovision, fake].map((t) => [t.name, t]));
+
+/** Upstream's names for types we implement under another name. */
+export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['fake_connector', fake]]);
+
+/** Device types upstream's connector has and this one does not (yet). */
+export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
+  'cm3',
+  'control_host_iot',
+  'control_host_kvm',
+  'dell_oemscript',
+  'dragonboard',
+  'hp_oemscript',
+  'lenovo_oemscript',
+  'maas2',
+  'multi',
+  'muxpi',
+  'netboot',
+  'oem_autoinstall',
+  'oemrecovery',
+  'oemscript',
+];
+
+/** Names upstream used before renaming a type; agent confs written then may still carry them. */
+export const UPSTREAM_FORMER_NAMES: ReadonlyMap<string, string> = new Map([
+  ['zapper_iot', 'control_host_iot'],
+  ['zapper_kvm', 'control_host_kvm'],
+]);
+
+export function supportedDeviceTypeNames(): string[] {
+  return [...DEVICE_TYPES.keys(), ...DEVICE_TYPE_ALIASES.keys()];
+}
+
+/** The device type called `name`, or a usage error saying whether upstream has it. */
+export function resolveDeviceType(name: string): DeviceType {
+  const type = DEVICE_TYPES.get(name) ?? DEVICE_TYPE_ALIASES.get(name);
+  if (type) return type;
+  const supported = `supported: ${supportedDeviceTypeNames().join(', ')}`;
+  // Names from our own lists are safe to print as they are; anything else is quoted.
+  if (UPSTREAM_ONLY_DEVICE_TYPES.includes(name)) throw new UsageError(`device type ${name} is not supported by this connector yet; ${supported}`);
+  const renamed = UPSTREAM_FORMER_NAMES.get(name);
+  if (renamed) throw new UsageError(`device type ${name} is upstream's former name of ${renamed}, which is not supported by this connector yet; ${supported}`);
+  throw new UsageError(`unknown device type ${quote(name)} (not a type of this connector or of upstream's); ${supported}`);
+}
+
 export { CONNECTOR_PHASES, type ConnectorPhase, type DeviceType } from './types';

@@ -1,12 +1,11 @@
 /** A device that is already installed and running: provision only checks it answers over SSH. */
 import { RecoveryError } from '../errors';
-import { waitForSsh, writeDeviceInfo, type PhaseFn } from '../phases';
+import { testUsername, waitForSsh, writeDeviceInfo, type PhaseFn } from '../phases';
 import type { DeviceType } from './types';
 
 const provision: PhaseFn = async (ctx) => {
-  const user = ctx.job.test_data?.test_username ?? ctx.device.test_username;
   try {
-    await waitForSsh(ctx, user);
+    await waitForSsh(ctx, testUsername(ctx));
   } catch (error) {
     throw new RecoveryError((error as Error).message, { cause: error });
   }
