@@ -14,6 +14,7 @@ import type { Logger } from './logger';
 import { SecretMasker } from './masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
+import { appendPrivateFile, ensurePrivateDir, writePrivateFile } from './privatefs';
 import { killProcessGroup, runPhaseProcess, type StopReason } from './process';
 import type { AgentReporter } from './reporter';
 
@@ -195,20 +196,22 @@ export class JobRunner {
     return { entry: await this.outcome(), recoveryFailed: false };
   }
 
+  /** The job's files hold its secrets: every folder on the way is 0700 and every file 0600. */
   private prepareRunDir(): void {
-    fs.mkdirSync(this.runDir, { recursive: true });
-    fs.mkdirSync(this.keepDir, { recursive: true });
+    ensurePrivateDir(this.deps.config.execution_basedir);
+    ensurePrivateDir(this.runDir);
+    ensurePrivateDir(this.keepDir);
     const jobText = JSON.stringify(this.job, null, 2);
-    fs.writeFileSync(path.join(this.runDir, 'testflinger.json'), jobText);
-    fs.writeFileSync(path.join(this.keepDir, 'job.json'), jobText);
+    writePrivateFile(path.join(this.runDir, 'testflinger.json'), jobText);
+    writePrivateFile(path.join(this.keepDir, 'job.json'), jobText);
     this.saveProgress();
   }
 
   private saveProgress(): void {
-    fs.writeFileSync(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
+    writePrivateFile(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
     // The job's commands may read it; they may also move it, so it is rewritten from ours each time.
     try {
-      fs.writeFileSync(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
+      writePrivateFile(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
     } catch {
       // The job removed its own run directory; our copy is intact.
     }
@@ -263,7 +266,7 @@ export class JobRunner {
     const safe = this.masker.push(text);
     if (!safe) return;
     try {
-      fs.appendFileSync(path.join(this.runDir, `${phase}.log`), safe);
+      appendPrivateFile(path.join(this.runDir, `${phase}.log`), safe);
     } catch {
       // The job moved its run directory away; the live log still carries the output.
     }
@@ -275,7 +278,7 @@ export class JobRunner {
     if (rest) {
       this.output.write(phase, rest);
       try {
-        fs.appendFileSync(path.join(this.runDir, `${phase}.log`), rest);
+        appendPrivateFile(path.join(this.runDir, `${phase}.log`), rest);
       } catch {
         // see emit
       }
@@ -359,7 +362,7 @@ export class JobRunner {
 
   /** The job may have removed its run directory in an earlier phase; later phases get a new one. */
   private ensureRunDir(): void {
-    fs.mkdirSync(this.runDir, { recursive: true });
+    ensurePrivateDir(this.runDir);
   }
 
   private stopMessage(reason: StopReason, phase: string): string {
