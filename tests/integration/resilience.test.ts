@@ -30,17 +30,17 @@ function agent(conf: Record<string, unknown> = {}): RunningAgent {
 }
 
 /** The real agent program, as supervisord would run it. */
-function agentProcess(confFile: string): ChildProcess & { output: () => string } {
+function agentProcess(confFile: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
   let output = '';
-  const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', confFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   processes.push(child);
   return Object.assign(child, { output: () => output });
 }
 
-function writeConf(dir: string, extra: Record<string, unknown> = {}): string {
-  const file = path.join(dir, 'testflinger-agent.conf');
+function writeConf(dir: string, extra: Record<string, unknown> = {}, name = 'testflinger-agent.conf'): string {
+  const file = path.join(dir, name);
   fs.writeFileSync(
     file,
     stringify({
@@ -99,7 +99,8 @@ it('3. one process per agent: a second start refuses; an orphan of a dead superv
   await eventually(() => server.agents.get('proc-agent')?.['state'] === 'waiting', 'first process up');
   const second = agentProcess(conf);
   expect(await exited(second)).toBe(3);
-  expect(second.output()).toMatch(new RegExp(`another testflinger-agent \\(pid ${first.pid}\\) already runs ${conf.replace(/[.]/g, '\\.')}`));
+  expect(second.output()).toMatch(new RegExp(`agent_id "proc-agent" is already run by another testflinger-agent \\(pid ${first.pid}: `));
+  expect(second.output()).toContain(conf);
   first.kill('SIGTERM');
   await exited(first);
   // An orphan: started by a shell that exits, so it is re-parented to init, like the agents of
@@ -115,6 +116,39 @@ it('3. one process per agent: a second start refuses; an orphan of a dead superv
   await eventually(() => !fs.existsSync(`/proc/${pid}`) || /State:\s+Z/.test(fs.readFileSync(`/proc/${pid}/status`, 'utf8')), 'orphan gone');
   await eventually(() => fs.readFileSync(path.join(dir, 'logs', 'proc-agent.pid'), 'utf8').trim() === String(replacement.pid), 'the replacement holds the lock');
   await eventually(() => /serving queues/.test(replacement.output()), 'the replacement serving');
+});
+
+it('3b. a second conf with the same agent_id is refused by the lock and leaves the running job alone', async () => {
+  const dir = tempDir('proc');
+  const phases = { test_command: 'echo test-started; sleep 60', cleanup_command: 'echo cleanup-ran' };
+  const first = agentProcess(writeConf(dir, phases, 'first.conf'));
+  const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+  await eventually(() => /test-started/.test(String(server.resultView(id)?.['test_output'])), 'test phase running');
+  const progress = JSON.parse(fs.readFileSync(path.join(dir, 'run', `.${id}.agent`, 'progress.json'), 'utf8')) as { phasePid: number };
+  const second = agentProcess(writeConf(dir, phases, 'second.conf'));
+  expect(await exited(second)).toBe(3);
+  expect(second.output()).toMatch(new RegExp(`agent_id "proc-agent" is already run by another testflinger-agent \\(pid ${first.pid}: `));
+  // Nothing of the first process's job was touched: same phase, its process alive, no cleanup.
+  expect(first.exitCode).toBeNull();
+  expect(jobState(server, id)).toBe('test');
+  expect(fs.existsSync(`/proc/${progress.phasePid}`)).toBe(true);
+  expect(server.resultView(id)?.['cleanup_output']).toBeUndefined();
+  first.kill('SIGTERM');
+  await exited(first);
+  await eventually(() => jobState(server, id) === 'complete', 'job reported by its own process');
+  expect(String(server.resultView(id)?.['cleanup_output']).match(/cleanup-ran/g)).toHaveLength(1);
+});
+
+it('3c. the lock is per scope: other installations may use the same agent_id, one scope may not', async () => {
+  const a = agentProcess(writeConf(tempDir('proc')));
+  const b = agentProcess(writeConf(tempDir('proc')));
+  await eventually(() => /serving queues/.test(a.output()) && /serving queues/.test(b.output()), 'both installations serving');
+  const scope = { TESTFLINGER_AGENT_LOCK_SCOPE: tempDir('scope') };
+  const c = agentProcess(writeConf(tempDir('proc')), scope);
+  await eventually(() => /serving queues/.test(c.output()), 'the scoped agent serving');
+  const d = agentProcess(writeConf(tempDir('proc')), scope);
+  expect(await exited(d)).toBe(3);
+  expect(d.output()).toMatch(new RegExp(`agent_id "proc-agent" is already run by another testflinger-agent \\(pid ${c.pid}: `));
 });
 
 it('4. a server that rejects the outcome for good still gets the final job_state, so no one waits forever', async () => {
