@@ -7,6 +7,9 @@ import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
 import * as tar from 'tar';
+import { ServerApi } from '../../src/agent/api';
+import { NO_RETRY, TestflingerClient } from '../../src/agent/client';
+import { systemClock } from '../../src/agent/clock';
 import { AgentLogger } from '../../src/agent/logger';
 import { DevServer } from '../../src/devserver';
 import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
@@ -107,6 +110,16 @@ function streamBytes(res: http.ServerResponse, total: number, headers: Record<st
   });
 }
 
+describe('the agent log', () => {
+  it('writes one line per message, control characters escaped', () => {
+    const { log, lines } = fileLog();
+    log.warning('server said "boom\n2030-01-01T00:00:00.000Z agent-1 ERROR forged"\r\x1b[2J');
+    expect(lines()).toHaveLength(1);
+    expect(lines()[0]).toMatch(LOG_LINE);
+    expect(lines()[0]).toContain('boom\\n2030-01-01T00:00:00.000Z agent-1 ERROR forged\"\\r\\x1b[2J');
+  });
+});
+
 describe('a hostile server', () => {
   it('a job whose id is not a UUID is refused without touching the disk or building a URL from it; polling goes on', async () => {
     const base = tempDir('hostile');
@@ -130,6 +143,13 @@ describe('a hostile server', () => {
     const id = server.submitJob({ job_queue: 'q1', test_data: {} });
     await done(id);
     expect(server.resultView(id)).toMatchObject({ job_state: 'complete', test_status: 0 });
+  });
+
+  it('every value the agent puts in a URL path stays one segment', async () => {
+    const api = new ServerApi(new TestflingerClient(server.url, systemClock, { retry: NO_RETRY }));
+    await api.postResult('../../agents/data/x', { job_state: 'complete' }).catch(() => undefined);
+    await api.postAgentData('a/b?c#d', { state: 'waiting' }).catch(() => undefined);
+    expect(server.requests.map((r) => r.path)).toEqual(['/v1/result/..%2F..%2Fagents%2Fdata%2Fx', '/v1/agents/data/a%2Fb%3Fc%23d']);
   });
 
   it('a reply bigger than the cap is cut off and refused, not held in memory; polling goes on', async () => {
