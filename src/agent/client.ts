@@ -4,6 +4,7 @@
  * flow, and retries with backoff on connection errors and 5xx.
  */
 import * as fs from 'node:fs';
+import { z } from 'zod';
 import type { Clock } from './clock';
 import { BodyTooLargeError, nodeHttpTransport, type HttpTransport } from './http';
 
@@ -26,6 +27,12 @@ export class ServerError extends Error {
     return this.status === undefined || this.status >= 500 || this.status === 408 || this.status === 429;
   }
 }
+
+/** The server's answer to a token refresh, checked before the token is used or cached. */
+const accessTokenSchema = z.object({
+  access_token: z.string().regex(/^[\x21-\x7e]+$/, 'not a token'),
+  expires_in: z.number().positive(),
+});
 
 export interface RetryPolicy {
   attempts: number;
@@ -148,7 +155,9 @@ export class TestflingerClient {
     const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as { refresh_token?: string };
     if (!stored.refresh_token) return undefined;
     const res = await this.once('POST', '/v1/oauth2/refresh', { json: { refresh_token: stored.refresh_token }, ...(signal ? { signal } : {}) });
-    const answer = res.json<{ access_token: string; expires_in: number }>();
+    const parsed = accessTokenSchema.safeParse(res.json());
+    if (!parsed.success) throw new ServerError('POST', '/v1/oauth2/refresh', res.status, `unusable token reply: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    const answer = parsed.data;
     this.accessToken = { value: answer.access_token, expiresAt: this.clock.now() + answer.expires_in * 1000 };
     return answer.access_token;
   }

@@ -15,7 +15,7 @@ import type { Logger } from './logger';
 import { SecretMasker } from './masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
-import { appendPrivateFile, ensurePrivateDir, writePrivateFile } from './privatefs';
+import { appendPrivateFile, ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
 import { splitSecrets } from './secrets';
 import { killProcessGroup, runPhaseProcess, type StopReason } from './process';
 import type { AgentReporter } from './reporter';
@@ -206,7 +206,8 @@ export class JobRunner {
 
   /** The job's files hold its secrets: every folder on the way is 0700 and every file 0600. */
   private prepareRunDir(): void {
-    ensurePrivateDir(this.deps.config.execution_basedir);
+    const loose = tightenBaseDir(this.deps.config.execution_basedir);
+    if (loose) this.deps.log.warning(`execution_basedir ${loose}`);
     ensurePrivateDir(this.runDir);
     ensurePrivateDir(this.keepDir);
     const jobText = JSON.stringify(this.job, null, 2);

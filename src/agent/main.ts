@@ -90,7 +90,7 @@ async function main(): Promise<number> {
       shutdown.abort();
     });
   }
-  log.info(`agent ${config.agent_id} serving queues ${config.job_queues.join(', ')} from ${client.baseUrl}`);
+  log.info(`agent ${JSON.stringify(config.agent_id)} serving queues ${config.job_queues.map((q) => JSON.stringify(q)).join(', ')} from ${JSON.stringify(client.baseUrl)}`);
   try {
     const exit = await agent.run(shutdown.signal);
     log.info(exit === 'restart' ? 'exiting for a safe restart' : 'stopped');

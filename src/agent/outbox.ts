@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { LogFragment, LogKind, ServerApi } from './api';
 import { ServerError } from './client';
 import type { Logger } from './logger';
-import { ensurePrivateDir, writePrivateFile } from './privatefs';
+import { ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
 
 export interface OutboxEntry {
   jobId: string;
@@ -35,7 +35,8 @@ export class Outbox {
     const staging = `${target}.partial`;
     fs.rmSync(staging, { recursive: true, force: true });
     // Output and artifacts may hold what the job printed: for the agent's user only.
-    ensurePrivateDir(this.dir);
+    const loose = tightenBaseDir(this.dir);
+    if (loose) this.log.warning(`results_basedir ${loose}`);
     ensurePrivateDir(staging);
     writePrivateFile(path.join(staging, RESULT_FILE), JSON.stringify(entry.result));
     for (const [kind, fragments] of Object.entries(entry.fragments)) {

@@ -14,6 +14,21 @@ export function ensurePrivateDir(dir: string): void {
   fs.chmodSync(dir, PRIVATE_DIR_MODE);
 }
 
+/**
+ * For a base folder that holds private folders: tightened when the agent owns it, left as it
+ * is (returning why) when it does not, e.g. made by root for the agent. The private folders
+ * inside keep their contents safe either way.
+ */
+export function tightenBaseDir(dir: string): string | undefined {
+  fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  try {
+    fs.chmodSync(dir, PRIVATE_DIR_MODE);
+    return undefined;
+  } catch (error) {
+    return `${JSON.stringify(dir)} left as it is: ${(error as Error).message}`;
+  }
+}
+
 /** Writes (truncating) a 0600 file; an existing file with a looser mode is tightened first. */
 export function writePrivateFile(file: string, data: string | Buffer): void {
   const fd = fs.openSync(file, 'w', PRIVATE_FILE_MODE);
