@@ -5,11 +5,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import type { Job, ServerApi } from './api';
 import { packArtifacts, unpackAttachments } from './attachments';
 import type { Clock } from './clock';
 import type { AgentConfig, Phase } from './config';
-import { StringDecoder } from 'node:string_decoder';
 import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
 import type { Logger } from './logger';
 import { SecretMasker } from './masker';
