@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { AgentData, Job, ServerApi } from './api';
+import { jobSchema, type AgentData, type Job, type ServerApi } from './api';
 import type { Clock } from './clock';
 import type { AgentConfig } from './config';
 import { bookkeepingDirOf, JobRunner, runDirOf, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
@@ -90,10 +90,14 @@ export class Agent {
         if (hold) {
           log.debug(`not taking jobs: ${hold.reason}`);
         } else {
-          const job = await this.api.nextJob(this.queues(data), shutdown);
+          const offer = await this.api.nextJob(this.queues(data), shutdown);
           backoff = BACKOFF_FIRST_MS;
-          if (job) {
-            await this.runJob(job, shutdown);
+          if (offer && 'refused' in offer) {
+            // Nothing of it touched the disk or a URL; the server gets no answer for an id it
+            // should never have sent, and the agent goes on polling.
+            log.error(`refused a job from the server: ${offer.refused}`);
+          } else if (offer) {
+            await this.runJob(offer.job, shutdown);
             continue;
           }
         }
@@ -155,7 +159,7 @@ export class Agent {
   }
 
   private holdReason(data: AgentData | undefined): { reason: string; fromServer: boolean } | undefined {
-    if (data?.state && HOLD_STATES.has(data.state)) return { reason: `server state ${data.state}${data.comment ? ` (${data.comment})` : ''}`, fromServer: true };
+    if (data?.state && HOLD_STATES.has(data.state)) return { reason: `server state ${data.state}${data.comment ? ` (${JSON.stringify(data.comment)})` : ''}`, fromServer: true };
     const names = [this.deps.config.agent_id, ...(this.deps.programName ? [this.deps.programName] : [])];
     const marker = offlineMarkerNames(names).find((m) => fs.existsSync(path.join(this.deps.markerDir, m)));
     return marker ? { reason: `marker file ${path.join(this.deps.markerDir, marker)}`, fromServer: false } : undefined;
@@ -173,10 +177,19 @@ export class Agent {
     try {
       await this.reporter.setData({ job_id: job.job_id });
       const outcome = await new JobRunner({ ...this.deps, reporter: this.reporter }, job).run(shutdown);
-      await this.deliver(outcome);
+      await this.endJob(outcome);
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Every job ends here, whether this process ran it or found it interrupted: the outcome is
+   * delivered, then the server is told the agent is idle (no job, `waiting`), unless a failed
+   * recovery keeps it offline.
+   */
+  private async endJob(outcome: JobOutcome): Promise<void> {
+    await this.deliver(outcome);
     const data: Record<string, unknown> = { job_id: '' };
     if (!this.heldByRecovery) data['state'] = 'waiting';
     await this.reporter.setData(data);
@@ -185,18 +198,20 @@ export class Agent {
   /** The outcome goes to disk first, then to the server; the run directory is removed. */
   private async deliver(outcome: JobOutcome): Promise<void> {
     const { config, log } = this.deps;
+    const id = JSON.stringify(outcome.entry.jobId);
     this.heldByRecovery = outcome.recoveryFailed;
     this.outbox.store(outcome.entry);
     fs.rmSync(runDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
     fs.rmSync(bookkeepingDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
     const waiting = await this.outbox.flush();
-    if (waiting.includes(outcome.entry.jobId)) log.warning(`job ${outcome.entry.jobId}: results kept in ${config.results_basedir} until the server takes them`);
-    else log.info(`job ${outcome.entry.jobId}: ${String(outcome.entry.result['job_state'])}`);
+    if (waiting.includes(outcome.entry.jobId)) log.warning(`job ${id}: results kept in ${JSON.stringify(config.results_basedir)} until the server takes them`);
+    else log.info(`job ${id}: ${JSON.stringify(outcome.entry.result['job_state'])}`);
   }
 
   /**
    * A job left by a process that died mid-job (kill -9, power loss): reported as failed with
-   * the reason, its cleanup run, before any new job is taken.
+   * the reason, its cleanup run, before any new job is taken. The entry file takes the agent's
+   * lock before the loop starts, so a job found here has no live owner.
    */
   private async finishInterruptedJobs(shutdown: AbortSignal): Promise<void> {
     const { config, log } = this.deps;
@@ -208,16 +223,15 @@ export class Agent {
       let job: Job;
       let progress: Progress;
       try {
-        job = JSON.parse(fs.readFileSync(path.join(keepDir, 'job.json'), 'utf8')) as Job;
+        job = jobSchema.parse(JSON.parse(fs.readFileSync(path.join(keepDir, 'job.json'), 'utf8')));
         progress = JSON.parse(fs.readFileSync(path.join(keepDir, 'progress.json'), 'utf8'));
       } catch {
         fs.rmSync(keepDir, { recursive: true, force: true });
         continue;
       }
-      log.warning(`job ${job.job_id} was interrupted in ${progress.phase ?? 'between phases'}; reporting it failed`);
+      log.warning(`job ${JSON.stringify(job.job_id)} was interrupted in ${JSON.stringify(progress.phase ?? 'between phases')}; reporting it failed`);
       const runner = new JobRunner({ ...this.deps, reporter: this.reporter }, job, progress);
-      const outcome = await runner.finishInterrupted(progress, shutdown);
-      await this.deliver(outcome);
+      await this.endJob(await runner.finishInterrupted(progress, shutdown));
     }
   }
 }

@@ -1,8 +1,6 @@
 /** Job attachments and artifacts: tar.gz in, tar.gz out, nothing written outside its folder. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 
 /** Loaded on first use: most agents sit idle, and tar costs memory in every one of them. */
 function tarModule(): typeof import('tar') {
@@ -24,24 +22,30 @@ export function refuseAttachmentMember(member: string, type: string): string | u
   return undefined;
 }
 
-/** Unpacks into <runDir>/attachments; returns the members refused, each with the reason. */
-export async function unpackAttachments(archive: Buffer, runDir: string): Promise<string[]> {
+/** setuid, setgid and sticky: an attachment must not become a privileged program on the host. */
+const SPECIAL_MODE_BITS = 0o7000;
+
+/**
+ * Unpacks the archive file into <runDir>/attachments; returns the members refused, each with
+ * the reason (the member name quoted, as the archive spelled it).
+ */
+export async function unpackAttachments(archiveFile: string, runDir: string): Promise<string[]> {
   const target = path.join(runDir, 'attachments');
-  fs.mkdirSync(target, { recursive: true });
+  fs.mkdirSync(target, { recursive: true, mode: 0o700 });
   const refused: string[] = [];
-  await pipeline(
-    Readable.from([archive]),
-    tarModule().x({
-      cwd: target,
-      strict: false,
-      filter: (member, entry) => {
-        const type = 'type' in entry ? String(entry.type) : 'File';
-        const reason = refuseAttachmentMember(member, type);
-        if (reason) refused.push(`${member}: ${reason}`);
-        return reason === undefined;
-      },
-    }),
-  );
+  await tarModule().x({
+    file: archiveFile,
+    cwd: target,
+    strict: false,
+    filter: (member, entry) => {
+      const type = 'type' in entry ? String(entry.type) : 'File';
+      const reason = refuseAttachmentMember(member, type);
+      if (reason) refused.push(`${JSON.stringify(member)}: ${reason}`);
+      // The filter runs before the entry is written, so the mode it leaves is the one used.
+      if (typeof entry.mode === 'number') entry.mode &= ~SPECIAL_MODE_BITS;
+      return reason === undefined;
+    },
+  });
   return refused;
 }
 

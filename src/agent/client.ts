@@ -4,8 +4,9 @@
  * flow, and retries with backoff on connection errors and 5xx.
  */
 import * as fs from 'node:fs';
+import { z } from 'zod';
 import type { Clock } from './clock';
-import { nodeHttpTransport, type HttpTransport } from './http';
+import { BodyTooLargeError, nodeHttpTransport, type HttpTransport } from './http';
 
 export class ServerError extends Error {
   override readonly name = 'ServerError';
@@ -14,16 +15,24 @@ export class ServerError extends Error {
     readonly path: string,
     /** Undefined when the server could not be reached at all. */
     readonly status: number | undefined,
+    /** The server's words or the transport's; shown quoted, as the server chose them. */
     detail: string,
     options?: { cause?: unknown },
   ) {
-    super(`${method} ${path}: ${status === undefined ? 'unreachable' : `HTTP ${status}`}${detail ? ` (${detail})` : ''}`, options);
+    super(`${method} ${path}: ${status === undefined ? 'unreachable' : `HTTP ${status}`}${detail ? ` (${JSON.stringify(detail)})` : ''}`, options);
   }
-  /** Connection errors, timeouts and 5xx may succeed later; 4xx will not. */
+  /** Connection errors, timeouts and 5xx may succeed later; 4xx and oversized replies will not. */
   get retryable(): boolean {
+    if (this.cause instanceof BodyTooLargeError) return false;
     return this.status === undefined || this.status >= 500 || this.status === 408 || this.status === 429;
   }
 }
+
+/** The server's answer to a token refresh, checked before the token is used or cached. */
+const accessTokenSchema = z.object({
+  access_token: z.string().regex(/^[\x21-\x7e]+$/, 'not a token'),
+  expires_in: z.number().positive(),
+});
 
 export interface RetryPolicy {
   attempts: number;
@@ -35,7 +44,7 @@ export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, firstDelayMs: 250, maxD
 export const NO_RETRY: RetryPolicy = { attempts: 1, firstDelayMs: 0, maxDelayMs: 0 };
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Refresh the access token this long before it expires. */
-const TOKEN_MARGIN_MS = 30_000;
+export const DEFAULT_TOKEN_MARGIN_MS = 30_000;
 
 export interface RequestOptions {
   json?: unknown;
@@ -46,6 +55,10 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Statuses to hand back rather than throw. */
   accept?: number[];
+  /** Cap of the reply kept in memory (the transport's default when unset). */
+  maxBodyBytes?: number;
+  /** Stream a 2xx reply to this file, up to maxBytes, instead of keeping it in memory. */
+  download?: { file: string; maxBytes: number };
 }
 
 export interface Response {
@@ -64,7 +77,13 @@ export class TestflingerClient {
   constructor(
     readonly baseUrl: string,
     private readonly clock: Clock,
-    private readonly options: { tokenFile?: string; transport?: HttpTransport; retry?: RetryPolicy } = {},
+    private readonly options: {
+      tokenFile?: string;
+      transport?: HttpTransport;
+      retry?: RetryPolicy;
+      /** How long before its expiry an access token is replaced (DEFAULT_TOKEN_MARGIN_MS). */
+      tokenMarginMs?: number;
+    } = {},
   ) {}
 
   async request(method: string, path: string, options: RequestOptions = {}): Promise<Response> {
@@ -101,7 +120,15 @@ export class TestflingerClient {
     this.requestCount++;
     let res;
     try {
-      res = await (this.options.transport ?? nodeHttpTransport)(url, { method, headers, ...(body ? { body } : {}), ...(options.signal ? { signal: options.signal } : {}), timeoutMs: REQUEST_TIMEOUT_MS });
+      res = await (this.options.transport ?? nodeHttpTransport)(url, {
+        method,
+        headers,
+        timeoutMs: REQUEST_TIMEOUT_MS,
+        ...(body ? { body } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
+        ...(options.download ? { download: options.download } : {}),
+      });
     } catch (error) {
       throw new ServerError(method, path, undefined, (error as Error).message, { cause: error });
     }
@@ -123,11 +150,14 @@ export class TestflingerClient {
   private async bearer(signal?: AbortSignal): Promise<string | undefined> {
     const file = this.options.tokenFile;
     if (!file || !fs.existsSync(file)) return undefined;
-    if (this.accessToken && this.accessToken.expiresAt - TOKEN_MARGIN_MS > this.clock.now()) return this.accessToken.value;
+    const margin = this.options.tokenMarginMs ?? DEFAULT_TOKEN_MARGIN_MS;
+    if (this.accessToken && this.accessToken.expiresAt - margin > this.clock.now()) return this.accessToken.value;
     const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as { refresh_token?: string };
     if (!stored.refresh_token) return undefined;
     const res = await this.once('POST', '/v1/oauth2/refresh', { json: { refresh_token: stored.refresh_token }, ...(signal ? { signal } : {}) });
-    const answer = res.json<{ access_token: string; expires_in: number }>();
+    const parsed = accessTokenSchema.safeParse(res.json());
+    if (!parsed.success) throw new ServerError('POST', '/v1/oauth2/refresh', res.status, `unusable token reply: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    const answer = parsed.data;
     this.accessToken = { value: answer.access_token, expiresAt: this.clock.now() + answer.expires_in * 1000 };
     return answer.access_token;
   }

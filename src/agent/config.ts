@@ -43,6 +43,12 @@ export const agentConfigSchema = z
     advertised_queues: z.record(z.string(), z.string()).optional(),
     advertised_images: z.record(z.string(), z.record(z.string(), z.string())).optional(),
     output_bytes: z.number().int().positive().default(10 * 1024 * 1024),
+    /**
+     * Largest attachments archive the agent downloads (streamed to disk, never held in memory).
+     * Attachments carry images and firmware, so the default is generous (2 GiB): the cap only
+     * keeps a server from filling the agent's disk.
+     */
+    attachments_max_bytes: z.number().int().positive().default(2 * 1024 * 1024 * 1024),
   })
   .strict();
 

@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import type { Job, ServerApi } from './api';
 import { packArtifacts, unpackAttachments } from './attachments';
 import type { Clock } from './clock';
@@ -14,6 +15,8 @@ import type { Logger } from './logger';
 import { SecretMasker } from './masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
+import { appendPrivateFile, ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
+import { splitSecrets } from './secrets';
 import { killProcessGroup, runPhaseProcess, type StopReason } from './process';
 import type { AgentReporter } from './reporter';
 
@@ -28,6 +31,10 @@ const MAX_RESERVE_TIMEOUT_S = 6 * 3600;
 /** Extra time for the reserve phase beyond the reservation itself (setup of keys, messages). */
 const RESERVE_MARGIN_S = 300;
 const CLEANUP_TIMEOUT_S = 3600;
+/** The serial log is read this much at a time, so a huge file is not read into memory at once. */
+const SERIAL_READ_BYTES = 1024 * 1024;
+/** Bound of the last catch-up read when a phase ends (the live log keeps only so much anyway). */
+const SERIAL_FINAL_READS = 64;
 
 interface PhaseRule {
   phase: Phase;
@@ -115,6 +122,8 @@ export class JobRunner {
   private readonly output: LiveLog;
   private readonly serial: LiveLog;
   private readonly masker: SecretMasker;
+  /** Every secret value of the job, for the maskers of its output streams. */
+  private readonly secretValues: string[];
   private readonly events: { event_name: string; timestamp: string; detail: string }[] = [];
   private jobState: 'complete' | 'cancelled' = 'complete';
   private deviceInfo: unknown;
@@ -133,8 +142,8 @@ export class JobRunner {
     });
     this.output = new LiveLog(deps.api, job.job_id, 'output', deps.clock, this.timing.liveLog, numbering('output'));
     this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog, numbering('serial'));
-    const allSecrets = PHASE_RULES.flatMap((r) => Object.values(secretsOf(phaseData(job, r.phase))));
-    this.masker = new SecretMasker(allSecrets);
+    this.secretValues = PHASE_RULES.flatMap((r) => Object.values(secretsOf(phaseData(job, r.phase))));
+    this.masker = new SecretMasker(this.secretValues);
   }
 
   /** Runs the job; `shutdown` (SIGTERM) stops the running phase, and the job is still reported. */
@@ -195,20 +204,23 @@ export class JobRunner {
     return { entry: await this.outcome(), recoveryFailed: false };
   }
 
+  /** The job's files hold its secrets: every folder on the way is 0700 and every file 0600. */
   private prepareRunDir(): void {
-    fs.mkdirSync(this.runDir, { recursive: true });
-    fs.mkdirSync(this.keepDir, { recursive: true });
+    const loose = tightenBaseDir(this.deps.config.execution_basedir);
+    if (loose) this.deps.log.warning(`execution_basedir ${loose}`);
+    ensurePrivateDir(this.runDir);
+    ensurePrivateDir(this.keepDir);
     const jobText = JSON.stringify(this.job, null, 2);
-    fs.writeFileSync(path.join(this.runDir, 'testflinger.json'), jobText);
-    fs.writeFileSync(path.join(this.keepDir, 'job.json'), jobText);
+    writePrivateFile(path.join(this.runDir, 'testflinger.json'), jobText);
+    writePrivateFile(path.join(this.keepDir, 'job.json'), jobText);
     this.saveProgress();
   }
 
   private saveProgress(): void {
-    fs.writeFileSync(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
+    writePrivateFile(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
     // The job's commands may read it; they may also move it, so it is rewritten from ours each time.
     try {
-      fs.writeFileSync(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
+      writePrivateFile(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
     } catch {
       // The job removed its own run directory; our copy is intact.
     }
@@ -236,13 +248,18 @@ export class JobRunner {
     return Math.min(Number.isFinite(asked) && asked > 0 ? asked : DEFAULT_RESERVE_TIMEOUT_S, MAX_RESERVE_TIMEOUT_S) + RESERVE_MARGIN_S;
   }
 
+  /** Downloaded beside the run directory (not into memory), unpacked, then removed. */
   private async fetchAttachments(): Promise<void> {
     if (this.job.attachments_status !== 'complete') return;
+    const archive = path.join(this.keepDir, 'attachments.tar.gz');
     try {
-      const refused = await unpackAttachments(await this.deps.api.attachments(this.job.job_id), this.runDir);
+      await this.deps.api.downloadAttachments(this.job.job_id, archive, this.deps.config.attachments_max_bytes);
+      const refused = await unpackAttachments(archive, this.runDir);
       for (const r of refused) this.emit('setup', `attachment refused: ${r}\n`);
     } catch (error) {
-      this.emit('setup', `attachments could not be unpacked: ${(error as Error).message}\n`);
+      this.emit('setup', `attachments could not be fetched or unpacked: ${(error as Error).message}\n`);
+    } finally {
+      fs.rmSync(archive, { force: true });
     }
   }
 
@@ -263,7 +280,7 @@ export class JobRunner {
     const safe = this.masker.push(text);
     if (!safe) return;
     try {
-      fs.appendFileSync(path.join(this.runDir, `${phase}.log`), safe);
+      appendPrivateFile(path.join(this.runDir, `${phase}.log`), safe);
     } catch {
       // The job moved its run directory away; the live log still carries the output.
     }
@@ -275,18 +292,24 @@ export class JobRunner {
     if (rest) {
       this.output.write(phase, rest);
       try {
-        fs.appendFileSync(path.join(this.runDir, `${phase}.log`), rest);
+        appendPrivateFile(path.join(this.runDir, `${phase}.log`), rest);
       } catch {
         // see emit
       }
     }
   }
 
+  /** The agent's environment and conf values, then the job's secrets that may not replace them. */
   private phaseEnv(phase: Phase): Record<string, string> {
     const env: Record<string, string> = { ...this.deps.baseEnv };
     for (const [key, value] of Object.entries(this.deps.config)) if (typeof value === 'string') env[key] = value;
-    Object.assign(env, secretsOf(phaseData(this.job, phase)));
-    return env;
+    const { allowed, refused } = splitSecrets(secretsOf(phaseData(this.job, phase)), new Set(Object.keys(env)));
+    for (const { name, reason } of refused) {
+      const note = `secret ${JSON.stringify(name)} not passed to the ${phase} phase: ${reason}`;
+      this.deps.log.warning(`job ${JSON.stringify(this.job.job_id)}: ${note}`);
+      this.emit(phase, `WARNING: ${note}\n`);
+    }
+    return Object.assign(env, allowed);
   }
 
   private async runPhase(rule: PhaseRule, shutdown: AbortSignal, deadline: number): Promise<{ exitCode: number; stoppedBy?: StopReason }> {
@@ -359,7 +382,7 @@ export class JobRunner {
 
   /** The job may have removed its run directory in an earlier phase; later phases get a new one. */
   private ensureRunDir(): void {
-    fs.mkdirSync(this.runDir, { recursive: true });
+    ensurePrivateDir(this.runDir);
   }
 
   private stopMessage(reason: StopReason, phase: string): string {
@@ -396,28 +419,44 @@ export class JobRunner {
     };
   }
 
-  /** Streams <phase>-serial.log, written by the connector, to the serial log endpoint. */
+  /**
+   * Streams <phase>-serial.log, written by the connector, to the serial log endpoint. Its masker
+   * and decoder keep state across reads, so a secret or a character split between two reads is
+   * still whole when it is masked.
+   */
   private tailSerial(phase: string): () => void {
     const file = path.join(this.runDir, `${phase}-serial.log`);
+    const masker = new SecretMasker(this.secretValues);
+    const decoder = new StringDecoder('utf8');
     let offset = 0;
-    const read = () => {
+    /** Reads one bounded chunk; true when there may be more. */
+    const read = (): boolean => {
+      let fd: number;
       try {
-        const size = fs.statSync(file).size;
-        if (size <= offset) return;
-        const fd = fs.openSync(file, 'r');
-        const buffer = Buffer.alloc(size - offset);
-        fs.readSync(fd, buffer, 0, buffer.length, offset);
-        fs.closeSync(fd);
-        offset = size;
-        this.serial.write(phase, this.masker.mask(buffer.toString('utf8')));
+        // Not through a symlink: the file is the job's, and what it names would go to the server.
+        fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       } catch {
-        // not there (yet)
+        return false; // not there (yet)
+      }
+      try {
+        const stat = fs.fstatSync(fd);
+        if (!stat.isFile() || stat.size <= offset) return false;
+        const buffer = Buffer.alloc(Math.min(stat.size - offset, SERIAL_READ_BYTES));
+        const got = fs.readSync(fd, buffer, 0, buffer.length, offset);
+        offset += got;
+        this.serial.write(phase, masker.push(decoder.write(buffer.subarray(0, got))));
+        return got > 0 && offset < stat.size;
+      } catch {
+        return false;
+      } finally {
+        fs.closeSync(fd);
       }
     };
     const timer = setInterval(read, this.timing.liveLog.intervalMs);
     return () => {
       clearInterval(timer);
-      read();
+      for (let chunk = 0; chunk < SERIAL_FINAL_READS && read(); chunk++);
+      this.serial.write(phase, masker.push(decoder.end()) + masker.end());
     };
   }
 

@@ -7,6 +7,12 @@ type Level = keyof typeof LEVELS;
 /** Rotated files kept, as upstream keeps them. */
 const KEPT_FILES = 6;
 
+/** Control characters (newlines included) in a message are shown escaped: one message, one line. */
+function oneLine(message: string): string {
+  // eslint-disable-next-line no-control-regex
+  return message.replace(/[\u0000-\u001f\u007f]/g, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 export interface Logger {
   debug(message: string): void;
   info(message: string): void;
@@ -41,7 +47,7 @@ export class AgentLogger implements Logger {
   private write(level: Level, message: string): void {
     if (LEVELS[level] < this.threshold) return;
     const now = new Date().toISOString();
-    const line = `${now} ${this.name} ${level} ${message}\n`;
+    const line = `${now} ${oneLine(this.name)} ${level} ${oneLine(message)}\n`;
     if (!this.quiet) process.stdout.write(line);
     if (!this.file) return;
     try {

@@ -10,7 +10,7 @@ import { ServerApi } from './api';
 import { TestflingerClient } from './client';
 import { systemClock } from './clock';
 import { ConfigError, loadAgentConfig, serverUrl } from './config';
-import { acquireAgentLock, AgentLockError } from './lock';
+import { acquireAgentLock, AgentLockError, defaultLockScope, LOCK_SCOPE_ENV } from './lock';
 import { AgentLogger } from './logger';
 import { AgentMetrics } from './metrics';
 
@@ -47,7 +47,15 @@ async function main(): Promise<number> {
   const log = new AgentLogger(config.agent_id, config.logging_level, path.join(config.logging_basedir, `testflinger-agent-${config.agent_id}.log`), config.logging_quiet);
   let releaseLock: () => void;
   try {
-    releaseLock = await acquireAgentLock(path.join(config.logging_basedir, `${config.agent_id}.pid`), confPath, (m) => log.warning(m));
+    // Taken before anything reads the agent's folders: a job left there is only treated as
+    // interrupted by the process that holds this lock.
+    releaseLock = await acquireAgentLock({
+      agentId: config.agent_id,
+      scope: process.env[LOCK_SCOPE_ENV] || defaultLockScope(config.logging_basedir),
+      confPath,
+      pidFile: path.join(config.logging_basedir, `${config.agent_id}.pid`),
+      log: (m) => log.warning(m),
+    });
   } catch (error) {
     log.error(error instanceof AgentLockError ? error.message : String(error));
     return EXIT_LOCKED;
@@ -82,7 +90,7 @@ async function main(): Promise<number> {
       shutdown.abort();
     });
   }
-  log.info(`agent ${config.agent_id} serving queues ${config.job_queues.join(', ')} from ${client.baseUrl}`);
+  log.info(`agent ${JSON.stringify(config.agent_id)} serving queues ${config.job_queues.map((q) => JSON.stringify(q)).join(', ')} from ${JSON.stringify(client.baseUrl)}`);
   try {
     const exit = await agent.run(shutdown.signal);
     log.info(exit === 'restart' ? 'exiting for a safe restart' : 'stopped');

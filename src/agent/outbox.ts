@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { LogFragment, LogKind, ServerApi } from './api';
 import { ServerError } from './client';
 import type { Logger } from './logger';
+import { ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
 
 export interface OutboxEntry {
   jobId: string;
@@ -33,12 +34,15 @@ export class Outbox {
     const target = path.join(this.dir, entry.jobId);
     const staging = `${target}.partial`;
     fs.rmSync(staging, { recursive: true, force: true });
-    fs.mkdirSync(staging, { recursive: true });
-    fs.writeFileSync(path.join(staging, RESULT_FILE), JSON.stringify(entry.result));
+    // Output and artifacts may hold what the job printed: for the agent's user only.
+    const loose = tightenBaseDir(this.dir);
+    if (loose) this.log.warning(`results_basedir ${loose}`);
+    ensurePrivateDir(staging);
+    writePrivateFile(path.join(staging, RESULT_FILE), JSON.stringify(entry.result));
     for (const [kind, fragments] of Object.entries(entry.fragments)) {
-      if (fragments && fragments.length > 0) fs.writeFileSync(path.join(staging, fragmentFile(kind as LogKind)), JSON.stringify(fragments));
+      if (fragments && fragments.length > 0) writePrivateFile(path.join(staging, fragmentFile(kind as LogKind)), JSON.stringify(fragments));
     }
-    if (entry.artifact) fs.writeFileSync(path.join(staging, ARTIFACT_FILE), entry.artifact);
+    if (entry.artifact) writePrivateFile(path.join(staging, ARTIFACT_FILE), entry.artifact);
     fs.rmSync(target, { recursive: true, force: true });
     fs.renameSync(staging, target);
     return target;
@@ -83,7 +87,7 @@ export class Outbox {
       while (fragments.length > 0) {
         await this.api.postLog(jobId, kind, fragments[0] as LogFragment);
         fragments.shift();
-        fs.writeFileSync(file, JSON.stringify(fragments));
+        writePrivateFile(file, JSON.stringify(fragments));
       }
       fs.rmSync(file);
     }

@@ -1,1 +1,1 @@
-export { DevServer, type DevServerOptions, type RequestRecord } from './server';
+export { DevServer, type DevServerOptions, type Override, type RequestRecord } from './server';

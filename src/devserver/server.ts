@@ -39,6 +39,8 @@ export interface RequestRecord {
   at: number;
 }
 
+export type Override = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void;
+
 class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
@@ -65,6 +67,10 @@ export class DevServer {
   private server: http.Server | undefined;
   /** When set, every request gets this status (to play a failing server). */
   failWith: number | undefined;
+  /** Replies that stand in for the real ones (to play a hostile or broken server). */
+  private readonly overrides: { method: string; path: RegExp; times: number; reply: Override }[] = [];
+  /** Turns of each agent's loop seen: its `GET /v1/agents/data/<name>`, made once per turn. */
+  private readonly pollCounts = new Map<string, number>();
   /** Faults to play once each: the next `times` matching requests get `status`. */
   private readonly faults: { method: string; path: RegExp; status: number; times: number; body?: (body: Record<string, unknown>) => boolean }[] = [];
 
@@ -85,6 +91,25 @@ export class DevServer {
     if (!fault) return undefined;
     fault.times--;
     return fault.status;
+  }
+
+  /**
+   * The next `times` requests matching method and path are answered by `reply`, which writes
+   * the raw response (any status, headers, size or pace), instead of the API.
+   */
+  override(method: string, path: RegExp, reply: Override, times = 1): void {
+    this.overrides.push({ method, path, times, reply });
+  }
+
+  private takeOverride(method: string, path: string): Override | undefined {
+    const found = this.overrides.find((o) => o.times > 0 && o.method === method && o.path.test(path));
+    if (found) found.times--;
+    return found?.reply;
+  }
+
+  /** How many times the agent has come round its loop (see pollCounts). */
+  polls(agent: string): number {
+    return this.pollCounts.get(agent) ?? 0;
   }
 
   constructor(private readonly options: DevServerOptions = {}) {}
@@ -171,6 +196,14 @@ export class DevServer {
     const body = await readBody(req);
     const agent = cookie(req, 'agent_name');
     let status = 500;
+    const polled = req.method === 'GET' ? /^\/v1\/agents\/data\/([^/]+)$/.exec(url.pathname)?.[1] : undefined;
+    if (polled) this.pollCounts.set(decodeURIComponent(polled), this.polls(decodeURIComponent(polled)) + 1);
+    const override = this.takeOverride(req.method ?? 'GET', url.pathname);
+    if (override) {
+      this.requests.push({ method: req.method ?? 'GET', path: url.pathname, status: 0, agent, at: Date.now() });
+      override(req, res, body);
+      return;
+    }
     try {
       const fault = this.failWith ?? this.takeFault(req.method ?? 'GET', url.pathname, body);
       if (fault) throw new HttpError(fault, 'failing on purpose');

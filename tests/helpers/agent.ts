@@ -8,7 +8,7 @@ import { DEFAULT_JOB_TIMING } from '../../src/agent/job';
 import { silentLogger, type Logger } from '../../src/agent/logger';
 import { AgentMetrics } from '../../src/agent/metrics';
 import type { DevServer } from '../../src/devserver';
-import { tempDir } from './tmp';
+import { eventually, tempDir } from './tmp';
 
 export const ECHO_COMMANDS = {
   setup_command: 'echo setup phase',
@@ -78,4 +78,21 @@ export function startAgent(server: DevServer, conf: Record<string, unknown> = {}
 
 export function jobState(server: DevServer, id: string): unknown {
   return server.resultView(id)?.['job_state'];
+}
+
+/** Waits until the agent has come round its loop `turns` more times (counted by the server). */
+export async function morePolls(server: DevServer, agentId: string, turns = 2): Promise<void> {
+  const target = server.polls(agentId) + turns;
+  await eventually(() => server.polls(agentId) >= target, `${turns} more polls from ${agentId}`);
+}
+
+/**
+ * The invariant of an idle agent: once it has come round its loop again, the server shows it
+ * `waiting` (or the hold it is in: an operator's, or offline after a failed recovery) with no
+ * job. Call it when the agent has nothing left to do.
+ */
+export async function expectIdleOnServer(server: DevServer, agentId: string, state = 'waiting'): Promise<void> {
+  await morePolls(server, agentId);
+  const data = server.agents.get(agentId);
+  expect({ state: data?.['state'], job_id: data?.['job_id'] ?? '' }).toEqual({ state, job_id: '' });
 }
