@@ -65,6 +65,8 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     PATH: [paths.binDir, paths.runtimeBinDir, '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'),
     TESTFLINGER_AGENT_DIR: spec.agentDir,
     TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
+    // One process per agent_id on this host, whatever each conf's logging_basedir says.
+    TESTFLINGER_AGENT_LOCK_SCOPE: paths.root,
     // A sandbox exposes nothing beyond loopback.
     ...(paths.sandbox ? { TESTFLINGER_METRICS_HOST: '127.0.0.1' } : {}),
     ...spec.extraEnv,
@@ -86,7 +88,7 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
 }
 
 const PROGRAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const PROGRAM_KEYS = new Set(['command', 'directory', 'autostart', 'autorestart', 'startsecs', 'startretries', 'stopsignal', 'stopwaitsecs', 'redirect_stderr', 'stdout_logfile_maxbytes', 'stdout_logfile_backups', 'environment', 'user', 'killasgroup', 'stopasgroup']);
+const PROGRAM_KEYS = new Set(['command', 'directory', 'autostart', 'autorestart', 'exitcodes', 'startsecs', 'startretries', 'stopsignal', 'stopwaitsecs', 'redirect_stderr', 'stdout_logfile_maxbytes', 'stdout_logfile_backups', 'environment', 'user', 'killasgroup', 'stopasgroup']);
 
 function checkedPath(value: string): string {
   if (!/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw new SupervisorError('a host path has characters a program file cannot carry safely');

@@ -107,7 +107,7 @@ describe('config-changed with a good config', () => {
     expect(program).toMatch(/^\[program:agent-1\]$/m);
     expect(program).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent -c ${root}/srv/agent-configs/lab1/agent-1/testflinger-agent.conf -p 8200 --token-file ${root}/var/lib/testflinger-agent/refresh_token$`, 'm'));
     expect(program).toMatch(/^startsecs=1$/m);
-    expect(program).toMatch(/^autorestart=true$/m);
+    expect(program).toMatch(/^autorestart=unexpected$/m);
     expect(program).toMatch(/^redirect_stderr=true$/m);
     expect(program).not.toMatch(/^user=/m);
     expect(program).toMatch(new RegExp(`PATH="${root}/usr/local/bin:`));

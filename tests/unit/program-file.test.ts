@@ -17,7 +17,7 @@ describe('program files', () => {
     expect(text).toMatch(/^\[program:agent-101\]$/m);
     expect(text).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent -c \/srv\/agent-configs\/lab1\/agent-101\/testflinger-agent.conf -p 8201 --token-file \/var\/lib\/testflinger-agent\/refresh_token$/m);
     expect(text).toMatch(/^user=ubuntu$/m);
-    expect(text).toMatch(/^autorestart=true$/m);
+    expect(text).toMatch(/^autorestart=unexpected$/m);
     // An agent that exits at once (a bad conf) ends FATAL after a few tries, not in a loop.
     expect(text).toMatch(/^startsecs=1$/m);
     expect(text).toMatch(/^startretries=3$/m);
