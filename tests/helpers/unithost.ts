@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import execa from 'execa';
 import { hostPaths } from '../../src/charm/paths';
+import { failureText } from '../../src/common/exec';
 import { parseStatus, type ProgramStatus } from '../../src/charm/supervisor';
 import { createEmulatedUnit, dispatchEvent, type DispatchResult, type EmulatedUnit } from '../../src/hooktools/emulator';
 import { onCleanup, repoRoot, tempDir } from './tmp';
@@ -128,13 +129,25 @@ export class UnitHost {
   /** Runs a command as root inside the namespaces, with a root login's plain environment. */
   async exec(argv: readonly string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<ExecResult> {
     const env = { PATH: UNIT_PATH, HOME: '/root', LANG: 'C.UTF-8', ...options.env };
-    const result = await execa('nsenter', [...this.nsenter(), ...argv], { env, extendEnv: false, input: options.input ?? '', reject: false });
-    return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
+    const stdin = options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input };
+    const result = await execa('nsenter', [...this.nsenter(), ...argv], { env, extendEnv: false, reject: false, stripFinalNewline: false, ...stdin });
+    // Output as written (readFile gives a file whole); no exit code: it never ran or was killed.
+    return { stdout: result.stdout, stderr: result.stderr || failureText(result), exitCode: result.exitCode ?? -1 };
   }
 
   /** Runs a command as `user` (ids, groups, HOME, SHELL from the namespace's passwd), no root left. */
   execAs(user: string, argv: readonly string[], options: { input?: string } = {}): Promise<ExecResult> {
     return this.exec(['setpriv', `--reuid=${user}`, `--regid=${user}`, '--init-groups', '--reset-env', '--', ...argv], options);
+  }
+
+  /**
+   * Starts a long-running command (a dev server) inside the namespaces as root and returns at
+   * once; its output goes to /run/unithost/<name>.log, and it ends with the namespaces.
+   */
+  async background(name: string, argv: readonly string[]): Promise<string> {
+    const log = `${STATE_DIR}/${name}.log`;
+    await this.check(['sh', '-c', `"$@" >${log} 2>&1 </dev/null &`, 'sh', ...argv]);
+    return log;
   }
 
   /** exec, failing with the command's stderr when it exits non-zero. */
