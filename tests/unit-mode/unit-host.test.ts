@@ -83,10 +83,10 @@ describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () =
 
   it('install: packages checked by apt-get, ubuntu made by useradd, supervisord started by systemctl, agents RUNNING as ubuntu', async () => {
     await host.hook('install');
+    ubuntu = await host.userIds('ubuntu');
     const lockOption = `-o DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_S}`;
     expect(await host.standInCalls('apt-get')).toEqual([`${lockOption} update -q`, `${lockOption} install -y -q ${HOST_PACKAGES.join(' ')}`]);
     expect(await host.standInCalls('systemctl')).toEqual(['start supervisor']);
-    ubuntu = await host.userIds('ubuntu');
     expect(ubuntu.uid).toBeGreaterThan(0);
     // useradd wrote the namespace's /etc only.
     expect(fs.readFileSync('/etc/passwd', 'utf8')).toBe(realPasswd);
