@@ -8,17 +8,20 @@
  *   const host = await UnitHost.start({ config, keep: [repo.dir] });
  *   await host.hook('install');
  *   host.exec(['supervisorctl', 'status']); host.execAs('ubuntu', ['id', '-u']);
+ *   host.readFile('/home/ubuntu/.ssh/id_rsa'); host.stat(...); host.writeFile(path, text, { user: 'ubuntu' });
  *   await host.stop();
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { buildSync } from 'esbuild';
 import execa from 'execa';
 import { hostPaths } from '../../src/charm/paths';
 import { failureText } from '../../src/common/exec';
 import { parseStatus, type ProgramStatus } from '../../src/charm/supervisor';
+import type { DevServerOptions } from '../../src/devserver/server';
 import { createEmulatedUnit, dispatchEvent, type DispatchResult, type EmulatedUnit } from '../../src/hooktools/emulator';
-import { onCleanup, repoRoot, tempDir } from './tmp';
+import { eventually, onCleanup, repoRoot, tempDir } from './tmp';
 
 const FIXTURES = path.join(repoRoot, 'tests', 'fixtures', 'unit-host');
 const READY_WAIT_MS = 15_000;
@@ -150,6 +153,19 @@ export class UnitHost {
     return log;
   }
 
+  /**
+   * A dev server (src/devserver, any options: auth too) on the namespace's own 127.0.0.1, for
+   * the agents there; bundled for the occasion, as dist/devserver.js takes no auth options.
+   */
+  async devServer(options: DevServerOptions & { port: number }): Promise<string> {
+    const script = path.join(this.dir, 'devserver.js');
+    const entry = `import { DevServer } from './src/devserver/server';\nvoid new DevServer(${JSON.stringify(options)}).start().then((url) => console.log('listening on', url));\n`;
+    buildSync({ stdin: { contents: entry, resolveDir: repoRoot, loader: 'ts' }, bundle: true, platform: 'node', format: 'cjs', outfile: script, logLevel: 'error' });
+    const log = await this.background('devserver', [process.execPath, script]);
+    await eventually(async () => /listening on/.test((await this.exec(['cat', log])).stdout), `the dev server in the unit host (${log})`);
+    return `http://127.0.0.1:${options.port}`;
+  }
+
   /** exec, failing with the command's stderr when it exits non-zero. */
   async check(argv: readonly string[]): Promise<string> {
     const result = await this.exec(argv);
@@ -159,6 +175,13 @@ export class UnitHost {
 
   readFile(file: string): Promise<string> {
     return this.check(['cat', '--', file]);
+  }
+
+  /** Writes a file inside, as root or as `user` (so with that user's rights). */
+  async writeFile(file: string, content: string, options: { user?: string } = {}): Promise<void> {
+    const argv = ['sh', '-c', 'cat >"$1"', 'sh', file];
+    const result = options.user ? await this.execAs(options.user, argv, { input: content }) : await this.exec(argv, { input: content });
+    if (result.exitCode !== 0) throw new Error(`cannot write ${file} in the unit host: ${result.stderr.trim()}`);
   }
 
   async exists(file: string): Promise<boolean> {
@@ -178,6 +201,13 @@ export class UnitHost {
   async processUids(pid: number): Promise<number[]> {
     const status = await this.readFile(`/proc/${pid}/status`);
     return (/^Uid:\s+(.*)$/m.exec(status)?.[1] ?? '').split(/\s+/).map(Number);
+  }
+
+  /** The pids of the processes running as `user` (by their /proc entries' owner, no procps needed). */
+  async pidsOf(user: string): Promise<number[]> {
+    const { uid } = await this.userIds(user);
+    const out = await this.check(['find', '/proc', '-mindepth', '1', '-maxdepth', '1', '-name', '[0-9]*', '-uid', String(uid), '-printf', '%f\n']);
+    return out.split('\n').filter(Boolean).map(Number);
   }
 
   /** supervisorctl status, as an operator types it on the unit (Debian's conf, its socket). */

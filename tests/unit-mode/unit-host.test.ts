@@ -1,18 +1,20 @@
 /**
  * The charm's unit code paths, run for real: no AGENT_HOST_ROOT, the real dispatch with emulated
  * hook tools, in a unit-mode test host (private namespaces, see tests/helpers/unithost.ts). Agents
- * run under Debian's supervisord as the ubuntu user that useradd made, against a dev server in
- * the namespace's own loopback.
+ * run under Debian's supervisord as the ubuntu user that useradd made, and sign in to a dev server
+ * on the namespace's own loopback with the token the charm obtained.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { APT_LOCK_TIMEOUT_S, HOST_PACKAGES } from '../../src/charm/packages';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { b64, sshKeyPair } from '../helpers/charm';
-import { eventually, repoRoot } from '../helpers/tmp';
+import { eventually } from '../helpers/tmp';
 import { UnitHost, unitHostUnavailable } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
+/** The server wants every agent signed in: only an agent that can read its token file reports in. */
+const CREDENTIALS = { clientId: 'lab-host', secret: 'lab-secret' };
+const SECRET_ID = 'secret:d1lab0credentials0001';
 const skipReason = unitHostUnavailable();
 if (skipReason) console.warn(`skipping the unit-mode tests: ${skipReason}`);
 const describeUnit = skipReason ? describe.skip : describe;
@@ -32,9 +34,16 @@ async function pids(): Promise<Record<string, number | undefined>> {
   return Object.fromEntries([...(await host.programs())].map(([name, p]) => [name, p.pid]));
 }
 
-/** What the dev server in the namespace knows of each agent: its state. */
+/** What the dev server in the namespace knows of each agent (asked with a token of our own). */
 async function agentStates(): Promise<Record<string, string>> {
-  const script = `fetch('${SERVER}/v1/agents/data').then((r) => r.json()).then((a) => console.log(JSON.stringify(a)))`;
+  const script = `(async () => {
+    const basic = Buffer.from('${CREDENTIALS.clientId}:${CREDENTIALS.secret}').toString('base64');
+    const post = (p, init) => fetch('${SERVER}' + p, { method: 'POST', ...init }).then((r) => r.json());
+    const { refresh_token } = await post('/v1/oauth2/token', { headers: { authorization: 'Basic ' + basic } });
+    const { access_token } = await post('/v1/oauth2/refresh', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token }) });
+    const agents = await fetch('${SERVER}/v1/agents/data', { headers: { authorization: 'Bearer ' + access_token } }).then((r) => r.json());
+    console.log(JSON.stringify(agents));
+  })()`;
   const agents = JSON.parse(await host.check(['node', '-e', script])) as { name: string; state: string }[];
   return Object.fromEntries(agents.map((a) => [a.name, a.state]));
 }
@@ -70,11 +79,15 @@ describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () =
         'config-repo': repo.url,
         'config-dir': 'lab1',
         'testflinger-server': SERVER,
+        'credentials-secret': SECRET_ID,
         'ssh-private-key': b64(keys.privateKey),
         'ssh-public-key': b64(keys.publicKey),
       },
     });
-    await host.background('devserver', ['node', path.join(repoRoot, 'dist', 'devserver.js'), '--port', '8000']);
+    host.unit.update((s) => {
+      s.secrets[SECRET_ID] = { 'client-id': CREDENTIALS.clientId, 'secret-key': CREDENTIALS.secret };
+    });
+    await host.devServer({ port: 8000, auth: CREDENTIALS });
   });
 
   afterAll(async () => {
@@ -91,10 +104,13 @@ describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () =
     // useradd wrote the namespace's /etc only.
     expect(fs.readFileSync('/etc/passwd', 'utf8')).toBe(realPasswd);
 
-    await host.hook('config-changed');
-    await host.hook('start');
     await allRunning(['agent-1', 'agent-2']);
     await expectRunningAsUbuntu(['agent-1', 'agent-2']);
+    // Juju follows with config-changed and start: nothing changed, nothing restarts.
+    const before = await pids();
+    await host.hook('config-changed');
+    await host.hook('start');
+    expect(await pids()).toEqual(before);
     // Debian's supervisord, on Debian's socket, reading the charm's files from its conf.d.
     expect((await host.stat('/var/run/supervisor.sock')).type).toBe('socket');
     expect(await host.readFile('/etc/supervisor/conf.d/agent-1.conf')).toMatch(/^user=ubuntu$/m);
@@ -104,12 +120,13 @@ describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () =
     expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
   });
 
-  it('the SSH files and what the agents write are really owned by ubuntu', async () => {
+  it('the SSH files, the token file and what the agents write are really owned by ubuntu', async () => {
     expect(await host.stat('/home/ubuntu/.ssh')).toEqual({ ...ubuntu, mode: 0o700, type: 'directory' });
     expect(await host.stat('/home/ubuntu/.ssh/id_rsa')).toEqual({ ...ubuntu, mode: 0o600, type: 'regular file' });
     expect(await host.stat('/home/ubuntu/.ssh/id_rsa.pub')).toEqual({ ...ubuntu, mode: 0o644, type: 'regular file' });
     expect(await host.stat('/home/ubuntu/.ssh/config')).toEqual({ ...ubuntu, mode: 0o640, type: 'regular file' });
     expect(await host.readFile('/home/ubuntu/.ssh/id_rsa')).toBe(keys.privateKey);
+    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ ...ubuntu, mode: 0o600, type: 'regular file' });
     // The agent's lock, in the default logging_basedir: written by the agent itself.
     expect(await host.stat('/tmp/testflinger/logs/agent-1.pid')).toMatchObject(ubuntu);
     // ubuntu, and not root, can use the key.
@@ -169,7 +186,7 @@ describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () =
     await host.hook('remove');
     expect(await host.programs()).toEqual(new Map());
     expect((await host.check(['ls', '/etc/supervisor/conf.d'])).trim()).toBe('zz-testflinger-limits.conf');
-    expect((await host.exec(['pgrep', '-u', 'ubuntu'])).stdout).toBe('');
+    expect(await host.pidsOf('ubuntu')).toEqual([]);
     expect(await host.supervisordPid()).toBeDefined();
   });
 });
