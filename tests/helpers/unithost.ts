@@ -31,6 +31,12 @@ const STATE_DIR = '/run/unithost';
 /** Debian's root PATH, as Juju gives hooks; the test machine's node dir last, for dispatch to find. */
 const UNIT_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin', path.dirname(process.execPath)].join(':');
 const NAMESPACES = ['--mount', '--pid', '--net'];
+/** The fresh tmpfs init.sh mounts (the rest it overlays): what lies under them must be kept. */
+const TMPFS_DIRS = ['/tmp', '/home', '/srv', '/var/log', '/etc/supervisor', '/run', '/var/run'];
+
+function hiddenInside(p: string): boolean {
+  return TMPFS_DIRS.some((dir) => p === dir || p.startsWith(`${dir}/`));
+}
 
 export interface ExecResult {
   stdout: string;
@@ -50,8 +56,9 @@ export interface FileStat {
 export interface UnitHostOptions {
   config?: Record<string, unknown>;
   /**
-   * Paths under /tmp the charm must reach inside (config repos): /tmp is a fresh tmpfs there,
-   * so these are bound back in. They must exist before start; their contents stay live.
+   * Paths the charm must reach inside (config repos in /tmp): /tmp, /home, /srv... are fresh
+   * tmpfs there, so these are bound back in. They must exist before start; their contents stay
+   * live both ways. The unit's own dir, the checkout and node are kept without asking.
    */
   keep?: string[];
   charmDir?: string;
@@ -89,7 +96,9 @@ export class UnitHost {
   static async start(options: UnitHostOptions = {}): Promise<UnitHost> {
     const dir = tempDir('unithost');
     const charmDir = options.charmDir ?? repoRoot;
-    const keep = [dir, ...(options.keep ?? [])];
+    // The checkout (dispatch, dist/) and node may live under /home on a CI runner.
+    const needed = [dir, ...(options.keep ?? []), repoRoot, charmDir, path.dirname(process.execPath)].map((p) => path.resolve(p));
+    const keep = needed.filter(hiddenInside).filter((p, i, all) => !all.some((other, j) => (other === p && j < i) || p.startsWith(`${other}/`)));
     // --kill-child: if unshare dies, so does the namespace's init, and with it every process there.
     const holder = spawn('unshare', [...NAMESPACES, '--propagation', 'private', '--fork', '--mount-proc', '--kill-child', path.join(FIXTURES, 'init.sh'), FIXTURES, ...keep], {
       stdio: ['pipe', 'pipe', 'pipe'],
