@@ -26,6 +26,8 @@ import { eventually, onCleanup, repoRoot, tempDir } from './tmp';
 const FIXTURES = path.join(repoRoot, 'tests', 'fixtures', 'unit-host');
 const READY_WAIT_MS = 15_000;
 const EXIT_WAIT_MS = 10_000;
+/** Longest a command inside may take (the systemctl stand-in waits up to 30 s for a stop). */
+const EXEC_TIMEOUT_MS = 60_000;
 /** Where the stand-ins record their calls, inside the namespace. */
 const STATE_DIR = '/run/unithost';
 /** Debian's root PATH, as Juju gives hooks; the test machine's node dir last, for dispatch to find. */
@@ -82,9 +84,10 @@ export class UnitHost {
   /** The charm's paths on a unit (root `/`), as seen inside the namespace. */
   readonly paths = hostPaths('/');
   readonly unit: EmulatedUnit;
-  /** Holds the namespaces: dispatch and exec enter this pid's. */
   private constructor(
+    /** `unshare`, whose child holds the namespaces as their init. */
     private readonly holder: ChildProcess,
+    /** The namespaces' init as the real machine numbers it: dispatch and exec enter its namespaces. */
     readonly initPid: number,
     readonly dir: string,
     readonly charmDir: string,
@@ -142,7 +145,14 @@ export class UnitHost {
   async exec(argv: readonly string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<ExecResult> {
     const env = { PATH: UNIT_PATH, HOME: '/root', LANG: 'C.UTF-8', ...options.env };
     const stdin = options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input };
-    const result = await execa('nsenter', [...this.nsenter(), ...argv], { env, extendEnv: false, reject: false, stripFinalNewline: false, ...stdin });
+    const result = await execa('nsenter', [...this.nsenter(), ...argv], {
+      env,
+      extendEnv: false,
+      reject: false,
+      stripFinalNewline: false,
+      timeout: EXEC_TIMEOUT_MS,
+      ...stdin,
+    });
     // Output as written (readFile gives a file whole); no exit code: it never ran or was killed.
     return { stdout: result.stdout, stderr: result.stderr || failureText(result), exitCode: result.exitCode ?? -1 };
   }
