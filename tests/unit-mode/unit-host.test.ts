@@ -27,24 +27,39 @@ const keys = sshKeyPair();
 
 /** Polls fast: a USR1 restart shows within a poll. The run/log dirs are the defaults in /tmp. */
 function conf(name: string): string {
-  return agentConf(name, { server_address: SERVER, polling_interval: 1, setup_command: 'tf-setup', test_command: 'tf-test' });
+  return agentConf(name, {
+    server_address: SERVER,
+    polling_interval: 1,
+    setup_command: 'tf-setup',
+    provision_command: 'tf-provision',
+    test_command: 'tf-test',
+    cleanup_command: 'tf-cleanup',
+  });
 }
 
 async function pids(): Promise<Record<string, number | undefined>> {
   return Object.fromEntries([...(await host.programs())].map(([name, p]) => [name, p.pid]));
 }
 
-/** What the dev server in the namespace knows of each agent (asked with a token of our own). */
-async function agentStates(): Promise<Record<string, string>> {
+/** A call to the dev server in the namespace (from inside: its loopback is the namespace's), signed in. */
+async function serverApi(method: 'GET' | 'POST', route: string, body?: unknown): Promise<unknown> {
   const script = `(async () => {
     const basic = Buffer.from('${CREDENTIALS.clientId}:${CREDENTIALS.secret}').toString('base64');
     const post = (p, init) => fetch('${SERVER}' + p, { method: 'POST', ...init }).then((r) => r.json());
     const { refresh_token } = await post('/v1/oauth2/token', { headers: { authorization: 'Basic ' + basic } });
-    const { access_token } = await post('/v1/oauth2/refresh', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token }) });
-    const agents = await fetch('${SERVER}/v1/agents/data', { headers: { authorization: 'Bearer ' + access_token } }).then((r) => r.json());
-    console.log(JSON.stringify(agents));
+    const json = { 'content-type': 'application/json' };
+    const { access_token } = await post('/v1/oauth2/refresh', { headers: json, body: JSON.stringify({ refresh_token }) });
+    const init = { method: '${method}', headers: { ...json, authorization: 'Bearer ' + access_token } };
+    const body = process.argv[1];
+    const answer = await fetch('${SERVER}${route}', body ? { ...init, body } : init);
+    console.log(await answer.text());
   })()`;
-  const agents = JSON.parse(await host.check(['node', '-e', script])) as { name: string; state: string }[];
+  return JSON.parse(await host.check(['node', '-e', script, ...(body === undefined ? [] : [JSON.stringify(body)])]));
+}
+
+/** What the dev server knows of each agent: its state. */
+async function agentStates(): Promise<Record<string, string>> {
+  const agents = (await serverApi('GET', '/v1/agents/data')) as { name: string; state: string }[];
   return Object.fromEntries(agents.map((a) => [a.name, a.state]));
 }
 
@@ -132,6 +147,21 @@ describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () =
     // ubuntu, and not root, can use the key.
     expect((await host.execAs('ubuntu', ['sh', '-c', 'head -c 10 ~/.ssh/id_rsa'])).stdout).toBe(keys.privateKey.slice(0, 10));
     expect((await host.execAs('ubuntu', ['cat', '/etc/shadow'])).exitCode).not.toBe(0);
+  });
+
+  it('a job runs to completion through the phase scripts, its commands as ubuntu', async () => {
+    const { job_id: id } = (await serverApi('POST', '/v1/job', {
+      job_queue: 'agent-1-queue',
+      provision_data: { distro: 'noble' },
+      test_data: { test_cmds: 'echo "$(id -un) $HOME"; touch ~/.job-was-here' },
+    })) as { job_id: string };
+    const result = await eventually(async () => {
+      const view = (await serverApi('GET', `/v1/result/${id}`)) as Record<string, unknown>;
+      return view['job_state'] === 'complete' ? view : undefined;
+    }, 'the job complete', 30_000);
+    expect(result).toMatchObject({ setup_status: 0, provision_status: 0, test_status: 0, cleanup_status: 0 });
+    expect(result['test_output']).toMatch(/ubuntu \/home\/ubuntu/);
+    expect(await host.stat('/home/ubuntu/.job-was-here')).toMatchObject(ubuntu);
   });
 
   it('update-configs adds an agent: it starts as ubuntu; the others and supervisord keep running', async () => {
