@@ -75,6 +75,18 @@ export function unitHostUnavailable(): string | undefined {
   return undefined;
 }
 
+/**
+ * describe() for tests that need a unit host: skipped, with the reason printed, where one cannot
+ * be made; with UNIT_MODE_REQUIRED=1 (CI, as root) that is a failure instead of a skip.
+ */
+export function describeOnUnitHost(name: string, tests: () => void): void {
+  const reason = unitHostUnavailable();
+  if (!reason) return describe(name, tests);
+  if (process.env['UNIT_MODE_REQUIRED']) throw new Error(`UNIT_MODE_REQUIRED is set, but ${reason}`);
+  console.warn(`skipping "${name}": ${reason}`);
+  describe.skip(`${name} (skipped: ${reason})`, tests);
+}
+
 function parseStat(line: string): FileStat {
   const [uid = '', gid = '', mode = '', ...type] = line.trim().split(' ');
   return { uid: Number(uid), gid: Number(gid), mode: parseInt(mode, 8), type: type.join(' ') };

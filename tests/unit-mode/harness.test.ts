@@ -7,17 +7,14 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { eventually, tempDir } from '../helpers/tmp';
-import { UnitHost, unitHostUnavailable } from '../helpers/unithost';
+import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
 
-const skipReason = unitHostUnavailable();
-if (skipReason) console.warn(`skipping the unit-mode tests: ${skipReason}`);
-const describeUnit = skipReason ? describe.skip : describe;
 
 /** Every place the charm writes on a unit, and a file name no one else uses. */
 const PRIVATE_DIRS = ['/etc/supervisor/conf.d', '/srv', '/home', '/usr/local/bin', '/var/lib', '/var/log/supervisor', '/var/run', '/tmp'];
 const probe = `unithost-probe-${randomBytes(4).toString('hex')}`;
 
-describeUnit('the unit-mode test host', () => {
+describeOnUnitHost('the unit-mode test host', () => {
   let host: UnitHost;
   let shared: string;
   const realPasswd = fs.readFileSync('/etc/passwd', 'utf8');

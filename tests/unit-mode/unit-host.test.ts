@@ -9,15 +9,12 @@ import { APT_LOCK_TIMEOUT_S, HOST_PACKAGES } from '../../src/charm/packages';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { b64, sshKeyPair } from '../helpers/charm';
 import { eventually } from '../helpers/tmp';
-import { UnitHost, unitHostUnavailable } from '../helpers/unithost';
+import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
 /** The server wants every agent signed in: only an agent that can read its token file reports in. */
 const CREDENTIALS = { clientId: 'lab-host', secret: 'lab-secret' };
 const SECRET_ID = 'secret:d1lab0credentials0001';
-const skipReason = unitHostUnavailable();
-if (skipReason) console.warn(`skipping the unit-mode tests: ${skipReason}`);
-const describeUnit = skipReason ? describe.skip : describe;
 
 let host: UnitHost;
 let repo: ConfigRepo;
@@ -84,7 +81,7 @@ async function expectRunningAsUbuntu(names: string[]): Promise<void> {
   }
 }
 
-describeUnit(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () => {
+describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () => {
   beforeAll(async () => {
     repo = new ConfigRepo('lab1');
     repo.addAgent('agent-1', conf('agent-1')).addAgent('agent-2', conf('agent-2')).commit('two agents');
