@@ -29,7 +29,7 @@ export function writeSshFiles(paths: HostPaths, config: CharmConfig, owner: File
   try {
     return asUser(owner, () => {
       fs.mkdirSync(paths.sshDir, { recursive: true, mode: 0o700 });
-      if (!fs.lstatSync(paths.sshDir).isDirectory()) throw new SshFilesError(`${paths.sshDir} is not a directory (a link?)`);
+      if (!fs.lstatSync(paths.sshDir).isDirectory()) throw new SshFilesError(`SSH files: ${paths.sshDir} is not a directory (a link?)`);
       let changed = false;
       for (const [file, content, mode] of files) {
         if (content !== '') changed = writeFileAtomic(file, content, mode) || changed;
@@ -38,6 +38,6 @@ export function writeSshFiles(paths: HostPaths, config: CharmConfig, owner: File
     });
   } catch (error) {
     if (error instanceof SshFilesError) throw error;
-    throw new SshFilesError(`cannot write the SSH files in ${paths.sshDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new SshFilesError(`SSH files: cannot write them in ${paths.sshDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
 }

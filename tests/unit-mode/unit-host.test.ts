@@ -138,7 +138,10 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(await host.stat('/home/ubuntu/.ssh/id_rsa.pub')).toEqual({ ...ubuntu, mode: 0o644, type: 'regular file' });
     expect(await host.stat('/home/ubuntu/.ssh/config')).toEqual({ ...ubuntu, mode: 0o640, type: 'regular file' });
     expect(await host.readFile('/home/ubuntu/.ssh/id_rsa')).toBe(keys.privateKey);
-    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ ...ubuntu, mode: 0o600, type: 'regular file' });
+    // The token is root's, readable by the agents' group: no job can replace it.
+    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: ubuntu.gid, mode: 0o640, type: 'regular file' });
+    expect(await host.stat('/var/lib/testflinger-agent')).toMatchObject({ uid: 0, gid: 0, type: 'directory' });
+    expect((await host.execAs('ubuntu', ['sh', '-c', 'echo x > /var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
     // The agent's lock, in the default logging_basedir: written by the agent itself.
     expect(await host.stat('/tmp/testflinger/logs/agent-1.pid')).toMatchObject(ubuntu);
     // ubuntu, and not root, can use the key.
@@ -192,6 +195,22 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     await expectRunningAsUbuntu(['agent-1', 'agent-2', 'agent-3']);
     await host.hook('update-status');
     expect(host.status).toEqual({ status: 'active', message: '3 agents running' });
+  });
+
+  it('a job that turns ~/.ssh into a link to conf.d gets nothing written or chowned there; the agents keep running', async () => {
+    const before = await pids();
+    expect((await host.execAs('ubuntu', ['sh', '-c', 'rm -rf ~/.ssh && ln -s /etc/supervisor/conf.d ~/.ssh'])).exitCode).toBe(0);
+    await host.hook('config-changed');
+    expect(host.status?.status).toBe('blocked');
+    expect(host.status?.message).toMatch(/^SSH files: \/home\/ubuntu\/\.ssh is not a directory/);
+    expect((await host.check(['ls', '/etc/supervisor/conf.d'])).split('\n').filter((f) => /id_rsa|config/.test(f))).toEqual([]);
+    expect(await host.stat('/etc/supervisor/conf.d')).toMatchObject({ uid: 0, gid: 0 });
+    expect(await pids()).toEqual(before);
+    // The job's mess undone: the next hook writes the files again and the unit is active.
+    expect((await host.execAs('ubuntu', ['sh', '-c', 'rm ~/.ssh'])).exitCode).toBe(0);
+    await host.hook('config-changed');
+    expect(host.status).toEqual({ status: 'active', message: '3 agents running' });
+    expect(await host.stat('/home/ubuntu/.ssh/id_rsa')).toMatchObject({ ...ubuntu, mode: 0o600 });
   });
 
   it('upgrade-charm: every agent, idle, restarts on its own (USR1) and comes back as ubuntu; supervisord stays', async () => {
