@@ -138,7 +138,7 @@ describe('an agent host on a real supervisord', () => {
     await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'job complete', 30000);
     const result = server.resultView(id) as Record<string, unknown>;
     expect(result).toMatchObject({ setup_status: 0, provision_status: 0, test_status: 0, cleanup_status: 0 });
-    expect(result['provision_output']).toMatch(/fake device 127\.0\.0\.1\] would provision noble/);
+    expect(result['provision_output']).toMatch(/fake device 127\.0\.0\.1\] would provision "noble"/);
     expect(result['test_output']).toMatch(/hello from 127\.0\.0\.1/);
   });
 });
