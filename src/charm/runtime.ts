@@ -7,12 +7,29 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
-import { gitClient } from '../common/git';
 import type { HostPaths } from './paths';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
+type RuntimeProgram = (typeof RUNTIME_PROGRAMS)[number];
 /** Versions kept on disk: the current one and the one before, for a quick way back. */
 const VERSIONS_KEPT = 2;
+
+/**
+ * Where a packed charm holds its Node.js: the layout of Node's own release archives, so npm sits
+ * where a node binary expects it (<bin>/../lib/node_modules/npm).
+ */
+export const SHIPPED_NODE = 'node/bin/node';
+export const SHIPPED_NPM_DIR = 'node/lib/node_modules/npm';
+
+/**
+ * V8 flags per program, chosen by measurement (bench/results.md): the agent is idle most of its
+ * life and one runs per device, so its private memory counts many times. The connector runs once
+ * per phase and does the real work; it keeps V8's defaults.
+ */
+export const NODE_FLAGS: Record<RuntimeProgram, readonly string[]> = {
+  'testflinger-agent': ['--max-semi-space-size=1', '--max-old-space-size=64', '--single-threaded-gc'],
+  'testflinger-device-connector': [],
+};
 
 export class RuntimeError extends Error {
   override readonly name = 'RuntimeError';
@@ -21,8 +38,23 @@ export class RuntimeError extends Error {
   }
 }
 
-export function runtimeVersionOf(bundleDir: string, label: string): string {
-  const digest = sha256(...RUNTIME_PROGRAMS.map((p) => fs.readFileSync(path.join(bundleDir, `${p}.js`))));
+/**
+ * The Node.js the charm's programs run on: the binary shipped in the charm. In a sandbox root
+ * (tests, the demo, the benchmark) or a dev checkout without one, the Node running this code, so
+ * that those work on a machine with only its own Node.
+ */
+export function runtimeNodePath(charmDir: string, sandbox: boolean): string {
+  const shipped = path.join(charmDir, SHIPPED_NODE);
+  return !sandbox && fs.existsSync(shipped) ? shipped : process.execPath;
+}
+
+/**
+ * A version is named by its content: the bundles and, when it carries its own, the Node binary.
+ * The same charm installed twice is the same version, and nothing restarts.
+ */
+export function runtimeVersionOf(bundleDir: string, label: string, nodeBinary?: string): string {
+  const parts = RUNTIME_PROGRAMS.map((p) => fs.readFileSync(path.join(bundleDir, `${p}.js`)));
+  const digest = sha256(...parts, ...(nodeBinary ? [fs.readFileSync(nodeBinary)] : []));
   return `${label}-${digest.slice(0, 12)}`;
 }
 
@@ -34,24 +66,43 @@ export function currentRuntimeVersion(paths: HostPaths): string | null {
   }
 }
 
-/** Installs the bundles found in bundleDir; returns the version now current. */
-export function installRuntime(paths: HostPaths, bundleDir: string, label: string, nodePath: string): { version: string; changed: boolean } {
+/**
+ * The wrapper that program files and phase scripts call: the node of the version `current`
+ * points at (or, in a sandbox, the node given) with the program's flags, on that version's bundle.
+ */
+export function wrapperScript(paths: HostPaths, program: RuntimeProgram, node: { copied: true } | { path: string }): string {
+  const nodeCommand = 'copied' in node ? path.join(paths.runtimeCurrent, 'node') : node.path;
+  const command = [nodeCommand, ...NODE_FLAGS[program], path.join(paths.runtimeCurrent, `${program}.js`), '"$@"'].join(' ');
+  return `#!/bin/sh\n# ${program}, the version ${paths.runtimeCurrent} points at (managed by the charm).\nexec ${command}\n`;
+}
+
+/**
+ * Installs the bundles found in bundleDir with nodePath; returns the version now current. On a
+ * unit the Node binary is copied into the version, so the runtime needs nothing from the charm
+ * directory and survives charm upgrades; a sandbox root (copyNode false) runs nodePath in place,
+ * as copying a 100 MB binary into every test's root would only cost time.
+ */
+export function installRuntime(paths: HostPaths, bundleDir: string, label: string, nodePath: string, options: { copyNode?: boolean } = {}): { version: string; changed: boolean } {
+  const copyNode = options.copyNode ?? !paths.sandbox;
   for (const p of RUNTIME_PROGRAMS) {
     if (!fs.existsSync(path.join(bundleDir, `${p}.js`))) throw new RuntimeError(`${bundleDir} has no ${p}.js to install`);
   }
-  const version = runtimeVersionOf(bundleDir, label);
+  if (copyNode && !fs.existsSync(nodePath)) throw new RuntimeError(`no Node.js binary at ${nodePath} to install`);
+  const version = runtimeVersionOf(bundleDir, label, copyNode ? nodePath : undefined);
   const target = path.join(paths.runtimeVersionsDir, version);
   if (!fs.existsSync(target)) {
     const staging = `${target}.tmp-${randomBytes(3).toString('hex')}`;
     fs.mkdirSync(staging, { recursive: true });
     for (const p of RUNTIME_PROGRAMS) fs.copyFileSync(path.join(bundleDir, `${p}.js`), path.join(staging, `${p}.js`));
+    if (copyNode) {
+      fs.copyFileSync(nodePath, path.join(staging, 'node'));
+      fs.chmodSync(path.join(staging, 'node'), 0o755);
+    }
     fs.writeFileSync(path.join(staging, 'VERSION'), `${version}\n`);
     fs.renameSync(staging, target);
   }
-  for (const p of RUNTIME_PROGRAMS) {
-    const wrapper = `#!/bin/sh\n# ${p}, the version ${paths.runtimeCurrent} points at (managed by the charm).\nexec ${nodePath} ${path.join(paths.runtimeCurrent, `${p}.js`)} "$@"\n`;
-    writeFileAtomic(path.join(paths.runtimeBinDir, p), wrapper, 0o755);
-  }
+  const node = copyNode ? ({ copied: true } as const) : { path: nodePath };
+  for (const p of RUNTIME_PROGRAMS) writeFileAtomic(path.join(paths.runtimeBinDir, p), wrapperScript(paths, p, node), 0o755);
   const changed = currentRuntimeVersion(paths) !== version;
   if (changed) switchSymlink(paths.runtimeCurrent, path.join('versions', version));
   pruneVersions(paths, version);
@@ -67,9 +118,51 @@ function pruneVersions(paths: HostPaths, current: string): void {
   for (const v of versions) if (!keep.has(v.name)) fs.rmSync(path.join(paths.runtimeVersionsDir, v.name), { recursive: true, force: true });
 }
 
+/** Longer refs are refused outright: no branch or tag name worth building is this long. */
+const MAX_REF_LENGTH = 200;
+
 /**
- * Builds the runtime from a ref of the project's source: clone, `npm ci`, `npm run build`.
- * Returns the directory holding the built bundles; the caller installs and removes it.
+ * Refuses a ref that is not a plain branch, tag or commit name (git check-ref-format's rules, and
+ * a narrower alphabet), so nothing from the action can reach git as an option.
+ */
+export function validateRef(ref: string): string {
+  const reason =
+    ref.length === 0 ? 'it is empty'
+    : ref.length > MAX_REF_LENGTH ? `it is longer than ${MAX_REF_LENGTH} characters`
+    : !/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(ref) ? 'it must start with a letter or digit and hold only letters, digits and . _ / -'
+    : /\.\.|\/\/|\/\.|\.lock(\/|$)|[/.]$/.test(ref) ? 'git does not allow "..", "//", a part starting with "." or ending in ".lock", or a trailing "/" or "."'
+    : undefined;
+  if (reason) throw new RuntimeError(`refusing ref ${JSON.stringify(ref.slice(0, 80))}: ${reason}`);
+  return ref;
+}
+
+const GIT_TIMEOUT_MS = 5 * 60_000;
+const NPM_CI_TIMEOUT_MS = 15 * 60_000;
+const BUILD_TIMEOUT_MS = 5 * 60_000;
+
+/**
+ * npm as a program and its leading arguments: the npm beside the node binary (where a packed
+ * charm ships it, as Node's release archives do). A dev checkout whose Node came without npm
+ * there (Debian's nodejs) uses the npm on PATH.
+ */
+export function npmCommand(nodePath: string): { file: string; args: string[] } {
+  const cli = path.resolve(path.dirname(nodePath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  return fs.existsSync(cli) ? { file: nodePath, args: [cli] } : { file: 'npm', args: [] };
+}
+
+/** The commit a validated ref names in a fresh clone: a branch of origin, a tag, or a commit. */
+async function resolveRef(run: Runner, checkout: string, ref: string, env: Record<string, string>): Promise<string> {
+  for (const candidate of [`refs/remotes/origin/${ref}`, `refs/tags/${ref}`, ref]) {
+    const found = await run('git', ['-C', checkout, 'rev-parse', '--verify', '--quiet', '--end-of-options', `${candidate}^{commit}`], { env, okExitCodes: [1, 128], timeoutMs: GIT_TIMEOUT_MS });
+    if (found.exitCode === 0) return found.stdout.trim();
+  }
+  throw new RuntimeError(`no branch, tag or commit named ${ref}`);
+}
+
+/**
+ * Builds the runtime from a ref of the project's source: clone, `npm ci`, `npm run build`, with
+ * the npm and node the charm runs on (the unit need not have either). Returns the directory
+ * holding the built bundles; the caller installs and removes it.
  */
 export async function buildRuntimeFromSource(
   run: Runner,
@@ -77,20 +170,25 @@ export async function buildRuntimeFromSource(
   ref: string,
   workDir: string,
   home: string,
+  nodePath: string = process.execPath,
 ): Promise<{ bundleDir: string; commit: string }> {
+  validateRef(ref);
   const checkout = path.join(workDir, `source-${randomBytes(3).toString('hex')}`);
-  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, GIT_TERMINAL_PROMPT: '0' };
+  // The build's `node` is ours too: npm scripts call `node` by name.
+  const env = { PATH: `${path.dirname(nodePath)}:${process.env['PATH'] ?? '/usr/bin:/bin'}`, HOME: home, GIT_TERMINAL_PROMPT: '0' };
+  let commit: string;
   try {
-    await gitClient(env).clone(repoUrl, checkout, ['--no-checkout']);
-    await gitClient(env, checkout).checkout(ref);
+    await run('git', ['clone', '--quiet', '--no-checkout', '--', repoUrl, checkout], { env, timeoutMs: GIT_TIMEOUT_MS });
+    commit = await resolveRef(run, checkout, ref, env);
+    await run('git', ['-C', checkout, 'checkout', '--quiet', '--detach', commit], { env, timeoutMs: GIT_TIMEOUT_MS });
   } catch (error) {
     throw new RuntimeError(`cannot check out ${ref} of ${repoUrl}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
-  const commit = (await gitClient(env, checkout).revparse(['HEAD'])).trim();
-  const npmEnv = { ...env, npm_config_cache: path.join(home, '.npm'), CI: 'true' };
+  const npm = npmCommand(nodePath);
+  const npmEnv = { ...env, CI: 'true' };
   try {
-    await run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv });
-    await run('npm', ['run', 'build'], { cwd: checkout, env: npmEnv });
+    await run(npm.file, [...npm.args, 'ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv, timeoutMs: NPM_CI_TIMEOUT_MS });
+    await run(npm.file, [...npm.args, 'run', 'build'], { cwd: checkout, env: npmEnv, timeoutMs: BUILD_TIMEOUT_MS });
   } catch (error) {
     throw new RuntimeError(`building ${ref} of ${repoUrl} failed: ${(error as Error).message}`, { cause: error });
   }
