@@ -141,14 +141,27 @@ const GIT_TIMEOUT_MS = 5 * 60_000;
 const NPM_CI_TIMEOUT_MS = 15 * 60_000;
 const BUILD_TIMEOUT_MS = 5 * 60_000;
 
+const isExecutable = (file: string) => {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+};
+
 /**
  * npm as a program and its leading arguments: the npm beside the node binary (where a packed
  * charm ships it, as Node's release archives do). A dev checkout whose Node came without npm
- * there (Debian's nodejs) uses the npm on PATH.
+ * there (Debian's nodejs) uses the npm on PATH. Found before anything runs: a program that is not
+ * there would fail late, and execa keeps a timed-out run's timer alive after such a failure.
  */
-export function npmCommand(nodePath: string): { file: string; args: string[] } {
+export function npmCommand(nodePath: string, searchPath = process.env['PATH'] ?? ''): { file: string; args: string[] } {
   const cli = path.resolve(path.dirname(nodePath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
-  return fs.existsSync(cli) ? { file: nodePath, args: [cli] } : { file: 'npm', args: [] };
+  if (fs.existsSync(cli)) return { file: nodePath, args: [cli] };
+  const onPath = searchPath.split(':').filter(Boolean).map((dir) => path.join(dir, 'npm')).find(isExecutable);
+  if (onPath) return { file: onPath, args: [] };
+  throw new RuntimeError(`no npm to build with: none beside ${nodePath} (where the charm ships it) and none on PATH`);
 }
 
 /** The commit a validated ref names in a fresh clone: a branch of origin, a tag, or a commit. */
@@ -174,6 +187,7 @@ export async function buildRuntimeFromSource(
   nodePath: string = process.execPath,
 ): Promise<{ bundleDir: string; commit: string }> {
   validateRef(ref);
+  const npm = npmCommand(nodePath);
   const checkout = path.join(workDir, `source-${randomBytes(3).toString('hex')}`);
   // The build's `node` is ours too: npm scripts call `node` by name.
   const env = { PATH: `${path.dirname(nodePath)}:${process.env['PATH'] ?? '/usr/bin:/bin'}`, HOME: home, GIT_TERMINAL_PROMPT: '0' };
@@ -185,7 +199,6 @@ export async function buildRuntimeFromSource(
   } catch (error) {
     throw new RuntimeError(`cannot check out ${ref} of ${repoUrl}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
-  const npm = npmCommand(nodePath);
   const npmEnv = { ...env, CI: 'true' };
   try {
     await run(npm.file, [...npm.args, 'ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv, timeoutMs: NPM_CI_TIMEOUT_MS });

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
 import { SHIPPED_NODE, SHIPPED_NPM_DIR } from '../charm/runtime';
 import { defaultCacheDir, hostArch, nodeBinary, npmPackageDir, type CharmArch } from './noderuntime';
-import { writeZip, type ZipEntry } from './zip';
+import { readZip, writeZip, type ZipEntry } from './zip';
 
 export const CHARM_NAME = 'testflinger-agent-host';
 export const CHARM_BUNDLES = ['charm', 'testflinger-agent', 'testflinger-device-connector'];
@@ -95,14 +95,23 @@ export function packCharm(projectDir: string, outFile?: string, options: PackOpt
   return { file, arch, bytes: zip.length, members: entries.length };
 }
 
-/** The charm's files laid out under dir (charmcraft's part install dir), less what charmcraft writes. */
-export function stageCharm(projectDir: string, dir: string, options: PackOptions = {}): { members: number } {
-  const entries = charmEntries(projectDir, options).filter((e) => !CHARMCRAFT_WRITES.has(e.name));
+function writeEntries(entries: readonly ZipEntry[], dir: string): void {
   for (const entry of entries) {
     const file = path.join(dir, entry.name);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, entry.data, { mode: entry.mode });
     fs.chmodSync(file, entry.mode);
   }
+}
+
+/** The charm's files laid out under dir (charmcraft's part install dir), less what charmcraft writes. */
+export function stageCharm(projectDir: string, dir: string, options: PackOptions = {}): { members: number } {
+  const entries = charmEntries(projectDir, options).filter((e) => !CHARMCRAFT_WRITES.has(e.name));
+  writeEntries(entries, dir);
   return { members: entries.length };
+}
+
+/** A .charm unpacked into dir with its modes, as Juju unpacks it on a unit. */
+export function unpackCharm(charmFile: string, dir: string): void {
+  writeEntries(readZip(fs.readFileSync(charmFile)), dir);
 }

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { SHIPPED_NODE_LINE, NODE_RELEASES, hostArch } from '../../src/pack/noderuntime';
-import { charmEntries, packCharm } from '../../src/pack/pack';
+import { charmEntries, packCharm, unpackCharm } from '../../src/pack/pack';
 import { readZip, type ZipEntry } from '../../src/pack/zip';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
@@ -49,11 +49,7 @@ it.each([['amd64', 0x3e], ['arm64', 0xb7]] as const)('for %s, holds the pinned n
 it('unpacked, its dispatch runs the charm on the shipped node, which installs and configures an agent host in a sandbox root', async () => {
   const dir = tempDir('charm');
   const unpacked = path.join(dir, 'unpacked');
-  for (const entry of readZip(fs.readFileSync(charmFile))) {
-    const file = path.join(unpacked, entry.name);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, entry.data, { mode: entry.mode });
-  }
+  unpackCharm(charmFile, unpacked);
   const repo = new ConfigRepo('lab1');
   repo.addAgent('agent-a', agentConf('agent-a', { server_address: '127.0.0.1:9' })).commit();
   const sandbox = new Sandbox({ 'config-repo': repo.url, 'config-dir': 'lab1' }, unpacked);
