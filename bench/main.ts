@@ -30,7 +30,7 @@ interface AgentRuntime {
 }
 const pinnedNode = (line: NodeLine) => nodeBinary(hostArch(), NODE_CACHE, line);
 /** What the charm installs: the shipped line with the agent's flags. */
-const shipped = (): AgentRuntime => ({ label: `Node ${SHIPPED_NODE_LINE}, charm's flags`, node: pinnedNode(SHIPPED_NODE_LINE), flags: NODE_FLAGS['testflinger-agent'] });
+const shipped = (): AgentRuntime => ({ label: `Node ${SHIPPED_NODE_LINE}, charm's flags (${NODE_FLAGS['testflinger-agent'].join(' ') || 'none'})`, node: pinnedNode(SHIPPED_NODE_LINE), flags: NODE_FLAGS['testflinger-agent'] });
 /** The baseline the issue measured: Node 20 with V8's defaults. */
 const node20 = (): AgentRuntime => ({ label: 'Node 20, defaults', node: pinnedNode('20'), flags: [] });
 const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'b@localhost', GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'b@localhost' };
@@ -341,12 +341,13 @@ async function sevenPhaseJobs(server: DevServer, agentName: string): Promise<{ p
   return { pickupToComplete, submitToComplete };
 }
 
-/** The same jobs on Node 20 with V8's defaults, for the ratio. */
-async function jobsOnNode20(server: DevServer, url: string, dir: string): Promise<number> {
-  const agent = startAgent(agentConf(dir, url, 'job-agent-20', { ...SEVEN_PHASES, polling_interval: 1 }), node20());
+/** The same jobs on another runtime (each pinned line, V8's defaults), for the ratios. */
+async function jobsOn(runtime: AgentRuntime, server: DevServer, url: string, dir: string): Promise<number> {
+  const name = `job-agent-${path.basename(path.dirname(path.dirname(runtime.node)))}`;
+  const agent = startAgent(agentConf(dir, url, name, { ...SEVEN_PHASES, polling_interval: 1 }), runtime);
   try {
-    await waitUntil('the Node 20 agent to report in', 20_000, () => server.agents.get('job-agent-20')?.['state'] === 'waiting');
-    return median((await sevenPhaseJobs(server, 'job-agent-20')).pickupToComplete);
+    await waitUntil(`${name} to report in`, 20_000, () => server.agents.get(name)?.['state'] === 'waiting');
+    return median((await sevenPhaseJobs(server, name)).pickupToComplete);
   } finally {
     agent.kill('SIGTERM');
   }
@@ -369,8 +370,12 @@ async function benchJobs(): Promise<void> {
     const { pickupToComplete, submitToComplete } = await sevenPhaseJobs(server, 'job-agent');
     const overhead = median(pickupToComplete) - median(direct);
     row(`7-phase \`true\` job, pickup → complete (median of 5; ${shipped().label})`, ms(median(pickupToComplete)), `the 7 commands run directly ${ms(median(direct))}`, median(pickupToComplete) / Math.max(1, median(direct)), '≤ 500 ms (upstream 25 s)');
-    const on20 = await jobsOnNode20(server, url, dir);
-    row('7-phase `true` job, pickup → complete, against Node 20', ms(median(pickupToComplete)), `${node20().label} ${ms(on20)}`, median(pickupToComplete) / on20, '—');
+    const on20 = await jobsOn(node20(), server, url, dir);
+    for (const line of Object.keys(NODE_RELEASES) as NodeLine[]) {
+      const other = line === '20' ? on20 : await jobsOn(asRuntime(line, []), server, url, dir);
+      row(`7-phase job, pickup → complete, Node ${line} defaults`, ms(other), `${node20().label} ${ms(on20)}`, other / on20, '—');
+    }
+    row(`7-phase job, pickup → complete, ${shipped().label}`, ms(median(pickupToComplete)), `${node20().label} ${ms(on20)}`, median(pickupToComplete) / on20, '—');
     row('per-phase overhead', ms(overhead / 7), '—', '—', '—');
     row('7-phase job, submit → complete, polling every 1 s (median of 5)', ms(median(submitToComplete)), 'half a polling interval 500 ms', median(submitToComplete) / 500, '—');
 
@@ -398,17 +403,19 @@ async function benchJobs(): Promise<void> {
 async function main(): Promise<void> {
   const started = Date.now();
   say(`testflinger-agent-host benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores, node ${process.version}${QUICK ? ' (quick)' : ''}`);
+  // --only=agents,memory: just those parts (hooks, agents, memory, jobs).
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
-  const runtimeBytes = !only || only === 'hooks' ? await benchHooks() : 0;
-  if (!only || only === 'agents') await benchFootprint();
-  if (!only || only === 'memory') await benchNodeLines();
-  if (!only || only === 'jobs') await benchJobs();
+  const runs = (part: string) => !only || only.split(',').includes(part);
+  const runtimeBytes = runs('hooks') ? await benchHooks() : 0;
+  if (runs('agents')) await benchFootprint();
+  if (runs('memory')) await benchNodeLines();
+  if (runs('jobs')) await benchJobs();
   say('\n# Sizes');
   for (const arch of CHARM_ARCHES) {
     const charm = packCharm(CHARM_DIR, path.join(tmp('pack'), `${arch}.charm`), { arch });
     row(`.charm archive, ${arch}`, `${(charm.bytes / 1024 / 1024).toFixed(1)} MiB`, '—', '—', '—');
   }
-  row('installed runtime (one version)', `${(runtimeBytes / 1024).toFixed(0)} KiB`, '—', '—', '—');
+  if (runtimeBytes) row('installed runtime (one version, sandbox: bundles only)', `${(runtimeBytes / 1024).toFixed(0)} KiB`, '—', '—', '—');
   const seconds = ((Date.now() - started) / 1000).toFixed(0);
   const table = ['| figure | value | baseline (same run) | ratio | target |', '|---|---|---|---|---|', ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.baseline} | ${r.ratio} | ${r.target} |`)].join('\n');
   const method = `## Method

@@ -22,13 +22,14 @@ export const SHIPPED_NODE = 'node/bin/node';
 export const SHIPPED_NPM_DIR = 'node/lib/node_modules/npm';
 
 /**
- * Node flags per program, chosen by measurement (bench/results.md). No V8 flag moved an idle
- * agent's private memory on Node 20 by more than noise; --single-threaded costs nothing there and
- * takes V8's background threads away, which counts against the host's process limit once per
- * device. The connector runs once per phase and does the real work: V8's defaults.
+ * Node flags per program, chosen by measurement (bench/results.md): on Node 20 no V8 flag moved
+ * an idle agent's private memory by more than noise (±0.4 MB of 9.5 MB), and --single-threaded
+ * even left a freshly started agent 2 MB bigger, so the agent runs on V8's defaults. On Node 22
+ * and 24 --lite-mode saves 0.5-3 MB; revisit with the line. MALLOC_ARENA_MAX=1 saves 5-11% on
+ * every line but is left out: set in the wrapper, every job's commands would inherit it.
  */
 export const NODE_FLAGS: Record<RuntimeProgram, readonly string[]> = {
-  'testflinger-agent': ['--single-threaded'],
+  'testflinger-agent': [],
   'testflinger-device-connector': [],
 };
 
