@@ -280,23 +280,28 @@ const lineRuntimes = (): AgentRuntime[] => {
   return (Object.keys(NODE_RELEASES) as NodeLine[]).flatMap((line) => sets.map((set) => asRuntime(line, set)));
 };
 
+/** Agents per line and flag set: one agent's figure moves by 2 MB with when its last GC ran. */
+const REPLICAS = QUICK ? 1 : 3;
+
 /**
- * Idle agents on every line with every flag set, all at once against one server (same machine,
- * same moment): memory sampled three times after they settle, median taken.
+ * Idle agents on every line with every flag set, REPLICAS of each, all at once against one server
+ * (same machine, same moment), started round-robin so that no set is always started first:
+ * memory sampled three times after they settle; the median over samples and replicas is kept.
  */
 async function benchNodeLines(): Promise<void> {
   say('\n# Idle agent memory by Node.js line and V8 flags (all running side by side)');
   const server = new DevServer();
   const url = await server.start();
   const dir = tmp('lines');
-  const agents: Sampled[] = lineRuntimes().map((runtime, i) => {
+  const runtimes = lineRuntimes();
+  const agents: Sampled[] = Array.from({ length: REPLICAS }, () => runtimes).flat().map((runtime, i) => {
     const name = `line-agent-${i}`;
     return { runtime, name, process: startAgent(agentConf(dir, url, name), runtime), memory: [], cpu0: 0, cpu: 0, threads: 0 };
   });
   try {
-    await waitUntil('every agent to report in', 120_000, () => agents.every((a) => server.agents.get(a.name)?.['state'] === 'waiting'));
+    await waitUntil('every agent to report in', 180_000, () => agents.every((a) => server.agents.get(a.name)?.['state'] === 'waiting'));
     // Past a poll or two (every 10 s), so the polling path has run and its garbage been collected.
-    await sleep(QUICK ? 5_000 : 15_000);
+    await sleep(QUICK ? 5_000 : 20_000);
     for (const a of agents) a.cpu0 = cpuSeconds(a.process.pid as number);
     for (let i = 0; i < 3; i++) {
       for (const a of agents) a.memory.push(processMemory(a.process.pid as number));
@@ -308,14 +313,17 @@ async function benchNodeLines(): Promise<void> {
     for (const a of agents) a.process.kill('SIGTERM');
     await server.stop();
   }
-  const med = (a: Sampled, field: keyof Memory) => median(a.memory.map((m) => m[field]));
-  const reference = agents.find((a) => a.runtime.node === pinnedNode('20') && a.runtime.flags.length === 0) as Sampled;
+  const of = (runtime: AgentRuntime) => agents.filter((a) => a.runtime === runtime);
+  const med = (runtime: AgentRuntime, field: keyof Memory) => median(of(runtime).flatMap((a) => a.memory.map((m) => m[field])));
+  const reference = runtimes.find((r) => r.node === pinnedNode('20') && r.flags.length === 0 && !Object.keys(r.env ?? {}).length) as AgentRuntime;
   const windowS = QUICK ? 6 : 30;
-  lineRows.push(`| Node.js line, flags | Private_Dirty | ratio to Node 20 defaults | RSS | PSS | CPU over ${windowS} s | threads |`, '|---|---|---|---|---|---|---|');
-  for (const a of agents) {
-    const ratio = med(a, 'privateDirtyKb') / med(reference, 'privateDirtyKb');
-    lineRows.push(`| ${a.runtime.label} | ${mb(med(a, 'privateDirtyKb'))} | ${ratio.toFixed(2)}× | ${mb(med(a, 'rssKb'))} | ${mb(med(a, 'pssKb'))} | ${a.cpu.toFixed(2)} s | ${a.threads} |`);
-    say(`  ${a.runtime.label}: Private_Dirty ${mb(med(a, 'privateDirtyKb'))} (${ratio.toFixed(2)}×), RSS ${mb(med(a, 'rssKb'))}, PSS ${mb(med(a, 'pssKb'))}, CPU ${a.cpu.toFixed(2)} s`);
+  lineRows.push(`| Node.js line, flags (${REPLICAS} agents each) | Private_Dirty | ratio to Node 20 defaults | RSS | PSS | CPU over ${windowS} s (median) | threads |`, '|---|---|---|---|---|---|---|');
+  for (const runtime of runtimes) {
+    const ratio = med(runtime, 'privateDirtyKb') / med(reference, 'privateDirtyKb');
+    const cpu = median(of(runtime).map((a) => a.cpu));
+    const range = of(runtime).map((a) => mb(median(a.memory.map((m) => m.privateDirtyKb)))).join(', ');
+    lineRows.push(`| ${runtime.label} | ${mb(med(runtime, 'privateDirtyKb'))} (${range}) | ${ratio.toFixed(2)}× | ${mb(med(runtime, 'rssKb'))} | ${mb(med(runtime, 'pssKb'))} | ${cpu.toFixed(2)} s | ${of(runtime)[0]?.threads} |`);
+    say(`  ${runtime.label}: Private_Dirty ${mb(med(runtime, 'privateDirtyKb'))} [${range}] (${ratio.toFixed(2)}×), RSS ${mb(med(runtime, 'rssKb'))}, PSS ${mb(med(runtime, 'pssKb'))}, CPU ${cpu.toFixed(2)} s`);
   }
 }
 const lineRows: string[] = [];
@@ -421,7 +429,7 @@ async function main(): Promise<void> {
   const method = `## Method
 - Hooks: the real \`dispatch\` run as Juju runs it (environment built from scratch, emulated hook tools on PATH), \`AGENT_HOST_ROOT\` in a temp dir, a real git config repo, the real supervisord the charm starts. Agent programs are replaced by \`sleep\` after install, so the figure is the charm's own cost. "Fresh unit" is the first config-changed after install (clone, render, add every program to the supervisord that install started); "nothing changed" is five more config-changed runs; restarts are counted from supervisord's pids before and after. Baseline: \`node -e 0\` started the same way, median of 10.
 - Node.js: agents run on the pinned node-linux-${hostArch() === 'amd64' ? 'x64' : 'arm64'} binaries (${(Object.keys(NODE_RELEASES) as NodeLine[]).map((l) => NODE_RELEASES[l].version).join(', ')}), \`${shipped().label}\` being what the charm installs (flags: \`${NODE_FLAGS['testflinger-agent'].join(' ') || 'none'}\`); "Node 20, defaults" is the same agent on Node ${NODE_RELEASES['20'].version} without flags, running at the same time.
-- Lines and flags: one idle agent per line and flag set, all started together against one dev server, polling every 10 s; after all reported in and ${QUICK ? 5 : 15} s more, /proc/<pid>/smaps_rollup is read three times ${QUICK ? 2 : 10} s apart and the median kept; CPU is over that window.
+- Lines and flags: ${REPLICAS} idle agents per line and flag set, all started together (round-robin) against one dev server, polling every 10 s; after all reported in and ${QUICK ? 5 : 20} s more, /proc/<pid>/smaps_rollup is read three times ${QUICK ? 2 : 10} s apart; the figure is the median over samples and agents, each agent's own median in brackets. VAR=value items are set in the agent's environment, the rest are node flags. One agent's figure moves by up to 2 MB with when V8 last collected garbage, so differences under ~0.5 MB are noise.
 - Footprint: one real agent process polling the dev server every 10 s; memory from /proc/<pid>/smaps_rollup after it reported in; CPU from /proc/<pid>/stat over the window; requests counted at the server. Baseline: an idle \`node -e setInterval\` process. The total PSS is of ${QUICK ? 10 : 50} more idle agents started meanwhile (shared pages of the Node binary counted once).
 - Jobs: a real agent process with \`true\` as every phase command, five 7-phase jobs; pickup is the server's 200 to \`GET /v1/job\`, complete is when the server holds \`job_state: complete\`. Baseline: the seven commands run directly with /bin/sh. Live log: 40 lines stamped with the time they were printed, latency to the server's receipt of their fragment.
 - Upstream figures are those recorded in the project's issue on a machine of this kind; the upstream agent cannot be installed here (no PyPI), so it was not rerun.

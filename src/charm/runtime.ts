@@ -103,10 +103,11 @@ export function installRuntime(paths: HostPaths, bundleDir: string, label: strin
     fs.writeFileSync(path.join(staging, 'VERSION'), `${version}\n`);
     fs.renameSync(staging, target);
   }
-  const node = copyNode ? ({ copied: true } as const) : { path: nodePath };
-  for (const p of RUNTIME_PROGRAMS) writeFileAtomic(path.join(paths.runtimeBinDir, p), wrapperScript(paths, p, node), 0o755);
+  // The link first: a wrapper of before runs any version, a new one needs current/node.
   const changed = currentRuntimeVersion(paths) !== version;
   if (changed) switchSymlink(paths.runtimeCurrent, path.join('versions', version));
+  const node = copyNode ? ({ copied: true } as const) : { path: nodePath };
+  for (const p of RUNTIME_PROGRAMS) writeFileAtomic(path.join(paths.runtimeBinDir, p), wrapperScript(paths, p, node), 0o755);
   pruneVersions(paths, version);
   return { version, changed };
 }
