@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'yaml';
 import { SHIPPED_NODE_LINE, NODE_RELEASES, hostArch } from '../../src/pack/noderuntime';
-import { charmEntries, packCharm, unpackCharm } from '../../src/pack/pack';
+import { charmEntries, packCharm, stageCharm, unpackCharm } from '../../src/pack/pack';
 import { readZip, type ZipEntry } from '../../src/pack/zip';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
@@ -44,6 +44,15 @@ it.each([['amd64', 0x3e], ['arm64', 0xb7]] as const)('for %s, holds the pinned n
   const entries = charmEntries(repoRoot, { arch });
   expect(manifestOf(entries)).toMatchObject({ bases: [{ architectures: [arch] }] });
   expect(elfMachine(entry(entries, 'node/bin/node')!.data)).toBe(machine);
+});
+
+it("laid out for charmcraft's part (--into), holds the same files less those charmcraft writes itself", () => {
+  const dir = tempDir('stage');
+  stageCharm(repoRoot, dir, { arch: 'arm64' });
+  for (const own of ['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml']) expect(fs.existsSync(path.join(dir, own))).toBe(false);
+  for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js', 'node/bin/node']) expect(fs.statSync(path.join(dir, exe)).mode & 0o777).toBe(0o755);
+  expect(elfMachine(fs.readFileSync(path.join(dir, 'node/bin/node')))).toBe(0xb7);
+  expect(fs.existsSync(path.join(dir, 'node/lib/node_modules/npm/bin/npm-cli.js'))).toBe(true);
 });
 
 it('unpacked, its dispatch runs the charm on the shipped node, which installs and configures an agent host in a sandbox root', async () => {
