@@ -350,8 +350,7 @@ async function sevenPhaseJobs(server: DevServer, agentName: string): Promise<{ p
 }
 
 /** The same jobs on another runtime (each pinned line, V8's defaults), for the ratios. */
-async function jobsOn(runtime: AgentRuntime, server: DevServer, url: string, dir: string): Promise<number> {
-  const name = `job-agent-${path.basename(path.dirname(path.dirname(runtime.node)))}`;
+async function jobsOn(name: string, runtime: AgentRuntime, server: DevServer, url: string, dir: string): Promise<number> {
   const agent = startAgent(agentConf(dir, url, name, { ...SEVEN_PHASES, polling_interval: 1 }), runtime);
   try {
     await waitUntil(`${name} to report in`, 20_000, () => server.agents.get(name)?.['state'] === 'waiting');
@@ -378,9 +377,9 @@ async function benchJobs(): Promise<void> {
     const { pickupToComplete, submitToComplete } = await sevenPhaseJobs(server, 'job-agent');
     const overhead = median(pickupToComplete) - median(direct);
     row(`7-phase \`true\` job, pickup → complete (median of 5; ${shipped().label})`, ms(median(pickupToComplete)), `the 7 commands run directly ${ms(median(direct))}`, median(pickupToComplete) / Math.max(1, median(direct)), '≤ 500 ms (upstream 25 s)');
-    const on20 = await jobsOn(node20(), server, url, dir);
+    const on20 = await jobsOn('job-agent-20', node20(), server, url, dir);
     for (const line of Object.keys(NODE_RELEASES) as NodeLine[]) {
-      const other = line === '20' ? on20 : await jobsOn(asRuntime(line, []), server, url, dir);
+      const other = line === '20' ? on20 : await jobsOn(`job-agent-${line}`, asRuntime(line, []), server, url, dir);
       row(`7-phase job, pickup → complete, Node ${line} defaults`, ms(other), `${node20().label} ${ms(on20)}`, other / on20, '—');
     }
     row(`7-phase job, pickup → complete, ${shipped().label}`, ms(median(pickupToComplete)), `${node20().label} ${ms(on20)}`, median(pickupToComplete) / on20, '—');

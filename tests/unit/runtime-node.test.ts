@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostPaths } from '../../src/charm/paths';
-import { NODE_FLAGS, installRuntime, runtimeNodePath } from '../../src/charm/runtime';
+import { NODE_FLAGS, installRuntime, npmCommand, runtimeNodePath } from '../../src/charm/runtime';
 import { tempDir } from '../helpers/tmp';
 
 /** Bundles that print which node runs them and with which flags. */
@@ -33,20 +33,23 @@ it('copies the node into the version; the wrappers run it with the program flags
   // The shipped flags may be none (the measured choice): give the agent one, to see it arrive.
   const shippedFlags = NODE_FLAGS['testflinger-agent'];
   NODE_FLAGS['testflinger-agent'] = ['--stack-size=900'];
-  const root = tempDir('root');
-  const paths = hostPaths(root);
-  const node = charmNode('build-1');
-  const { version } = installRuntime(paths, bundles(), 'charm', node, { copyNode: true });
-  const copied = path.join(paths.runtimeVersionsDir, version, 'node');
-  expect(fs.readFileSync(copied).equals(fs.readFileSync(node))).toBe(true);
-  expect(fs.statSync(copied).mode & 0o777).toBe(0o755);
-  fs.rmSync(path.dirname(node), { recursive: true });
-  const agent = runWrapper(root, 'testflinger-agent', '-c', 'x.conf');
-  expect(agent.execPath).toBe(copied);
-  expect(agent.execArgv).toEqual(['--stack-size=900']);
-  expect(agent.args).toEqual(['-c', 'x.conf']);
-  expect(runWrapper(root, 'testflinger-device-connector').execArgv).toEqual(NODE_FLAGS['testflinger-device-connector']);
-  NODE_FLAGS['testflinger-agent'] = shippedFlags;
+  try {
+    const root = tempDir('root');
+    const paths = hostPaths(root);
+    const node = charmNode('build-1');
+    const { version } = installRuntime(paths, bundles(), 'charm', node, { copyNode: true });
+    const copied = path.join(paths.runtimeVersionsDir, version, 'node');
+    expect(fs.readFileSync(copied).equals(fs.readFileSync(node))).toBe(true);
+    expect(fs.statSync(copied).mode & 0o777).toBe(0o755);
+    fs.rmSync(path.dirname(node), { recursive: true });
+    const agent = runWrapper(root, 'testflinger-agent', '-c', 'x.conf');
+    expect(agent.execPath).toBe(copied);
+    expect(agent.execArgv).toEqual(['--stack-size=900']);
+    expect(agent.args).toEqual(['-c', 'x.conf']);
+    expect(runWrapper(root, 'testflinger-device-connector').execArgv).toEqual(NODE_FLAGS['testflinger-device-connector']);
+  } finally {
+    NODE_FLAGS['testflinger-agent'] = shippedFlags;
+  }
 });
 
 it('names a version by bundles and node: the same pair is the same version, a new node is a new one', () => {
@@ -77,4 +80,17 @@ it("the charm's own node is its shipped binary on a unit; in a sandbox or a chec
   fs.writeFileSync(path.join(charmDir, 'node/bin/node'), '');
   expect(runtimeNodePath(charmDir, false)).toBe(path.join(charmDir, 'node/bin/node'));
   expect(runtimeNodePath(charmDir, true)).toBe(process.execPath);
+});
+
+it('builds with the npm beside the node (where the charm ships it), else the one on PATH, else says there is none', () => {
+  const charm = tempDir('charm');
+  const node = path.join(charm, 'node/bin/node');
+  const cli = path.join(charm, 'node/lib/node_modules/npm/bin/npm-cli.js');
+  const pathDir = tempDir('path');
+  expect(() => npmCommand(node, pathDir)).toThrow(/no npm to build with: none beside .*node\/bin\/node .* and none on PATH/);
+  fs.writeFileSync(path.join(pathDir, 'npm'), '#!/bin/sh\n', { mode: 0o755 });
+  expect(npmCommand(node, pathDir)).toEqual({ file: path.join(pathDir, 'npm'), args: [] });
+  fs.mkdirSync(path.dirname(cli), { recursive: true });
+  fs.writeFileSync(cli, '');
+  expect(npmCommand(node, pathDir)).toEqual({ file: node, args: [cli] });
 });
