@@ -4,13 +4,14 @@ import { runCommand, type Runner } from '../common/exec';
 import { readHostCapacity, type HostCapacity } from './limits';
 import { hostPathsFromEnv, type HostPaths } from './paths';
 import { portIsFree } from './ports';
+import { runtimeNodePath } from './runtime';
 import { Supervisor, type SupervisorControl } from './supervisor';
 import { TemplateRenderer } from './templates';
 
 export interface Host {
   readonly paths: HostPaths;
   readonly charmDir: string;
-  /** The Node.js that runs the charm; the runtime wrappers use it too. */
+  /** The Node.js the runtime wrappers run: the charm's own (runtimeNodePath says which). */
   readonly nodePath: string;
   readonly run: Runner;
   readonly renderer: TemplateRenderer;
@@ -25,7 +26,7 @@ export function createHost(options: { paths: HostPaths; charmDir: string; run?: 
   return {
     paths: options.paths,
     charmDir: options.charmDir,
-    nodePath: options.nodePath ?? process.execPath,
+    nodePath: options.nodePath ?? runtimeNodePath(options.charmDir, options.paths.sandbox),
     run,
     renderer,
     supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer),

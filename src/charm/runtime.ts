@@ -7,12 +7,31 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
-import { gitClient } from '../common/git';
 import type { HostPaths } from './paths';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
+type RuntimeProgram = (typeof RUNTIME_PROGRAMS)[number];
 /** Versions kept on disk: the current one and the one before, for a quick way back. */
 const VERSIONS_KEPT = 2;
+
+/**
+ * Where a packed charm holds its Node.js: the layout of Node's own release archives, so npm sits
+ * where a node binary expects it (<bin>/../lib/node_modules/npm).
+ */
+export const SHIPPED_NODE = 'node/bin/node';
+export const SHIPPED_NPM_DIR = 'node/lib/node_modules/npm';
+
+/**
+ * Node flags per program, chosen by measurement (bench/results.md): on Node 20 no V8 flag moved
+ * an idle agent's private memory by more than noise (±0.4 MB of 9.5 MB), and --single-threaded
+ * even left a freshly started agent 2 MB bigger, so the agent runs on V8's defaults. On Node 22
+ * and 24 --lite-mode saves 0.5-3 MB; revisit with the line. MALLOC_ARENA_MAX=1 saves 5-11% on
+ * every line but is left out: set in the wrapper, every job's commands would inherit it.
+ */
+export const NODE_FLAGS: Record<RuntimeProgram, readonly string[]> = {
+  'testflinger-agent': [],
+  'testflinger-device-connector': [],
+};
 
 export class RuntimeError extends Error {
   override readonly name = 'RuntimeError';
@@ -21,8 +40,23 @@ export class RuntimeError extends Error {
   }
 }
 
-export function runtimeVersionOf(bundleDir: string, label: string): string {
-  const digest = sha256(...RUNTIME_PROGRAMS.map((p) => fs.readFileSync(path.join(bundleDir, `${p}.js`))));
+/**
+ * The Node.js the charm's programs run on: the binary shipped in the charm. In a sandbox root
+ * (tests, the demo, the benchmark) or a dev checkout without one, the Node running this code, so
+ * that those work on a machine with only its own Node.
+ */
+export function runtimeNodePath(charmDir: string, sandbox: boolean): string {
+  const shipped = path.join(charmDir, SHIPPED_NODE);
+  return !sandbox && fs.existsSync(shipped) ? shipped : process.execPath;
+}
+
+/**
+ * A version is named by its content: the bundles and, when it carries its own, the Node binary.
+ * The same charm installed twice is the same version, and nothing restarts.
+ */
+export function runtimeVersionOf(bundleDir: string, label: string, nodeBinary?: string): string {
+  const parts = RUNTIME_PROGRAMS.map((p) => fs.readFileSync(path.join(bundleDir, `${p}.js`)));
+  const digest = sha256(...parts, ...(nodeBinary ? [fs.readFileSync(nodeBinary)] : []));
   return `${label}-${digest.slice(0, 12)}`;
 }
 
@@ -34,26 +68,46 @@ export function currentRuntimeVersion(paths: HostPaths): string | null {
   }
 }
 
-/** Installs the bundles found in bundleDir; returns the version now current. */
-export function installRuntime(paths: HostPaths, bundleDir: string, label: string, nodePath: string): { version: string; changed: boolean } {
+/**
+ * The wrapper that program files and phase scripts call: the node of the version `current`
+ * points at (or, in a sandbox, the node given) with the program's flags, on that version's bundle.
+ */
+export function wrapperScript(paths: HostPaths, program: RuntimeProgram, node: { copied: true } | { path: string }): string {
+  const nodeCommand = 'copied' in node ? path.join(paths.runtimeCurrent, 'node') : node.path;
+  const command = [nodeCommand, ...NODE_FLAGS[program], path.join(paths.runtimeCurrent, `${program}.js`), '"$@"'].join(' ');
+  return `#!/bin/sh\n# ${program}, the version ${paths.runtimeCurrent} points at (managed by the charm).\nexec ${command}\n`;
+}
+
+/**
+ * Installs the bundles found in bundleDir with nodePath; returns the version now current. On a
+ * unit the Node binary is copied into the version, so the runtime needs nothing from the charm
+ * directory and survives charm upgrades; a sandbox root (copyNode false) runs nodePath in place,
+ * as copying a 100 MB binary into every test's root would only cost time.
+ */
+export function installRuntime(paths: HostPaths, bundleDir: string, label: string, nodePath: string, options: { copyNode?: boolean } = {}): { version: string; changed: boolean } {
+  const copyNode = options.copyNode ?? !paths.sandbox;
   for (const p of RUNTIME_PROGRAMS) {
     if (!fs.existsSync(path.join(bundleDir, `${p}.js`))) throw new RuntimeError(`${bundleDir} has no ${p}.js to install`);
   }
-  const version = runtimeVersionOf(bundleDir, label);
+  if (copyNode && !fs.existsSync(nodePath)) throw new RuntimeError(`no Node.js binary at ${nodePath} to install`);
+  const version = runtimeVersionOf(bundleDir, label, copyNode ? nodePath : undefined);
   const target = path.join(paths.runtimeVersionsDir, version);
   if (!fs.existsSync(target)) {
     const staging = `${target}.tmp-${randomBytes(3).toString('hex')}`;
     fs.mkdirSync(staging, { recursive: true });
     for (const p of RUNTIME_PROGRAMS) fs.copyFileSync(path.join(bundleDir, `${p}.js`), path.join(staging, `${p}.js`));
+    if (copyNode) {
+      fs.copyFileSync(nodePath, path.join(staging, 'node'));
+      fs.chmodSync(path.join(staging, 'node'), 0o755);
+    }
     fs.writeFileSync(path.join(staging, 'VERSION'), `${version}\n`);
     fs.renameSync(staging, target);
   }
-  for (const p of RUNTIME_PROGRAMS) {
-    const wrapper = `#!/bin/sh\n# ${p}, the version ${paths.runtimeCurrent} points at (managed by the charm).\nexec ${nodePath} ${path.join(paths.runtimeCurrent, `${p}.js`)} "$@"\n`;
-    writeFileAtomic(path.join(paths.runtimeBinDir, p), wrapper, 0o755);
-  }
+  // The link first: a wrapper of before runs any version, a new one needs current/node.
   const changed = currentRuntimeVersion(paths) !== version;
   if (changed) switchSymlink(paths.runtimeCurrent, path.join('versions', version));
+  const node = copyNode ? ({ copied: true } as const) : { path: nodePath };
+  for (const p of RUNTIME_PROGRAMS) writeFileAtomic(path.join(paths.runtimeBinDir, p), wrapperScript(paths, p, node), 0o755);
   pruneVersions(paths, version);
   return { version, changed };
 }
@@ -67,9 +121,64 @@ function pruneVersions(paths: HostPaths, current: string): void {
   for (const v of versions) if (!keep.has(v.name)) fs.rmSync(path.join(paths.runtimeVersionsDir, v.name), { recursive: true, force: true });
 }
 
+/** Longer refs are refused outright: no branch or tag name worth building is this long. */
+const MAX_REF_LENGTH = 200;
+
 /**
- * Builds the runtime from a ref of the project's source: clone, `npm ci`, `npm run build`.
- * Returns the directory holding the built bundles; the caller installs and removes it.
+ * Refuses a ref that is not a plain branch, tag or commit name (git check-ref-format's rules, and
+ * a narrower alphabet), so nothing from the action can reach git as an option.
+ */
+export function validateRef(ref: string): string {
+  const reason =
+    ref.length === 0 ? 'it is empty'
+    : ref.length > MAX_REF_LENGTH ? `it is longer than ${MAX_REF_LENGTH} characters`
+    : !/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(ref) ? 'it must start with a letter or digit and hold only letters, digits and . _ / -'
+    : /\.\.|\/\/|\/\.|\.lock(\/|$)|[/.]$/.test(ref) ? 'git does not allow "..", "//", a part starting with "." or ending in ".lock", or a trailing "/" or "."'
+    : undefined;
+  if (reason) throw new RuntimeError(`refusing ref ${JSON.stringify(ref.slice(0, 80))}: ${reason}`);
+  return ref;
+}
+
+const GIT_TIMEOUT_MS = 5 * 60_000;
+const NPM_CI_TIMEOUT_MS = 15 * 60_000;
+const BUILD_TIMEOUT_MS = 5 * 60_000;
+
+const isExecutable = (file: string) => {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * npm as a program and its leading arguments: the npm beside the node binary (where a packed
+ * charm ships it, as Node's release archives do). A dev checkout whose Node came without npm
+ * there (Debian's nodejs) uses the npm on PATH. Found before anything runs: a program that is not
+ * there would fail late, and execa keeps a timed-out run's timer alive after such a failure.
+ */
+export function npmCommand(nodePath: string, searchPath = process.env['PATH'] ?? ''): { file: string; args: string[] } {
+  const cli = path.resolve(path.dirname(nodePath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
+  if (fs.existsSync(cli)) return { file: nodePath, args: [cli] };
+  const onPath = searchPath.split(':').filter(Boolean).map((dir) => path.join(dir, 'npm')).find(isExecutable);
+  if (onPath) return { file: onPath, args: [] };
+  throw new RuntimeError(`no npm to build with: none beside ${nodePath} (where the charm ships it) and none on PATH`);
+}
+
+/** The commit a validated ref names in a fresh clone: a branch of origin, a tag, or a commit. */
+async function resolveRef(run: Runner, checkout: string, ref: string, env: Record<string, string>): Promise<string> {
+  for (const candidate of [`refs/remotes/origin/${ref}`, `refs/tags/${ref}`, ref]) {
+    const found = await run('git', ['-C', checkout, 'rev-parse', '--verify', '--quiet', '--end-of-options', `${candidate}^{commit}`], { env, okExitCodes: [1, 128], timeoutMs: GIT_TIMEOUT_MS });
+    if (found.exitCode === 0) return found.stdout.trim();
+  }
+  throw new RuntimeError(`no branch, tag or commit named ${ref}`);
+}
+
+/**
+ * Builds the runtime from a ref of the project's source: clone, `npm ci`, `npm run build`, with
+ * the npm and node the charm runs on (the unit need not have either). Returns the directory
+ * holding the built bundles; the caller installs and removes it.
  */
 export async function buildRuntimeFromSource(
   run: Runner,
@@ -77,20 +186,25 @@ export async function buildRuntimeFromSource(
   ref: string,
   workDir: string,
   home: string,
+  nodePath: string = process.execPath,
 ): Promise<{ bundleDir: string; commit: string }> {
+  validateRef(ref);
+  const npm = npmCommand(nodePath);
   const checkout = path.join(workDir, `source-${randomBytes(3).toString('hex')}`);
-  const env = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: home, GIT_TERMINAL_PROMPT: '0' };
+  // The build's `node` is ours too: npm scripts call `node` by name.
+  const env = { PATH: `${path.dirname(nodePath)}:${process.env['PATH'] ?? '/usr/bin:/bin'}`, HOME: home, GIT_TERMINAL_PROMPT: '0' };
+  let commit: string;
   try {
-    await gitClient(env).clone(repoUrl, checkout, ['--no-checkout']);
-    await gitClient(env, checkout).checkout(ref);
+    await run('git', ['clone', '--quiet', '--no-checkout', '--', repoUrl, checkout], { env, timeoutMs: GIT_TIMEOUT_MS });
+    commit = await resolveRef(run, checkout, ref, env);
+    await run('git', ['-C', checkout, 'checkout', '--quiet', '--detach', commit], { env, timeoutMs: GIT_TIMEOUT_MS });
   } catch (error) {
     throw new RuntimeError(`cannot check out ${ref} of ${repoUrl}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
-  const commit = (await gitClient(env, checkout).revparse(['HEAD'])).trim();
-  const npmEnv = { ...env, npm_config_cache: path.join(home, '.npm'), CI: 'true' };
+  const npmEnv = { ...env, CI: 'true' };
   try {
-    await run('npm', ['ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv });
-    await run('npm', ['run', 'build'], { cwd: checkout, env: npmEnv });
+    await run(npm.file, [...npm.args, 'ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv, timeoutMs: NPM_CI_TIMEOUT_MS });
+    await run(npm.file, [...npm.args, 'run', 'build'], { cwd: checkout, env: npmEnv, timeoutMs: BUILD_TIMEOUT_MS });
   } catch (error) {
     throw new RuntimeError(`building ${ref} of ${repoUrl} failed: ${(error as Error).message}`, { cause: error });
   }

@@ -4,7 +4,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { dispatchEvent } from '../../src/hooktools/emulator';
 import { Sandbox } from '../helpers/sandbox';
+import { repoRoot, tempDir } from '../helpers/tmp';
 
 describe('dispatch as Juju runs it', () => {
   it('runs a hook: the event reaches the charm, which sets its status through status-set', async () => {
@@ -48,5 +50,20 @@ describe('dispatch as Juju runs it', () => {
     fs.writeFileSync(path.join(sandbox.root, 'var/lib/testflinger-agent-host/state.json'), '{broken');
     await expect(sandbox.hook('update-status')).rejects.toThrow(/hook update-status failed \(1\)/);
     expect(sandbox.unit.state().logs.some((l) => l.level === 'ERROR' && /JSON/.test(l.message))).toBe(true);
+  });
+
+  it('outside a sandbox, a charm without its shipped node stops and says why: no apt nodejs, no node from PATH', async () => {
+    const sandbox = new Sandbox({});
+    // apt-get records any call; node on PATH records being asked to run the charm (the emulated
+    // hook tools, standing in for Juju's, run on it too).
+    const decoys = tempDir('decoys');
+    const calledMarker = path.join(decoys, 'called');
+    const decoy = (name: string, body: string) => fs.writeFileSync(path.join(decoys, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    decoy('apt-get', `echo apt-get >> ${calledMarker}`);
+    decoy('node', `case "$1" in *charm.js) echo node >> ${calledMarker} ;; esac\nexec ${process.execPath} "$@"`);
+    const result = await dispatchEvent(sandbox.unit, 'hooks/update-status', { charmDir: repoRoot, env: { PATH: `${sandbox.unit.binDir}:${decoys}:/usr/bin:/bin` } });
+    expect(result.exitCode).toBe(1);
+    expect(fs.existsSync(calledMarker) ? fs.readFileSync(calledMarker, 'utf8') : '').toBe('');
+    expect(sandbox.unit.state().logs).toContainEqual(expect.objectContaining({ level: 'ERROR', message: expect.stringMatching(/this charm has no .*node\/bin\/node: pack it/) }));
   });
 });

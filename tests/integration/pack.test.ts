@@ -1,42 +1,64 @@
 /** The .charm archive: what is in it, with which modes, and that its dispatch runs a unit. */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse } from 'yaml';
-import { packCharm } from '../../src/pack/pack';
-import { readZip } from '../../src/pack/zip';
+import { SHIPPED_NODE_LINE, NODE_RELEASES, hostArch } from '../../src/pack/noderuntime';
+import { charmEntries, packCharm, stageCharm, unpackCharm } from '../../src/pack/pack';
+import { readZip, type ZipEntry } from '../../src/pack/zip';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
-jest.setTimeout(60_000);
+jest.setTimeout(120_000);
 
-it('holds what Juju reads and the charm runs, with run bits, and nothing else', () => {
-  const out = path.join(tempDir('pack'), 'testflinger-agent-host.charm');
-  packCharm(repoRoot, out);
-  const entries = readZip(fs.readFileSync(out));
+/** One .charm for this machine's architecture, packed once for the file (packing deflates 120 MB). */
+let charmFile: string;
+beforeAll(() => {
+  charmFile = path.join(tempDir('pack'), 'x.charm');
+  packCharm(repoRoot, charmFile);
+});
+
+const entry = (entries: ZipEntry[], name: string) => entries.find((e) => e.name === name);
+const manifestOf = (entries: ZipEntry[]) => parse(entry(entries, 'manifest.yaml')!.data.toString()) as Record<string, unknown>;
+/** The ELF header's e_machine: 0x3e x86-64, 0xb7 aarch64. */
+const elfMachine = (data: Buffer) => (data.subarray(0, 4).toString('latin1') === '\x7fELF' ? data.readUInt16LE(18) : undefined);
+
+it('holds what Juju reads, what the charm runs and the Node.js it runs on, with run bits, and nothing else', () => {
+  const entries = readZip(fs.readFileSync(charmFile));
   const names = entries.map((e) => e.name);
-  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'hooks/install', 'hooks/config-changed', 'hooks/upgrade-charm', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'README.md', 'LICENSE']));
-  expect(names.filter((n) => /node_modules|^src\/|^tests\/|\.ts$/.test(n))).toEqual([]);
-  const mode = (n: string) => entries.find((e) => e.name === n)?.mode;
-  for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js']) expect(mode(exe)).toBe(0o755);
+  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'hooks/install', 'hooks/config-changed', 'hooks/upgrade-charm', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
+  // node_modules only as npm's own, bundled inside its package.
+  expect(names.filter((n) => /node_modules|^src\/|^tests\/|\.ts$/.test(n) && !n.startsWith('node/lib/node_modules/npm/'))).toEqual([]);
+  const mode = (n: string) => entry(entries, n)?.mode;
+  for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js', 'node/bin/node']) expect(mode(exe)).toBe(0o755);
   expect(mode('metadata.yaml')).toBe(0o644);
-  const manifest = parse(entries.find((e) => e.name === 'manifest.yaml')!.data.toString()) as Record<string, unknown>;
-  expect(manifest).toMatchObject({ 'charmcraft-version': expect.any(String), 'charmcraft-started-at': expect.any(String), bases: [{ name: 'ubuntu', channel: '24.04', architectures: ['amd64', 'arm64'] }] });
+  expect(manifestOf(entries)).toMatchObject({ 'charmcraft-version': expect.any(String), 'charmcraft-started-at': expect.any(String), bases: [{ name: 'ubuntu', channel: '24.04', architectures: [hostArch()] }] });
+  expect(elfMachine(entry(entries, 'node/bin/node')!.data)).toBe(hostArch() === 'amd64' ? 0x3e : 0xb7);
   // charmcraft's entrypoint linter: the last token of dispatch's last line is an executable file in the charm.
   const dispatch = entries.find((e) => e.name === 'dispatch')!.data.toString().trim().split('\n');
   expect(dispatch.at(-1)?.split(/\s+/).at(-1)).toBe('./dist/charm.js');
 });
 
-it('unpacked, its dispatch installs and configures an agent host in a sandbox root', async () => {
+it.each([['amd64', 0x3e], ['arm64', 0xb7]] as const)('for %s, holds the pinned node built for that architecture and says so in its manifest', (arch, machine) => {
+  const entries = charmEntries(repoRoot, { arch });
+  expect(manifestOf(entries)).toMatchObject({ bases: [{ architectures: [arch] }] });
+  expect(elfMachine(entry(entries, 'node/bin/node')!.data)).toBe(machine);
+});
+
+it("laid out for charmcraft's part (--into), holds the same files less those charmcraft writes itself", () => {
+  const dir = tempDir('stage');
+  stageCharm(repoRoot, dir, { arch: 'arm64' });
+  for (const own of ['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml']) expect(fs.existsSync(path.join(dir, own))).toBe(false);
+  for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js', 'node/bin/node']) expect(fs.statSync(path.join(dir, exe)).mode & 0o777).toBe(0o755);
+  expect(elfMachine(fs.readFileSync(path.join(dir, 'node/bin/node')))).toBe(0xb7);
+  expect(fs.existsSync(path.join(dir, 'node/lib/node_modules/npm/bin/npm-cli.js'))).toBe(true);
+});
+
+it('unpacked, its dispatch runs the charm on the shipped node, which installs and configures an agent host in a sandbox root', async () => {
   const dir = tempDir('charm');
-  const out = path.join(dir, 'x.charm');
-  packCharm(repoRoot, out);
   const unpacked = path.join(dir, 'unpacked');
-  for (const entry of readZip(fs.readFileSync(out))) {
-    const file = path.join(unpacked, entry.name);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, entry.data, { mode: entry.mode });
-  }
+  unpackCharm(charmFile, unpacked);
   const repo = new ConfigRepo('lab1');
   repo.addAgent('agent-a', agentConf('agent-a', { server_address: '127.0.0.1:9' })).commit();
   const sandbox = new Sandbox({ 'config-repo': repo.url, 'config-dir': 'lab1' }, unpacked);
@@ -46,6 +68,12 @@ it('unpacked, its dispatch installs and configures an agent host in a sandbox ro
     expect(sandbox.status).toEqual({ status: 'active', message: '1 agent running' });
     await eventually(() => sandbox.programs().get('agent-a')?.state === 'RUNNING', 'agent-a RUNNING');
     expect(fs.readlinkSync(path.join(sandbox.root, 'srv/testflinger-agent/current'))).toMatch(/^versions\/charm-/);
+    // The charm ran on the shipped node (a sandbox's wrappers run the node that runs the charm).
+    const wrapper = fs.readFileSync(path.join(sandbox.root, 'srv/testflinger-agent/bin/testflinger-agent'), 'utf8');
+    expect(wrapper).toContain(`exec ${fs.realpathSync(path.join(unpacked, 'node/bin/node'))} `);
+    const agentPid = sandbox.programs().get('agent-a')!.pid!;
+    expect(fs.readlinkSync(`/proc/${agentPid}/exe`)).toBe(fs.realpathSync(path.join(unpacked, 'node/bin/node')));
+    expect(execFileSync(path.join(unpacked, 'node/bin/node'), ['--version'], { encoding: 'utf8' }).trim()).toBe(`v${NODE_RELEASES[SHIPPED_NODE_LINE].version}`);
   } finally {
     await sandbox.shutdown();
   }
