@@ -14,6 +14,7 @@ import {
 } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
+import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
 import { HOST_PACKAGES, installPackages, ensureUbuntuUser } from './packages';
 import { reconcile, type ReconcileReport } from './reconcile';
@@ -21,7 +22,7 @@ import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from '.
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
-import { checkGitRef, elide, ValueError } from './values';
+import { elide } from './values';
 
 const updateConfigsParams = z.object({}).strict();
 // Juju reads action values as YAML: `branch=2024.10` arrives as a number, which is refused below.
@@ -244,13 +245,6 @@ export class AgentHostCharm extends CharmBase {
       await event.fail(`branch was read as the number ${branch}: run juju run with --string-args to pass it as text`);
       return;
     }
-    try {
-      if (branch) checkGitRef(branch);
-    } catch (error) {
-      if (!(error instanceof ValueError)) throw error;
-      await event.fail(`branch ${error.message}`);
-      return;
-    }
     let version: string;
     try {
       version = branch ? await this.installFromSource(config, branch, event) : this.installShippedRuntime().version;
@@ -274,7 +268,8 @@ export class AgentHostCharm extends CharmBase {
     const workDir = fs.mkdtempSync(path.join(this.paths.stateDir, 'build-'));
     try {
       await event.log(`building ${branch} of ${repo.display}`);
-      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, repo.url, branch, workDir, this.paths.stateDir);
+      const gitEnv = gitEnvironment(this.paths, repo, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
+      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, { url: repo.url, display: repo.display, gitEnv }, branch, workDir);
       return installRuntime(this.paths, bundleDir, `src-${commit.slice(0, 12)}`, this.host.nodePath).version;
     } finally {
       fs.rmSync(workDir, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
 import type { HostPaths } from './paths';
+import { checkGitRef, ValueError } from './values';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
 type RuntimeProgram = (typeof RUNTIME_PROGRAMS)[number];
@@ -122,21 +123,19 @@ function pruneVersions(paths: HostPaths, current: string): void {
 }
 
 /** Longer refs are refused outright: no branch or tag name worth building is this long. */
-const MAX_REF_LENGTH = 200;
 
 /**
  * Refuses a ref that is not a plain branch, tag or commit name (git check-ref-format's rules, and
  * a narrower alphabet), so nothing from the action can reach git as an option.
  */
 export function validateRef(ref: string): string {
-  const reason =
-    ref.length === 0 ? 'it is empty'
-    : ref.length > MAX_REF_LENGTH ? `it is longer than ${MAX_REF_LENGTH} characters`
-    : !/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(ref) ? 'it must start with a letter or digit and hold only letters, digits and . _ / -'
-    : /\.\.|\/\/|\/\.|\.lock(\/|$)|[/.]$/.test(ref) ? 'git does not allow "..", "//", a part starting with "." or ending in ".lock", or a trailing "/" or "."'
-    : undefined;
-  if (reason) throw new RuntimeError(`refusing ref ${JSON.stringify(ref.slice(0, 80))}: ${reason}`);
-  return ref;
+  try {
+    if (ref.length === 0) throw new ValueError('it is empty');
+    return checkGitRef(ref);
+  } catch (error) {
+    if (!(error instanceof ValueError)) throw error;
+    throw new RuntimeError(`refusing ref ${JSON.stringify(ref.slice(0, 80))}: it ${error.message.replace(/^it /, '')}`);
+  }
 }
 
 const GIT_TIMEOUT_MS = 5 * 60_000;
@@ -180,33 +179,41 @@ async function resolveRef(run: Runner, checkout: string, ref: string, env: Recor
  * the npm and node the charm runs on (the unit need not have either). Returns the directory
  * holding the built bundles; the caller installs and removes it.
  */
+/** Where a source build clones from: a URL without credentials, how to show it, git's environment. */
+export interface SourceRepo {
+  url: string;
+  display: string;
+  /** From the charm's git access: credentials and SSH settings live here, never in argv. */
+  gitEnv: Record<string, string>;
+}
+
 export async function buildRuntimeFromSource(
   run: Runner,
-  repoUrl: string,
+  source: SourceRepo,
   ref: string,
   workDir: string,
-  home: string,
   nodePath: string = process.execPath,
 ): Promise<{ bundleDir: string; commit: string }> {
   validateRef(ref);
   const npm = npmCommand(nodePath);
   const checkout = path.join(workDir, `source-${randomBytes(3).toString('hex')}`);
+  const repoUrl = source.url;
   // The build's `node` is ours too: npm scripts call `node` by name.
-  const env = { PATH: `${path.dirname(nodePath)}:${process.env['PATH'] ?? '/usr/bin:/bin'}`, HOME: home, GIT_TERMINAL_PROMPT: '0' };
+  const env = { ...source.gitEnv, PATH: `${path.dirname(nodePath)}:${source.gitEnv['PATH'] ?? process.env['PATH'] ?? '/usr/bin:/bin'}` };
   let commit: string;
   try {
     await run('git', ['clone', '--quiet', '--no-checkout', '--', repoUrl, checkout], { env, timeoutMs: GIT_TIMEOUT_MS });
     commit = await resolveRef(run, checkout, ref, env);
     await run('git', ['-C', checkout, 'checkout', '--quiet', '--detach', commit], { env, timeoutMs: GIT_TIMEOUT_MS });
   } catch (error) {
-    throw new RuntimeError(`cannot check out ${ref} of ${repoUrl}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+    throw new RuntimeError(`cannot check out ${ref} of ${source.display}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
   const npmEnv = { ...env, CI: 'true' };
   try {
     await run(npm.file, [...npm.args, 'ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv, timeoutMs: NPM_CI_TIMEOUT_MS });
     await run(npm.file, [...npm.args, 'run', 'build'], { cwd: checkout, env: npmEnv, timeoutMs: BUILD_TIMEOUT_MS });
   } catch (error) {
-    throw new RuntimeError(`building ${ref} of ${repoUrl} failed: ${(error as Error).message}`, { cause: error });
+    throw new RuntimeError(`building ${ref} of ${source.display} failed: ${(error as Error).message}`, { cause: error });
   }
   return { bundleDir: path.join(checkout, 'dist'), commit };
 }

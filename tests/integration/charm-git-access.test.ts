@@ -73,6 +73,23 @@ describe('config-repo over HTTP with credentials in the URL', () => {
   });
 });
 
+describe('agent-source-repo over HTTP with credentials in the URL', () => {
+  it('update-testflinger clones with them, and says so without them', async () => {
+    const { projectRoot, repo } = bareLab();
+    const server = await new GitHttpServer(projectRoot, { username: 'lab', password: SECRET }).start();
+    onCleanup(() => server.stop());
+    const argvLog = recordGitArgv();
+    const { ctx } = charmHarness();
+    const config = { 'config-repo': repo.url, 'config-dir': 'lab1', 'agent-source-repo': server.url('lab.git', `lab:${SECRET}`) };
+    await ctx.run(ctx.on.configChanged(), { config });
+    // The lab repo is no npm project: the clone works (with the credentials), the build fails.
+    const out = await ctx.run(ctx.on.action('update-testflinger', { branch: 'main' }), { config });
+    expect(server.authorizations).toContain(`Basic ${b64(`lab:${SECRET}`)}`);
+    expect(out.actionFailure).toMatch(/building main of http:\/\/\*\*\*@127\.0\.0\.1:\d+\/lab\.git failed/);
+    expect([out.actionFailure ?? '', ...out.logs.map((l) => l.message), fs.readFileSync(argvLog, 'utf8')].filter((t) => t.includes(SECRET))).toEqual([]);
+  });
+});
+
 describe('config-repo over SSH', () => {
   async function sshLab() {
     const { bare } = bareLab();

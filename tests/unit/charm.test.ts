@@ -371,6 +371,13 @@ describe('install, upgrade-charm, status', () => {
 });
 
 describe('actions', () => {
+  it("update-testflinger refuses a branch that Juju's YAML made a number, saying how to pass it", async () => {
+    const { ctx } = charmHarness();
+    const repo = labRepo('agent-1');
+    const out = await ctx.run(ctx.on.action('update-testflinger', { branch: 2024.1 }), { config: config(repo) });
+    expect(out.actionFailure).toBe('branch was read as the number 2024.1: run juju run with --string-args to pass it as text');
+  });
+
   it('update-configs names the agents added, removed and changed', async () => {
     const { ctx, root } = charmHarness();
     const repo = labRepo('agent-1', 'agent-2', 'agent-3');
