@@ -110,7 +110,7 @@ export class UnitHost {
 
   static async start(options: UnitHostOptions = {}): Promise<UnitHost> {
     const dir = tempDir('unithost');
-    const charmDir = options.charmDir ?? repoRoot;
+    const charmDir = options.charmDir ?? charmLayoutWithNode(path.join(dir, 'charm'));
     // The checkout (dispatch, dist/) and node may live under /home on a CI runner.
     const needed = [dir, ...(options.keep ?? []), repoRoot, charmDir, path.dirname(process.execPath)].map((p) => path.resolve(p));
     const keep = needed.filter(hiddenInside).filter((p, i, all) => !all.some((other, j) => (other === p && j < i) || p.startsWith(`${other}/`)));
@@ -316,4 +316,17 @@ export class UnitHost {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/**
+ * The layout of an unpacked .charm, made of links into this checkout, with this test's Node as
+ * the shipped `node/bin/node`: a unit's dispatch runs only the charm's own node.
+ */
+export function charmLayoutWithNode(dir: string): string {
+  fs.mkdirSync(path.join(dir, 'node', 'bin'), { recursive: true });
+  for (const entry of ['dispatch', 'hooks', 'dist', 'templates', 'tf-cmd-scripts', 'metadata.yaml', 'config.yaml', 'actions.yaml']) {
+    fs.symlinkSync(path.join(repoRoot, entry), path.join(dir, entry));
+  }
+  fs.symlinkSync(process.execPath, path.join(dir, 'node', 'bin', 'node'));
+  return dir;
 }
