@@ -53,6 +53,7 @@ export class Agent {
   constructor(private readonly deps: AgentDeps) {
     this.reporter = new AgentReporter(deps.api, deps.config.agent_id, deps.log);
     this.outbox = new Outbox(deps.config.results_basedir, deps.api, deps.log);
+    deps.metrics.setAgent(deps.config.agent_id);
   }
 
   get api(): ServerApi {
@@ -70,21 +71,25 @@ export class Agent {
   }
 
   async run(shutdown: AbortSignal): Promise<AgentExit> {
-    const { clock, log, config } = this.deps;
+    const { clock, log, config, metrics } = this.deps;
     await this.waitForServer(shutdown);
     await this.reportIn();
     await this.finishInterruptedJobs(shutdown);
     let backoff = BACKOFF_FIRST_MS;
     while (!shutdown.aborted) {
       try {
-        await this.outbox.flush();
+        await this.flushOutbox();
         await this.reporter.flush();
         if (clock.now() - this.lastFullReport > REPOST_AGENT_DATA_MS) await this.reportIn();
         const data = await this.api.agentData(config.agent_id);
+        metrics.markPoll(clock.now());
         const hold = this.holdReason(data);
+        // A marker file holds the agent offline whatever the server says.
+        metrics.setState(hold ? (hold.fromServer ? String(data?.state) : 'offline') : 'waiting');
         if (data?.state === 'restart') this.restartRequested = true;
         if (this.restartRequested && !(hold && hold.fromServer)) {
           await this.reporter.setData({ state: 'restart', comment: 'Restarting: safe restart requested' });
+          metrics.setState('restart');
           return 'restart';
         }
         if (hold) {
@@ -113,6 +118,13 @@ export class Agent {
     }
     await this.outbox.flush().catch(() => undefined);
     return 'stopped';
+  }
+
+  /** Sends stored results; the metric counts what the server has not taken yet. */
+  private async flushOutbox(): Promise<string[]> {
+    const waiting = await this.outbox.flush();
+    this.deps.metrics.setOutbox(waiting.length);
+    return waiting;
   }
 
   private async idle(ms: number, shutdown: AbortSignal): Promise<void> {
@@ -174,12 +186,15 @@ export class Agent {
 
   private async runJob(job: Job, shutdown: AbortSignal): Promise<void> {
     this.busy = true;
+    this.deps.metrics.setJob(job.job_id);
     try {
       await this.reporter.setData({ job_id: job.job_id });
       const outcome = await new JobRunner({ ...this.deps, reporter: this.reporter }, job).run(shutdown);
       await this.endJob(outcome);
     } finally {
       this.busy = false;
+      this.deps.metrics.setJob(undefined);
+      this.deps.metrics.trackLiveLogs(undefined);
     }
   }
 
@@ -203,7 +218,7 @@ export class Agent {
     this.outbox.store(outcome.entry);
     fs.rmSync(runDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
     fs.rmSync(bookkeepingDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
-    const waiting = await this.outbox.flush();
+    const waiting = await this.flushOutbox();
     if (waiting.includes(outcome.entry.jobId)) log.warning(`job ${id}: results kept in ${JSON.stringify(config.results_basedir)} until the server takes them`);
     else log.info(`job ${id}: ${JSON.stringify(outcome.entry.result['job_state'])}`);
   }

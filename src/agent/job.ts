@@ -152,6 +152,7 @@ export class JobRunner {
     log.info(`job ${this.job.job_id}: starting`);
     this.prepareRunDir();
     metrics.jobs.inc({ agent_id: config.agent_id });
+    metrics.trackLiveLogs(() => ({ queued: this.output.queued + this.serial.queued, dropped: this.output.dropped + this.serial.dropped }));
     this.event('job_start', '');
     await this.fetchAttachments();
     const deadline = this.deps.clock.now() + this.globalTimeoutS() * 1000;
@@ -319,6 +320,7 @@ export class JobRunner {
     this.saveProgress();
     await api.postResult(this.job.job_id, { job_state: phase }).catch((e) => log.warning(`job_state ${phase} not posted: ${e.message}`));
     await reporter.setData({ state: phase, comment: '' });
+    metrics.setState(phase);
     this.event(`${phase}_start`, '');
     log.info(`job ${this.job.job_id}: ${phase}`);
     this.ensureRunDir();
@@ -476,6 +478,7 @@ export class JobRunner {
     const comment = `Device recovery failed in the ${phase} phase of job ${this.job.job_id}; set offline by the agent`;
     log.error(comment);
     await reporter.setData({ state: 'offline', comment });
+    metrics.setState('offline');
   }
 
   /** A multi-device job's allocated device waits for its parent job (or itself) to finish. */

@@ -25,6 +25,10 @@ export class LiveLog {
   private inFlight: Promise<void> | undefined;
   private lastPostAt = 0;
   dropped = 0;
+  /** Fragments cut and waiting to be sent. */
+  get queued(): number {
+    return this.pending.length;
+  }
 
   constructor(
     private readonly api: ServerApi,

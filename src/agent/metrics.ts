@@ -1,4 +1,11 @@
-/** Prometheus metrics of one agent, served as text on its metrics port. */
+/**
+ * Prometheus metrics of one agent, served as text on its metrics port. Written by hand (no
+ * client library): an idle agent's memory is multiplied by the number of devices on a host.
+ *
+ * Upstream's four series keep upstream's names, labels and buckets, so existing dashboards
+ * work; ours carry the `testflinger_agent_` prefix; process metrics use Prometheus' usual names.
+ */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 
 type Labels = Record<string, string>;
@@ -6,6 +13,15 @@ type Labels = Record<string, string>;
 function labelText(labels: Labels): string {
   const parts = Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
   return parts.length ? `{${parts.join(',')}}` : '';
+}
+
+function header(name: string, type: 'counter' | 'gauge' | 'histogram', help: string): string {
+  return `# HELP ${name} ${help}\n# TYPE ${name} ${type}`;
+}
+
+/** One sample per line; a series with no samples still shows its HELP and TYPE. */
+function family(name: string, type: 'counter' | 'gauge', help: string, samples: readonly (readonly [Labels, number])[]): string {
+  return [header(name, type, help), ...samples.map(([labels, value]) => `${name}${labelText(labels)} ${value}`)].join('\n');
 }
 
 class Counter {
@@ -21,9 +37,7 @@ class Counter {
     return this.values.get(labelText(labels))?.value ?? 0;
   }
   render(): string {
-    const lines = [`# HELP ${this.name}_total ${this.help}`, `# TYPE ${this.name}_total counter`];
-    for (const { labels, value } of this.values.values()) lines.push(`${this.name}_total${labelText(labels)} ${value}`);
-    return lines.join('\n');
+    return family(`${this.name}_total`, 'counter', this.help, [...this.values.values()].map((e) => [e.labels, e.value] as const));
   }
 }
 
@@ -41,7 +55,7 @@ class Histogram {
     this.series.set(key, s);
   }
   render(): string {
-    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    const lines = [header(this.name, 'histogram', this.help)];
     for (const s of this.series.values()) {
       this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: String(b) })} ${s.counts[i]}`));
       lines.push(`${this.name}_bucket${labelText({ ...s.labels, le: '+Inf' })} ${s.count}`);
@@ -54,14 +68,109 @@ class Histogram {
 
 export const PHASE_DURATION_BUCKETS = [60, 120, 300, 600, 1800, 3600, 7200, 14400] as const;
 
+/** Every state the agent reports to the server: idle, each job phase, and the held states. */
+export const AGENT_STATES = ['waiting', 'setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup', 'offline', 'maintenance', 'restart'] as const;
+export type AgentState = (typeof AGENT_STATES)[number];
+
+/** Live-log streams of the running job: fragments waiting to be sent, and dropped so far. */
+export interface LiveLogCounts {
+  queued: number;
+  dropped: number;
+}
+
+/** The names of every series this agent exports (dashboards and rules may use only these, and `up`). */
+export const EXPORTED_SERIES = [
+  'jobs_total',
+  'failures_total',
+  'phase_duration_seconds',
+  'recovery_failures_total',
+  'testflinger_agent_state',
+  'testflinger_agent_job_in_progress',
+  'testflinger_agent_last_successful_poll_timestamp_seconds',
+  'testflinger_agent_outbox_results',
+  'testflinger_agent_live_log_fragments_queued',
+  'testflinger_agent_live_log_fragments_dropped_total',
+  'process_cpu_seconds_total',
+  'process_resident_memory_bytes',
+  'process_open_fds',
+  'process_start_time_seconds',
+] as const;
+
+function openFds(): number | undefined {
+  try {
+    // Reading the directory opens one descriptor of its own, which is listed too.
+    return fs.readdirSync('/proc/self/fd').length - 1;
+  } catch {
+    return undefined;
+  }
+}
+
 export class AgentMetrics {
-  readonly jobs = new Counter('jobs', 'Jobs run by this agent');
-  readonly failures = new Counter('failures', 'Phases that ended with a non-zero exit');
-  readonly recoveryFailures = new Counter('recovery_failures', 'Phases that reported a failed device recovery');
-  readonly phaseDuration = new Histogram('phase_duration_seconds', 'Duration of each phase', PHASE_DURATION_BUCKETS);
+  readonly jobs = new Counter('jobs', 'Jobs this agent started since it last started');
+  readonly failures = new Counter('failures', 'Job phases that ended with a non-zero exit, since the agent last started');
+  readonly recoveryFailures = new Counter('recovery_failures', 'Device recoveries that failed since the agent last started');
+  readonly phaseDuration = new Histogram('phase_duration_seconds', 'How long each job phase ran, in seconds', PHASE_DURATION_BUCKETS);
+
+  private agentId: string | undefined;
+  private state: AgentState | undefined;
+  private jobId: string | undefined;
+  private lastPollSeconds: number | undefined;
+  private outboxResults = 0;
+  private liveLogs: (() => LiveLogCounts) | undefined;
+  /** Fragments dropped by the live logs of jobs that have ended. */
+  private droppedBefore = 0;
+  private readonly startTimeSeconds = Date.now() / 1000 - process.uptime();
+
+  /** The agent_id label of the agent's own series; until it is known they are not shown. */
+  setAgent(agentId: string): void {
+    this.agentId = agentId;
+  }
+  setState(state: string): void {
+    if ((AGENT_STATES as readonly string[]).includes(state)) this.state = state as AgentState;
+  }
+  setJob(jobId: string | undefined): void {
+    this.jobId = jobId;
+  }
+  markPoll(nowMs: number): void {
+    this.lastPollSeconds = nowMs / 1000;
+  }
+  setOutbox(results: number): void {
+    this.outboxResults = results;
+  }
+  /** The running job's live logs, read at each scrape; `undefined` when the job ends. */
+  trackLiveLogs(counts: (() => LiveLogCounts) | undefined): void {
+    if (this.liveLogs) this.droppedBefore += this.liveLogs().dropped;
+    this.liveLogs = counts;
+  }
 
   render(): string {
-    return `${[this.jobs, this.failures, this.recoveryFailures, this.phaseDuration].map((m) => m.render()).join('\n')}\n`;
+    const families = [this.jobs.render(), this.failures.render(), this.recoveryFailures.render(), this.phaseDuration.render(), ...this.agentFamilies(), ...this.processFamilies()];
+    return `${families.join('\n')}\n`;
+  }
+
+  private agentFamilies(): string[] {
+    if (this.agentId === undefined) return [];
+    const agent = { agent_id: this.agentId };
+    const live = this.liveLogs?.() ?? { queued: 0, dropped: 0 };
+    return [
+      family('testflinger_agent_state', 'gauge', 'The state the agent last reported: 1 for the current one, 0 for the others', AGENT_STATES.map((s) => [{ ...agent, state: s }, s === this.state ? 1 : 0] as const)),
+      family('testflinger_agent_job_in_progress', 'gauge', 'The job the agent is running (no sample when idle)', this.jobId === undefined ? [] : [[{ ...agent, job_id: this.jobId }, 1]]),
+      family('testflinger_agent_last_successful_poll_timestamp_seconds', 'gauge', 'Unix time of the last poll the server answered', this.lastPollSeconds === undefined ? [] : [[agent, this.lastPollSeconds]]),
+      family('testflinger_agent_outbox_results', 'gauge', 'Finished jobs whose results wait on disk for the server to take them', [[agent, this.outboxResults]]),
+      family('testflinger_agent_live_log_fragments_queued', 'gauge', 'Live-log fragments of the running job waiting to be sent', [[agent, live.queued]]),
+      family('testflinger_agent_live_log_fragments_dropped_total', 'counter', 'Live-log fragments dropped because too many were queued (they stay in the phase logs)', [[agent, this.droppedBefore + live.dropped]]),
+    ];
+  }
+
+  private processFamilies(): string[] {
+    const cpu = process.cpuUsage();
+    const fds = openFds();
+    return [
+      family('process_cpu_seconds_total', 'counter', 'Total user and system CPU time spent in seconds', [[{}, (cpu.user + cpu.system) / 1e6]]),
+      family('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes', [[{}, process.memoryUsage.rss()]]),
+      ...(fds === undefined ? [] : [family('process_open_fds', 'gauge', 'Number of open file descriptors', [[{}, fds]])]),
+      family('process_start_time_seconds', 'gauge', 'Start time of the process since the Unix epoch in seconds', [[{}, this.startTimeSeconds]]),
+    ];
   }
 
   /** Serves /metrics until the returned server is closed. */

@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import execa from 'execa';
-import { configDefaultsFrom } from '../ops/testing';
-import { emptyState, readState, writeState, type EmulatorState } from './state';
+import { configDefaultsFrom } from './charmspec';
+import { emptyState, readState, writeState, type EmulatorState, type HookRelation } from './state';
 import { TOOL_NAMES } from './tools';
 
 export interface EmulatedUnit {
@@ -51,6 +51,8 @@ export interface DispatchOptions {
   env?: Record<string, string>;
   /** Run hooks/<name> instead of dispatch (as old Juju would). */
   viaHookFile?: boolean;
+  /** For a relation hook: the relation (in the unit's state) and the remote side Juju names. */
+  relation?: HookRelation;
 }
 
 export interface DispatchResult {
@@ -68,11 +70,14 @@ export async function dispatchEvent(
 ): Promise<DispatchResult> {
   const isAction = dispatchPath.startsWith('actions/');
   const name = dispatchPath.split('/')[1] ?? '';
+  const unitName = options.unitName ?? 'testflinger-agent-host/0';
+  const hookRelation = options.relation ? completeHookRelation(unit.state(), options.relation) : null;
   unit.update((s) => {
+    s.unitName = unitName;
+    s.hookRelation = hookRelation;
     s.action = isAction ? { name, params: options.actionParams ?? {} } : null;
     if (isAction) Object.assign(s, { actionResults: {}, actionFailed: false, actionMessage: '', actionLogs: [] });
   });
-  const unitName = options.unitName ?? 'testflinger-agent-host/0';
   const env: Record<string, string> = {
     PATH: `${unit.binDir}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
     HOOKTOOL_STATE: unit.statePath,
@@ -87,6 +92,7 @@ export async function dispatchEvent(
     JUJU_DISPATCH_PATH: dispatchPath,
     LANG: 'C.UTF-8',
     ...(isAction ? { JUJU_ACTION_NAME: name, JUJU_ACTION_UUID: '1', JUJU_ACTION_TAG: 'action-1' } : {}),
+    ...(hookRelation ? relationEnvironment(unit.state(), hookRelation) : {}),
     ...options.env,
   };
   const program = options.viaHookFile ? path.join(options.charmDir, dispatchPath) : path.join(options.charmDir, 'dispatch');
@@ -96,6 +102,31 @@ export async function dispatchEvent(
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
   unit.update((s) => {
     s.action = null;
+    s.hookRelation = null;
   });
   return { exitCode: result.exitCode, stdout: result.stdout, stderr: result.stderr, durationMs };
+}
+
+function relationIn(state: EmulatorState, id: number) {
+  const relation = state.relations.find((r) => r.id === id);
+  if (!relation) throw new Error(`relation ${id} is not in the emulated unit's state`);
+  return relation;
+}
+
+/** Juju always names the remote application in a relation hook. */
+function completeHookRelation(state: EmulatorState, hook: HookRelation): HookRelation {
+  return { ...hook, remoteApp: hook.remoteApp ?? relationIn(state, hook.id).remoteApp };
+}
+
+/** The variables Juju sets for a relation hook. */
+function relationEnvironment(state: EmulatorState, hook: HookRelation): Record<string, string> {
+  const relation = relationIn(state, hook.id);
+  const env: Record<string, string> = {
+    JUJU_RELATION: relation.endpoint,
+    JUJU_RELATION_ID: `${relation.endpoint}:${relation.id}`,
+    JUJU_REMOTE_APP: hook.remoteApp ?? relation.remoteApp,
+  };
+  if (hook.remoteUnit) env['JUJU_REMOTE_UNIT'] = hook.remoteUnit;
+  if (hook.departingUnit) env['JUJU_DEPARTING_UNIT'] = hook.departingUnit;
+  return env;
 }

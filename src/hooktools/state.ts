@@ -6,7 +6,29 @@ export interface EmulatedStatus {
   message: string;
 }
 
+/** One relation as this unit sees it: Juju's four kinds of data bag, all string to string. */
+export interface EmulatedRelation {
+  id: number;
+  endpoint: string;
+  remoteApp: string;
+  localUnitData: Record<string, string>;
+  localAppData: Record<string, string>;
+  remoteAppData: Record<string, string>;
+  /** The remote units in the relation (what relation-list prints), each with its bag. */
+  remoteUnitsData: Record<string, Record<string, string>>;
+}
+
+/** What JUJU_RELATION_ID, JUJU_REMOTE_UNIT, JUJU_REMOTE_APP and JUJU_DEPARTING_UNIT say in a relation hook. */
+export interface HookRelation {
+  id: number;
+  remoteApp?: string;
+  remoteUnit?: string;
+  departingUnit?: string;
+}
+
 export interface EmulatorState {
+  /** The unit the tools answer for (relation-get of it reads its own bag). */
+  unitName: string;
   /** Values the operator set; config-get overlays them on the charm's config.yaml defaults. */
   config: Record<string, unknown>;
   configDefaults: Record<string, unknown>;
@@ -14,6 +36,8 @@ export interface EmulatorState {
   /** Set while an action runs. */
   action: { name: string; params: Record<string, unknown> } | null;
   unitStatus: EmulatedStatus | null;
+  /** Every unit status-set, in order. */
+  unitStatusHistory: EmulatedStatus[];
   appStatus: EmulatedStatus | null;
   workloadVersion: string | null;
   logs: { level: string; message: string }[];
@@ -22,17 +46,22 @@ export interface EmulatorState {
   actionMessage: string;
   actionLogs: string[];
   secrets: Record<string, Record<string, string>>;
+  relations: EmulatedRelation[];
+  /** Set while a relation hook runs. */
+  hookRelation: HookRelation | null;
   /** Every call, as argv, refused ones included. */
   calls: string[][];
 }
 
 export function emptyState(): EmulatorState {
   return {
+    unitName: 'unit/0',
     config: {},
     configDefaults: {},
     leader: true,
     action: null,
     unitStatus: null,
+    unitStatusHistory: [],
     appStatus: null,
     workloadVersion: null,
     logs: [],
@@ -41,6 +70,8 @@ export function emptyState(): EmulatorState {
     actionMessage: '',
     actionLogs: [],
     secrets: {},
+    relations: [],
+    hookRelation: null,
     calls: [],
   };
 }

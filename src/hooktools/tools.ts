@@ -1,9 +1,13 @@
 /**
- * The hook tools as Juju's jujuc commands answer them (shared/spec/juju-hook-contract.md §2):
- * usage errors exit 2 with `ERROR <msg>`, run-time errors exit 1, JSON on `--format=json`.
+ * The hook tools as Juju's jujuc commands answer them: usage errors exit 2 with `ERROR <msg>`, run-time errors exit 1, JSON on `--format=json`.
  */
-import { parseFlags, UsageError, type FlagSpec } from './flags';
+import { ACTION_KEY_SEGMENT, RESERVED_ACTION_KEY_SEGMENTS, SETTABLE_STATUSES } from '../ops/jujurules';
+import { parseFlags } from './flags';
+import { relationTools } from './relationtools';
 import type { EmulatorState } from './state';
+import { format, NO_INPUT, noExtra, OUTPUT_FLAGS, RunError, UsageError, type Tool, type ToolIO } from './toolkit';
+
+export type { ToolIO } from './toolkit';
 
 export interface ToolAnswer {
   stdout: string;
@@ -11,34 +15,8 @@ export interface ToolAnswer {
   exitCode: number;
 }
 
-class RunError extends Error {}
-
-const ACTION_KEY = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
-const RESERVED = new Set(['stdout', 'stdout-encoding', 'stderr', 'stderr-encoding']);
-const STATUSES = ['maintenance', 'blocked', 'waiting', 'active'];
+const STATUSES: readonly string[] = SETTABLE_STATUSES;
 const LEVELS = new Set(['TRACE', 'DEBUG', 'INFO', 'WARN', 'WARNING', 'ERROR', 'CRITICAL', 'UNSPECIFIED']);
-const OUTPUT_FLAGS: FlagSpec['flags'] = { format: 'value', output: 'value' };
-
-/** YAML output is rare (the charm asks for JSON); loading it only then keeps each call cheap. */
-function toYaml(value: unknown): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('yaml') as typeof import('yaml')).stringify(value);
-}
-
-function format(value: unknown, fmt: string | boolean | undefined): string {
-  const name = typeof fmt === 'string' ? fmt : 'smart';
-  if (name === 'json') return `${JSON.stringify(value ?? null)}\n`;
-  if (value === null || value === undefined) return '';
-  if (name === 'yaml') return toYaml(value);
-  if (name !== 'smart') throw new UsageError(`unknown format "${name}"`);
-  if (typeof value === 'string') return value === '' ? '' : `${value}\n`;
-  if (typeof value === 'boolean') return value ? 'True\n' : 'False\n';
-  return toYaml(value);
-}
-
-function noExtra(positionals: string[]): void {
-  if (positionals.length > 0) throw new UsageError(`unrecognized args: [${positionals.map((p) => JSON.stringify(p)).join(' ')}]`);
-}
 
 function requireAction(state: EmulatorState): NonNullable<EmulatorState['action']> {
   if (!state.action) throw new RunError('not running an action');
@@ -54,8 +32,6 @@ function setNested(target: Record<string, unknown>, path: string[], value: strin
   }
   node[path[path.length - 1] as string] = value;
 }
-
-type Tool = (args: string[], state: EmulatorState) => string;
 
 const tools: Record<string, Tool> = {
   'config-get'(args, state) {
@@ -84,10 +60,10 @@ const tools: Record<string, Tool> = {
       if (eq < 0) throw new UsageError(`argument "${arg}" must be of the form key...=value`);
       const path = arg.slice(0, eq).split('.');
       for (const segment of path) {
-        if (!ACTION_KEY.test(segment)) {
+        if (!ACTION_KEY_SEGMENT.test(segment)) {
           throw new UsageError(`key "${segment}" must start and end with lowercase alphanumeric, and contain only lowercase alphanumeric, hyphens and periods`);
         }
-        if (RESERVED.has(segment)) throw new UsageError(`cannot set reserved action key "${segment}"`);
+        if (RESERVED_ACTION_KEY_SEGMENTS.has(segment)) throw new UsageError(`cannot set reserved action key "${segment}"`);
       }
       return { path, value: arg.slice(eq + 1) };
     });
@@ -119,7 +95,10 @@ const tools: Record<string, Tool> = {
     if (flags.application && !state.leader) throw new RunError('this unit is not the leader');
     const value = { status, message: message ?? '' };
     if (flags.application) state.appStatus = value;
-    else state.unitStatus = value;
+    else {
+      state.unitStatus = value;
+      state.unitStatusHistory.push(value);
+    }
     return '';
   },
   'status-get'(args, state) {
@@ -165,16 +144,18 @@ const tools: Record<string, Tool> = {
     if (!content) throw new RunError(`secret "${id ?? flags.label}" not found`);
     return format(key ? (content[key] ?? null) : content, fmt);
   },
+  ...relationTools,
 };
 
 export const TOOL_NAMES = Object.keys(tools);
 
-export function runTool(tool: string, args: string[], state: EmulatorState): ToolAnswer {
+/** Runs one tool against the state, changing it as Juju would; `io` gives what --file names. */
+export function runTool(tool: string, args: string[], state: EmulatorState, io: ToolIO = NO_INPUT): ToolAnswer {
   state.calls.push([tool, ...args]);
   const impl = tools[tool];
   if (!impl) return { stdout: '', stderr: `ERROR bad request: unknown command: ${tool}\n`, exitCode: 1 };
   try {
-    return { stdout: impl(args, state), stderr: '', exitCode: 0 };
+    return { stdout: impl(args, state, io), stderr: '', exitCode: 0 };
   } catch (error) {
     const usage = error instanceof UsageError;
     return { stdout: '', stderr: `ERROR ${(error as Error).message}\n`, exitCode: usage ? 2 : 1 };

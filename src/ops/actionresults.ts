@@ -1,22 +1,18 @@
 import { ActionResultKeyError } from './errors';
-
-/** Juju's rule for each dot-separated segment of an action-set key. */
-const KEY_SEGMENT = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/;
-/** Juju adds these itself after the action ends; action-set refuses them in any segment. */
-const RESERVED_SEGMENTS = new Set(['stdout', 'stdout-encoding', 'stderr', 'stderr-encoding']);
+import { ACTION_KEY_SEGMENT, RESERVED_ACTION_KEY_SEGMENTS } from './jujurules';
 
 export type ActionResults = { [key: string]: ActionResultValue };
 export type ActionResultValue = string | number | boolean | readonly string[] | ActionResults;
 
 export function validateActionResultKey(key: string): void {
   for (const segment of key.split('.')) {
-    if (!KEY_SEGMENT.test(segment)) {
+    if (!ACTION_KEY_SEGMENT.test(segment)) {
       throw new ActionResultKeyError(
         key,
         `segment "${segment}" must start and end with a lowercase letter or digit and hold only lowercase letters, digits and hyphens`,
       );
     }
-    if (RESERVED_SEGMENTS.has(segment)) throw new ActionResultKeyError(key, `"${segment}" is reserved by Juju`);
+    if (RESERVED_ACTION_KEY_SEGMENTS.has(segment)) throw new ActionResultKeyError(key, `"${segment}" is reserved by Juju`);
   }
 }
 

@@ -3,8 +3,8 @@ import type { LogLevel, SecretRef, StatusReading, ToolRunner } from './hookcmds'
 import type { StatusName } from './status';
 
 /**
- * Everything the framework asks of Juju. The real one speaks hook tools; the test harness
- * supplies an in-memory one with the same refusals.
+ * Everything the framework asks of Juju. Both the real unit and the test harness answer it
+ * through hook tools: real ones as programs, the harness's in-process.
  */
 export interface Backend {
   configGet(): Promise<Record<string, unknown>>;
@@ -19,6 +19,11 @@ export interface Backend {
   isLeader(): Promise<boolean>;
   applicationVersionSet(version: string): Promise<void>;
   secretGet(ref: SecretRef, options?: { refresh?: boolean; peek?: boolean }): Promise<Record<string, string>>;
+  relationIds(endpoint: string): Promise<number[]>;
+  relationList(relationId: number): Promise<string[]>;
+  relationRemoteApp(relationId: number): Promise<string | undefined>;
+  relationGet(relationId: number, unitOrApp: string, options?: { app?: boolean }): Promise<Record<string, string>>;
+  relationSet(relationId: number, values: Readonly<Record<string, string>>, options?: { app?: boolean }): Promise<void>;
 }
 
 export class HookToolBackend implements Backend {
@@ -55,5 +60,20 @@ export class HookToolBackend implements Backend {
   }
   secretGet(ref: SecretRef, options?: { refresh?: boolean; peek?: boolean }) {
     return cmds.secretGet(this.run, ref, options);
+  }
+  relationIds(endpoint: string) {
+    return cmds.relationIds(this.run, endpoint);
+  }
+  relationList(relationId: number) {
+    return cmds.relationList(this.run, relationId);
+  }
+  relationRemoteApp(relationId: number) {
+    return cmds.relationRemoteApp(this.run, relationId);
+  }
+  relationGet(relationId: number, unitOrApp: string, options?: { app?: boolean }) {
+    return cmds.relationGet(this.run, relationId, unitOrApp, options);
+  }
+  relationSet(relationId: number, values: Readonly<Record<string, string>>, options?: { app?: boolean }) {
+    return cmds.relationSet(this.run, relationId, values, options);
   }
 }

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { z } from 'zod';
+import { parseRelationId } from './jujurules';
 
 /** What Juju tells a charm process about the event, read once from the environment. */
 export interface JujuContext {
@@ -12,6 +13,13 @@ export interface JujuContext {
   readonly jujuVersion: string;
   readonly actionName: string | undefined;
   readonly actionId: string | undefined;
+  /** In a relation hook: its endpoint and relation id, and who is on the other side. */
+  readonly relationName: string | undefined;
+  readonly relationId: number | undefined;
+  readonly remoteUnit: string | undefined;
+  readonly remoteApp: string | undefined;
+  /** In relation-departed: the unit that is leaving (maybe this one). */
+  readonly departingUnit: string | undefined;
 }
 
 const envSchema = z.object({
@@ -23,6 +31,11 @@ const envSchema = z.object({
   JUJU_VERSION: z.string().default(''),
   JUJU_ACTION_NAME: z.string().optional(),
   JUJU_ACTION_UUID: z.string().optional(),
+  JUJU_RELATION: z.string().optional(),
+  JUJU_RELATION_ID: z.string().optional(),
+  JUJU_REMOTE_UNIT: z.string().optional(),
+  JUJU_REMOTE_APP: z.string().optional(),
+  JUJU_DEPARTING_UNIT: z.string().optional(),
 });
 
 /**
@@ -45,6 +58,12 @@ export function jujuContextFromEnv(
     jujuVersion: vars.JUJU_VERSION,
     actionName: vars.JUJU_ACTION_NAME || undefined,
     actionId: vars.JUJU_ACTION_UUID || undefined,
+    relationName: vars.JUJU_RELATION || undefined,
+    relationId: vars.JUJU_RELATION_ID ? parseRelationId(vars.JUJU_RELATION_ID) : undefined,
+    remoteUnit: vars.JUJU_REMOTE_UNIT || undefined,
+    // Older Juju sets no JUJU_REMOTE_APP; the remote unit's name holds it.
+    remoteApp: vars.JUJU_REMOTE_APP || vars.JUJU_REMOTE_UNIT?.split('/')[0] || undefined,
+    departingUnit: vars.JUJU_DEPARTING_UNIT || undefined,
   });
 }
 

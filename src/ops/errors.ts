@@ -40,3 +40,16 @@ export class UncaughtCharmError extends Error {
     super(`uncaught error in ${event}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
   }
 }
+
+/** A data bag this unit may not read or write: a remote bag, or its app's bag when not the leader. */
+export class RelationDataAccessError extends Error {
+  override readonly name = 'RelationDataAccessError';
+}
+
+/** getRelation(endpoint) without an id, when the endpoint has more than one relation. */
+export class TooManyRelatedAppsError extends Error {
+  override readonly name = 'TooManyRelatedAppsError';
+  constructor(readonly endpoint: string, readonly count: number) {
+    super(`endpoint ${endpoint} has ${count} relations; give the relation id`);
+  }
+}

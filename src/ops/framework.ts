@@ -2,8 +2,10 @@ import type { z } from 'zod';
 import { flattenActionResults, type ActionResults } from './actionresults';
 import type { Backend } from './backend';
 import { parseDispatchPath, type JujuContext } from './context';
-import { AbortHook } from './errors';
+import { AbortHook, TooManyRelatedAppsError } from './errors';
 import type { LogLevel } from './hookcmds';
+import { parseRelationHookName, type RelationHookKind } from './jujurules';
+import { Relation, type RelationEvent } from './relations';
 import type { StatusBase } from './status';
 
 export const HOOK_NAMES = [
@@ -28,7 +30,45 @@ export interface HookEvent {
 export class Model {
   private config?: Promise<Readonly<Record<string, unknown>>>;
   private leader?: Promise<boolean>;
+  private readonly relationsByEndpoint = new Map<string, Promise<Relation[]>>();
   constructor(private readonly backend: Backend, readonly context: JujuContext) {}
+
+  /** The relations on an endpoint (relation-ids, then relation-list for each). */
+  relations(endpoint: string): Promise<Relation[]> {
+    let found = this.relationsByEndpoint.get(endpoint);
+    if (!found) {
+      found = this.backend.relationIds(endpoint).then((ids) => Promise.all(ids.map((id) => this.loadRelation(endpoint, id))));
+      this.relationsByEndpoint.set(endpoint, found);
+    }
+    return found;
+  }
+
+  /**
+   * The relation with this id, or the endpoint's only relation. Undefined when there is none;
+   * several without an id throw TooManyRelatedAppsError. The hook's own relation is found even
+   * while it is being broken and no longer listed.
+   */
+  async getRelation(endpoint: string, id?: number): Promise<Relation | undefined> {
+    const listed = await this.relations(endpoint);
+    if (id === undefined) {
+      if (listed.length > 1) throw new TooManyRelatedAppsError(endpoint, listed.length);
+      return listed[0];
+    }
+    const match = listed.find((r) => r.id === id);
+    if (match) return match;
+    const isHookRelation = this.context.relationName === endpoint && this.context.relationId === id;
+    return isHookRelation ? this.loadRelation(endpoint, id) : undefined;
+  }
+
+  private async loadRelation(endpoint: string, id: number): Promise<Relation> {
+    const [units, app] = await Promise.all([this.backend.relationList(id), this.backend.relationRemoteApp(id)]);
+    const local = { unitName: this.context.unitName, appName: this.context.appName };
+    return new Relation({ id, name: endpoint, app: app ?? this.hookRemoteApp(id), units }, local, this.backend, () => this.isLeader());
+  }
+
+  private hookRemoteApp(id: number): string | undefined {
+    return this.context.relationId === id ? this.context.remoteApp : undefined;
+  }
 
   getConfig(): Promise<Readonly<Record<string, unknown>>> {
     this.config ??= this.backend.configGet().then((c) => Object.freeze({ ...c }));
@@ -113,10 +153,12 @@ export class ActionEvent<Params> {
 }
 
 type HookHandler = (event: HookEvent) => Promise<void> | void;
+type RelationHandler = (event: RelationEvent) => Promise<void> | void;
 type ActionHandler = (event: ActionEvent<unknown>) => Promise<void> | void;
 
 export abstract class CharmBase {
   private readonly hookHandlers = new Map<HookName, HookHandler[]>();
+  private readonly relationHandlers = new Map<string, RelationHandler[]>();
   private readonly actionHandlers = new Map<string, { schema: z.ZodTypeAny; handler: ActionHandler }>();
 
   constructor(readonly framework: Framework) {}
@@ -130,6 +172,12 @@ export abstract class CharmBase {
 
   protected observe(hook: HookName, handler: HookHandler): void {
     this.hookHandlers.set(hook, [...(this.hookHandlers.get(hook) ?? []), handler]);
+  }
+
+  /** `observeRelation('cos-agent', 'joined', ...)` handles cos-agent-relation-joined. */
+  protected observeRelation(endpoint: string, kind: RelationHookKind, handler: RelationHandler): void {
+    const hook = `${endpoint}-relation-${kind}`;
+    this.relationHandlers.set(hook, [...(this.relationHandlers.get(hook) ?? []), handler]);
   }
 
   /** Params are checked against the schema before the handler runs; a mismatch fails the action. */
@@ -151,6 +199,11 @@ export abstract class CharmBase {
 
   /** @internal */
   async dispatchHook(name: string): Promise<void> {
+    const relationHook = parseRelationHookName(name);
+    if (relationHook) {
+      await this.dispatchRelationHook(name, relationHook.endpoint, relationHook.kind);
+      return;
+    }
     if (!(HOOK_NAMES as readonly string[]).includes(name)) {
       await this.log.debug(`no handler for hook ${name}`);
       return;
@@ -158,6 +211,29 @@ export abstract class CharmBase {
     for (const handler of this.hookHandlers.get(name as HookName) ?? []) {
       await handler({ kind: 'hook', name: name as HookName });
     }
+  }
+
+  private async dispatchRelationHook(name: string, endpoint: string, kind: RelationHookKind): Promise<void> {
+    const handlers = this.relationHandlers.get(name) ?? [];
+    if (handlers.length === 0) {
+      await this.log.debug(`no handler for hook ${name}`);
+      return;
+    }
+    const context = this.framework.context;
+    if (context.relationId === undefined) throw new Error(`${name}: Juju gave no JUJU_RELATION_ID`);
+    const relation = await this.model.getRelation(endpoint, context.relationId);
+    if (!relation) throw new Error(`${name}: relation ${context.relationId} is not on endpoint ${endpoint}`);
+    const event: RelationEvent = {
+      kind: 'relation',
+      name,
+      endpoint,
+      relationKind: kind,
+      relation,
+      app: context.remoteApp,
+      unit: context.remoteUnit,
+      departingUnit: context.departingUnit,
+    };
+    for (const handler of handlers) await handler(event);
   }
 
   /** @internal */

@@ -1,6 +1,5 @@
 /**
- * One thin function per Juju hook tool, spoken as Juju's jujuc commands expect
- * (shared/spec/juju-hook-contract.md §2): `--format=json` where the tool prints, `--` before
+ * One thin function per Juju hook tool, spoken as Juju's jujuc commands expect: `--format=json` where the tool prints, `--` before
  * free text so a message starting with "-" is never read as a flag.
  */
 import execa from 'execa';
@@ -8,11 +7,14 @@ import { failureText } from '../common/exec';
 import { HookToolError } from './errors';
 import type { StatusName } from './status';
 
-/** Runs one hook tool and returns its stdout; throws HookToolError on a non-zero exit. */
-export type ToolRunner = (tool: string, args: readonly string[]) => Promise<string>;
+/**
+ * Runs one hook tool and returns its stdout; throws HookToolError on a non-zero exit. `stdin`
+ * carries what must not go in argv (relation data can exceed the argument limit).
+ */
+export type ToolRunner = (tool: string, args: readonly string[], stdin?: string) => Promise<string>;
 
-export const execaToolRunner: ToolRunner = async (tool, args) => {
-  const result = await execa(tool, [...args], { reject: false, stdin: 'ignore' });
+export const execaToolRunner: ToolRunner = async (tool, args, stdin) => {
+  const result = await execa(tool, [...args], { reject: false, ...(stdin === undefined ? { stdin: 'ignore' } : { input: stdin }) });
   if (result.exitCode !== 0 || result.failed) {
     throw new HookToolError(tool, args, result.exitCode, result.stderr || failureText(result));
   }
@@ -116,4 +118,50 @@ export async function secretGet(
   if (options.peek) args.push('--peek');
   const content = asObject('secret-get', parseJson('secret-get', await run('secret-get', args)));
   return Object.fromEntries(Object.entries(content).map(([k, v]) => [k, String(v)]));
+}
+
+/** `endpoint:id` for each relation on the endpoint, as relation-ids prints them. */
+export async function relationIds(run: ToolRunner, endpoint: string): Promise<number[]> {
+  const out = parseJson('relation-ids', await run('relation-ids', [endpoint, '--format=json']));
+  return asStringList('relation-ids', out).map((fakeId) => Number(fakeId.slice(fakeId.lastIndexOf(':') + 1)));
+}
+
+export async function relationList(run: ToolRunner, relationId: number): Promise<string[]> {
+  return asStringList('relation-list', parseJson('relation-list', await run('relation-list', ['-r', String(relationId), '--format=json'])));
+}
+
+export async function relationRemoteApp(run: ToolRunner, relationId: number): Promise<string | undefined> {
+  const out = parseJson('relation-list', await run('relation-list', ['-r', String(relationId), '--app', '--format=json']));
+  return typeof out === 'string' && out !== '' ? out : undefined;
+}
+
+/** Every key of one bag: a unit's (`app/0`) or, with `app`, an application's. */
+export async function relationGet(
+  run: ToolRunner,
+  relationId: number,
+  unitOrApp: string,
+  options: { app?: boolean } = {},
+): Promise<Record<string, string>> {
+  const args = ['-r', String(relationId), ...(options.app ? ['--app'] : []), '--format=json', '-', unitOrApp];
+  const bag = asObject('relation-get', parseJson('relation-get', await run('relation-get', args)));
+  return Object.fromEntries(Object.entries(bag).map(([k, v]) => [k, String(v)]));
+}
+
+/** Writes keys to this unit's bag (or, with `app`, its application's); "" removes a key. Values go on stdin. */
+export async function relationSet(
+  run: ToolRunner,
+  relationId: number,
+  values: Readonly<Record<string, string>>,
+  options: { app?: boolean } = {},
+): Promise<void> {
+  if (Object.keys(values).length === 0) return;
+  await run('relation-set', ['-r', String(relationId), ...(options.app ? ['--app'] : []), '--file', '-'], JSON.stringify(values));
+}
+
+function asStringList(tool: string, value: unknown): string[] {
+  if (value === null) return [];
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+    throw new HookToolError(tool, ['--format=json'], 0, `expected a JSON list of strings, got ${JSON.stringify(value)}`);
+  }
+  return value as string[];
 }

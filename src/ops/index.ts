@@ -5,5 +5,7 @@ export * from './errors';
 export * from './framework';
 export type { LogLevel, SecretRef, StatusReading, ToolRunner } from './hookcmds';
 export { execaToolRunner } from './hookcmds';
+export * from './jujurules';
 export * from './main';
+export * from './relations';
 export * from './status';

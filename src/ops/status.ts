@@ -1,6 +1,6 @@
-/** The statuses a charm may set (Juju refuses `error`, `unknown` and `terminated` from status-set). */
-export type StatusName = 'active' | 'blocked' | 'maintenance' | 'waiting';
-export const SETTABLE_STATUSES: readonly StatusName[] = ['maintenance', 'blocked', 'waiting', 'active'];
+import type { StatusName } from './jujurules';
+
+export { SETTABLE_STATUSES, type StatusName } from './jujurules';
 
 export abstract class StatusBase {
   abstract readonly name: StatusName;

@@ -1,21 +1,60 @@
 /**
- * State in, state out: run one event against an in-memory Juju and read what the charm did,
- * in the manner of ops.testing's Context and State.
+ * State in, state out: run one event against a fake Juju and read what the charm did, in the
+ * manner of ops.testing's Context and State.
  *
  *   const ctx = new Context((fw) => new MyCharm(fw), { charmDir });
  *   const out = await ctx.run(ctx.on.configChanged(), { config: { 'config-dir': 'lab1' } });
  *   expect(out.unitStatus.name).toBe('active');
+ *
+ * The fake Juju is the emulated hook tools of src/hooktools, run in-process: every call the
+ * charm makes goes through the same argv parsing and refusals as on a real unit. Before the event
+ * runs, the state and event are checked against the charm's config.yaml, actions.yaml and
+ * metadata.yaml (see consistency.ts).
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { parse as parseYaml } from 'yaml';
-import { validateActionResultKey } from './actionresults';
-import type { Backend } from './backend';
+import { charmSpecFrom, configDefaults, endpointsOf, type CharmSpec } from '../hooktools/charmspec';
+import { emptyState, type EmulatedRelation, type EmulatorState, type HookRelation } from '../hooktools/state';
+import { runTool } from '../hooktools/tools';
+import { HookToolBackend } from './backend';
+import { checkConsistency } from './consistency';
 import type { JujuContext } from './context';
-import { UncaughtCharmError } from './errors';
+import { HookToolError, UncaughtCharmError } from './errors';
 import { runEvent, type CharmFactory, type HookName } from './framework';
-import type { LogLevel, SecretRef, StatusReading } from './hookcmds';
-import { SETTABLE_STATUSES, statusFromName, type StatusBase, type StatusName } from './status';
+import type { LogLevel, ToolRunner } from './hookcmds';
+import { statusFromName, type StatusBase } from './status';
+
+export { configDefaultsFrom } from '../hooktools/charmspec';
+export { InconsistentScenarioError } from './consistency';
+
+/** One relation as the unit sees it. Build it with `relation()`, which gives it an id. */
+export interface RelationState {
+  readonly id: number;
+  readonly endpoint: string;
+  remoteApp: string;
+  localUnitData: Record<string, string>;
+  localAppData: Record<string, string>;
+  remoteAppData: Record<string, string>;
+  /** The remote units in the relation, by name (`grafana-agent/0`), each with its bag. */
+  remoteUnitsData: Record<string, Record<string, string>>;
+}
+
+let lastRelationId = 0;
+
+/** A relation with a fresh id; the remote side defaults to one unit, `remote/0`, with empty bags. */
+export function relation(spec: { endpoint: string; id?: number } & Partial<Omit<RelationState, 'id' | 'endpoint'>>): RelationState {
+  const id = spec.id ?? ++lastRelationId;
+  lastRelationId = Math.max(lastRelationId, id);
+  const remoteApp = spec.remoteApp ?? 'remote';
+  return {
+    localUnitData: {},
+    localAppData: {},
+    remoteAppData: {},
+    remoteUnitsData: { [`${remoteApp}/0`]: {} },
+    ...spec,
+    id,
+    remoteApp,
+  };
+}
 
 export interface State {
   config?: Record<string, unknown>;
@@ -25,6 +64,7 @@ export interface State {
   workloadVersion?: string;
   /** Secret content by id and by label. */
   secrets?: Record<string, Record<string, string>>;
+  relations?: RelationState[];
 }
 
 export interface Output {
@@ -39,14 +79,24 @@ export interface Output {
   /** The action-fail message, if the action failed. */
   actionFailure: string | undefined;
   exitCode: number;
+  /** The relations after the event, with the bags as the charm left them. */
+  relations: RelationState[];
+  /** Every hook tool call, as argv, refused ones included. */
+  toolCalls: string[][];
 }
 
 export interface EventSpec {
   dispatchPath: string;
   actionParams?: Record<string, unknown>;
+  relation?: HookRelation;
 }
 
 const hook = (name: HookName): EventSpec => ({ dispatchPath: `hooks/${name}` });
+
+const relationHook = (kind: string, rel: RelationState, remote: Omit<HookRelation, 'id'> = {}): EventSpec => ({
+  dispatchPath: `hooks/${rel.endpoint}-relation-${kind}`,
+  relation: { id: rel.id, remoteApp: rel.remoteApp, ...remote },
+});
 
 export const on = {
   install: () => hook('install'),
@@ -58,111 +108,124 @@ export const on = {
   updateStatus: () => hook('update-status'),
   leaderElected: () => hook('leader-elected'),
   secretChanged: () => hook('secret-changed'),
+  relationCreated: (rel: RelationState) => relationHook('created', rel),
+  relationJoined: (rel: RelationState, remote: { remoteUnit: string }) => relationHook('joined', rel, remote),
+  relationChanged: (rel: RelationState, remote: { remoteUnit: string }) => relationHook('changed', rel, remote),
+  relationDeparted: (rel: RelationState, remote: { remoteUnit: string; departingUnit?: string }) =>
+    relationHook('departed', rel, { departingUnit: remote.remoteUnit, ...remote }),
+  relationBroken: (rel: RelationState) => relationHook('broken', rel),
   action: (name: string, params: Record<string, unknown> = {}): EventSpec => ({
     dispatchPath: `actions/${name}`,
     actionParams: params,
   }),
 };
 
-/** An in-memory Juju that refuses what the real hook tools refuse. */
-export class MemoryBackend implements Backend {
-  readonly out: Output;
-  constructor(
-    private readonly state: State,
-    private readonly configDefaults: Record<string, unknown>,
-    private readonly actionParams: Record<string, unknown> | undefined,
-  ) {
-    this.out = {
-      unitStatus: state.unitStatus,
-      appStatus: state.appStatus,
-      unitStatusHistory: [],
-      workloadVersion: state.workloadVersion,
-      logs: [],
-      actionResults: {},
-      actionLogs: [],
-      actionFailure: undefined,
-      exitCode: 0,
-    };
-  }
-  private requireAction(tool: string): Record<string, unknown> {
-    if (!this.actionParams) throw new Error(`${tool}: not running an action`);
-    return this.actionParams;
-  }
-  async configGet() {
-    const merged = { ...this.configDefaults, ...this.state.config };
-    return Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== null && v !== undefined));
-  }
-  async actionGet() {
-    return structuredClone(this.requireAction('action-get'));
-  }
-  async actionSet(results: Readonly<Record<string, string>>) {
-    this.requireAction('action-set');
-    for (const key of Object.keys(results)) validateActionResultKey(key);
-    Object.assign(this.out.actionResults, results);
-  }
-  async actionFail(message: string) {
-    this.requireAction('action-fail');
-    this.out.actionFailure = message || 'action failed without reason given, check action for errors';
-  }
-  async actionLog(message: string) {
-    this.requireAction('action-log');
-    this.out.actionLogs.push(message);
-  }
-  async statusSet(status: StatusName, message: string, options: { application?: boolean } = {}) {
-    if (!SETTABLE_STATUSES.includes(status)) throw new Error(`invalid status "${status}"`);
-    const value = statusFromName(status, message);
-    if (options.application) {
-      if (!this.state.leader) throw new Error('this unit is not the leader');
-      this.out.appStatus = value;
-    } else {
-      this.out.unitStatus = value;
-      this.out.unitStatusHistory.push(value);
-    }
-  }
-  async statusGet(options: { application?: boolean } = {}): Promise<StatusReading> {
-    const s = options.application ? this.out.appStatus : this.out.unitStatus;
-    return { status: s?.name ?? 'unknown', message: s?.message ?? '' };
-  }
-  async jujuLog(level: LogLevel, message: string) {
-    this.out.logs.push({ level, message });
-  }
-  async isLeader() {
-    return this.state.leader ?? false;
-  }
-  async applicationVersionSet(version: string) {
-    this.out.workloadVersion = version;
-  }
-  async secretGet(ref: SecretRef) {
-    const content = (ref.id && this.state.secrets?.[ref.id]) || (ref.label && this.state.secrets?.[ref.label]);
-    if (!content) throw new Error(`secret ${ref.id ?? ref.label} not found`);
-    return { ...content };
-  }
+/** Runs the emulated tools in this process; a refusal throws as a failed tool program would. */
+function inProcessRunner(state: EmulatorState): ToolRunner {
+  return async (tool, args, stdin) => {
+    const io = { readInput: (p: string) => (p === '-' ? (stdin ?? '') : fs.readFileSync(p, 'utf8')) };
+    const answer = runTool(tool, [...args], state, io);
+    if (answer.exitCode !== 0) throw new HookToolError(tool, args, answer.exitCode, answer.stderr);
+    return answer.stdout;
+  };
 }
 
-/** Reads the defaults a real Juju would merge into config-get, from the charm's config.yaml. */
-export function configDefaultsFrom(charmDir: string): Record<string, unknown> {
-  const file = path.join(charmDir, 'config.yaml');
-  if (!fs.existsSync(file)) return {};
-  const doc = parseYaml(fs.readFileSync(file, 'utf8')) as { options?: Record<string, { default?: unknown }> };
-  return Object.fromEntries(Object.entries(doc.options ?? {}).map(([k, v]) => [k, v.default ?? null]));
+const asEmulated = (status: StatusBase | undefined) => (status ? { status: status.name, message: status.message } : null);
+const asStatus = (status: { status: string; message: string } | null) => (status ? statusFromName(status.status, status.message) : undefined);
+
+function emulatorStateFor(state: State, spec: CharmSpec, unitName: string, event: EventSpec): EmulatorState {
+  const isAction = event.dispatchPath.startsWith('actions/');
+  return {
+    ...emptyState(),
+    unitName,
+    config: structuredClone(state.config ?? {}),
+    configDefaults: configDefaults(spec),
+    leader: state.leader ?? false,
+    action: isAction ? { name: event.dispatchPath.slice('actions/'.length), params: structuredClone(event.actionParams ?? {}) } : null,
+    unitStatus: asEmulated(state.unitStatus),
+    appStatus: asEmulated(state.appStatus),
+    workloadVersion: state.workloadVersion ?? null,
+    secrets: structuredClone(state.secrets ?? {}),
+    relations: structuredClone(state.relations ?? []) as EmulatedRelation[],
+    hookRelation: event.relation ?? null,
+  };
+}
+
+/** action-set keeps results nested; tests read them as the dotted keys the charm set. */
+function flatten(results: Record<string, unknown>, prefix = ''): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [key, value] of Object.entries(results)) {
+    const full = prefix ? `${prefix}.${key}` : key;
+    if (typeof value === 'object' && value !== null) Object.assign(flat, flatten(value as Record<string, unknown>, full));
+    else flat[full] = String(value);
+  }
+  return flat;
+}
+
+function outputFrom(emulated: EmulatorState, exitCode: number): Output {
+  return {
+    unitStatus: asStatus(emulated.unitStatus),
+    appStatus: asStatus(emulated.appStatus),
+    unitStatusHistory: emulated.unitStatusHistory.map((s) => statusFromName(s.status, s.message)),
+    workloadVersion: emulated.workloadVersion ?? undefined,
+    logs: emulated.logs.map((l) => ({ level: l.level as LogLevel, message: l.message })),
+    actionResults: flatten(emulated.actionResults),
+    actionLogs: emulated.actionLogs,
+    actionFailure: emulated.actionFailed ? emulated.actionMessage : undefined,
+    exitCode,
+    relations: emulated.relations,
+    toolCalls: emulated.calls,
+  };
+}
+
+/** The charm's declarations given inline, as documents of metadata.yaml, config.yaml, actions.yaml. */
+export interface InlineCharmSpec {
+  metadata?: unknown;
+  config?: { options?: CharmSpec['config'] };
+  actions?: CharmSpec['actions'];
 }
 
 export class Context {
   readonly on = on;
-  private readonly configDefaults: Record<string, unknown>;
+  private readonly spec: CharmSpec;
+  /**
+   * @param options.spec declarations given inline instead of read from charmDir (each document
+   *   given replaces its file); a file that is absent declares nothing.
+   */
   constructor(
     private readonly factory: CharmFactory,
-    private readonly options: { charmDir: string; unitName?: string },
+    private readonly options: { charmDir: string; unitName?: string; spec?: InlineCharmSpec },
   ) {
-    this.configDefaults = configDefaultsFrom(options.charmDir);
+    const fromDir = charmSpecFrom(options.charmDir);
+    const inline = options.spec ?? {};
+    this.spec = {
+      config: inline.config ? (inline.config.options ?? {}) : fromDir.config,
+      actions: inline.actions ?? fromDir.actions,
+      endpoints: inline.metadata ? endpointsOf(inline.metadata) : fromDir.endpoints,
+    };
   }
 
-  /** Runs one event. An uncaught error in a hook rejects with UncaughtCharmError. */
+  /**
+   * Runs one event. An inconsistent state or event rejects with InconsistentScenarioError before
+   * the charm runs; an uncaught error in a hook rejects with UncaughtCharmError.
+   */
   async run(event: EventSpec, state: State = {}): Promise<Output> {
-    const backend = new MemoryBackend(state, this.configDefaults, event.actionParams);
-    const isAction = event.dispatchPath.startsWith('actions/');
+    checkConsistency(this.spec, { ...event, config: state.config, relations: state.relations });
     const unitName = this.options.unitName ?? 'testflinger-agent-host/0';
-    const context: JujuContext = Object.freeze({
+    const emulated = emulatorStateFor(state, this.spec, unitName, event);
+    const exitCode = await runEvent(this.factory, this.jujuContext(event, unitName, emulated), new HookToolBackend(inProcessRunner(emulated)));
+    const out = outputFrom(emulated, exitCode);
+    if (!event.dispatchPath.startsWith('actions/') && exitCode !== 0) {
+      const err = out.logs.find((l) => l.level === 'ERROR');
+      throw new UncaughtCharmError(event.dispatchPath, new Error(err?.message ?? 'non-zero exit'));
+    }
+    return out;
+  }
+
+  private jujuContext(event: EventSpec, unitName: string, emulated: EmulatorState): JujuContext {
+    const isAction = event.dispatchPath.startsWith('actions/');
+    const hookRelation = emulated.relations.find((r) => r.id === event.relation?.id);
+    return Object.freeze({
       dispatchPath: event.dispatchPath,
       unitName,
       appName: unitName.split('/')[0] ?? '',
@@ -171,12 +234,11 @@ export class Context {
       jujuVersion: '3.6.0',
       actionName: isAction ? event.dispatchPath.slice('actions/'.length) : undefined,
       actionId: isAction ? '1' : undefined,
+      relationName: hookRelation?.endpoint,
+      relationId: hookRelation?.id,
+      remoteUnit: event.relation?.remoteUnit,
+      remoteApp: event.relation?.remoteApp,
+      departingUnit: event.relation?.departingUnit,
     });
-    backend.out.exitCode = await runEvent(this.factory, context, backend);
-    if (!isAction && backend.out.exitCode !== 0) {
-      const err = backend.out.logs.find((l) => l.level === 'ERROR');
-      throw new UncaughtCharmError(event.dispatchPath, new Error(err?.message ?? 'non-zero exit'));
-    }
-    return backend.out;
   }
 }

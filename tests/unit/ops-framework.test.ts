@@ -30,7 +30,19 @@ class RecordingCharm extends CharmBase {
   }
 }
 
-const ctx = new Context((fw) => new RecordingCharm(fw), { charmDir: '/nonexistent' });
+/** What the recording charm declares. `times` has no type, so the charm's own schema is what refuses "many". */
+const spec = {
+  config: { options: { name: { type: 'string' as const } } },
+  actions: {
+    greet: { params: { name: {}, times: {}, opts: { type: 'object' } } },
+    'bad-key': {},
+    reserved: {},
+    explode: {},
+    nope: {},
+  },
+};
+
+const ctx = new Context((fw) => new RecordingCharm(fw), { charmDir: '/nonexistent', spec });
 
 beforeEach(() => {
   RecordingCharm.seen = [];
