@@ -25,8 +25,9 @@ import { writeProgramFiles, type ProgramStatus } from './supervisor';
 import { elide } from './values';
 
 const updateConfigsParams = z.object({}).strict();
-// Juju reads action values as YAML: `branch=2024.10` arrives as a number, which is refused below.
-const updateTestflingerParams = z.object({ branch: z.union([z.string(), z.number()]).default('') }).strict();
+// Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
+// a number there and Juju refuses it before the charm runs (the README says to use --string-args).
+const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
 /** Shown in status for at most this many agents; the log has them all. */
 const STATUS_NAMES_SHOWN = 3;
 /** Longer than the program files' startsecs (1 s): how long the status waits for STARTING agents. */
@@ -241,10 +242,6 @@ export class AgentHostCharm extends CharmBase {
     const config = await this.requireConfig(event);
     if (!config) return;
     const branch = event.params.branch;
-    if (typeof branch === 'number') {
-      await event.fail(`branch was read as the number ${branch}: run juju run with --string-args to pass it as text`);
-      return;
-    }
     let version: string;
     try {
       version = branch ? await this.installFromSource(config, branch, event) : this.installShippedRuntime().version;
