@@ -2,10 +2,11 @@
 import { UsageError } from '../errors';
 import { quote } from '../validate';
 import { fake } from './fake';
+import { maas2 } from './maas2';
 import { noprovision } from './noprovision';
 import type { DeviceType } from './types';
 
-export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([noprovision, fake].map((t) => [t.name, t]));
+export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([noprovision, fake, maas2].map((t) => [t.name, t]));
 
 /** Upstream's names for types we implement under another name. */
 export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['fake_connector', fake]]);
@@ -19,7 +20,6 @@ export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
   'dragonboard',
   'hp_oemscript',
   'lenovo_oemscript',
-  'maas2',
   'multi',
   'muxpi',
   'netboot',
