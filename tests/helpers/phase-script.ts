@@ -13,7 +13,8 @@ import { repoRoot, tempDir } from './tmp';
 export const CONNECTOR = path.join(repoRoot, 'dist', 'testflinger-device-connector.js');
 const scriptsDir = tempDir('tf-scripts');
 
-function phaseScript(phase: string): string {
+/** The charm's tf-<phase> script, rendered to call the built connector. */
+export function phaseScript(phase: string): string {
   const file = path.join(scriptsDir, phaseScriptName(phase));
   if (!fs.existsSync(file)) {
     const text = new TemplateRenderer(repoRoot).render(PHASE_SCRIPT_TEMPLATE, { phase, agentsRoot: '/nonexistent', connectorProgram: CONNECTOR });

@@ -30,7 +30,7 @@ interface Lab {
   port: number;
   phase(phase: string): Promise<PhaseRun>;
   /** Runs provision while the test image "boots" (its sshd starts) when MAAS says the deploy is done. */
-  provision(): Promise<PhaseRun>;
+  provision(options?: { imageBoots: boolean }): Promise<PhaseRun>;
 }
 
 async function lab(options: { behaviour?: Partial<MaasBehaviour>; device?: Record<string, unknown>; job?: Record<string, unknown> } = {}): Promise<Lab> {
@@ -53,12 +53,12 @@ async function lab(options: { behaviour?: Partial<MaasBehaviour>; device?: Recor
   const dirs = agentWithJob(device, options.job ?? { provision_data: { distro: 'noble' } });
   const env = { ...maas.env(), HOME: clientHome };
   const phase = (name: string) => runPhase(dirs, 'maas2', name, env);
-  const provision = async () => {
+  const provision = async ({ imageBoots } = { imageBoots: true }) => {
     let over = false;
     const run = phase('provision').finally(() => (over = true));
     // The image boots when MAAS says the deploy is done; a deploy that never is, is some tests' point.
     const deployed = await eventually(() => fs.existsSync(maas.deployedSignal) || over, 'the deploy to finish or provision to end', 60_000);
-    if (deployed && !over) images.push(await new TestSshd().start([clientKey.publicKey], { port }));
+    if (deployed && !over && imageBoots) images.push(await new TestSshd().start([clientKey.publicKey], { port }));
     return run;
   };
   return { maas, dirs, port, phase, provision };
@@ -106,6 +106,15 @@ describe('maas2 provision', () => {
     expect(run.code).toBe(1);
     expect(run.out).toMatch(/the deploy took more than 0.05 minutes \(last status: Deploying\)/);
     expect(Date.now() - started).toBeLessThan(20_000);
+    expect(maas.machine().status_name).toBe('Ready');
+  });
+
+  it('a machine MAAS calls Deployed whose image never answers over SSH is not provisioned: timeout, released', async () => {
+    const { maas, provision } = await lab({ device: { timeout_min: 0.1 } });
+    const run = await provision({ imageBoots: false });
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/MAAS: "dut-maas-1": Deployed, not answering over SSH yet/);
+    expect(run.out).toMatch(/the deploy took more than 0.1 minutes \(last status: Deployed, not answering over SSH yet\)/);
     expect(maas.machine().status_name).toBe('Ready');
   });
 

@@ -197,6 +197,7 @@ describe('oemscript', () => {
     expect(calls).not.toContain('sudo update-grub');
     expect(run.out).toMatch(/device: downloading http:\/\/127\.0\.0\.1:\d+\/images\/somerville-jammy-oem-X42\.iso/);
     expect(run.out).toMatch(/runs the restored image/);
+    expect(fs.readFileSync(device.installer, 'utf8').trim()).toBe('inactive');
 
     const ssh = `ssh -p ${device.sshd.port} -i ${clientKey.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
     fs.writeFileSync(path.join(dirs.runDir, 'testflinger.json'), JSON.stringify({ job_id: 'job-1', test_data: { test_cmds: [`${ssh} $(id -un)@$DEVICE_IP 'ls -A; echo restored-device-says-hi'`] } }));
