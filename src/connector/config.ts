@@ -48,22 +48,31 @@ export const jobFileSchema = z
   .passthrough();
 export type JobFile = z.output<typeof jobFileSchema>;
 
-/** "<file>: <key path>: <why>"; a key that is itself bad (an env name) is quoted, never raw. */
+/** A key path as `a.b[2].c`; a key that is itself bad (an env name) is quoted, never raw. */
+export function describePath(keys: readonly (string | number)[]): string {
+  return keys.map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i > 0 ? '.' : ''}${/^[A-Za-z0-9_-]+$/.test(key) ? key : quote(key)}`)).join('');
+}
+
+/** "<file>: <key path>: <why>" for the first problem. */
 function describeIssue(file: string, error: z.ZodError): string {
   const issue = error.issues[0];
-  const where = issue?.path.map((key) => (typeof key === 'string' && /^[A-Za-z0-9_-]+$/.test(key) ? key : quote(key))).join('.');
-  return `${file}: ${where || '(file)'}: ${issue?.message ?? 'invalid'}`;
+  return `${file}: ${describePath(issue?.path ?? []) || '(file)'}: ${issue?.message ?? 'invalid'}`;
+}
+
+/** Every problem, one "<where>: <why>" each, joined with "; " (a layout is best fixed in one go). */
+export function describeIssues(where: string, error: z.ZodError, prefix: readonly (string | number)[] = []): string {
+  return error.issues.map((issue) => `${where}: ${describePath([...prefix, ...issue.path])}: ${issue.message}`).join('; ');
 }
 
 /** The device config is the operator's: a bad one is a usage error naming the file and key. */
-export function loadDeviceConfig(file: string): DeviceConfig {
+export function loadDeviceConfig(file: string, schema: z.ZodType<DeviceConfig, z.ZodTypeDef, unknown> = deviceConfigSchema): DeviceConfig {
   let doc: unknown;
   try {
     doc = parseYaml(fs.readFileSync(file, 'utf8'));
   } catch (error) {
     throw new UsageError(`cannot read device config ${file}: ${(error as Error).message.split('\n')[0]}`);
   }
-  const parsed = deviceConfigSchema.safeParse(doc ?? {});
+  const parsed = schema.safeParse(doc ?? {});
   if (!parsed.success) throw new UsageError(describeIssue(file, parsed.error));
   return parsed.data;
 }

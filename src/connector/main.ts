@@ -24,7 +24,7 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   try {
-    const device = loadDeviceConfig(command.configFile);
+    const device = loadDeviceConfig(command.configFile, command.type.configSchema);
     return await runConnectorPhase(command.type, command.phase, {
       device,
       jobFile: command.jobFile,

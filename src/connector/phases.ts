@@ -127,21 +127,3 @@ export const runAllocate: PhaseFn = async (ctx) => {
   ctx.print(`Device ${ctx.device.device_ip} allocated`);
   return 0;
 };
-
-/** Waits (bounded) until the device answers over SSH as the test user. */
-export async function waitForSsh(ctx: PhaseContext, user: SshUser): Promise<void> {
-  const deadline = Date.now() + ctx.device.provision_ssh_wait * 1000;
-  let last = '';
-  for (let attempt = 1; ; attempt++) {
-    const result = await sshRun(ctx.device, user, 'true');
-    if (result.exitCode === 0) {
-      ctx.print(`${describeTarget(ctx, user)} answers over SSH`);
-      return;
-    }
-    last = result.output.trim();
-    if (Date.now() >= deadline) break;
-    ctx.print(`attempt ${attempt}: ${describeTarget(ctx, user)} not answering yet (${last ? quote(last) : `exit ${result.exitCode}`})`);
-    await ctx.sleep(Math.min(5000, Math.max(0, deadline - Date.now())));
-  }
-  throw new ConnectorError(`${describeTarget(ctx, user)} did not answer over SSH within ${ctx.device.provision_ssh_wait}s: ${quote(last)}`);
-}

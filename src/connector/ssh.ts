@@ -46,18 +46,26 @@ export function sshArgs(device: DeviceConfig, user: SshUser, configFile: string,
   return ['-F', configFile, '-o', 'BatchMode=yes', ...(key ? ['-i', key] : []), ...port, '-l', user, '--', device.device_ip];
 }
 
-/** Runs a command on the device; `input` is its stdin. */
-export function sshRun(device: DeviceConfig, user: SshUser, command: string, input?: string): Promise<SshResult> {
+/** Runs a command on the device; `input` is its stdin. A command still running after `timeoutMs` is killed (exit 124). */
+export function sshRun(device: DeviceConfig, user: SshUser, command: string, input?: string | Buffer, timeoutMs = 10 * 60_000): Promise<SshResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tf-ssh-'));
   const configFile = path.join(dir, 'config');
   fs.writeFileSync(configFile, sshConfigText(), { mode: 0o600 });
   return new Promise<SshResult>((resolve) => {
     const child = spawn('ssh', [...sshArgs(device, user, configFile), command], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.on('error', (error) => resolve({ exitCode: 255, output: error.message }));
-    child.on('close', (code) => resolve({ exitCode: code ?? 255, output }));
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve(timedOut ? { exitCode: 124, output: `${output}(timed out after ${Math.round(timeoutMs / 1000)}s)` } : { exitCode: code ?? 255, output });
+    });
     // ssh may exit (no connection) before reading its input: that EPIPE is not our failure.
     child.stdin.on('error', () => undefined);
     child.stdin.end(input ?? '');

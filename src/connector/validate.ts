@@ -19,7 +19,7 @@ export function quote(value: unknown): string {
 }
 
 /** A string schema that refuses what `accepts` rejects, with a message quoting the value. */
-function checkedString(accepts: (value: string) => boolean, what: string) {
+export function checkedString(accepts: (value: string) => boolean, what: string) {
   return z.string().superRefine((value, ctx) => {
     if (!accepts(value)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${quote(value)} is not ${what}` });
   });
@@ -66,3 +66,8 @@ export const envNameSchema = checkedString((name) => /^[A-Za-z_][A-Za-z0-9_]{0,1
 
 /** Environment values: anything but NUL, which no environment can hold. */
 export const envValueSchema = checkedString((value) => !value.includes('\0'), 'an environment value (it holds a NUL)');
+
+/** A string schema for values matching `pattern` (anchored), e.g. a MAAS profile name, refused with `what`. */
+export function patternString(pattern: RegExp, what: string) {
+  return checkedString((value) => pattern.test(value), what);
+}

@@ -21,12 +21,19 @@ export function sshKeygen(file: string): KeyPair {
   return { privateKey: file, publicKey: fs.readFileSync(`${file}.pub`, 'utf8').trim() };
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as net.AddressInfo).port;
   await new Promise((r) => server.close(r));
   return port;
+}
+
+export interface SshdOptions {
+  /** Listen here instead of a free port found now (a "device" that comes up on a port promised earlier). */
+  port?: number;
+  /** Put first on PATH in every session: stand-in commands for the device (sudo, reboot, ...). */
+  sessionPath?: string;
 }
 
 export class TestSshd {
@@ -36,13 +43,14 @@ export class TestSshd {
   port = 0;
   private child: ChildProcess | undefined;
 
-  async start(authorized: string[]): Promise<this> {
-    this.port = await freePort();
+  async start(authorized: string[], options: SshdOptions = {}): Promise<this> {
+    this.port = options.port ?? (await freePort());
     fs.mkdirSync(path.join(this.deviceHome, '.ssh'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(this.deviceHome, '.ssh', 'authorized_keys'), `${authorized.join('\n')}\n`, { mode: 0o600 });
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(this.dir, 'host_key')]);
     const wrapper = path.join(this.dir, 'session.sh');
-    fs.writeFileSync(wrapper, `#!/bin/sh\nexport HOME=${this.deviceHome}\ncd "$HOME"\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n`, { mode: 0o755 });
+    const pathLine = options.sessionPath ? `export PATH=${options.sessionPath}:$PATH\n` : '';
+    fs.writeFileSync(wrapper, `#!/bin/sh\nexport HOME=${this.deviceHome}\n${pathLine}cd "$HOME"\nexec /bin/sh -c "$SSH_ORIGINAL_COMMAND"\n`, { mode: 0o755 });
     const config = path.join(this.dir, 'sshd_config');
     fs.writeFileSync(
       config,
@@ -63,6 +71,13 @@ export class TestSshd {
         '',
       ].join('\n'),
     );
+    await this.listen();
+    return this;
+  }
+
+  /** Runs sshd on the config written by start() and waits until it accepts connections. */
+  private async listen(): Promise<void> {
+    const config = path.join(this.dir, 'sshd_config');
     if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true });
     this.child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
     let errors = '';
@@ -77,7 +92,22 @@ export class TestSshd {
       `sshd on port ${this.port} (${errors})`,
       10000,
     );
-    return this;
+  }
+
+  /** Stops sshd and waits until it has exited (its port is free again). */
+  async stopAndWait(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await exited;
+  }
+
+  /** A reboot as the network sees it: sshd goes away, then comes back on the same port and host key. */
+  async restart(downMs = 0): Promise<void> {
+    await this.stopAndWait();
+    await new Promise((r) => setTimeout(r, downMs));
+    await this.listen();
   }
 
   /**

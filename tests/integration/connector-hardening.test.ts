@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { sshKeygen, TestSshd } from '../helpers/sshd';
 import { repoRoot, tempDir } from '../helpers/tmp';
+import { supportedDeviceTypeNames } from '../../src/connector/devices';
 
 const CONNECTOR = path.join(repoRoot, 'dist', 'testflinger-device-connector.js');
 let sshd: TestSshd;
@@ -182,7 +183,7 @@ describe("upstream's command line", () => {
   /** Upstream's stages (its cmd.py STAGES) and the device types of its DEVICE_CONNECTORS, plus names it had before a rename. */
   const UPSTREAM_STAGES = ['provision', 'firmware_update', 'runtest', 'allocate', 'reserve', 'cleanup'];
   const UPSTREAM_TYPES = ['cm3', 'dell_oemscript', 'dragonboard', 'fake_connector', 'hp_oemscript', 'lenovo_oemscript', 'oem_autoinstall', 'maas2', 'multi', 'muxpi', 'netboot', 'noprovision', 'oemrecovery', 'oemscript', 'control_host_iot', 'control_host_kvm'];
-  const SUPPORTED = 'supported: noprovision, fake, fake_connector';
+  const SUPPORTED = `supported: ${supportedDeviceTypeNames().join(', ')}`;
 
   it('runtest is the test stage: test_cmds run and their exit code comes back', () => {
     const dir = runDir({ test_data: { test_cmds: ['echo "runtest on $DEVICE_IP"', 'exit 3'] } });
@@ -225,7 +226,7 @@ describe("upstream's command line", () => {
     expect(err).toContain('unknown option "--verbose"; upstream\'s connector takes only -c/--config and -h/--help');
   });
 
-  it.each(UPSTREAM_TYPES.filter((t) => !['noprovision', 'fake_connector'].includes(t)))('refuses upstream type %s by name: not supported yet, exit 2, no stack trace', (type) => {
+  it.each(UPSTREAM_TYPES.filter((t) => !supportedDeviceTypeNames().includes(t)))('refuses upstream type %s by name: not supported yet, exit 2, no stack trace', (type) => {
     const dir = runDir({});
     const { code, err } = phase(dir, type, 'provision');
     expect(code).toBe(2);

@@ -2,10 +2,12 @@
 import { UsageError } from '../errors';
 import { quote } from '../validate';
 import { fake } from './fake';
+import { maas2 } from './maas2';
 import { noprovision } from './noprovision';
+import { dell_oemscript, hp_oemscript, lenovo_oemscript, oemscript } from './oemscript';
 import type { DeviceType } from './types';
 
-export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([noprovision, fake].map((t) => [t.name, t]));
+export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript].map((t) => [t.name, t]));
 
 /** Upstream's names for types we implement under another name. */
 export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['fake_connector', fake]]);
@@ -15,17 +17,12 @@ export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
   'cm3',
   'control_host_iot',
   'control_host_kvm',
-  'dell_oemscript',
   'dragonboard',
-  'hp_oemscript',
-  'lenovo_oemscript',
-  'maas2',
   'multi',
   'muxpi',
   'netboot',
   'oem_autoinstall',
   'oemrecovery',
-  'oemscript',
 ];
 
 /** Names upstream used before renaming a type; agent confs written then may still carry them. */

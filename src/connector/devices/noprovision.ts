@@ -1,6 +1,7 @@
 /** A device that is already installed and running: provision only checks it answers over SSH. */
 import { RecoveryError } from '../errors';
-import { testUsername, waitForSsh, writeDeviceInfo, type PhaseFn } from '../phases';
+import { testUsername, writeDeviceInfo, type PhaseFn } from '../phases';
+import { waitForSsh } from '../steps';
 import type { DeviceType } from './types';
 
 const provision: PhaseFn = async (ctx) => {

@@ -1,3 +1,5 @@
+import type { z } from 'zod';
+import type { DeviceConfig } from '../config';
 import type { PhaseFn } from '../phases';
 
 export const CONNECTOR_PHASES = ['setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup'] as const;
@@ -7,4 +9,9 @@ export type ConnectorPhase = (typeof CONNECTOR_PHASES)[number];
 export interface DeviceType {
   name: string;
   phases: Partial<Record<ConnectorPhase, PhaseFn>>;
+  /**
+   * The type's own keys in default.yaml, on top of the shared ones: checked before any phase
+   * runs, so a bad one is a usage error naming the file and key.
+   */
+  configSchema?: z.ZodType<DeviceConfig, z.ZodTypeDef, unknown>;
 }

@@ -1,0 +1,108 @@
+/**
+ * The OEM recovery flow upstream's oemscript connectors run: bring the device to a fresh boot,
+ * put the job's image on its recovery partition and restore from it, wait for the restored
+ * system to come back and finish installing, and check that it is a new system.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConnectorError } from '../../errors';
+import { describeTarget, testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
+import { sshRun } from '../../ssh';
+import { copyToDevice, pollUntil, recoveryFailed, runCommand, runOnDevice, shellWords, waitForSsh } from '../../steps';
+import { quote, type SshUser } from '../../validate';
+import { oemScriptConfig, oemScriptProvision, type OemScriptConfig } from './config';
+import { OLD_SYSTEM_MARKER, RECOVERY_DIR, RECOVERY_SCRIPT, type RestoreMethod } from './recovery-script';
+
+/** Downloading and writing an image may take long; upstream allows 90 minutes. */
+const RECOVERY_SCRIPT_TIMEOUT_MS = 90 * 60_000;
+const REBOOT_SCRIPT_TIMEOUT_MS = 120_000;
+
+interface Run {
+  ctx: PhaseContext;
+  config: OemScriptConfig;
+  user: SshUser;
+}
+
+async function answers(run: Run): Promise<boolean> {
+  return (await sshRun(run.ctx.device, run.user, 'true', undefined, 60_000)).exitCode === 0;
+}
+
+/** Waits until the device stops answering (it went down), then until it answers again. */
+async function awaitReboot(run: Run, what: string): Promise<void> {
+  const { config } = run;
+  const down = await pollUntil(run.ctx, () => answers(run), (up) => !up, { seconds: config.oem_shutdown_wait_seconds, everySeconds: Math.min(1, config.oem_poll_seconds) });
+  if (!down.done) throw new ConnectorError(`${describeTarget(run.ctx, run.user)} did not go down for ${what} within ${config.oem_shutdown_wait_seconds}s`);
+  run.ctx.print(`${describeTarget(run.ctx, run.user)} went down for ${what}`);
+  await waitForSsh(run.ctx, run.user, { seconds: config.oem_boot_wait_seconds, everySeconds: config.oem_poll_seconds });
+}
+
+/** Upstream's hard reset: each reboot_script command run here, split on spaces, no shell. */
+async function hardReset(run: Run): Promise<void> {
+  if (run.config.reboot_script.length === 0) throw recoveryFailed(`${describeTarget(run.ctx, run.user)} does not answer and the device config has no reboot_script`);
+  for (const command of run.config.reboot_script) {
+    run.ctx.print(`running reboot_script command ${quote(command)}`);
+    const result = await runCommand(command.split(/\s+/), { timeoutMs: REBOOT_SCRIPT_TIMEOUT_MS });
+    if (result.exitCode !== 0) throw recoveryFailed(`reboot_script command ${quote(command)} failed (exit ${result.exitCode}): ${quote(result.output.trim())}`);
+  }
+}
+
+/** As upstream: a device that answers is rebooted first; one that does not is hard reset. */
+async function freshBoot(run: Run): Promise<void> {
+  if (await answers(run)) {
+    run.ctx.print('rebooting the device before provisioning');
+    await sshRun(run.ctx.device, run.user, `nohup sudo sh -c ${shellWords(['sleep 2; reboot'])} >/dev/null 2>&1 &`, undefined, 60_000);
+    return awaitReboot(run, 'the reboot');
+  }
+  await hardReset(run);
+  await waitForSsh(run.ctx, run.user, { seconds: run.config.oem_boot_wait_seconds, everySeconds: run.config.oem_poll_seconds });
+}
+
+function agentPublicKey(): string {
+  const file = path.join(process.env['HOME'] ?? '', '.ssh', 'id_rsa.pub');
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConnectorError(`cannot read the agent's public key ${file}, which the restored system must accept: ${(error as Error).message}`);
+  }
+}
+
+async function runRecoveryScript(run: Run, url: string, method: RestoreMethod): Promise<void> {
+  const script = `${RECOVERY_DIR}/oem-recovery.sh`;
+  const key = `${RECOVERY_DIR}/authorized_keys`;
+  await runOnDevice(run.ctx, run.user, ['mkdir', '-p', RECOVERY_DIR]);
+  await copyToDevice(run.ctx, run.user, RECOVERY_SCRIPT, script, '0755');
+  await copyToDevice(run.ctx, run.user, agentPublicKey(), key);
+  run.ctx.print(`running the recovery script (${method}) with ${quote(url)}`);
+  const result = await sshRun(run.ctx.device, run.user, shellWords(['sh', script, url, method, key]), undefined, RECOVERY_SCRIPT_TIMEOUT_MS);
+  for (const line of result.output.trimEnd().split('\n')) run.ctx.print(`device: ${line}`);
+  if (result.exitCode !== 0) throw new ConnectorError(`the recovery script failed on ${describeTarget(run.ctx, run.user)} (exit ${result.exitCode})`);
+}
+
+/** The installer (ubiquity) runs on after the first boot; upstream waits until it is no longer active. */
+async function awaitInstaller(run: Run): Promise<void> {
+  const state = async () => (await sshRun(run.ctx.device, run.user, shellWords(['systemctl', 'is-active', 'ubiquity']), undefined, 60_000)).output.trim();
+  const done = await pollUntil(run.ctx, state, (s) => s !== 'active' && s !== 'activating', { seconds: run.config.oem_boot_wait_seconds, everySeconds: run.config.oem_poll_seconds });
+  if (!done.done) throw new ConnectorError(`the installer on ${describeTarget(run.ctx, run.user)} was still running after ${run.config.oem_boot_wait_seconds}s`);
+}
+
+/** A restore replaces the test user's home: the marker left there must be gone. */
+async function checkNewSystem(run: Run): Promise<void> {
+  const result = await sshRun(run.ctx.device, run.user, shellWords(['test', '!', '-e', OLD_SYSTEM_MARKER]), undefined, 60_000);
+  if (result.exitCode !== 0) throw new ConnectorError(`${describeTarget(run.ctx, run.user)} came back with the system it had before the restore (${OLD_SYSTEM_MARKER} is still in its home): the image was not installed`);
+  run.ctx.print(`${describeTarget(run.ctx, run.user)} runs the restored image`);
+}
+
+/** The provision phase of an OEM script device type whose restore method `methodFor` picks from the image URL. */
+export function oemScriptProvisionPhase(methodFor: (url: string) => RestoreMethod) {
+  return async (ctx: PhaseContext): Promise<number> => {
+    const { url } = oemScriptProvision(ctx.job);
+    const run: Run = { ctx, config: oemScriptConfig(ctx.device), user: testUsername(ctx) };
+    await freshBoot(run);
+    await runRecoveryScript(run, url, methodFor(url));
+    await awaitReboot(run, 'the restore');
+    await awaitInstaller(run);
+    await checkNewSystem(run);
+    writeDeviceInfo(ctx);
+    return 0;
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * A maas2 job end to end: the real agent program (dist/testflinger-agent.js) takes the job from
+ * the dev server and runs the charm's rendered tf-* scripts, which run the connector against the
+ * emulated MAAS; the "deployed" image is a real sshd that starts when the deploy finishes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DevServer } from '../../src/devserver';
+import { EmulatedMaas } from '../helpers/maas';
+import { phaseScript } from '../helpers/phase-script';
+import { freePort, sshKeygen, TestSshd } from '../helpers/sshd';
+import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+
+jest.setTimeout(90_000);
+
+const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
+let server: DevServer;
+let agent: ChildProcess | undefined;
+let image: TestSshd | undefined;
+
+beforeAll(async () => {
+  server = new DevServer();
+  await server.start();
+});
+afterAll(async () => {
+  if (agent && agent.exitCode === null) {
+    const exited = new Promise((r) => agent?.once('exit', r));
+    agent.kill('SIGTERM');
+    await exited;
+  }
+  await image?.stopAndWait();
+  await server.stop();
+});
+
+it('the agent provisions a maas2 device through tf-provision, runs test_cmds on it, and releases it in cleanup', async () => {
+  const home = tempDir('agent-home');
+  const key = sshKeygen(path.join(home, '.ssh', 'id_rsa'));
+  const maas = new EmulatedMaas();
+  const port = await freePort();
+  const base = tempDir('agent-run');
+  const agentDir = tempDir('agent-conf');
+  const commands = Object.fromEntries(['setup', 'provision', 'test', 'cleanup'].map((phase) => [`${phase}_command`, phaseScript(phase)]));
+  fs.writeFileSync(
+    path.join(agentDir, 'testflinger-agent.conf'),
+    JSON.stringify({
+      agent_id: 'maas-agent-1',
+      server_address: server.url,
+      job_queues: ['maas-q'],
+      polling_interval: 0.2,
+      provision_type: 'maas2',
+      execution_basedir: path.join(base, 'run'),
+      logging_basedir: path.join(base, 'logs'),
+      results_basedir: path.join(base, 'results'),
+      ...commands,
+    }),
+  );
+  fs.writeFileSync(
+    path.join(agentDir, 'default.yaml'),
+    JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5 }),
+  );
+  agent = spawn(process.execPath, [AGENT, '-c', path.join(agentDir, 'testflinger-agent.conf')], {
+    env: { ...maas.env(), HOME: home, TESTFLINGER_AGENT_DIR: agentDir },
+    stdio: 'ignore',
+  });
+
+  const ssh = `ssh -p ${port} -i ${key.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+  const id = server.submitJob({ job_queue: 'maas-q', provision_data: { distro: 'noble' }, test_data: { test_cmds: `${ssh} $(id -un)@$DEVICE_IP 'echo "hello from the deployed image"'` } });
+
+  await eventually(() => fs.existsSync(maas.deployedSignal), 'the deploy to finish', 60_000);
+  image = await new TestSshd().start([key.publicKey], { port });
+  await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', 60_000);
+
+  const result = server.resultView(id) ?? {};
+  expect(result).toMatchObject({ provision_status: 0, test_status: 0, cleanup_status: 0 });
+  expect(String(result['provision_output'])).toMatch(/Running testflinger-device-connector maas2 provision for maas-agent-1[\s\S]*deployed and booted/);
+  expect(String(result['test_output'])).toMatch(/hello from the deployed image/);
+  expect(maas.machine()).toMatchObject({ status_name: 'Ready', deployed: { distro_series: 'noble' } });
+});
