@@ -16,7 +16,9 @@ export const CHARM_NAME = 'testflinger-agent-host';
 export const CHARM_BUNDLES = ['charm', 'testflinger-agent', 'testflinger-device-connector'];
 const JUJU_FILES = ['metadata.yaml', 'config.yaml', 'actions.yaml'];
 const TOP_FILES = [...JUJU_FILES, 'README.md', 'LICENSE'];
-const SHIPPED_DIRS = ['templates', 'tf-cmd-scripts'];
+const SHIPPED_DIRS = ['templates', 'tf-cmd-scripts', 'cos'];
+/** The rules' promtool tests are the project's, not the unit's. */
+const NOT_SHIPPED = /^cos\/tests\//;
 /** What charmcraft puts in the charm itself; its part must not stage them again. */
 const CHARMCRAFT_WRITES = new Set(['manifest.yaml', ...JUJU_FILES]);
 
@@ -81,7 +83,7 @@ export function charmEntries(projectDir: string, options: PackOptions = {}): Zip
     project('dispatch', 0o755),
     ...treeEntries(path.join(projectDir, 'hooks'), 'hooks').map((e) => ({ ...e, mode: 0o755 })),
     ...CHARM_BUNDLES.map((b) => project(`dist/${b}.js`, 0o755)),
-    ...SHIPPED_DIRS.flatMap((d) => treeEntries(path.join(projectDir, d), d)),
+    ...SHIPPED_DIRS.flatMap((d) => treeEntries(path.join(projectDir, d), d)).filter((e) => !NOT_SHIPPED.test(e.name)),
     ...nodeEntries(arch, options.cacheDir ?? defaultCacheDir(projectDir)),
   ];
 }

@@ -27,9 +27,9 @@ const elfMachine = (data: Buffer) => (data.subarray(0, 4).toString('latin1') ===
 it('holds what Juju reads, what the charm runs and the Node.js it runs on, with run bits, and nothing else', () => {
   const entries = readZip(fs.readFileSync(charmFile));
   const names = entries.map((e) => e.name);
-  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'hooks/install', 'hooks/config-changed', 'hooks/upgrade-charm', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
+  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'hooks/install', 'hooks/config-changed', 'hooks/upgrade-charm', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'cos/dashboards/testflinger-agents.json', 'cos/prometheus_alert_rules/testflinger-agents.rules', 'cos/loki_alert_rules/testflinger-agent-logs.rules', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
   // node_modules only as npm's own, bundled inside its package.
-  expect(names.filter((n) => /node_modules|^src\/|^tests\/|\.ts$/.test(n) && !n.startsWith('node/lib/node_modules/npm/'))).toEqual([]);
+  expect(names.filter((n) => /node_modules|^src\/|^tests\/|^cos\/tests\/|\.ts$/.test(n) && !n.startsWith('node/lib/node_modules/npm/'))).toEqual([]);
   const mode = (n: string) => entry(entries, n)?.mode;
   for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js', 'node/bin/node']) expect(mode(exe)).toBe(0o755);
   expect(mode('metadata.yaml')).toBe(0o644);
