@@ -2,20 +2,31 @@
 import { generateKeyPairSync } from 'node:crypto';
 import * as path from 'node:path';
 import { AgentHostCharm } from '../../src/charm/charm';
+import type { SupervisordDaemon } from '../../src/charm/driver';
 import { createHost, type Host } from '../../src/charm/host';
-import { supervisorLimits } from '../../src/charm/limits';
 import { hostPaths, type HostPaths } from '../../src/charm/paths';
 import { managedProgramNames, type ProgramStatus, type SupervisorControl } from '../../src/charm/supervisor';
 import { Context } from '../../src/ops/testing';
 import { repoRoot, tempDir } from './tmp';
 
+/** States in which real supervisord delivers a signal (supervisor/states.py SIGNALLABLE_STATES). */
+const SIGNALLABLE = new Set(['RUNNING', 'STARTING', 'STOPPING']);
+
+/**
+ * An in-memory supervisord: programs and their states, every call recorded. Its limits go
+ * through the host's real daemon driver (a file under the root), as the real one's do.
+ */
 export class FakeSupervisor implements SupervisorControl {
   running = false;
   readonly calls: string[][] = [];
   readonly states = new Map<string, string>();
+  daemon: SupervisordDaemon | undefined;
   constructor(private readonly paths: HostPaths) {}
   async isRunning() {
     return this.running;
+  }
+  async readPrograms() {
+    return this.running ? this.status() : null;
   }
   async ensureRunning(agentCount: number) {
     if (this.running) return 'already-running' as const;
@@ -37,10 +48,14 @@ export class FakeSupervisor implements SupervisorControl {
   }
   /** When set, signal() fails as an unreachable supervisord would. */
   failSignals = false;
+  async stopGroups(names: readonly string[]) {
+    this.calls.push(['stop', ...names]);
+    for (const name of names) if (this.states.has(name)) this.states.set(name, 'STOPPED');
+  }
   async signal(names: readonly string[], signal = 'USR1') {
     if (this.failSignals && names.length > 0) throw new Error('supervisord is not answering');
     if (names.length > 0) this.calls.push(['signal', signal, ...names]);
-    const signalled = names.filter((n) => this.states.get(n) === 'RUNNING');
+    const signalled = names.filter((n) => SIGNALLABLE.has(this.states.get(n) ?? ''));
     return { signalled, notRunning: names.filter((n) => !signalled.includes(n)) };
   }
   async status(): Promise<ProgramStatus[]> {
@@ -49,13 +64,9 @@ export class FakeSupervisor implements SupervisorControl {
   async shutdown() {
     this.running = false;
   }
-  /** The minfds last written, as the real one keeps it in a file. */
-  minfds = 0;
   writeLimits(agentCount: number) {
-    const { minfds } = supervisorLimits(agentCount);
-    const changed = minfds !== this.minfds;
-    this.minfds = minfds;
-    return changed;
+    if (!this.daemon) throw new Error('FakeSupervisor: no daemon to write limits with');
+    return this.daemon.writeLimits(agentCount);
   }
   async restart() {
     this.calls.push(['restart']);
@@ -80,7 +91,8 @@ export function charmHarness(): CharmHarness {
   const paths = hostPaths(root);
   const supervisor = new FakeSupervisor(paths);
   // Ports are decided by the charm alone here; real listeners are the integration tests' business.
-  const host = createHost({ paths, charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
+  const host = createHost({ paths, driver: 'sandbox', charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
+  supervisor.daemon = host.driver.supervisord;
   const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
   return { ctx, host, root, supervisor };
 }
