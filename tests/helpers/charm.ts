@@ -1,12 +1,15 @@
 /** A charm under test: the real charm code, a temp host root, and an in-memory supervisord. */
 import { generateKeyPairSync } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { AgentHostCharm } from '../../src/charm/charm';
 import type { SupervisordDaemon } from '../../src/charm/driver';
 import { createHost, type Host } from '../../src/charm/host';
 import { hostPaths, type HostPaths } from '../../src/charm/paths';
 import { managedProgramNames, type ProgramStatus, type SupervisorControl } from '../../src/charm/supervisor';
 import { Context } from '../../src/ops/testing';
+import { ConfigRepo, agentConf } from './gitrepo';
 import { repoRoot, tempDir } from './tmp';
 
 /** States in which real supervisord delivers a signal (supervisor/states.py SIGNALLABLE_STATES). */
@@ -114,4 +117,31 @@ export const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 export function programDir(root: string): string {
   return path.join(root, 'etc', 'supervisor', 'conf.d');
+}
+
+/**
+ * An agent conf whose run, log and results dirs are its own, under `base` (a fresh temp dir
+ * unless given), never the shared /tmp/testflinger defaults another run may be using.
+ */
+export function labAgentConf(name: string, overrides: Record<string, unknown> = {}, base = tempDir('agentdirs')): string {
+  return agentConf(name, { execution_basedir: `${base}/run`, logging_basedir: `${base}/logs`, results_basedir: `${base}/results`, ...overrides });
+}
+
+/** A config repo with these agents, each with its own dirs, committed. */
+export function labRepo(...agents: string[]): ConfigRepo {
+  const repo = new ConfigRepo('lab1');
+  for (const name of agents) repo.addAgent(name, labAgentConf(name));
+  repo.commit('initial');
+  return repo;
+}
+
+/**
+ * Makes the repo's agent look mid-job, as the agent does: its bookkeeping dir (`.<job>.agent`)
+ * in its execution dir. Returns a function that ends the job.
+ */
+export function markBusy(repo: ConfigRepo, name: string): () => void {
+  const conf = parseYaml(fs.readFileSync(path.join(repo.dir, repo.configDir, name, 'testflinger-agent.conf'), 'utf8')) as { execution_basedir: string };
+  const job = path.join(conf.execution_basedir, '.test-job.agent');
+  fs.mkdirSync(job, { recursive: true });
+  return () => fs.rmSync(job, { recursive: true, force: true });
 }
