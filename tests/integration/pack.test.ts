@@ -4,7 +4,8 @@ import * as path from 'node:path';
 import { parse } from 'yaml';
 import { packCharm } from '../../src/pack/pack';
 import { readZip } from '../../src/pack/zip';
-import { ConfigRepo, agentConf } from '../helpers/gitrepo';
+import { labAgentConf } from '../helpers/charm';
+import { ConfigRepo } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
@@ -38,7 +39,7 @@ it('unpacked, its dispatch installs and configures an agent host in a sandbox ro
     fs.writeFileSync(file, entry.data, { mode: entry.mode });
   }
   const repo = new ConfigRepo('lab1');
-  repo.addAgent('agent-a', agentConf('agent-a', { server_address: '127.0.0.1:9' })).commit();
+  repo.addAgent('agent-a', labAgentConf('agent-a', { server_address: '127.0.0.1:9' })).commit();
   const sandbox = new Sandbox({ 'config-repo': repo.url, 'config-dir': 'lab1' }, unpacked);
   try {
     await sandbox.hook('install');
