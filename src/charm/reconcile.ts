@@ -143,7 +143,7 @@ function programFilesPresent(host: Host, names: readonly string[]): boolean {
 }
 
 /** An agent is mid-job while its bookkeeping directory (`.<job>.agent`) exists. */
-export function executionDirBusy(executionDir: string): boolean {
+function executionDirBusy(executionDir: string): boolean {
   try {
     return fs.readdirSync(executionDir).some((name) => /^\..+\.agent$/.test(name));
   } catch {

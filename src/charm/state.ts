@@ -5,7 +5,7 @@ import type { HostPaths } from './paths';
 export interface HostState {
   /** Metrics port per agent, kept for the agent's lifetime. */
   ports: Record<string, number>;
-  /** Program file content hash per agent, as last applied with `supervisorctl update`. */
+  /** Program file content hash per agent, as supervisord last read it. */
   appliedPrograms: Record<string, string>;
   /** Directory content hash per agent, as last running (or asked to restart). */
   appliedAgents: Record<string, string>;

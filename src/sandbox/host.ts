@@ -6,10 +6,9 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHost } from '../charm/host';
 import { hostPaths, type HostPaths } from '../charm/paths';
-import { parseStatus, Supervisor, type ProgramStatus } from '../charm/supervisor';
-import { TemplateRenderer } from '../charm/templates';
-import { runCommand } from '../common/exec';
+import { parseStatus, type ProgramStatus } from '../charm/supervisor';
 import { createEmulatedUnit, dispatchEvent, type DispatchOptions, type DispatchResult, type EmulatedUnit } from '../hooktools/emulator';
 
 const SHUTDOWN_WAIT_MS = 15_000;
@@ -62,7 +61,7 @@ export class SandboxHost {
   async shutdown(): Promise<void> {
     if (!fs.existsSync(this.paths.supervisorPidFile)) return;
     const pid = Number(fs.readFileSync(this.paths.supervisorPidFile, 'utf8'));
-    await new Supervisor(this.paths, runCommand, new TemplateRenderer(this.charmDir)).shutdown().catch(() => undefined);
+    await createHost({ paths: this.paths, driver: 'sandbox', charmDir: this.charmDir }).supervisor.shutdown().catch(() => undefined);
     const deadline = Date.now() + SHUTDOWN_WAIT_MS;
     while (Date.now() < deadline) {
       try {
