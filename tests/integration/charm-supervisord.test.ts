@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
-import { ConfigRepo, agentConf } from '../helpers/gitrepo';
+import { labAgentConf } from '../helpers/charm';
+import { ConfigRepo } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
 import { eventually } from '../helpers/tmp';
 
@@ -42,19 +43,8 @@ class Lab {
 
   /** An agent conf with its dirs under this sandbox's root, polling often (a job is taken within 2 s). */
   conf(name: string, extra: Record<string, unknown> = {}): string {
-    const base = path.join(this.sandbox.root, 'tmp/testflinger', name);
-    return agentConf(name, {
-      server_address: this.server.url,
-      polling_interval: 2,
-      execution_basedir: `${base}/run`,
-      logging_basedir: `${base}/logs`,
-      results_basedir: `${base}/results`,
-      setup_command: 'tf-setup',
-      provision_command: 'tf-provision',
-      test_command: 'tf-test',
-      cleanup_command: 'tf-cleanup',
-      ...extra,
-    });
+    const phases = { setup_command: 'tf-setup', provision_command: 'tf-provision', test_command: 'tf-test', cleanup_command: 'tf-cleanup' };
+    return labAgentConf(name, { server_address: this.server.url, polling_interval: 2, ...phases, ...extra }, path.join(this.sandbox.root, 'tmp/testflinger', name));
   }
 
   pids(): Record<string, number | undefined> {
@@ -90,10 +80,13 @@ function stoppedAt(sandbox: Sandbox): Record<string, number> {
 }
 
 let lab: Lab | undefined;
-afterEach(async () => {
-  await lab?.stop();
+/** A lab stops while the next one deploys (they share nothing); all have stopped by the end. */
+const stopping: Promise<void>[] = [];
+afterEach(() => {
+  if (lab) stopping.push(lab.stop());
   lab = undefined;
 });
+afterAll(() => Promise.all(stopping));
 
 async function deploy(...agents: string[]): Promise<Lab> {
   lab = await Lab.deploy(agents);
