@@ -1,6 +1,7 @@
 /**
  * Every host path the charm touches, from one root: `/` on a unit, AGENT_HOST_ROOT in a sandbox.
- * Only where files go: how the host is driven (users, packages, supervisord) is driver.ts's.
+ * Only where files go: how the host is driven (users, packages, supervisord) is driver.ts's
+ * (docs/architecture.md, "Host paths" and "The seam").
  */
 import * as path from 'node:path';
 

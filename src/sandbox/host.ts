@@ -1,7 +1,7 @@
 /**
  * A sandboxed agent host driven as Juju drives a unit: the real dispatch, emulated hook tools,
  * AGENT_HOST_ROOT in a directory, and the real supervisord the charm starts there. One place for
- * what the demo, the benchmark and the tests all do with such a host.
+ * what the demo, the benchmark and the tests all do with such a host (docs/architecture.md).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
