@@ -37,7 +37,7 @@ export interface ProgramRunAs {
 
 /** How supervisord itself is run: its limits, its start and its restart. */
 export interface SupervisordDaemon {
-  /** Whether the limits on disk are the ones for this many agents (read only, nothing written). */
+  /** Whether the limits on disk are the ones for this many agents (read, not rendered). */
   limitsCurrent(agentCount: number): boolean;
   /** Writes the limits for this many agents; true when the file changed. */
   writeLimits(agentCount: number): boolean;
@@ -63,6 +63,17 @@ export const UNIT_RUN_AS: ProgramRunAs = Object.freeze({ user: 'ubuntu' });
 /** A sandbox exposes nothing beyond loopback. */
 export const SANDBOX_RUN_AS: ProgramRunAs = Object.freeze({ metricsHost: '127.0.0.1' });
 
+/**
+ * Whether the file already carries the limits for this many agents: its `minfds=` and
+ * `minprocs=` lines are read, nothing is rendered (the unchanged hook's check).
+ */
+function limitsIn(file: string, agentCount: number): boolean {
+  const text = readIfExists(file);
+  const wanted = supervisorLimits(agentCount);
+  const value = (key: string) => Number(new RegExp(`^${key}=(\\d+)$`, 'm').exec(text)?.[1]);
+  return value('minfds') === wanted.minfds && value('minprocs') === wanted.minprocs;
+}
+
 function limitsFileContent(renderer: TemplateRenderer, agentCount: number): string {
   return renderer.render('templates/limits.conf.hbs', { agents: agentCount, ...supervisorLimits(agentCount) });
 }
@@ -83,7 +94,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
     programRunAs: UNIT_RUN_AS,
     supervisord: {
       // supervisord merges [supervisord] from included files: the drop-in sits beside the programs.
-      limitsCurrent: (count) => readIfExists(paths.limitsFile) === limitsFileContent(renderer, count),
+      limitsCurrent: (count) => limitsIn(paths.limitsFile, count),
       writeLimits: (count) => writeFileAtomic(paths.limitsFile, limitsFileContent(renderer, count)),
       start: async () => {
         await run('systemctl', ['start', 'supervisor']);
@@ -117,7 +128,7 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     programRunAs: SANDBOX_RUN_AS,
     supervisord: {
       // The limits live in the sandbox's own supervisord.conf.
-      limitsCurrent: (count) => readIfExists(paths.supervisordConf) === conf(count),
+      limitsCurrent: (count) => limitsIn(paths.supervisordConf, count),
       writeLimits: (count) => {
         for (const dir of [paths.programDir, paths.supervisorLogDir, path.dirname(paths.supervisorSocket)]) fs.mkdirSync(dir, { recursive: true });
         return writeFileAtomic(paths.supervisordConf, conf(count));
