@@ -14,7 +14,7 @@ import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconc
 import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
-import { managedProgramNames, writeProgramFiles, type ProgramStatus } from './supervisor';
+import { writeProgramFiles, type ProgramStatus } from './supervisor';
 import { expectedPrograms, statusNeedsPrograms, unitStatus } from './unitstatus';
 import { checkGitRef, ValueError } from './values';
 
@@ -150,15 +150,11 @@ export class AgentHostCharm extends CharmBase {
 
   /** The unit is going away: its agents stop and their program files go (configs and runtime stay). */
   private async onRemove(): Promise<void> {
-    const { supervisor } = this.host;
-    const names = managedProgramNames(this.paths);
-    const running = names.length > 0 && (await supervisor.isRunning());
-    // All at once: supervisord's own update would stop the groups one after another.
-    if (running) await supervisor.stopGroups(names);
-    writeProgramFiles(this.paths, new Map());
-    if (running) await supervisor.update();
+    const removed = writeProgramFiles(this.paths, new Map()).removed;
+    // update() stops the removed programs all at once, then drops their groups.
+    if (removed.length > 0 && (await this.host.supervisor.isRunning())) await this.host.supervisor.update();
     this.state = { ...this.state, appliedPrograms: {}, appliedAgents: {}, appliedInputs: '' };
-    await this.log.info(`removed the programs of ${names.length} agents`);
+    await this.log.info(`removed the programs of ${removed.length} agents`);
     this.removing = true;
   }
 

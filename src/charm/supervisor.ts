@@ -165,8 +165,6 @@ export interface SupervisorControl {
   /** Restarts supervisord, and with it every agent: only when none is running a job. */
   restart(): Promise<void>;
   update(): Promise<string>;
-  /** Stops these groups all at once and waits (bounded) until none is running. */
-  stopGroups(names: readonly string[]): Promise<void>;
   signal(names: readonly string[], signal?: string): Promise<{ signalled: string[]; notRunning: string[] }>;
   status(): Promise<ProgramStatus[]>;
   shutdown(): Promise<void>;
@@ -235,16 +233,22 @@ export class Supervisor implements SupervisorControl {
   }
 
   /**
-   * Stops the named groups in one multicall without waiting for each (supervisord alone stops one
-   * group per turn of its loop, about a second each), then waits, bounded, until they are down.
+   * Stops the named programs (one process per group, named as it) all at once: one multicall of
+   * `stopProcess(name, wait=false)`, which returns as soon as the signal is sent. Not
+   * `stopProcessGroup`: its answer is deferred, and supervisord's multicall waits for each
+   * deferred answer before the next call, about a second each, as its own update does. Then
+   * waits, bounded, until none of them is running.
    */
-  async stopGroups(names: readonly string[]): Promise<void> {
+  private async stopGroups(names: readonly string[]): Promise<void> {
     if (names.length === 0) return;
-    const calls = names.map((name) => ({ methodName: 'supervisor.stopProcessGroup', params: [name, false] as RpcValue[] }));
+    const calls = names.map((name) => ({ methodName: 'supervisor.stopProcess', params: [name, false] as RpcValue[] }));
     const answers = (await this.rpc('system.multicall', [calls])) as RpcValue[];
-    // A group already stopped (NOT_RUNNING) or unknown (BAD_NAME) is what we want anyway.
-    const refused = answers.map((a, i) => [a, names[i]] as const).filter(([a]) => isFault(a) && a.faultCode !== FAULT_NOT_RUNNING && a.faultCode !== FAULT_BAD_NAME);
-    if (refused.length > 0) throw new SupervisorError(`stop: ${refused.map(([, n]) => n).join(', ')} refused`);
+    // One already stopped (NOT_RUNNING) or unknown (BAD_NAME) is what we want anyway.
+    const refused = names.filter((_, i) => {
+      const answer = answers[i] as RpcValue;
+      return isFault(answer) && answer.faultCode !== FAULT_NOT_RUNNING && answer.faultCode !== FAULT_BAD_NAME;
+    });
+    if (refused.length > 0) throw new SupervisorError(`stop: ${refused.join(', ')} refused`);
     const wanted = new Set(names);
     const deadline = Date.now() + STOP_ALL_WAIT_MS;
     while (Date.now() < deadline && (await this.status()).some((p) => wanted.has(p.name) && ACTIVE_STATES.has(p.state))) await new Promise((r) => setTimeout(r, 50));
@@ -252,18 +256,16 @@ export class Supervisor implements SupervisorControl {
 
   /**
    * Applies added, changed and removed program files, as supervisorctl's `update` does:
-   * untouched programs keep running; changed ones are stopped and started again.
+   * untouched programs keep running; changed ones are stopped and started again. The removed and
+   * changed ones are stopped all at once first (see stopGroups), then one round trip removes
+   * and adds the groups.
    */
   async update(): Promise<string> {
     const [groups] = (await this.rpc('supervisor.reloadConfig')) as [[string[], string[], string[]]];
     const [added, changed, removed] = groups;
+    await this.stopGroups([...removed, ...changed]);
     const call = (methodName: string, ...params: RpcValue[]) => ({ methodName, params });
-    // One round trip for all of it, in supervisorctl's order: stop and remove, then add.
-    // (Removed groups are usually stopped already: see stopGroups.)
-    const calls = [
-      ...[...removed, ...changed].flatMap((name) => [call('supervisor.stopProcessGroup', name, true), call('supervisor.removeProcessGroup', name)]),
-      ...[...changed, ...added].map((name) => call('supervisor.addProcessGroup', name)),
-    ];
+    const calls = [...[...removed, ...changed].map((name) => call('supervisor.removeProcessGroup', name)), ...[...changed, ...added].map((name) => call('supervisor.addProcessGroup', name))];
     if (calls.length > 0) this.checkMulticall('update', calls, (await this.rpc('system.multicall', [calls])) as RpcValue[]);
     return `added [${added}] changed [${changed}] removed [${removed}]`;
   }

@@ -51,10 +51,6 @@ export class FakeSupervisor implements SupervisorControl {
   }
   /** When set, signal() fails as an unreachable supervisord would. */
   failSignals = false;
-  async stopGroups(names: readonly string[]) {
-    this.calls.push(['stop', ...names]);
-    for (const name of names) if (this.states.has(name)) this.states.set(name, 'STOPPED');
-  }
   async signal(names: readonly string[], signal = 'USR1') {
     if (this.failSignals && names.length > 0) throw new Error('supervisord is not answering');
     if (names.length > 0) this.calls.push(['signal', signal, ...names]);
