@@ -164,29 +164,30 @@ function busyCheck(host: Host, config: CharmConfig, byName: ReadonlyMap<string, 
   };
 }
 
+/**
+ * The agents this event should run, with the repo revision and the inputs hash they derive
+ * from. A retry takes them from the state; a pull syncs the repo and derives them from it, or,
+ * when its inputs hash is the one last applied, takes them from the state too.
+ */
+async function gather(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions, log: (m: string) => Promise<void>): Promise<{ desired: Desired; revision: string; inputs: string }> {
+  if (options.mode === 'retry') return { desired: desiredFromState(previous), revision: previous.configRevision ?? '', inputs: previous.appliedInputs };
+  const { paths } = host;
+  // Written on every pull, changed or not: a job may have replaced ~/.ssh since, and a link
+  // there must block the unit before anything else happens (docs/security.md).
+  writeSshFiles(paths, config, await host.driver.agentUser());
+  const remote = config['config-repo'];
+  const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
+  const { revision } = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv);
+  const inputs = inputsHash(host, config, revision);
+  const unchanged = !options.restartAll && previous.problem === null && inputs === previous.appliedInputs && programFilesPresent(host, Object.keys(previous.appliedPrograms));
+  const desired = unchanged ? desiredFromState(previous) : await desiredFromRepo(host, config, previous, log);
+  return { desired, revision, inputs };
+}
+
 export async function reconcile(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions = {}): Promise<ReconcileResult> {
-  const { paths, supervisor } = host;
   const log = options.log ?? (async () => undefined);
-  const mode = options.mode ?? 'pull';
-
-  let revision = previous.configRevision ?? '';
-  let inputs = previous.appliedInputs;
-  let desired: Desired;
-  if (mode === 'retry') {
-    desired = desiredFromState(previous);
-  } else {
-    // Written on every pull, changed or not: a job may have replaced ~/.ssh since, and a link
-    // there must block the unit before anything else happens (docs/security.md).
-    writeSshFiles(paths, config, await host.driver.agentUser());
-    const remote = config['config-repo'];
-    const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
-    ({ revision } = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv));
-    inputs = inputsHash(host, config, revision);
-    const unchanged = !options.restartAll && previous.problem === null && inputs === previous.appliedInputs && programFilesPresent(host, Object.keys(previous.appliedPrograms));
-    desired = unchanged ? desiredFromState(previous) : await desiredFromRepo(host, config, previous, log);
-  }
-
-  const programs = await supervisor.readPrograms();
+  const { desired, revision, inputs } = await gather(host, config, previous, options, log);
+  const programs = await host.supervisor.readPrograms();
   const decided = plan({
     previous,
     agents: desired.agents,
@@ -200,7 +201,7 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
     mayRestartSupervisor: !!options.mayRestartSupervisor,
   });
   const applied = await apply(host, decided, desired, log);
-  const state: HostState = { ...applied.state, configRevision: mode === 'retry' ? previous.configRevision : revision, appliedInputs: inputs };
+  const state: HostState = { ...applied.state, configRevision: options.mode === 'retry' ? previous.configRevision : revision, appliedInputs: inputs };
   return {
     state,
     programs: applied.touchedSupervisord ? undefined : programs,
@@ -217,47 +218,55 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
   };
 }
 
-/** Carries out a plan; returns the state once done and what was asked of supervisord. */
+/** Carries out a plan; returns the state once done and whether supervisord was asked anything. */
 async function apply(host: Host, decided: Plan, desired: Desired, log: (m: string) => Promise<void>): Promise<{ state: HostState; signalled: string[]; touchedSupervisord: boolean }> {
-  const { paths, supervisor } = host;
   let strayRemoved = false;
   if (desired.files) {
-    writePhaseScripts(paths, desired.files.scripts);
+    writePhaseScripts(host.paths, desired.files.scripts);
     // A kept bad agent keeps the file it has.
-    strayRemoved = writeProgramFiles(paths, desired.files.programs, new Set(decided.keptBad)).removed.some((name) => !decided.removed.includes(name));
+    const { removed } = writeProgramFiles(host.paths, desired.files.programs, new Set(decided.keptBad));
+    strayRemoved = removed.some((name) => !decided.removed.includes(name));
   }
+  const reloaded = await applySupervisordStep(host, decided, strayRemoved, log);
+  const state = { ...decided.next };
+  const signalled = await askToRestart(host, decided.toSignal, log);
+  if (signalled) state.pendingRestart = [];
+  return { state, signalled: signalled ?? [], touchedSupervisord: reloaded || decided.toSignal.length > 0 };
+}
+
+/** Starts, restarts or updates supervisord as planned; true when it was asked to do anything. */
+async function applySupervisordStep(host: Host, decided: Plan, strayRemoved: boolean, log: (m: string) => Promise<void>): Promise<boolean> {
+  const { supervisor } = host;
   const count = decided.agents.length;
   const step = decided.supervisord;
-  let touched = false;
   if (step.kind === 'start') {
     await supervisor.ensureRunning(count);
-    touched = true;
-  } else if (step.kind === 'restart') {
+    return true;
+  }
+  if (step.kind === 'restart') {
     supervisor.writeLimits(count);
     await log(`restarting supervisord for the limits of ${count} agents (no agent is running a job)`);
     await supervisor.restart();
-    touched = true;
-  } else {
-    if (step.writeLimits) supervisor.writeLimits(count);
-    if (decided.limitsWaitFor.length > 0) await log(`supervisord restart for new limits waits for ${decided.limitsWaitFor.join(', ')} to finish a job`);
-    if (decided.update || strayRemoved) {
-      await supervisor.update();
-      touched = true;
-    }
+    return true;
   }
-  const state = { ...decided.next };
-  let signalled: string[] = [];
-  if (decided.toSignal.length > 0) {
-    touched = true;
-    try {
-      ({ signalled } = await supervisor.signal(decided.toSignal, 'USR1'));
-      state.pendingRestart = [];
-    } catch (error) {
-      // Remembered until delivered: the next hook (update-status too) tries again.
-      await log(`could not ask ${decided.toSignal.join(', ')} to restart; will retry: ${(error as Error).message}`);
-    }
+  if (step.writeLimits) supervisor.writeLimits(count);
+  if (decided.limitsWaitFor.length > 0) await log(`supervisord restart for new limits waits for ${decided.limitsWaitFor.join(', ')} to finish a job`);
+  // A managed file the state did not know of was removed: supervisord must drop it too.
+  if (!decided.update && !strayRemoved) return false;
+  await supervisor.update();
+  return true;
+}
+
+/** Sends USR1; the agents signalled, or undefined when supervisord could not be asked. */
+async function askToRestart(host: Host, names: readonly string[], log: (m: string) => Promise<void>): Promise<string[] | undefined> {
+  if (names.length === 0) return [];
+  try {
+    return (await host.supervisor.signal(names, 'USR1')).signalled;
+  } catch (error) {
+    // Remembered until delivered: the next hook (update-status too) tries again.
+    await log(`could not ask ${names.join(', ')} to restart; will retry: ${(error as Error).message}`);
+    return undefined;
   }
-  return { state, signalled, touchedSupervisord: touched };
 }
 
 function renderProgram(host: Host, config: CharmConfig, agent: AgentDir, port: number): string {
