@@ -128,6 +128,33 @@ describe('config-changed with a good config', () => {
     expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
   });
 
+  it('an unchanged config-changed only compares hashes: nothing rendered, supervisord read once, the state file untouched', async () => {
+    const { ctx, host, root, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const stateFile = hostPaths(root).stateFile;
+    const stateBefore = fs.statSync(stateFile).mtimeMs;
+    const render = jest.spyOn(host.renderer, 'render');
+    const reads = jest.spyOn(supervisor, 'readPrograms');
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
+    expect(render).not.toHaveBeenCalled();
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(fs.statSync(stateFile).mtimeMs).toBe(stateBefore);
+  });
+
+  it('a program file deleted by hand is written again by the next config-changed', async () => {
+    const { ctx, root, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const file = path.join(programDir(root), 'agent-1.conf');
+    const content = fs.readFileSync(file, 'utf8');
+    fs.rmSync(file);
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(fs.readFileSync(file, 'utf8')).toBe(content);
+    expect(supervisor.signalCalls()).toEqual([]);
+  });
+
   it('signals only the agent whose directory changed; a new agent starts without a signal', async () => {
     const { ctx, supervisor } = charmHarness();
     const repo = labRepo('agent-1', 'agent-2');
