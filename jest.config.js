@@ -4,4 +4,6 @@ module.exports = {
   transform: { '^.+\\.ts$': '<rootDir>/scripts/jest-transform.js' },
   testMatch: ['<rootDir>/tests/**/*.test.ts'],
   testTimeout: 60000,
+  // Builds dist/ when missing or stale: dispatch, the agent and the hook tools run from it.
+  globalSetup: '<rootDir>/scripts/jest-global-setup.js',
 };

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import execa from 'execa';
 import { stringify } from 'yaml';
+import { createHost } from '../src/charm/host';
 import { DevServer } from '../src/devserver';
 import type { EmulatedUnit } from '../src/hooktools/emulator';
 import { SandboxHost } from '../src/sandbox/host';
@@ -33,6 +34,8 @@ const pinnedNode = (line: NodeLine) => nodeBinary(hostArch(), NODE_CACHE, line);
 const shipped = (): AgentRuntime => ({ label: `Node ${SHIPPED_NODE_LINE}, charm's flags (${NODE_FLAGS['testflinger-agent'].join(' ') || 'none'})`, node: pinnedNode(SHIPPED_NODE_LINE), flags: NODE_FLAGS['testflinger-agent'] });
 /** The baseline the issue measured: Node 20 with V8's defaults. */
 const node20 = (): AgentRuntime => ({ label: 'Node 20, defaults', node: pinnedNode('20'), flags: [] });
+/** `--agents=100`: time the hooks with this many agents only. */
+const AGENT_COUNTS = process.argv.find((a) => a.startsWith('--agents='))?.slice('--agents='.length).split(',').map(Number);
 const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'b@localhost', GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'b@localhost' };
 
 interface Row {
@@ -83,6 +86,57 @@ async function toolCallMs(unit: EmulatedUnit, runs: number): Promise<number> {
   return median(times);
 }
 
+async function medianMs(runs: number, once: () => Promise<unknown>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = process.hrtime.bigint();
+    await once();
+    times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(times);
+}
+
+interface HookSplit {
+  total: number;
+  nodeStarts: number;
+  bundleCompile: number;
+  toolCalls: number;
+  git: number;
+  supervisord: number;
+}
+
+/**
+ * Where an unchanged config-changed spends its time, each part timed apart in the same run:
+ * two Node starts (dispatch's `node --version`, then the charm), compiling the charm bundle, the
+ * hook-tool calls, git's ls-remote, and one read of supervisord's programs. The rest is the
+ * charm's own work (config, hashes, state).
+ */
+async function unchangedHookSplit(host: BenchHost, total: number, toolCalls: number, toolMs: number): Promise<HookSplit> {
+  const env = { PATH: process.env['PATH'] ?? '' };
+  const nodeVersion = await medianMs(5, () => execa(process.execPath, ['--version'], { extendEnv: false, env }));
+  const nodeStart = await medianMs(5, () => execa(process.execPath, ['-e', '0'], { extendEnv: false, env }));
+  const compile = `new (require('vm').Script)(require('fs').readFileSync(${JSON.stringify(path.join(CHARM_DIR, 'dist', 'charm.js'))}, 'utf8'))`;
+  const withBundle = await medianMs(5, () => execa(process.execPath, ['-e', compile], { extendEnv: false, env }));
+  const gitEnv = { ...env, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
+  const git = await medianMs(5, () => execa('git', ['ls-remote', '--end-of-options', host.repo, 'refs/heads/main', 'refs/tags/main'], { extendEnv: false, env: gitEnv }));
+  const supervisor = createHost({ paths: host.paths, driver: 'sandbox', charmDir: CHARM_DIR }).supervisor;
+  const supervisord = await medianMs(5, () => supervisor.readPrograms());
+  return { total, nodeStarts: nodeVersion + nodeStart, bundleCompile: withBundle - nodeStart, toolCalls: toolCalls * toolMs, git, supervisord };
+}
+
+function splitRow(n: number, split: HookSplit, floor: number): void {
+  const parts: [string, number][] = [
+    ['2 Node starts', split.nodeStarts],
+    ['charm bundle compile', split.bundleCompile],
+    ['hook-tool calls', split.toolCalls],
+    ['git ls-remote', split.git],
+    ['supervisord status read', split.supervisord],
+  ];
+  const rest = split.total - parts.reduce((sum, [, v]) => sum + v, 0);
+  const text = [...parts, ['the charm\'s own work (the rest)', rest] as [string, number]].map(([what, v]) => `${what} ${ms(v)}`).join(' + ');
+  row(`config-changed, ${n} agents, nothing changed: where the time goes`, `${ms(split.total)} = ${text}`, `node -e 0 ${ms(floor)}`, split.total / floor, '—');
+}
+
 /** A sandbox unit with n agents in its config repo; agents are `sleep`, so the charm is what is timed. */
 class BenchHost extends SandboxHost {
   constructor(root: string, readonly repo: string) {
@@ -130,7 +184,7 @@ async function benchHooks(): Promise<number> {
   const floor = await floorMs(10);
   say(`  floor: node -e 0 through the same spawn: ${ms(floor)} (median of 10)`);
   let runtimeBytes = 0;
-  for (const n of QUICK ? [10, 100] : [10, 100, 500]) {
+  for (const n of AGENT_COUNTS ?? (QUICK ? [10, 100] : [10, 100, 500])) {
     const freshRuns = n >= 500 ? 1 : 3;
     const fresh: number[] = [];
     const unchanged: number[] = [];
@@ -138,6 +192,7 @@ async function benchHooks(): Promise<number> {
     let toolMs = 0;
     let freshCalls = 0;
     let unchangedCalls = 0;
+    let split: HookSplit | undefined;
     for (let r = 0; r < freshRuns; r++) {
       const host = await agentHost(n);
       try {
@@ -154,6 +209,7 @@ async function benchHooks(): Promise<number> {
           const after = programPids(host);
           restarted = [...before].filter(([name, pid]) => after.get(name) !== pid).length;
           toolMs = await toolCallMs(host.unit, 5);
+          split = await unchangedHookSplit(host, median(unchanged), unchangedCalls, toolMs);
           const versions = path.join(host.root, 'srv/testflinger-agent/versions');
           runtimeBytes = dirBytes(versions);
           const calls = host.unit.state().calls.length;
@@ -168,6 +224,7 @@ async function benchHooks(): Promise<number> {
     const inTools = (calls: number) => `, ${calls} hook-tool calls ≈ ${ms(calls * toolMs)}`;
     row(`config-changed, ${n} agents, fresh unit (median of ${freshRuns})`, `${ms(median(fresh))}${inTools(freshCalls)}`, `node -e 0 ${ms(floor)}`, median(fresh) / floor, targetFresh);
     row(`config-changed, ${n} agents, nothing changed (median of 5)`, `${ms(median(unchanged))}, ${restarted} restarted${inTools(unchangedCalls)}`, `node -e 0 ${ms(floor)}`, median(unchanged) / floor, targetSame);
+    if (split) splitRow(n, split, floor);
   }
   return runtimeBytes;
 }
@@ -407,6 +464,8 @@ async function benchJobs(): Promise<void> {
   }
 }
 
+const PARTIAL_MARKER = '## Latest partial run';
+
 async function main(): Promise<void> {
   const started = Date.now();
   say(`testflinger-agent-host benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores, node ${process.version}${QUICK ? ' (quick)' : ''}`);
@@ -429,6 +488,7 @@ async function main(): Promise<void> {
 - Hooks: the real \`dispatch\` run as Juju runs it (environment built from scratch, emulated hook tools on PATH), \`AGENT_HOST_ROOT\` in a temp dir, a real git config repo, the real supervisord the charm starts. Agent programs are replaced by \`sleep\` after install, so the figure is the charm's own cost. "Fresh unit" is the first config-changed after install (clone, render, add every program to the supervisord that install started); "nothing changed" is five more config-changed runs; restarts are counted from supervisord's pids before and after. Baseline: \`node -e 0\` started the same way, median of 10.
 - Node.js: agents run on the pinned node-linux-${hostArch() === 'amd64' ? 'x64' : 'arm64'} binaries (${(Object.keys(NODE_RELEASES) as NodeLine[]).map((l) => NODE_RELEASES[l].version).join(', ')}), \`${shipped().label}\` being what the charm installs (flags: \`${NODE_FLAGS['testflinger-agent'].join(' ') || 'none'}\`); "Node 20, defaults" is the same agent on Node ${NODE_RELEASES['20'].version} without flags, running at the same time.
 - Lines and flags: ${REPLICAS} idle agents per line and flag set, all started together (round-robin) against one dev server, polling every 10 s; after all reported in and ${QUICK ? 5 : 20} s more, /proc/<pid>/smaps_rollup is read three times ${QUICK ? 2 : 10} s apart; the figure is the median over samples and agents, each agent's own median in brackets. VAR=value items are set in the agent's environment, the rest are node flags. One agent's figure moves by up to 2 MB with when V8 last collected garbage, so differences under ~0.5 MB are noise.
+- Where an unchanged config-changed spends its time: each part timed apart, in the same run, median of 5: \`node --version\` (dispatch's check) and \`node -e 0\` (the charm's own start), compiling dist/charm.js in a \`vm.Script\` (minus a bare start), the hook-tool calls the hook made times one call's cost, \`git ls-remote\` of the config repo as the charm runs it, and one read of supervisord's programs over its socket. The rest is the charm's own work (parsing the config, hashing, the state file). The unchanged hook parses no agent conf and renders no program file: it compares the hash of its inputs with the one it applied.
 - Footprint: one real agent process polling the dev server every 10 s; memory from /proc/<pid>/smaps_rollup after it reported in; CPU from /proc/<pid>/stat over the window; requests counted at the server. Baseline: an idle \`node -e setInterval\` process. The total PSS is of ${QUICK ? 10 : 50} more idle agents started meanwhile (shared pages of the Node binary counted once).
 - Jobs: a real agent process with \`true\` as every phase command, five 7-phase jobs; pickup is the server's 200 to \`GET /v1/job\`, complete is when the server holds \`job_state: complete\`. Baseline: the seven commands run directly with /bin/sh. Live log: 40 lines stamped with the time they were printed, latency to the server's receipt of their fragment.
 - Upstream figures are those recorded in the project's issue on a machine of this kind; the upstream agent cannot be installed here (no PyPI), so it was not rerun.
@@ -437,7 +497,11 @@ ${notes.map((n) => `- ${n}`).join('\n')}
   const lines = lineRows.length ? `\n\n## Idle agent memory by Node.js line and V8 flags\n\n${lineRows.join('\n')}` : '';
   const doc = `# Benchmark results\n\n\`npm run bench${only ? ` -- --only=${only}` : ''}\`, ${new Date().toISOString()}, ${os.cpus().length} cores, Node ${process.version}, took ${seconds} s.\n\n${table}${lines}\n\n${method}`;
   fs.mkdirSync(path.join(CHARM_DIR, 'bench'), { recursive: true });
-  fs.writeFileSync(path.join(CHARM_DIR, 'bench', 'results.md'), doc);
+  const file = path.join(CHARM_DIR, 'bench', 'results.md');
+  // A partial run (--only) keeps the last full table and puts its own figures after it.
+  const partial = only ? `${PARTIAL_MARKER} (--only=${only}${AGENT_COUNTS ? ` --agents=${AGENT_COUNTS.join(',')}` : ''}), ${new Date().toISOString()}, took ${seconds} s\n\n${table}${lines}\n\n${method}` : undefined;
+  const previous = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split(PARTIAL_MARKER)[0]?.trimEnd() ?? '' : '';
+  fs.writeFileSync(file, partial ? `${previous}\n\n${partial}` : doc);
   say(`\n${table}${lines}\n\nwritten to bench/results.md (${seconds} s)`);
 }
 

@@ -1,6 +1,7 @@
 /** Everything the charm acts on, as one object: real on a unit, rooted in a temp dir in tests. */
 import * as path from 'node:path';
 import { runCommand, type Runner } from '../common/exec';
+import { createDriver, driverKindFromEnv, type DriverKind, type HostDriver } from './driver';
 import { readHostCapacity, type HostCapacity } from './limits';
 import { hostPathsFromEnv, type HostPaths } from './paths';
 import { portIsFree } from './ports';
@@ -10,6 +11,8 @@ import { TemplateRenderer } from './templates';
 
 export interface Host {
   readonly paths: HostPaths;
+  /** How this host is driven (unit or sandbox), chosen once. */
+  readonly driver: HostDriver;
   readonly charmDir: string;
   /** The Node.js the runtime wrappers run: the charm's own (runtimeNodePath says which). */
   readonly nodePath: string;
@@ -20,21 +23,35 @@ export interface Host {
   readonly capacity: () => HostCapacity;
 }
 
-export function createHost(options: { paths: HostPaths; charmDir: string; run?: Runner; nodePath?: string; supervisor?: SupervisorControl; isPortFree?: (port: number) => Promise<boolean>; capacity?: () => HostCapacity }): Host {
+export interface HostOptions {
+  paths: HostPaths;
+  /** How the host is driven: 'unit' on a machine, 'sandbox' under AGENT_HOST_ROOT (and in tests). */
+  driver: DriverKind;
+  charmDir: string;
+  run?: Runner;
+  nodePath?: string;
+  supervisor?: SupervisorControl;
+  isPortFree?: (port: number) => Promise<boolean>;
+  capacity?: () => HostCapacity;
+}
+
+export function createHost(options: HostOptions): Host {
   const run = options.run ?? runCommand;
   const renderer = new TemplateRenderer(options.charmDir);
+  const driver = createDriver(options.driver, options.paths, run, renderer);
   return {
     paths: options.paths,
+    driver,
     charmDir: options.charmDir,
-    nodePath: options.nodePath ?? runtimeNodePath(options.charmDir, options.paths.sandbox),
+    nodePath: options.nodePath ?? runtimeNodePath(options.charmDir, driver.kind === 'sandbox'),
     run,
     renderer,
-    supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer),
+    supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer, driver.supervisord),
     isPortFree: options.isPortFree ?? portIsFree,
     capacity: options.capacity ?? (() => readHostCapacity()),
   };
 }
 
 export function hostFromEnv(env: NodeJS.ProcessEnv, charmDir: string): Host {
-  return createHost({ paths: hostPathsFromEnv(env), charmDir: path.resolve(charmDir) });
+  return createHost({ paths: hostPathsFromEnv(env), driver: driverKindFromEnv(env), charmDir: path.resolve(charmDir) });
 }

@@ -1,10 +1,12 @@
-/** Every host path the charm touches, from one root: `/` on a unit, AGENT_HOST_ROOT in a sandbox. */
+/**
+ * Every host path the charm touches, from one root: `/` on a unit, AGENT_HOST_ROOT in a sandbox.
+ * Only where files go: how the host is driven (users, packages, supervisord) is driver.ts's
+ * (docs/architecture.md, "Host paths" and "The seam").
+ */
 import * as path from 'node:path';
 
 export interface HostPaths {
   readonly root: string;
-  /** True when AGENT_HOST_ROOT is set: no packages, no users, no chown, our own supervisord. */
-  readonly sandbox: boolean;
   readonly configsDir: string;
   readonly supervisorDir: string;
   readonly supervisordConf: string;
@@ -35,14 +37,12 @@ export interface HostPaths {
 
 export function hostPaths(root = '/'): HostPaths {
   const at = (p: string) => path.join(root, p);
-  const sandbox = path.resolve(root) !== '/';
   const runtimeDir = at('/srv/testflinger-agent');
   const runtimeBinDir = path.join(runtimeDir, 'bin');
   const programDir = at('/etc/supervisor/conf.d');
   const stateDir = at('/var/lib/testflinger-agent-host');
   return Object.freeze({
     root,
-    sandbox,
     configsDir: at('/srv/agent-configs'),
     supervisorDir: at('/etc/supervisor'),
     supervisordConf: at('/etc/supervisor/supervisord.conf'),

@@ -1,24 +1,27 @@
 /**
- * Brings the host in line with the charm config and the config repo: SSH files, the checkout,
- * phase scripts, one program file per agent, `supervisorctl update` only when a program file
- * changed, and USR1 only to the agents whose inputs changed.
+ * Brings the host in line with the charm config and the config repo, in three steps: gather the
+ * inputs (the checkout, the agents, their rendered program files, supervisord's facts), `plan`
+ * (plan.ts, pure), and apply the plan (SSH files, phase scripts, program files, supervisord,
+ * signals). When nothing the host derives from changed since the last apply, the desired agents
+ * come from the state: no conf is parsed and nothing is rendered. See docs/architecture.md.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { sha256 } from '../common/fsutil';
-import { discoverAgents, type AgentDir, type KnownAgent } from './agents';
+import { parseAgentConfig } from '../agent/config';
+import { readFileNoFollow, sha256 } from '../common/fsutil';
+import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type KnownAgent } from './agents';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
+import { readIfExists } from './driver';
 import { gitEnvironment } from './gitaccess';
 import type { Host } from './host';
-import { capacityProblem } from './limits';
-import { ensureUbuntuUser } from './packages';
+import { plan, type DesiredAgent, type Plan } from './plan';
 import { assignMetricsPorts } from './ports';
 import { currentRuntimeVersion } from './runtime';
-import { renderPhaseScripts } from './scripts';
+import { PHASE_SCRIPT_TEMPLATE, phaseScripts, writePhaseScripts } from './scripts';
 import { writeSshFiles } from './ssh';
 import type { HostState } from './state';
-import { renderProgramFile, writeProgramFiles } from './supervisor';
+import { PROGRAM_TEMPLATE, renderProgramFile, writeProgramFiles, type ProgramStatus } from './supervisor';
 import { quoted } from './values';
 
 export interface ReconcileReport {
@@ -29,13 +32,19 @@ export interface ReconcileReport {
   changed: string[];
   /** Agents asked (USR1) to restart once idle. */
   restarted: string[];
-  /** Agents whose program file changed, so `supervisorctl update` restarted them at once. */
+  /** Agents whose program file changed, so supervisord restarted them at once. */
   forced: string[];
   invalid: Record<string, string>;
   revision: string;
 }
 
 export interface ReconcileOptions {
+  /**
+   * `pull` (config-changed, actions): sync the repo and derive the agents from it. `retry`
+   * (update-status): the agents as last applied; only what is pending (signals, a limits
+   * restart) is carried out.
+   */
+  mode?: 'pull' | 'retry';
   /** Ask every agent to restart when idle (upgrade-charm, update-testflinger). */
   restartAll?: boolean;
   /** supervisord may be restarted even if agents are busy (install: nothing runs yet). */
@@ -43,31 +52,23 @@ export interface ReconcileOptions {
   log?: (message: string) => Promise<void>;
 }
 
-function readIfExists(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
+export interface ReconcileResult {
+  state: HostState;
+  report: ReconcileReport;
+  /** supervisord's programs as read before applying, when nothing was asked of it since. */
+  programs: ProgramStatus[] | null | undefined;
 }
 
-/**
- * What every agent shares; when it changes, every agent restarts (safely). The SSH part comes
- * from the config, not from ~ubuntu/.ssh, which the agent user may change.
- */
-function sharedInputsHash(host: Host, config: CharmConfig): string {
-  const { paths } = host;
-  const scripts = fs.existsSync(paths.binDir)
-    ? fs.readdirSync(paths.binDir).filter((f) => f.startsWith('tf-')).sort().map((f) => readIfExists(path.join(paths.binDir, f)))
-    : [];
-  return sha256(
-    currentRuntimeVersion(paths) ?? '',
-    ...scripts,
-    config['ssh-private-key'],
-    config['ssh-public-key'],
-    config['ssh-config'],
-    config['testflinger-server'],
-  );
+/** What the desired agents are, with what applying them needs beyond the plan. */
+interface Desired {
+  agents: DesiredAgent[];
+  invalid: Record<string, string>;
+  ports: Record<string, number>;
+  sharedHash: string;
+  /** Rendered program files and phase scripts; absent when they are as last applied. */
+  files?: { programs: Map<string, string>; scripts: Map<string, string> };
+  /** Parsed agents, for their execution dirs (busy checks). */
+  byName: ReadonlyMap<string, AgentDir>;
 }
 
 function knownAgents(state: HostState): Record<string, KnownAgent> {
@@ -79,108 +80,192 @@ function knownAgents(state: HostState): Record<string, KnownAgent> {
   return known;
 }
 
-export async function reconcile(host: Host, config: CharmConfig, state: HostState, options: ReconcileOptions = {}): Promise<ReconcileReport> {
-  const { paths, supervisor } = host;
-  const log = options.log ?? (async () => undefined);
-  const owner = paths.sandbox ? undefined : await ensureUbuntuUser(host.run);
-  writeSshFiles(paths, config, owner);
+/** The agents as last applied: nothing read but the state. */
+function desiredFromState(state: HostState): Desired {
+  const agents = Object.keys(state.appliedPrograms)
+    .filter((name) => state.invalidAgents[name] === undefined)
+    .map((name) => ({ name, contentHash: state.appliedAgents[name] ?? '', agentId: state.agentIds[name] ?? '', programHash: state.appliedPrograms[name] as string }));
+  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared, byName: new Map() };
+}
 
-  const remote = config['config-repo'];
-  const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
-  const sync = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv);
-  state.configRevision = sync.revision;
-  const agentsRoot = path.join(paths.configsDir, config['config-dir']);
+/**
+ * What every agent shares; when it changes, every agent restarts (safely). The SSH part comes
+ * from the config, not from ~ubuntu/.ssh, which the agent user may change.
+ */
+function sharedInputsHash(host: Host, config: CharmConfig, scripts: ReadonlyMap<string, string>): string {
+  const scriptTexts = [...scripts.keys()].sort().map((name) => scripts.get(name) as string);
+  return sha256(currentRuntimeVersion(host.paths) ?? '', ...scriptTexts, config['ssh-private-key'], config['ssh-public-key'], config['ssh-config'], config['testflinger-server']);
+}
+
+/** Everything the rendered host derives from; the same hash means the same files and agents. */
+function inputsHash(host: Host, config: CharmConfig, revision: string): string {
+  const templates = [PROGRAM_TEMPLATE, PHASE_SCRIPT_TEMPLATE].map((t) => readIfExists(path.join(host.charmDir, t)));
+  return sha256(JSON.stringify(config), revision, currentRuntimeVersion(host.paths) ?? '', host.driver.kind, host.paths.root, ...templates);
+}
+
+/** Discovers the agents in the checkout and renders their program files and the phase scripts. */
+async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState, log: (m: string) => Promise<void>): Promise<Desired> {
+  const agentsRoot = path.join(host.paths.configsDir, config['config-dir']);
   const discovered = discoverAgents(agentsRoot, knownAgents(state));
-  const invalid = discovered.invalid;
+  const invalid = discovered.invalid.slice();
   const wasApplied = (name: string) => state.appliedPrograms[name] !== undefined;
-  state.ports = await assignMetricsPorts(state.ports, [...discovered.agents.map((a) => a.name), ...invalid.map((i) => i.name).filter(wasApplied)].sort(), host.isPortFree);
+  const names = [...discovered.agents.map((a) => a.name), ...invalid.map((i) => i.name).filter(wasApplied)].sort();
+  const ports = await assignMetricsPorts(state.ports, names, host.isPortFree);
   // One agent that cannot be rendered is skipped like a bad conf; the others go on.
   const programs = new Map<string, string>();
-  const agents: AgentDir[] = [];
+  const agents: DesiredAgent[] = [];
   for (const agent of discovered.agents) {
     try {
-      programs.set(agent.name, renderProgram(host, config, agent, state.ports[agent.name] as number));
-      agents.push(agent);
+      const content = renderProgram(host, config, agent, ports[agent.name] as number);
+      programs.set(agent.name, content);
+      agents.push({ name: agent.name, contentHash: agent.contentHash, agentId: agent.agentId, programHash: sha256(content) });
     } catch (error) {
       invalid.push({ name: agent.name, reason: `cannot render its program file: ${(error as Error).message}` });
     }
   }
-  state.invalidAgents = Object.fromEntries(invalid.map((i) => [i.name, i.reason]));
   for (const bad of invalid) await log(`skipping agent ${quoted(bad.name)}: ${quoted(bad.reason, 300)}`);
-
-  renderPhaseScripts(host.renderer, paths, config['config-dir']);
-  // A running agent whose conf just went bad keeps its program (and its last good run) rather
-  // than being stopped over a typo; it is reported until fixed.
-  const keptBad = invalid.map((i) => i.name).filter(wasApplied);
-  const names = [...agents.map((a) => a.name), ...keptBad].sort();
-  state.ports = Object.fromEntries(names.map((n) => [n, state.ports[n] as number]));
-  for (const name of keptBad) programs.set(name, readIfExists(paths.programFile(name)));
-  const { removed: removedFiles } = writeProgramFiles(paths, programs);
-
-  state.capacityProblem = capacityProblem(names.length, host.capacity()) ?? null;
-  const started = await supervisor.ensureRunning(names.length);
-  if (supervisor.writeLimits(names.length)) state.limitsRestartPending = started === 'already-running';
-  const supervisorRestarted = state.limitsRestartPending && (options.mayRestartSupervisor || !agents.some(agentIsBusy));
-  if (supervisorRestarted) {
-    await log(`restarting supervisord for the limits of ${names.length} agents (no agent is running a job)`);
-    await supervisor.restart();
-    state.limitsRestartPending = false;
-  }
-  const programHashes = Object.fromEntries([...programs].map(([name, content]) => [name, sha256(content)]));
-  const previousPrograms = state.appliedPrograms;
-  const added = names.filter((n) => previousPrograms[n] === undefined);
-  const removed = Object.keys(previousPrograms).filter((n) => !programs.has(n));
-  const forced = names.filter((n) => previousPrograms[n] !== undefined && previousPrograms[n] !== programHashes[n]);
-  const programsChanged = added.length + removed.length + forced.length > 0 || removedFiles.length > 0;
-  if (programsChanged && started === 'already-running' && !supervisorRestarted) await supervisor.update();
-  state.appliedPrograms = programHashes;
-
-  const shared = sharedInputsHash(host, config);
-  const sharedChanged = shared !== state.appliedShared;
-  const contentChanged = agents.filter((a) => state.appliedAgents[a.name] !== undefined && state.appliedAgents[a.name] !== a.contentHash).map((a) => a.name);
-  const restartable = names.filter((n) => !added.includes(n) && !forced.includes(n) && !keptBad.includes(n));
-  // A restarted supervisord restarted every agent already.
-  const toSignal = supervisorRestarted
-    ? []
-    : restartable.filter((n) => options.restartAll || sharedChanged || contentChanged.includes(n) || state.pendingRestart.includes(n));
-  // Remembered until delivered: a signal that fails is retried by the next hook (update-status too).
-  state.pendingRestart = toSignal;
-  let signalled: string[] = [];
-  try {
-    ({ signalled } = await supervisor.signal(toSignal, 'USR1'));
-    state.pendingRestart = [];
-  } catch (error) {
-    await log(`could not ask ${toSignal.join(', ')} to restart; will retry: ${(error as Error).message}`);
-  }
-  state.appliedShared = shared;
-  const previousAgents = state.appliedAgents;
-  const previousIds = state.agentIds;
-  state.appliedAgents = Object.fromEntries(agents.map((a) => [a.name, a.contentHash]));
-  state.agentIds = Object.fromEntries(agents.map((a) => [a.name, a.agentId]));
-  for (const name of keptBad) {
-    const before = previousAgents[name];
-    const id = previousIds[name];
-    if (before) state.appliedAgents[name] = before;
-    if (id !== undefined) state.agentIds[name] = id;
-  }
+  const scripts = phaseScripts(host.renderer, host.paths, config['config-dir']);
   return {
-    agents: names,
-    added,
-    removed,
-    changed: [...new Set([...contentChanged, ...forced])].sort(),
-    restarted: signalled.sort(),
-    forced,
-    invalid: state.invalidAgents,
-    revision: sync.revision,
+    agents,
+    invalid: Object.fromEntries(invalid.map((i) => [i.name, i.reason])),
+    ports,
+    sharedHash: sharedInputsHash(host, config, scripts),
+    files: { programs, scripts },
+    byName: new Map(discovered.agents.map((a) => [a.name, a])),
   };
 }
 
+/** Every agent named has its program file (a file deleted by hand makes the next hook render). */
+function programFilesPresent(host: Host, names: readonly string[]): boolean {
+  if (names.length === 0) return true;
+  const present = new Set(fs.existsSync(host.paths.programDir) ? fs.readdirSync(host.paths.programDir) : []);
+  return names.every((name) => present.has(`${name}.conf`));
+}
+
 /** An agent is mid-job while its bookkeeping directory (`.<job>.agent`) exists. */
-export function agentIsBusy(agent: AgentDir): boolean {
+function executionDirBusy(executionDir: string): boolean {
   try {
-    return fs.readdirSync(agent.config.execution_basedir).some((name) => /^\..+\.agent$/.test(name));
+    return fs.readdirSync(executionDir).some((name) => /^\..+\.agent$/.test(name));
   } catch {
     return false;
+  }
+}
+
+/** Whether an agent runs a job, from its parsed conf or (agents from the state) its conf file. */
+function busyCheck(host: Host, config: CharmConfig, byName: ReadonlyMap<string, AgentDir>): (name: string) => boolean {
+  return (name) => {
+    try {
+      const parsed = byName.get(name)?.config ?? parseAgentConfig(readFileNoFollow(path.join(host.paths.configsDir, config['config-dir'], name, AGENT_CONF), MAX_CONF_BYTES).toString('utf8'), AGENT_CONF);
+      return executionDirBusy(parsed.execution_basedir);
+    } catch {
+      // A conf that no longer parses runs no job we could wait for.
+      return false;
+    }
+  };
+}
+
+/**
+ * The agents this event should run, with the repo revision and the inputs hash they derive
+ * from. A retry takes them from the state; a pull syncs the repo and derives them from it, or,
+ * when its inputs hash is the one last applied, takes them from the state too.
+ */
+async function gather(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions, log: (m: string) => Promise<void>): Promise<{ desired: Desired; revision: string; inputs: string }> {
+  if (options.mode === 'retry') return { desired: desiredFromState(previous), revision: previous.configRevision ?? '', inputs: previous.appliedInputs };
+  const { paths } = host;
+  // Written on every pull, changed or not: a job may have replaced ~/.ssh since, and a link
+  // there must block the unit before anything else happens (docs/security.md).
+  writeSshFiles(paths, config, await host.driver.agentUser());
+  const remote = config['config-repo'];
+  const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
+  const { revision } = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv);
+  const inputs = inputsHash(host, config, revision);
+  const unchanged = !options.restartAll && previous.problem === null && inputs === previous.appliedInputs && programFilesPresent(host, Object.keys(previous.appliedPrograms));
+  const desired = unchanged ? desiredFromState(previous) : await desiredFromRepo(host, config, previous, log);
+  return { desired, revision, inputs };
+}
+
+export async function reconcile(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions = {}): Promise<ReconcileResult> {
+  const log = options.log ?? (async () => undefined);
+  const { desired, revision, inputs } = await gather(host, config, previous, options, log);
+  const programs = await host.supervisor.readPrograms();
+  const decided = plan({
+    previous,
+    agents: desired.agents,
+    invalid: desired.invalid,
+    ports: desired.ports,
+    sharedHash: desired.sharedHash,
+    supervisord: { running: programs !== null, limitsCurrent: (count) => host.driver.supervisord.limitsCurrent(count) },
+    isBusy: busyCheck(host, config, desired.byName),
+    capacity: host.capacity(),
+    restartAll: !!options.restartAll,
+    mayRestartSupervisor: !!options.mayRestartSupervisor,
+  });
+  const applied = await apply(host, decided, desired, log);
+  const state: HostState = { ...applied.state, configRevision: options.mode === 'retry' ? previous.configRevision : revision, appliedInputs: inputs };
+  return {
+    state,
+    programs: applied.touchedSupervisord ? undefined : programs,
+    report: {
+      agents: [...decided.agents],
+      added: [...decided.added],
+      removed: [...decided.removed],
+      changed: [...new Set([...decided.contentChanged, ...decided.forced])].sort(),
+      restarted: applied.signalled.sort(),
+      forced: [...decided.forced],
+      invalid: state.invalidAgents,
+      revision,
+    },
+  };
+}
+
+/** Carries out a plan; returns the state once done and whether supervisord was asked anything. */
+async function apply(host: Host, decided: Plan, desired: Desired, log: (m: string) => Promise<void>): Promise<{ state: HostState; signalled: string[]; touchedSupervisord: boolean }> {
+  let strayRemoved = false;
+  if (desired.files) {
+    writePhaseScripts(host.paths, desired.files.scripts);
+    // A kept bad agent keeps the file it has.
+    const { removed } = writeProgramFiles(host.paths, desired.files.programs, new Set(decided.keptBad));
+    strayRemoved = removed.some((name) => !decided.removed.includes(name));
+  }
+  const reloaded = await applySupervisordStep(host, decided, strayRemoved, log);
+  const state = { ...decided.next };
+  const signalled = await askToRestart(host, decided.toSignal, log);
+  if (signalled) state.pendingRestart = [];
+  return { state, signalled: signalled ?? [], touchedSupervisord: reloaded || decided.toSignal.length > 0 };
+}
+
+/** Starts, restarts or updates supervisord as planned; true when it was asked to do anything. */
+async function applySupervisordStep(host: Host, decided: Plan, strayRemoved: boolean, log: (m: string) => Promise<void>): Promise<boolean> {
+  const { supervisor } = host;
+  const count = decided.agents.length;
+  const step = decided.supervisord;
+  if (step.kind === 'start') {
+    await supervisor.ensureRunning(count);
+    return true;
+  }
+  if (step.kind === 'restart') {
+    supervisor.writeLimits(count);
+    await log(`restarting supervisord for the limits of ${count} agents (no agent is running a job)`);
+    await supervisor.restart();
+    return true;
+  }
+  if (step.writeLimits) supervisor.writeLimits(count);
+  if (decided.limitsWaitFor.length > 0) await log(`supervisord restart for new limits waits for ${decided.limitsWaitFor.join(', ')} to finish a job`);
+  // A managed file the state did not know of was removed: supervisord must drop it too.
+  if (!decided.update && !strayRemoved) return false;
+  await supervisor.update();
+  return true;
+}
+
+/** Sends USR1; the agents signalled, or undefined when supervisord could not be asked. */
+async function askToRestart(host: Host, names: readonly string[], log: (m: string) => Promise<void>): Promise<string[] | undefined> {
+  if (names.length === 0) return [];
+  try {
+    return (await host.supervisor.signal(names, 'USR1')).signalled;
+  } catch (error) {
+    // Remembered until delivered: the next hook (update-status too) tries again.
+    await log(`could not ask ${names.join(', ')} to restart; will retry: ${(error as Error).message}`);
+    return undefined;
   }
 }
 
@@ -189,11 +274,10 @@ function renderProgram(host: Host, config: CharmConfig, agent: AgentDir, port: n
   if (config['testflinger-server']) extraEnv['TESTFLINGER_SERVER'] = config['testflinger-server'];
   // The link path, not the checkout it points at, so the file survives a config-repo update.
   const linkDir = path.join(host.paths.configsDir, config['config-dir'], agent.name);
-  return renderProgramFile(host.renderer, host.paths, {
-    name: agent.name,
-    confPath: path.join(linkDir, 'testflinger-agent.conf'),
-    agentDir: linkDir,
-    metricsPort: port,
-    extraEnv,
-  });
+  return renderProgramFile(
+    host.renderer,
+    host.paths,
+    { name: agent.name, confPath: path.join(linkDir, AGENT_CONF), agentDir: linkDir, metricsPort: port, extraEnv },
+    host.driver.programRunAs,
+  );
 }

@@ -85,8 +85,8 @@ export function wrapperScript(paths: HostPaths, program: RuntimeProgram, node: {
  * directory and survives charm upgrades; a sandbox root (copyNode false) runs nodePath in place,
  * as copying a 100 MB binary into every test's root would only cost time.
  */
-export function installRuntime(paths: HostPaths, bundleDir: string, label: string, nodePath: string, options: { copyNode?: boolean } = {}): { version: string; changed: boolean } {
-  const copyNode = options.copyNode ?? !paths.sandbox;
+export function installRuntime(paths: HostPaths, bundleDir: string, label: string, nodePath: string, options: { copyNode: boolean }): { version: string; changed: boolean } {
+  const { copyNode } = options;
   for (const p of RUNTIME_PROGRAMS) {
     if (!fs.existsSync(path.join(bundleDir, `${p}.js`))) throw new RuntimeError(`${bundleDir} has no ${p}.js to install`);
   }

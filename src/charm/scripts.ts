@@ -11,17 +11,25 @@ export function phaseScriptName(phase: string): string {
   return `tf-${phase.replace(/_/g, '-')}`;
 }
 
-/** Renders one script per phase into the bin dir (0775); returns the names it changed. */
-export function renderPhaseScripts(renderer: TemplateRenderer, paths: HostPaths, configDir: string): string[] {
-  const changed: string[] = [];
+/** The phase scripts as they should be: script name → content. */
+export function phaseScripts(renderer: TemplateRenderer, paths: HostPaths, configDir: string): Map<string, string> {
+  const scripts = new Map<string, string>();
   for (const phase of PHASES) {
     const content = renderer.render(PHASE_SCRIPT_TEMPLATE, {
       phase,
       agentsRoot: path.join(paths.configsDir, configDir),
       connectorProgram: paths.connectorProgram,
     });
-    const name = phaseScriptName(phase);
-    if (writeFileAtomic(path.join(paths.binDir, name), content, 0o775)) changed.push(name);
+    scripts.set(phaseScriptName(phase), content);
   }
-  return changed;
+  return scripts;
+}
+
+/** Writes the scripts into the bin dir (0775); returns the names it changed. */
+export function writePhaseScripts(paths: HostPaths, scripts: ReadonlyMap<string, string>): string[] {
+  return [...scripts].filter(([name, content]) => writeFileAtomic(path.join(paths.binDir, name), content, 0o775)).map(([name]) => name);
+}
+
+export function renderPhaseScripts(renderer: TemplateRenderer, paths: HostPaths, configDir: string): string[] {
+  return writePhaseScripts(paths, phaseScripts(renderer, paths, configDir));
 }

@@ -1,11 +1,11 @@
-/** What the charm remembers between hooks, in one JSON file under the state dir. */
+/** What the charm remembers between hooks, in one JSON file under the state dir: loaded once and saved once per event. */
 import { readJsonFile, writeFileAtomic } from '../common/fsutil';
 import type { HostPaths } from './paths';
 
 export interface HostState {
   /** Metrics port per agent, kept for the agent's lifetime. */
   ports: Record<string, number>;
-  /** Program file content hash per agent, as last applied with `supervisorctl update`. */
+  /** Program file content hash per agent, as supervisord last read it. */
   appliedPrograms: Record<string, string>;
   /** Directory content hash per agent, as last running (or asked to restart). */
   appliedAgents: Record<string, string>;
@@ -13,6 +13,11 @@ export interface HostState {
   agentIds: Record<string, string>;
   /** Hash of what all agents share: runtime, phase scripts, SSH files, server. */
   appliedShared: string;
+  /**
+   * Hash of everything the applied host was derived from (config, repo revision, runtime,
+   * templates, driver): equal next time means nothing needs parsing or rendering.
+   */
+  appliedInputs: string;
   /** Agents asked to restart that could not be signalled yet. */
   pendingRestart: string[];
   /** The last failure that left the host on its previous state, shown until it is fixed. */
@@ -38,6 +43,7 @@ export function emptyHostState(): HostState {
     appliedAgents: {},
     agentIds: {},
     appliedShared: '',
+    appliedInputs: '',
     pendingRestart: [],
     problem: null,
     invalidAgents: {},

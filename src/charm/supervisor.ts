@@ -1,20 +1,21 @@
 /**
- * supervisord: the program files of the agents, and supervisorctl spoken for update, signal and
- * status. In a sandbox the charm runs its own supervisord from a config under the root.
+ * supervisord: the program files of the agents, and its XML-RPC interface (over its unix socket)
+ * for update, signal, stop and status. How the daemon itself is started, restarted and given its
+ * limits is the driver's (driver.ts).
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { writeFileAtomic } from '../common/fsutil';
-import { supervisorLimits } from './limits';
+import { sandboxDriver, type ProgramRunAs, type SupervisordDaemon } from './driver';
 import { callOverSocket, type RpcValue } from './xmlrpc';
 import type { HostPaths } from './paths';
 import type { TemplateRenderer } from './templates';
 
 /** First line of every program file the charm writes; files without it are never touched. */
 export const MANAGED_MARKER = '; Managed by the testflinger-agent-host charm';
+export const PROGRAM_TEMPLATE = 'templates/supervisor-program.conf.hbs';
 const SOCKET_WAIT_MS = 15_000;
 /** Agents get this long to stop (report a job, exit) before supervisord shuts down anyway. */
 const STOP_ALL_WAIT_MS = 60_000;
@@ -57,7 +58,7 @@ function supervisorValue(key: string, value: string): string {
   return `"${value}"`;
 }
 
-export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec): string {
+export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec, runAs: ProgramRunAs): string {
   if (!PROGRAM_NAME.test(spec.name)) throw new SupervisorError('not a safe program name');
   const env: Record<string, string> = {
     HOME: paths.homeDir,
@@ -67,11 +68,10 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
     // One process per agent_id on this host, whatever each conf's logging_basedir says.
     TESTFLINGER_AGENT_LOCK_SCOPE: paths.root,
-    // A sandbox exposes nothing beyond loopback.
-    ...(paths.sandbox ? { TESTFLINGER_METRICS_HOST: '127.0.0.1' } : {}),
+    ...(runAs.metricsHost ? { TESTFLINGER_METRICS_HOST: runAs.metricsHost } : {}),
     ...spec.extraEnv,
   };
-  const content = renderer.render('templates/supervisor-program.conf.hbs', {
+  const content = renderer.render(PROGRAM_TEMPLATE, {
     name: spec.name,
     agentProgram: checkedPath(paths.agentProgram),
     confPath: checkedPath(spec.confPath),
@@ -81,7 +81,7 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     environment: Object.entries(env)
       .map(([k, v]) => `${k}=${supervisorValue(k, v)}`)
       .join(','),
-    user: paths.sandbox ? undefined : 'ubuntu',
+    user: runAs.user,
   });
   verifyProgramFile(content, spec.name);
   return content;
@@ -125,10 +125,13 @@ export function managedProgramNames(paths: HostPaths): string[] {
     .map((f) => f.slice(0, -'.conf'.length));
 }
 
-/** Writes the given program files and deletes managed files of other agents. */
-export function writeProgramFiles(paths: HostPaths, files: ReadonlyMap<string, string>): { written: string[]; removed: string[] } {
+/**
+ * Writes the given program files and deletes managed files of other agents, except those in
+ * `keep` (agents kept on their last good file).
+ */
+export function writeProgramFiles(paths: HostPaths, files: ReadonlyMap<string, string>, keep: ReadonlySet<string> = new Set()): { written: string[]; removed: string[] } {
   const written = [...files].filter(([name, content]) => writeFileAtomic(paths.programFile(name), content, 0o644)).map(([n]) => n);
-  const removed = managedProgramNames(paths).filter((name) => !files.has(name));
+  const removed = managedProgramNames(paths).filter((name) => !files.has(name) && !keep.has(name));
   for (const name of removed) fs.rmSync(paths.programFile(name), { force: true });
   return { written, removed };
 }
@@ -150,6 +153,8 @@ export function parseStatus(out: string): ProgramStatus[] {
 /** What the charm asks of supervisord; tests may pass an in-memory one of the same shape. */
 export interface SupervisorControl {
   isRunning(): Promise<boolean>;
+  /** Every program's state in one call, or null when supervisord is not answering. */
+  readPrograms(): Promise<ProgramStatus[] | null>;
   /**
    * Starts supervisord if it is not running, with limits for this many agents. Reports whether
    * the limits it runs with are now out of date (they apply only when supervisord restarts).
@@ -166,11 +171,19 @@ export interface SupervisorControl {
 }
 
 export class Supervisor implements SupervisorControl {
+  private readonly daemon: SupervisordDaemon;
+  /**
+   * The host's driver gives the daemon; without one, supervisord is run as in a sandbox (the
+   * tests of supervisord itself). The runner is unused since the daemon took over systemctl.
+   */
   constructor(
     private readonly paths: HostPaths,
-    private readonly run: Runner,
-    private readonly renderer: TemplateRenderer,
-  ) {}
+    _run: Runner,
+    renderer: TemplateRenderer,
+    daemon?: SupervisordDaemon,
+  ) {
+    this.daemon = daemon ?? sandboxDriver(paths, renderer).supervisord;
+  }
 
   private rpc(method: string, params: RpcValue[] = []): Promise<RpcValue> {
     return callOverSocket(this.paths.supervisorSocket, method, params);
@@ -188,71 +201,26 @@ export class Supervisor implements SupervisorControl {
     });
   }
 
-  /**
-   * Limits live in the sandbox's own supervisord.conf; on a unit, in a drop-in beside the
-   * program files (supervisord merges [supervisord] from included files).
-   */
   writeLimits(agentCount: number): boolean {
-    if (this.paths.sandbox) return this.writeSandboxConfig(agentCount);
-    const content = this.renderer.render('templates/limits.conf.hbs', { agents: agentCount, ...supervisorLimits(agentCount) });
-    return writeFileAtomic(this.paths.limitsFile, content);
+    return this.daemon.writeLimits(agentCount);
   }
 
   async restart(): Promise<void> {
-    if (this.paths.sandbox) {
-      await this.shutdown();
-      await this.waitForSocketGone();
-      await this.startSandboxDaemon();
-    } else {
-      await this.stopAllPrograms();
-      await this.run('systemctl', ['restart', 'supervisor']);
-    }
+    await this.stopAllPrograms();
+    await this.daemon.restart();
     await this.waitForSocket();
-  }
-
-  private async waitForSocketGone(): Promise<void> {
-    const deadline = Date.now() + SOCKET_WAIT_MS;
-    while (Date.now() < deadline && (await this.isRunning())) await new Promise((r) => setTimeout(r, 50));
-    // supervisord removes its pid file last; wait for it so the next one can start.
-    while (Date.now() < deadline && fs.existsSync(this.paths.supervisorPidFile)) await new Promise((r) => setTimeout(r, 50));
-  }
-
-  /** The sandbox supervisord.conf; on a real unit the distribution's file is used as it is. */
-  private writeSandboxConfig(agentCount: number): boolean {
-    for (const dir of [this.paths.programDir, this.paths.supervisorLogDir, path.dirname(this.paths.supervisorSocket)]) {
-      fs.mkdirSync(dir, { recursive: true });
-    }
-    const content = this.renderer.render('templates/supervisord.conf.hbs', {
-      root: this.paths.root,
-      socket: this.paths.supervisorSocket,
-      logDir: this.paths.supervisorLogDir,
-      pidFile: this.paths.supervisorPidFile,
-      programDir: this.paths.programDir,
-      ...supervisorLimits(agentCount),
-    });
-    return writeFileAtomic(this.paths.supervisordConf, content);
   }
 
   async ensureRunning(agentCount: number): Promise<'already-running' | 'started'> {
     if (await this.isRunning()) return 'already-running';
-    this.writeLimits(agentCount);
-    if (this.paths.sandbox) await this.startSandboxDaemon();
-    else await this.run('systemctl', ['start', 'supervisor']);
+    this.daemon.writeLimits(agentCount);
+    await this.daemon.start();
     await this.waitForSocket();
     return 'started';
   }
 
-  private startSandboxDaemon(): Promise<void> {
-    // supervisord forks into the background; its first process exits once the daemon is set up.
-    return new Promise((resolve, reject) => {
-      const child = spawn('supervisord', ['-c', this.paths.supervisordConf], { stdio: 'ignore', detached: true });
-      child.once('error', (error: NodeJS.ErrnoException) =>
-        reject(new SupervisorError(error.code === 'ENOENT' ? 'supervisord is not installed (install the supervisor package)' : `cannot start supervisord: ${error.message}`)),
-      );
-      child.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new SupervisorError(`supervisord -c ${this.paths.supervisordConf} exited with ${code}`)),
-      );
-    });
+  async readPrograms(): Promise<ProgramStatus[] | null> {
+    return (await this.isRunning()) ? this.status() : null;
   }
 
   private async waitForSocket(): Promise<void> {
@@ -265,18 +233,39 @@ export class Supervisor implements SupervisorControl {
   }
 
   /**
-   * Applies added, changed and removed program files, as `supervisorctl update` does:
-   * untouched programs keep running; changed ones are stopped and started again.
+   * Stops the named programs (one process per group, named as it) all at once: one multicall of
+   * `stopProcess(name, wait=false)`, which returns as soon as the signal is sent. Not
+   * `stopProcessGroup`: its answer is deferred, and supervisord's multicall waits for each
+   * deferred answer before the next call, about a second each, as its own update does. Then
+   * waits, bounded, until none of them is running.
+   */
+  private async stopGroups(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    const calls = names.map((name) => ({ methodName: 'supervisor.stopProcess', params: [name, false] as RpcValue[] }));
+    const answers = (await this.rpc('system.multicall', [calls])) as RpcValue[];
+    // One already stopped (NOT_RUNNING) or unknown (BAD_NAME) is what we want anyway.
+    const refused = names.filter((_, i) => {
+      const answer = answers[i] as RpcValue;
+      return isFault(answer) && answer.faultCode !== FAULT_NOT_RUNNING && answer.faultCode !== FAULT_BAD_NAME;
+    });
+    if (refused.length > 0) throw new SupervisorError(`stop: ${refused.join(', ')} refused`);
+    const wanted = new Set(names);
+    const deadline = Date.now() + STOP_ALL_WAIT_MS;
+    while (Date.now() < deadline && (await this.status()).some((p) => wanted.has(p.name) && ACTIVE_STATES.has(p.state))) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  /**
+   * Applies added, changed and removed program files, as supervisorctl's `update` does:
+   * untouched programs keep running; changed ones are stopped and started again. The removed and
+   * changed ones are stopped all at once first (see stopGroups), then one round trip removes
+   * and adds the groups.
    */
   async update(): Promise<string> {
     const [groups] = (await this.rpc('supervisor.reloadConfig')) as [[string[], string[], string[]]];
     const [added, changed, removed] = groups;
+    await this.stopGroups([...removed, ...changed]);
     const call = (methodName: string, ...params: RpcValue[]) => ({ methodName, params });
-    // One round trip for all of it, in supervisorctl's order: stop and remove, then add.
-    const calls = [
-      ...[...removed, ...changed].flatMap((name) => [call('supervisor.stopProcessGroup', name, true), call('supervisor.removeProcessGroup', name)]),
-      ...[...changed, ...added].map((name) => call('supervisor.addProcessGroup', name)),
-    ];
+    const calls = [...[...removed, ...changed].map((name) => call('supervisor.removeProcessGroup', name)), ...[...changed, ...added].map((name) => call('supervisor.addProcessGroup', name))];
     if (calls.length > 0) this.checkMulticall('update', calls, (await this.rpc('system.multicall', [calls])) as RpcValue[]);
     return `added [${added}] changed [${changed}] removed [${removed}]`;
   }

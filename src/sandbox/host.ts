@@ -1,15 +1,14 @@
 /**
  * A sandboxed agent host driven as Juju drives a unit: the real dispatch, emulated hook tools,
  * AGENT_HOST_ROOT in a directory, and the real supervisord the charm starts there. One place for
- * what the demo, the benchmark and the tests all do with such a host.
+ * what the demo, the benchmark and the tests all do with such a host (docs/architecture.md).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createHost } from '../charm/host';
 import { hostPaths, type HostPaths } from '../charm/paths';
-import { parseStatus, Supervisor, type ProgramStatus } from '../charm/supervisor';
-import { TemplateRenderer } from '../charm/templates';
-import { runCommand } from '../common/exec';
+import { parseStatus, type ProgramStatus } from '../charm/supervisor';
 import { createEmulatedUnit, dispatchEvent, type DispatchOptions, type DispatchResult, type EmulatedUnit } from '../hooktools/emulator';
 
 const SHUTDOWN_WAIT_MS = 15_000;
@@ -62,7 +61,7 @@ export class SandboxHost {
   async shutdown(): Promise<void> {
     if (!fs.existsSync(this.paths.supervisorPidFile)) return;
     const pid = Number(fs.readFileSync(this.paths.supervisorPidFile, 'utf8'));
-    await new Supervisor(this.paths, runCommand, new TemplateRenderer(this.charmDir)).shutdown().catch(() => undefined);
+    await createHost({ paths: this.paths, driver: 'sandbox', charmDir: this.charmDir }).supervisor.shutdown().catch(() => undefined);
     const deadline = Date.now() + SHUTDOWN_WAIT_MS;
     while (Date.now() < deadline) {
       try {

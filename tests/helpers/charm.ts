@@ -1,21 +1,35 @@
 /** A charm under test: the real charm code, a temp host root, and an in-memory supervisord. */
 import { generateKeyPairSync } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { AgentHostCharm } from '../../src/charm/charm';
+import type { SupervisordDaemon } from '../../src/charm/driver';
 import { createHost, type Host } from '../../src/charm/host';
-import { supervisorLimits } from '../../src/charm/limits';
 import { hostPaths, type HostPaths } from '../../src/charm/paths';
 import { managedProgramNames, type ProgramStatus, type SupervisorControl } from '../../src/charm/supervisor';
 import { Context } from '../../src/ops/testing';
+import { ConfigRepo, agentConf } from './gitrepo';
 import { repoRoot, tempDir } from './tmp';
 
+/** States in which real supervisord delivers a signal (supervisor/states.py SIGNALLABLE_STATES). */
+const SIGNALLABLE = new Set(['RUNNING', 'STARTING', 'STOPPING']);
+
+/**
+ * An in-memory supervisord: programs and their states, every call recorded. Its limits go
+ * through the host's real daemon driver (a file under the root), as the real one's do.
+ */
 export class FakeSupervisor implements SupervisorControl {
   running = false;
   readonly calls: string[][] = [];
   readonly states = new Map<string, string>();
+  daemon: SupervisordDaemon | undefined;
   constructor(private readonly paths: HostPaths) {}
   async isRunning() {
     return this.running;
+  }
+  async readPrograms() {
+    return this.running ? this.status() : null;
   }
   async ensureRunning(agentCount: number) {
     if (this.running) return 'already-running' as const;
@@ -40,7 +54,7 @@ export class FakeSupervisor implements SupervisorControl {
   async signal(names: readonly string[], signal = 'USR1') {
     if (this.failSignals && names.length > 0) throw new Error('supervisord is not answering');
     if (names.length > 0) this.calls.push(['signal', signal, ...names]);
-    const signalled = names.filter((n) => this.states.get(n) === 'RUNNING');
+    const signalled = names.filter((n) => SIGNALLABLE.has(this.states.get(n) ?? ''));
     return { signalled, notRunning: names.filter((n) => !signalled.includes(n)) };
   }
   async status(): Promise<ProgramStatus[]> {
@@ -49,13 +63,9 @@ export class FakeSupervisor implements SupervisorControl {
   async shutdown() {
     this.running = false;
   }
-  /** The minfds last written, as the real one keeps it in a file. */
-  minfds = 0;
   writeLimits(agentCount: number) {
-    const { minfds } = supervisorLimits(agentCount);
-    const changed = minfds !== this.minfds;
-    this.minfds = minfds;
-    return changed;
+    if (!this.daemon) throw new Error('FakeSupervisor: no daemon to write limits with');
+    return this.daemon.writeLimits(agentCount);
   }
   async restart() {
     this.calls.push(['restart']);
@@ -80,7 +90,8 @@ export function charmHarness(): CharmHarness {
   const paths = hostPaths(root);
   const supervisor = new FakeSupervisor(paths);
   // Ports are decided by the charm alone here; real listeners are the integration tests' business.
-  const host = createHost({ paths, charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
+  const host = createHost({ paths, driver: 'sandbox', charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
+  supervisor.daemon = host.driver.supervisord;
   const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
   return { ctx, host, root, supervisor };
 }
@@ -102,4 +113,31 @@ export const b64 = (text: string) => Buffer.from(text).toString('base64');
 
 export function programDir(root: string): string {
   return path.join(root, 'etc', 'supervisor', 'conf.d');
+}
+
+/**
+ * An agent conf whose run, log and results dirs are its own, under `base` (a fresh temp dir
+ * unless given), never the shared /tmp/testflinger defaults another run may be using.
+ */
+export function labAgentConf(name: string, overrides: Record<string, unknown> = {}, base = tempDir('agentdirs')): string {
+  return agentConf(name, { execution_basedir: `${base}/run`, logging_basedir: `${base}/logs`, results_basedir: `${base}/results`, ...overrides });
+}
+
+/** A config repo with these agents, each with its own dirs, committed. */
+export function labRepo(...agents: string[]): ConfigRepo {
+  const repo = new ConfigRepo('lab1');
+  for (const name of agents) repo.addAgent(name, labAgentConf(name));
+  repo.commit('initial');
+  return repo;
+}
+
+/**
+ * Makes the repo's agent look mid-job, as the agent does: its bookkeeping dir (`.<job>.agent`)
+ * in its execution dir. Returns a function that ends the job.
+ */
+export function markBusy(repo: ConfigRepo, name: string): () => void {
+  const conf = parseYaml(fs.readFileSync(path.join(repo.dir, repo.configDir, name, 'testflinger-agent.conf'), 'utf8')) as { execution_basedir: string };
+  const job = path.join(conf.execution_basedir, '.test-job.agent');
+  fs.mkdirSync(job, { recursive: true });
+  return () => fs.rmSync(job, { recursive: true, force: true });
 }

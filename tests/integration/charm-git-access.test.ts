@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { charmHarness } from '../helpers/charm';
+import { charmHarness, labAgentConf } from '../helpers/charm';
 import { GitHttpServer } from '../helpers/githttp';
 import { ConfigRepo, git } from '../helpers/gitrepo';
 import { TestSshd, sshKeygen } from '../helpers/sshd';
@@ -15,7 +15,7 @@ const b64 = (text: string) => Buffer.from(text).toString('base64');
 const SECRET = 'tok-S3CRET-9f2e';
 
 function bareLab(): { bare: string; projectRoot: string; repo: ConfigRepo } {
-  const repo = new ConfigRepo('lab1').addAgent('agent-1');
+  const repo = new ConfigRepo('lab1').addAgent('agent-1', labAgentConf('agent-1'));
   repo.commit('initial');
   const projectRoot = tempDir('gitroot');
   const bare = path.join(projectRoot, 'lab.git');

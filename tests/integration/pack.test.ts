@@ -6,7 +6,8 @@ import { parse } from 'yaml';
 import { SHIPPED_NODE_LINE, NODE_RELEASES, hostArch } from '../../src/pack/noderuntime';
 import { charmEntries, packCharm, stageCharm, unpackCharm } from '../../src/pack/pack';
 import { readZip, type ZipEntry } from '../../src/pack/zip';
-import { ConfigRepo, agentConf } from '../helpers/gitrepo';
+import { labAgentConf } from '../helpers/charm';
+import { ConfigRepo } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
@@ -60,7 +61,7 @@ it('unpacked, its dispatch runs the charm on the shipped node, which installs an
   const unpacked = path.join(dir, 'unpacked');
   unpackCharm(charmFile, unpacked);
   const repo = new ConfigRepo('lab1');
-  repo.addAgent('agent-a', agentConf('agent-a', { server_address: '127.0.0.1:9' })).commit();
+  repo.addAgent('agent-a', labAgentConf('agent-a', { server_address: '127.0.0.1:9' })).commit();
   const sandbox = new Sandbox({ 'config-repo': repo.url, 'config-dir': 'lab1' }, unpacked);
   try {
     await sandbox.hook('install');

@@ -5,15 +5,8 @@ import { DevServer } from '../../src/devserver';
 import { ActiveStatus } from '../../src/ops';
 import { hostPaths } from '../../src/charm/paths';
 import { loadHostState } from '../../src/charm/state';
-import { b64, capacity, charmHarness, programDir, sshKeyPair } from '../helpers/charm';
-import { ConfigRepo, agentConf } from '../helpers/gitrepo';
-
-function labRepo(...agents: string[]): ConfigRepo {
-  const repo = new ConfigRepo('lab1');
-  for (const a of agents) repo.addAgent(a);
-  repo.commit('initial');
-  return repo;
-}
+import { b64, capacity, charmHarness, labAgentConf, labRepo, markBusy, programDir, sshKeyPair } from '../helpers/charm';
+import { ConfigRepo } from '../helpers/gitrepo';
 
 function config(repo: ConfigRepo, extra: Record<string, unknown> = {}) {
   return { 'config-repo': repo.url, 'config-dir': 'lab1', ...extra };
@@ -135,11 +128,38 @@ describe('config-changed with a good config', () => {
     expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
   });
 
+  it('an unchanged config-changed only compares hashes: nothing rendered, supervisord read once, the state file untouched', async () => {
+    const { ctx, host, root, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const stateFile = hostPaths(root).stateFile;
+    const stateBefore = fs.statSync(stateFile).mtimeMs;
+    const render = jest.spyOn(host.renderer, 'render');
+    const reads = jest.spyOn(supervisor, 'readPrograms');
+    const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
+    expect(render).not.toHaveBeenCalled();
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(fs.statSync(stateFile).mtimeMs).toBe(stateBefore);
+  });
+
+  it('a program file deleted by hand is written again by the next config-changed', async () => {
+    const { ctx, root, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    const file = path.join(programDir(root), 'agent-1.conf');
+    const content = fs.readFileSync(file, 'utf8');
+    fs.rmSync(file);
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(fs.readFileSync(file, 'utf8')).toBe(content);
+    expect(supervisor.signalCalls()).toEqual([]);
+  });
+
   it('signals only the agent whose directory changed; a new agent starts without a signal', async () => {
     const { ctx, supervisor } = charmHarness();
     const repo = labRepo('agent-1', 'agent-2');
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    repo.addAgent('agent-1', agentConf('agent-1', { polling_interval: 5 })).addAgent('agent-3').commit('change');
+    repo.addAgent('agent-1', labAgentConf('agent-1', { polling_interval: 5 })).addAgent('agent-3', labAgentConf('agent-3')).commit('change');
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(supervisor.calls.filter((c) => c[0] === 'update')).toHaveLength(1);
     expect(supervisor.signalCalls()).toEqual([['agent-1']]);
@@ -157,7 +177,7 @@ describe('config-changed with a good config', () => {
     const { ctx, supervisor } = charmHarness();
     const repo = labRepo('agent-1', 'agent-2');
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    repo.addAgent('agent-2', agentConf('agent-2', { location: 'moved' })).commit();
+    repo.addAgent('agent-2', labAgentConf('agent-2', { location: 'moved' })).commit();
     supervisor.failSignals = true;
     const failed = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(failed.unitStatus?.name).toBe('waiting');
@@ -174,7 +194,7 @@ describe('config-changed with a good config', () => {
   it('accepts a directory name that differs from agent_id', async () => {
     const { ctx, root } = charmHarness();
     const repo = new ConfigRepo('lab1');
-    repo.addAgent('agent002', agentConf('agent-002')).commit();
+    repo.addAgent('agent002', labAgentConf('agent-002')).commit();
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(out.unitStatus).toEqual(new ActiveStatus('1 agent running'));
     expect(fs.readFileSync(path.join(programDir(root), 'agent002.conf'), 'utf8')).toMatch(/TESTFLINGER_AGENT_DIR="[^"]*\/lab1\/agent002"/);
@@ -272,7 +292,7 @@ describe('agent credentials', () => {
 describe('many agents on one host', () => {
   function manyAgents(count: number): ConfigRepo {
     const repo = new ConfigRepo('lab1');
-    for (let i = 0; i < count; i++) repo.addAgent(`agent-${i}`);
+    for (let i = 0; i < count; i++) repo.addAgent(`agent-${i}`, labAgentConf(`agent-${i}`));
     repo.commit();
     return repo;
   }
@@ -290,26 +310,28 @@ describe('many agents on one host', () => {
     }
   });
 
-  it('raises supervisord limits with a restart only when no agent is running a job', async () => {
-    const { ctx, root, supervisor } = charmHarness();
+  it('raises supervisord limits with a restart only when no agent is running a job, waiting for exactly the busy one', async () => {
+    const { ctx, supervisor } = charmHarness();
     const repo = manyAgents(120);
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    // agent-0 is mid-job: its bookkeeping directory exists.
-    const busy = path.join('/tmp/testflinger/run', '.charm-test-busy-job.agent');
-    fs.mkdirSync(busy, { recursive: true });
-    try {
-      for (let i = 120; i < 140; i++) repo.addAgent(`agent-${i}`);
-      repo.commit('twenty more');
-      const deferred = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-      expect(supervisor.calls.filter((c) => c[0] === 'restart')).toEqual([]);
-      expect(deferred.unitStatus?.message).toMatch(/140 agents running; supervisord restart for new limits waits until no agent runs a job/);
-    } finally {
-      fs.rmSync(busy, { recursive: true, force: true });
-    }
+    const restarts = () => supervisor.calls.filter((c) => c[0] === 'restart');
+    const endJob = markBusy(repo, 'agent-7');
+    for (let i = 120; i < 140; i++) repo.addAgent(`agent-${i}`, labAgentConf(`agent-${i}`));
+    repo.commit('twenty more');
+
+    const deferred = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    expect(restarts()).toEqual([]);
+    expect(deferred.unitStatus?.message).toMatch(/140 agents running; supervisord restart for new limits waits until no agent runs a job/);
+    expect(deferred.logs.filter((l) => /restart for new limits waits for/.test(l.message)).map((l) => l.message)).toEqual(['supervisord restart for new limits waits for agent-7 to finish a job']);
+
+    const stillBusy = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
+    expect(restarts()).toEqual([]);
+    expect(stillBusy.unitStatus?.message).toMatch(/waits until no agent runs a job/);
+
+    endJob();
     const applied = await ctx.run(ctx.on.updateStatus(), { config: config(repo) });
-    expect(supervisor.calls.filter((c) => c[0] === 'restart')).toEqual([['restart']]);
+    expect(restarts()).toEqual([['restart']]);
     expect(applied.unitStatus).toEqual(new ActiveStatus('140 agents running'));
-    void root;
   });
 });
 
@@ -381,11 +403,24 @@ describe('actions', () => {
     const { ctx, root } = charmHarness();
     const repo = labRepo('agent-1', 'agent-2', 'agent-3');
     await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    repo.removeAgent('agent-3').addAgent('agent-4').addAgent('agent-1', agentConf('agent-1', { location: 'rack 2' })).commit();
+    repo.removeAgent('agent-3').addAgent('agent-4', labAgentConf('agent-4')).addAgent('agent-1', labAgentConf('agent-1', { location: 'rack 2' })).commit();
     const out = await ctx.run(ctx.on.action('update-configs'), { config: config(repo) });
     expect(out.actionFailure).toBeUndefined();
     expect(out.actionResults).toMatchObject({ agents: '3', added: 'agent-4', removed: 'agent-3', changed: 'agent-1', restarted: 'agent-1' });
     expect(fs.existsSync(path.join(programDir(root), 'agent-3.conf'))).toBe(false);
+  });
+
+  it('update-configs asks a changed agent to restart while it is still STARTING or STOPPING (supervisord signals those too)', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const repo = labRepo('agent-1', 'agent-2', 'agent-3');
+    await ctx.run(ctx.on.configChanged(), { config: config(repo) });
+    supervisor.states.set('agent-1', 'STARTING');
+    supervisor.states.set('agent-2', 'STOPPING');
+    supervisor.states.set('agent-3', 'EXITED');
+    for (const name of ['agent-1', 'agent-2', 'agent-3']) repo.addAgent(name, labAgentConf(name, { location: 'rack 3' }));
+    repo.commit('move all three');
+    const out = await ctx.run(ctx.on.action('update-configs'), { config: config(repo) });
+    expect(out.actionResults).toMatchObject({ changed: 'agent-1,agent-2,agent-3', restarted: 'agent-1,agent-2' });
   });
 
   it('update-configs with a bad config fails and names the option', async () => {

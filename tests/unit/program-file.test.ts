@@ -1,4 +1,5 @@
 /** The supervisord program file, as rendered for a real unit and for a sandbox. */
+import { SANDBOX_RUN_AS, UNIT_RUN_AS } from '../../src/charm/driver';
 import { hostPaths } from '../../src/charm/paths';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -11,8 +12,8 @@ const renderer = new TemplateRenderer(repoRoot);
 const spec = { name: 'agent-101', confPath: '/srv/agent-configs/lab1/agent-101/testflinger-agent.conf', agentDir: '/srv/agent-configs/lab1/agent-101', metricsPort: 8201, extraEnv: { TESTFLINGER_SERVER: 'https://tf.example.com:8443/api' } };
 
 describe('program files', () => {
-  it('on a real unit: runs the shipped agent as ubuntu, restarts it when it exits, marks the file as ours', () => {
-    const text = renderProgramFile(renderer, hostPaths('/'), spec);
+  it('on a real unit (its driver): runs the shipped agent as ubuntu, restarts it when it exits, marks the file as ours', () => {
+    const text = renderProgramFile(renderer, hostPaths('/'), spec, UNIT_RUN_AS);
     expect(text.startsWith(MANAGED_MARKER)).toBe(true);
     expect(text).toMatch(/^\[program:agent-101\]$/m);
     expect(text).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent -c \/srv\/agent-configs\/lab1\/agent-101\/testflinger-agent.conf -p 8201 --token-file \/var\/lib\/testflinger-agent\/refresh_token$/m);
@@ -27,9 +28,9 @@ describe('program files', () => {
     expect(text).not.toMatch(/TESTFLINGER_METRICS_HOST/);
   });
 
-  it('in a sandbox: no user= line, metrics on loopback, paths under the root', () => {
+  it('in a sandbox (its driver): no user= line, metrics on loopback, paths under the root', () => {
     const root = tempDir('prog');
-    const text = renderProgramFile(renderer, hostPaths(root), spec);
+    const text = renderProgramFile(renderer, hostPaths(root), spec, SANDBOX_RUN_AS);
     expect(text).not.toMatch(/^user=/m);
     expect(text).toMatch(/TESTFLINGER_METRICS_HOST="127\.0\.0\.1"/);
     expect(text).toMatch(new RegExp(`^command=${root}/srv/testflinger-agent/bin/testflinger-agent `, 'm'));
@@ -47,7 +48,7 @@ describe('program files', () => {
 
   it('supervisord itself reads exactly one program with the environment we meant', () => {
     const paths = hostPaths(tempDir('prog'));
-    const text = renderProgramFile(renderer, paths, spec);
+    const text = renderProgramFile(renderer, paths, spec, SANDBOX_RUN_AS);
     const programs = parseWithSupervisord({ 'agent-101': text });
     expect(programs.map((p) => p.name)).toEqual(['agent-101']);
     expect(programs[0]?.environment).toMatchObject({ TESTFLINGER_SERVER: 'https://tf.example.com:8443/api', TESTFLINGER_AGENT_DIR: spec.agentDir, HOME: paths.homeDir });
@@ -62,6 +63,6 @@ describe('program files', () => {
     ['a newline in a path', { confPath: '/srv/agent-configs/lab1\n[program:evil]/testflinger-agent.conf' }],
     ['a name that is not a program name', { name: 'agent:101' }],
   ])('refuses, rather than escapes, %s', (_what, override) => {
-    expect(() => renderProgramFile(renderer, hostPaths('/'), { ...spec, ...override })).toThrow(/cannot carry safely|not a safe program name/);
+    expect(() => renderProgramFile(renderer, hostPaths('/'), { ...spec, ...override }, UNIT_RUN_AS)).toThrow(/cannot carry safely|not a safe program name/);
   });
 });
