@@ -47,9 +47,12 @@ function processesWith(text: string): number[] {
   return found;
 }
 
-/** A daemon the way daemons are made: a new session, stdio closed, its parent gone (once it runs). */
+/**
+ * A daemon the way daemons are made: a new session, stdio closed, its parent gone (once it runs);
+ * deaf to SIGTERM, so only the end of the phase's scope can take it.
+ */
 function daemonCommand(sleepArg: string): string {
-  return `setsid sh -c 'exec sleep ${sleepArg}' </dev/null >/dev/null 2>&1 & sleep 0.5; echo started`;
+  return `setsid sh -c 'trap "" TERM; exec sleep ${sleepArg}' </dev/null >/dev/null 2>&1 & sleep 0.5; echo started`;
 }
 
 /** A cancelled job is `cancelled` on the server at once; the agent is done once cleanup reported. */
