@@ -33,6 +33,8 @@ export interface Containment {
   readonly description: string;
   /** A scope for one phase; `inNamespace` when the command already gets a PID namespace (the sandbox). */
   openPhase(inNamespace: boolean): PhaseScope;
+  /** Ends what crashed agent processes left that no job's bookkeeping names (after recovery). */
+  sweep(): Promise<void>;
 }
 
 export interface PhaseScope {
@@ -166,10 +168,26 @@ export async function endCgroup(cgroup: string): Promise<LeftoverProcess[]> {
   return leftovers;
 }
 
+/**
+ * Removes the phase cgroups of agent processes that are gone (a crash whose bookkeeping was
+ * lost): emptied with cgroup.kill first. Those of live processes (other agents sharing the
+ * cgroup, in a sandbox) are left alone.
+ */
+async function sweepDeadPhases(own: string): Promise<void> {
+  for (const name of fs.readdirSync(own)) {
+    const owner = /^phase-(\d+)-\d+$/.exec(name)?.[1];
+    if (owner && Number(owner) !== process.pid && !fs.existsSync(`/proc/${owner}`)) await endCgroup(path.join(own, name));
+  }
+}
+
 class CgroupContainment implements Containment {
   readonly kind = 'cgroup';
   private phases = 0;
   constructor(private readonly own: string) {}
+
+  sweep(): Promise<void> {
+    return sweepDeadPhases(this.own).catch(() => undefined);
+  }
 
   get description(): string {
     return `each phase runs in its own cgroup under ${JSON.stringify(this.own)}; what it leaves is killed when it ends`;
@@ -245,6 +263,8 @@ class PidNamespaceContainment implements Containment {
   openPhase(inNamespace: boolean): PhaseScope {
     return groupScope(this.kind, inNamespace ? [] : unshareArgv(), true);
   }
+  /** A namespace dies with its holder: nothing outlives a crash to sweep. */
+  async sweep(): Promise<void> {}
 }
 
 class ProcessGroupContainment implements Containment {
@@ -253,6 +273,8 @@ class ProcessGroupContainment implements Containment {
   openPhase(inNamespace: boolean): PhaseScope {
     return groupScope(this.kind, [], inNamespace);
   }
+  /** Nothing to find a lost process group by. */
+  async sweep(): Promise<void> {}
 }
 
 /** Picks the best kind this process can use (or the one CONTAINMENT_ENV names, if it works). */

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { defaultContainment } from '../../src/agent/containment';
+import { chooseContainment, defaultContainment, ownCgroup } from '../../src/agent/containment';
 import { DevServer } from '../../src/devserver';
 import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
@@ -99,6 +99,21 @@ const inCgroup = defaultContainment().kind === 'cgroup';
     await ended(id);
     expect(output(id, 'test')).toMatch(/global timeout reached/);
     await eventually(() => processesWith(sleepArg).length === 0, 'every process of the phase gone', 5000);
+  });
+
+  it("a new agent process sweeps (after recovery) the phase cgroups of dead ones, killing what is in them", async () => {
+    const own = ownCgroup() as { dir: string };
+    // A pid above any pid_max: that agent process is surely gone.
+    const orphan = path.join(own.dir, 'phase-4999999-1');
+    fs.mkdirSync(orphan);
+    const sleepArg = marker();
+    const child = spawn('/bin/sh', ['-c', `echo $$ >${orphan}/cgroup.procs && exec sleep ${sleepArg}`], { stdio: 'ignore', detached: true });
+    await eventually(() => processesWith(sleepArg).length === 1, 'the orphan running in its cgroup');
+    const containment = chooseContainment();
+    expect(containment.kind).toBe('cgroup');
+    await containment.sweep();
+    await eventually(() => !fs.existsSync(orphan) && processesWith(sleepArg).length === 0, 'the orphan cgroup emptied and removed', 5000);
+    child.unref();
   });
 
   it('no phase cgroup is left behind', async () => {
