@@ -4,14 +4,15 @@
  * As the in-process agent (root here: its own cgroup) and as a real agent process run by an
  * unprivileged user (no writable cgroup: a PID namespace, and the test sandbox on top).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chooseContainment, defaultContainment, ownCgroup } from '../../src/agent/containment';
 import { DevServer } from '../../src/devserver';
 import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
-import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+import { AgentProcess } from '../helpers/agentprocess';
+import { eventually, repoRoot } from '../helpers/tmp';
 
 let server: DevServer;
 let running: RunningAgent[] = [];
@@ -124,55 +125,15 @@ const inCgroup = defaultContainment().kind === 'cgroup';
   });
 });
 
-/**
- * The real agent program, run as `nobody` the way a sandbox (AGENT_HOST_ROOT) runs it: no root,
- * no cgroup of its own; or as root (`asRoot`), which has one here.
- */
-class UnprivilegedAgent {
-  private child: ChildProcess | undefined;
-  /** `dir`: an earlier agent's, to start where it was killed. */
-  constructor(private readonly env: Record<string, string> = {}, readonly dir = tempDir('unpriv-agent'), private readonly asRoot = false) {}
-
-  start(conf: Record<string, unknown>): this {
-    const run = (p: string) => path.join(this.dir, p);
-    const text = JSON.stringify({
-      agent_id: 'agent-u', server_address: server.url, job_queues: ['q1'], polling_interval: 0.1,
-      execution_basedir: run('run'), logging_basedir: run('logs'), results_basedir: run('results'),
-      setup_command: 'true', cleanup_command: 'echo cleanup phase', ...conf,
-    });
-    fs.writeFileSync(run('agent.conf'), text);
-    fs.chownSync(this.dir, 65534, 65534);
-    const asNobody = this.asRoot ? [] : ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'];
-    const [file, ...args] = [
-      ...asNobody,
-      process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', run('agent.conf'), '--token-file', run('no-token'),
-    ];
-    this.child = spawn(file as string, args, { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: this.dir, TESTFLINGER_AGENT_LOCK_SCOPE: this.dir, ...this.env }, stdio: 'ignore' });
-    return this;
-  }
-
-  log(): string {
-    const file = path.join(this.dir, 'logs', 'testflinger-agent-agent-u.log');
-    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-  }
-
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('exit', r));
-  }
-}
-
 describe('a real agent process as an unprivileged user (sandbox mode): PID namespace', () => {
-  let unprivileged: UnprivilegedAgent | undefined;
+  let unprivileged: AgentProcess | undefined;
   afterEach(async () => {
     await unprivileged?.stop();
     unprivileged = undefined;
   });
 
-  function start(conf: Record<string, unknown>, env: Record<string, string> = {}): UnprivilegedAgent {
-    unprivileged = new UnprivilegedAgent(env).start(conf);
+  function start(conf: Record<string, unknown>, env: Record<string, string> = {}): AgentProcess {
+    unprivileged = new AgentProcess(env).start(server.url, conf);
     return unprivileged;
   }
 
@@ -222,7 +183,7 @@ describe('a real agent process as an unprivileged user (sandbox mode): PID names
     ['as root (its cgroup)', true],
   ])('kill -9 of the agent mid-phase, %s: the next agent process ends what the phase left', async (_mode, asRoot) => {
     const sleepArg = marker();
-    const first = new UnprivilegedAgent({}, undefined, asRoot).start({ test_command: `${daemonCommand(sleepArg)}; sleep ${sleepArg}` });
+    const first = new AgentProcess({}, undefined, asRoot).start(server.url, { test_command: `${daemonCommand(sleepArg)}; sleep ${sleepArg}` });
     unprivileged = first;
     const id = server.submitJob({ job_queue: 'q1', test_data: {} });
     await eventually(() => processesWith(sleepArg).length === 2, 'the phase and its daemon running');
@@ -230,7 +191,7 @@ describe('a real agent process as an unprivileged user (sandbox mode): PID names
     process.kill(agentPid, 'SIGKILL');
     await first.stop();
     // Same directories: the new process finds the job's bookkeeping.
-    unprivileged = new UnprivilegedAgent({}, first.dir, asRoot).start({ test_command: 'true' });
+    unprivileged = new AgentProcess({}, first.dir, asRoot).start(server.url, { test_command: 'true' });
     await cleanedUp(id);
     // The phase's shell, its sleep and the daemon, listed from the cgroup the killed agent recorded.
     if (asRoot) expect(output(id, 'test')).toMatch(/cleanup: 3 processes left by the test phase were killed: (sh|sleep)\(\d+\), (sh|sleep)\(\d+\), (sh|sleep)\(\d+\)\n/);
