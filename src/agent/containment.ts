@@ -153,19 +153,24 @@ function populated(cgroup: string): boolean {
 export async function endCgroup(cgroup: string): Promise<LeftoverProcess[]> {
   if (!fs.existsSync(cgroup)) return [];
   const leftovers = readPids(cgroup).map((pid) => ({ pid, name: processName(pid) }));
-  try {
-    fs.writeFileSync(path.join(cgroup, 'cgroup.kill'), '1');
-  } catch {
-    for (const { pid } of leftovers) killQuietly(pid, 'SIGKILL');
-  }
+  if (leftovers.length > 0) killAll(cgroup, leftovers);
+  // Usually empty at once; the first waits are short so that a clean phase costs little.
   const deadline = Date.now() + CGROUP_EMPTY_WAIT_MS;
-  while (populated(cgroup) && Date.now() < deadline) await new Promise((r) => setTimeout(r, CGROUP_POLL_MS));
+  for (let wait = 1; populated(cgroup) && Date.now() < deadline; wait = Math.min(wait * 2, CGROUP_POLL_MS)) await new Promise((r) => setTimeout(r, wait));
   try {
     fs.rmdirSync(cgroup);
   } catch {
     // still emptying; the next agent's recovery or a later phase's sweep gets it
   }
   return leftovers;
+}
+
+function killAll(cgroup: string, processes: readonly LeftoverProcess[]): void {
+  try {
+    fs.writeFileSync(path.join(cgroup, 'cgroup.kill'), '1');
+  } catch {
+    for (const { pid } of processes) killQuietly(pid, 'SIGKILL');
+  }
 }
 
 /**
