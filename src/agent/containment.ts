@@ -141,28 +141,25 @@ function processName(pid: number): string {
   }
 }
 
-function populated(cgroup: string): boolean {
-  try {
-    return /^populated 1$/m.test(fs.readFileSync(path.join(cgroup, 'cgroup.events'), 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
 /** Lists, kills (cgroup.kill, or SIGKILL each on kernels before 5.14) and removes a phase cgroup. */
 export async function endCgroup(cgroup: string): Promise<LeftoverProcess[]> {
   if (!fs.existsSync(cgroup)) return [];
   const leftovers = readPids(cgroup).map((pid) => ({ pid, name: processName(pid) }));
   if (leftovers.length > 0) killAll(cgroup, leftovers);
-  // Usually empty at once; the first waits are short so that a clean phase costs little.
+  // A clean phase's cgroup goes at once; one still emptying gets short, growing waits.
   const deadline = Date.now() + CGROUP_EMPTY_WAIT_MS;
-  for (let wait = 1; populated(cgroup) && Date.now() < deadline; wait = Math.min(wait * 2, CGROUP_POLL_MS)) await new Promise((r) => setTimeout(r, wait));
+  for (let wait = 1; !removed(cgroup) && Date.now() < deadline; wait = Math.min(wait * 2, CGROUP_POLL_MS)) await new Promise((r) => setTimeout(r, wait));
+  // One that never emptied stays for the sweep of the next agent process.
+  return leftovers;
+}
+
+function removed(cgroup: string): boolean {
   try {
     fs.rmdirSync(cgroup);
-  } catch {
-    // still emptying; the next agent's recovery or a later phase's sweep gets it
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ENOENT';
   }
-  return leftovers;
 }
 
 function killAll(cgroup: string, processes: readonly LeftoverProcess[]): void {
