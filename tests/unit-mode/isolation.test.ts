@@ -2,8 +2,8 @@
  * Job isolation on a unit, for real (tests/helpers/unithost.ts: real users, real cgroups,
  * bubblewrap, an sshd "device", all in private namespaces as root). Two agents, set up as the
  * charm must (docs/isolation.md): one system user each, the lab key readable through a group,
- * started by tf-cmd-scripts/testflinger-agent-contained in a cgroup of their own, the test
- * sandbox on. Jobs on agent A try to reach agent B, the host and the future, and fail; A's test
+ * run by Debian's supervisord from program files that start them through
+ * tf-cmd-scripts/testflinger-agent-contained in a cgroup of their own, the test sandbox on. Jobs on agent A try to reach agent B, the host and the future, and fail; A's test
  * still reaches its device over ssh.
  */
 import { randomBytes } from 'node:crypto';
@@ -113,16 +113,46 @@ function argvOf(pid: string): string[] {
   }
 }
 
-/** As supervisord would run it from the program file the charm writes (no user= line). */
-async function startAgent(a: AgentName): Promise<void> {
-  const conf = `/srv/agent-configs/${a}/testflinger-agent.conf`;
-  await host.writeFile(conf, confOf(a));
-  await host.background(a, [
-    'env', '-i', `HOME=${homeOf(a)}`, `USER=${userOf(a)}`, 'PATH=/usr/local/bin:/usr/bin:/bin',
-    'TESTFLINGER_TEST_SANDBOX=on', 'TESTFLINGER_AGENT_LOCK_SCOPE=/', `TESTFLINGER_AGENT_DIR=/srv/agent-configs/${a}`,
+/**
+ * The program file the charm must write for an agent: no user= line; the root wrapper puts the
+ * agent in its cgroup and becomes its user. Values here need no quoting (checked by the charm).
+ */
+function programFile(a: AgentName): string {
+  const env = {
+    HOME: homeOf(a),
+    USER: userOf(a),
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    TESTFLINGER_TEST_SANDBOX: 'on',
+    TESTFLINGER_AGENT_LOCK_SCOPE: '/',
+    TESTFLINGER_AGENT_DIR: `/srv/agent-configs/${a}`,
+  };
+  const command = [
     path.join(repoRoot, 'tf-cmd-scripts', 'testflinger-agent-contained'), userOf(a), `${CGROUP_PREFIX}-${a}`,
-    process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', conf, '--token-file', '/var/lib/testflinger-agent/no-token',
-  ]);
+    process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js'),
+    '-c', `/srv/agent-configs/${a}/testflinger-agent.conf`, '--token-file', '/var/lib/testflinger-agent/refresh_token',
+  ].join(' ');
+  return [
+    `[program:${a}]`,
+    `command=${command}`,
+    `directory=${homeOf(a)}`,
+    'autostart=true', 'autorestart=unexpected', 'exitcodes=2,3', 'startsecs=1', 'startretries=3',
+    'stopsignal=TERM', 'stopwaitsecs=60', 'redirect_stderr=true',
+    `environment=${Object.entries(env).map(([k, v]) => `${k}="${v}"`).join(',')}`,
+    '',
+  ].join('\n');
+}
+
+/** Under Debian's supervisord, from the program file the charm must write. */
+async function startAgents(): Promise<void> {
+  for (const a of AGENTS) {
+    await host.writeFile(`/srv/agent-configs/${a}/testflinger-agent.conf`, confOf(a));
+    await host.writeFile(`/etc/supervisor/conf.d/${a}.conf`, programFile(a));
+  }
+  await host.check(['supervisord', '-c', '/etc/supervisor/supervisord.conf']);
+  await eventually(async () => {
+    const programs = await host.programs();
+    return AGENTS.every((a) => programs.get(a)?.state === 'RUNNING');
+  }, 'both agents RUNNING under supervisord');
 }
 
 /** Removes this run's cgroups (each agent's and any phase cgroup left in it) once their processes are gone. */
@@ -145,7 +175,7 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     await host.devServer({ port: 8000 });
     await host.check(['sh', '-c', CHARM_SETUP]);
     await host.sshd(DEVICE_PORT, await host.readFile('/run/unithost/lab_key.pub'));
-    for (const a of AGENTS) await startAgent(a);
+    await startAgents();
     await eventually(async () => {
       const agents = (await api('GET', '/v1/agents/data')) as { name: string; state: string }[];
       return AGENTS.every((a) => agents.some((d) => d.name === a && d.state === 'waiting'));
@@ -160,9 +190,11 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     removeCgroups();
   });
 
-  it('each agent runs as its own user, in its own cgroup', async () => {
+  it('each agent runs as its own user, in its own cgroup, as supervisord reports it', async () => {
+    const programs = await host.programs();
     for (const a of AGENTS) {
       const pid = await agentPid(a);
+      expect(programs.get(a)?.pid).toBe(pid);
       const { uid } = await host.userIds(userOf(a));
       expect({ a, uids: await host.processUids(pid) }).toEqual({ a, uids: [uid, uid, uid, uid] });
       expect(await host.readFile(`/proc/${pid}/cgroup`)).toMatch(new RegExp(`^0::.*/${CGROUP_PREFIX}-${a}$`, 'm'));
@@ -213,7 +245,8 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     const sleepArg = `3000.${parseInt(randomBytes(4).toString('hex'), 16)}`;
     const out = await testOutput(await submit('agent-a', `setsid sh -c 'trap "" TERM; exec sleep ${sleepArg}' </dev/null >/dev/null 2>&1 & sleep 0.5; echo started`));
     expect(out).toMatch(/started/);
-    expect(out).toMatch(/cleanup: 1 process left by the test phase was killed: sleep\(\d+\)/);
+    // Named as it is when the phase ends: `sleep` once it exec'd (a loaded machine may catch it before).
+    expect(out).toMatch(/cleanup: 1 process left by the test phase was killed: (sleep|sh|setsid)\(\d+\)/);
     await eventually(() => processesWith(sleepArg).length === 0, 'the daemon gone', 5000);
   });
 
