@@ -54,6 +54,8 @@ export const CONTAINMENT_ENV = 'TESTFLINGER_CONTAINMENT';
 /** How long `cgroup.kill` may take to empty a cgroup before rmdir is tried anyway. */
 const CGROUP_EMPTY_WAIT_MS = 2000;
 const CGROUP_POLL_MS = 10;
+/** How long the processes of a PID namespace that ended may take to leave their cgroup. */
+const NAMESPACE_EXIT_WAIT_MS = 500;
 /** Bound on processes read from one cgroup (a fork bomb must not make the agent spin). */
 const MAX_LISTED = 4096;
 
@@ -162,6 +164,16 @@ function removed(cgroup: string): boolean {
   }
 }
 
+/** Waits (bounded, short steps) until the cgroup holds no process; false if it still does. */
+async function emptied(cgroup: string, withinMs: number): Promise<boolean> {
+  const deadline = Date.now() + withinMs;
+  for (let wait = 1; readPids(cgroup).length > 0; wait = Math.min(wait * 2, CGROUP_POLL_MS)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+  return true;
+}
+
 function killAll(cgroup: string, processes: readonly LeftoverProcess[]): void {
   try {
     fs.writeFileSync(path.join(cgroup, 'cgroup.kill'), '1');
@@ -207,7 +219,12 @@ class CgroupContainment implements Containment {
       signal: (_pid, signal) => {
         for (const pid of readPids(cgroup)) killQuietly(pid, signal);
       },
-      end: () => endCgroup(cgroup),
+      end: async () => {
+        // The namespace's end already killed its processes; give them a moment to leave the
+        // cgroup, so that they are not named twice (once by the reaper, once here).
+        if (inNamespace) await emptied(cgroup, NAMESPACE_EXIT_WAIT_MS);
+        return endCgroup(cgroup);
+      },
     };
   }
 }

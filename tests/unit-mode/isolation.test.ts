@@ -51,8 +51,9 @@ ssh-keygen -q -t ed25519 -N '' -C lab -f /run/unithost/lab_key
 printf 'Host *\\n  StrictHostKeyChecking no\\n  UserKnownHostsFile /dev/null\\n  LogLevel QUIET\\n' >/run/unithost/ssh_config
 for a in ${AGENTS.join(' ')}; do
   home=/var/lib/testflinger-agent/home/$a
-  useradd --system --user-group --groups testflinger-agents --home-dir "$home" --create-home --shell /bin/bash "tf-$a"
-  chmod 0700 "$home"
+  useradd --system --user-group --groups testflinger-agents --home-dir "$home" --no-create-home --shell /bin/bash "tf-$a"
+  # Root's, so the agent's user cannot swap ~/.ssh for a link the charm (root) would then follow.
+  install -d -o root -g root -m 0755 "$home"
   install -d -o root -g root -m 0755 "$home/.ssh"
   install -o root -g testflinger-agents -m 0640 /run/unithost/lab_key "$home/.ssh/id_rsa"
   install -o root -g root -m 0644 /run/unithost/lab_key.pub "$home/.ssh/id_rsa.pub"
