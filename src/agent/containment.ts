@@ -5,7 +5,7 @@
  * - `cgroup`: the agent's own cgroup (v2) is writable (the charm delegates one per agent): each
  *   phase gets `<own>/phase-<agent pid>-<n>`, entered before the command runs, listed and
  *   ended with `cgroup.kill` at the end.
- * - `pid-namespace`: `unshare --pid --fork --kill-child` (with `--user` when not root): the
+ * - `pid-namespace`: `unshare --pid --fork --kill-child` (`--map-current-user` when not root): the
  *   kernel ends every process of the namespace when its first process exits.
  * - `process-group`: neither works; a process that leaves the group can outlive its phase.
  */
@@ -307,10 +307,10 @@ export function chooseContainment(env: Record<string, string | undefined> = proc
   }
   if (!wanted || wanted === 'cgroup' || wanted === 'pid-namespace') {
     const pidns = pidNamespaceUsable();
-    if ('ok' in pidns) return new PidNamespaceContainment(`each phase runs in its own PID namespace (${reasons.join('; ') || `${CONTAINMENT_ENV}=pid-namespace`}); what it leaves dies with it`);
+    if ('ok' in pidns) return new PidNamespaceContainment(`each phase runs in its own PID namespace (${reasons.join('; ') || `${CONTAINMENT_ENV}=${wanted}`}); what it leaves dies with it`);
     reasons.push(`no PID namespace: ${pidns.why}`);
   }
-  return new ProcessGroupContainment(`phases run in a process group only (${reasons.join('; ') || `${CONTAINMENT_ENV}=process-group`}): a process that leaves its group can outlive its phase`);
+  return new ProcessGroupContainment(`phases run in a process group only (${reasons.join('; ') || `${CONTAINMENT_ENV}=${JSON.stringify(wanted)}`}): a process that leaves its group can outlive its phase`);
 }
 
 let chosen: Containment | undefined;

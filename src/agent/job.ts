@@ -17,7 +17,7 @@ import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
 import { appendPrivateFile, ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
 import { splitSecrets } from './secrets';
-import { runPhaseProcess, type PhaseProcessResult, type StopReason } from './process';
+import { runPhaseProcess, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
 import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope, type ScopeRecord } from './containment';
 import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
 import type { AgentReporter } from './reporter';
@@ -389,7 +389,7 @@ export class JobRunner {
   private async runContained(
     phase: Phase,
     sandbox: SandboxSettings | undefined,
-    limits: Pick<Parameters<typeof runPhaseProcess>[0], 'timeoutMs' | 'outputTimeoutMs' | 'stop'>,
+    limits: Pick<PhaseProcessOptions, 'timeoutMs' | 'outputTimeoutMs' | 'stop'>,
   ): Promise<PhaseProcessResult> {
     const { config, clock } = this.deps;
     const scope = this.openScope(phase, sandbox !== undefined);
