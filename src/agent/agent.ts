@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jobSchema, type AgentData, type Job, type ServerApi } from './api';
 import type { Clock } from './clock';
+import { defaultContainment } from './containment';
 import type { AgentConfig } from './config';
 import { bookkeepingDirOf, JobRunner, runDirOf, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
 import type { Logger } from './logger';
@@ -75,6 +76,8 @@ export class Agent {
     await this.waitForServer(shutdown);
     await this.reportIn();
     await this.finishInterruptedJobs(shutdown);
+    // After recovery, which names what each interrupted phase left in the job's log.
+    await (this.deps.containment ?? defaultContainment()).sweep();
     let backoff = BACKOFF_FIRST_MS;
     while (!shutdown.aborted) {
       try {

@@ -17,7 +17,9 @@ import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
 import { appendPrivateFile, ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
 import { splitSecrets } from './secrets';
-import { killProcessGroup, runPhaseProcess, type StopReason } from './process';
+import { runPhaseProcess, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
+import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope, type ScopeRecord } from './containment';
+import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
 import type { AgentReporter } from './reporter';
 
 /** A phase command exits with this when the device could not be recovered. */
@@ -77,6 +79,10 @@ export interface JobDeps {
   /** Environment of the agent, the base of every phase's environment. */
   baseEnv: Record<string, string>;
   timing?: JobTiming;
+  /** Where phases run so that all they start ends with them; chosen for the process by default. */
+  containment?: Containment;
+  /** The test phase's sandbox; undefined runs it on the bare host. */
+  testSandbox?: SandboxSettings;
 }
 
 export interface JobOutcome {
@@ -91,6 +97,8 @@ export type Progress = {
   phase: string | null;
   startedAt: number;
   phasePid?: number;
+  /** The running phase's containment (its cgroup), to end what it left after a crash. */
+  phaseScope?: ScopeRecord;
   /** Next live-log fragment numbers, so a resumed job does not reuse a number. */
   nextFragment?: { output: number; serial: number };
 };
@@ -191,12 +199,13 @@ export class JobRunner {
    */
   async finishInterrupted(progress: Progress, shutdown: AbortSignal): Promise<JobOutcome> {
     Object.assign(this.progress.status, progress.status);
-    // The killed agent's phase may still run in its own process group: end it first.
-    if (progress.phasePid) killProcessGroup(progress.phasePid);
     const phase = progress.phase ?? 'setup';
     if (progress.phase) this.progress.status[phase] = EXIT_STOPPED;
     this.ensureRunDir();
+    // The killed agent's phase may still run (in its cgroup or process group): end it first.
+    const leftovers = await endRecordedScope(progress.phaseScope, progress.phasePid);
     this.emit(phase, `\nERROR: the agent stopped unexpectedly during ${phase} (killed or crashed); this job is reported as failed\n`);
+    this.reportLeftovers(phase, leftovers);
     this.endOutput(phase);
     this.saveProgress();
     await this.deps.api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch(() => undefined);
@@ -340,26 +349,22 @@ export class JobRunner {
     const started = clock.now();
     const timeoutMs = rule.timeout === 'reserve' ? this.reserveTimeoutS() * 1000 : Math.max(0, deadline - started);
     this.emit(phase, `*** testflinger ${phase} phase on ${config.agent_id} (job ${this.job.job_id})\n`);
-    const result = await runPhaseProcess({
-      command: config[`${phase}_command`],
-      cwd: fs.existsSync(this.runDir) ? this.runDir : config.execution_basedir,
-      env: this.phaseEnv(phase),
-      onOutput: (text) => this.emit(phase, text),
-      clock,
-      timeoutMs,
-      ...(rule.outputTimeout ? { outputTimeoutMs: this.outputTimeoutS() * 1000 } : {}),
-      stop: { signal: stopper.signal, reason: () => stopReason },
-      onSpawn: (pid) => {
-        this.progress.phasePid = pid;
-        this.saveProgress();
-      },
-    });
+    const sandbox = phase === 'test' ? this.deps.testSandbox : undefined;
+    const result: PhaseProcessResult = sandbox?.unusable
+      ? this.refuseUnsandboxed(phase, sandbox.unusable)
+      : await this.runContained(phase, sandbox, {
+          timeoutMs,
+          ...(rule.outputTimeout ? { outputTimeoutMs: this.outputTimeoutS() * 1000 } : {}),
+          stop: { signal: stopper.signal, reason: () => stopReason },
+        });
     delete this.progress.phasePid;
+    delete this.progress.phaseScope;
     shutdown.removeEventListener('abort', onShutdown);
     cancelWatch?.();
     serialTail();
     const exitCode = result.stoppedBy ? EXIT_STOPPED : result.exitCode;
     if (result.stoppedBy) this.emit(phase, `\n${this.stopMessage(result.stoppedBy, phase)}\n`);
+    this.reportLeftovers(phase, result.leftovers);
     this.endOutput(phase);
     void this.output.flush();
 
@@ -380,6 +385,55 @@ export class JobRunner {
     this.event(`${phase}_${exitCode === 0 ? 'success' : 'fail'}`, `exit code ${exitCode}`);
     if (result.stoppedBy === 'cancelled') this.cancelled();
     return { exitCode, ...(result.stoppedBy ? { stoppedBy: result.stoppedBy } : {}) };
+  }
+
+  /** The phase command inside its containment scope (and the sandbox, when given), recorded for recovery. */
+  private async runContained(
+    phase: Phase,
+    sandbox: SandboxSettings | undefined,
+    limits: Pick<PhaseProcessOptions, 'timeoutMs' | 'outputTimeoutMs' | 'stop'>,
+  ): Promise<PhaseProcessResult> {
+    const { config, clock } = this.deps;
+    const scope = this.openScope(phase, sandbox !== undefined);
+    this.progress.phaseScope = scope.record;
+    const home = this.deps.baseEnv['HOME'];
+    return runPhaseProcess({
+      command: config[`${phase}_command`],
+      cwd: fs.existsSync(this.runDir) ? this.runDir : config.execution_basedir,
+      env: this.phaseEnv(phase),
+      onOutput: (text) => this.emit(phase, text),
+      clock,
+      scope,
+      ...(sandbox ? { sandbox: sandboxArgv(sandbox, { runDir: this.runDir, ...(home ? { home } : {}) }) } : {}),
+      ...limits,
+      onSpawn: (pid) => {
+        this.progress.phasePid = pid;
+        this.saveProgress();
+      },
+    });
+  }
+
+  /** A scope that cannot be made (a cgroup removed under the agent) degrades to the process group, said in the log. */
+  private openScope(phase: Phase, inNamespace: boolean): PhaseScope {
+    try {
+      return (this.deps.containment ?? defaultContainment()).openPhase(inNamespace);
+    } catch (error) {
+      this.emit(phase, `WARNING: the ${phase} phase runs in a process group only: ${(error as Error).message}\n`);
+      return processGroupScope();
+    }
+  }
+
+  /** Fails closed: an operator who asked for the sandbox never gets the job's commands run bare. */
+  private refuseUnsandboxed(phase: Phase, why: string): PhaseProcessResult {
+    this.emit(phase, `ERROR: the ${phase} phase was not run: its sandbox is unavailable (${why}); the operator can turn the sandbox off (test-sandbox=false)\n`);
+    return { exitCode: 1, leftovers: [] };
+  }
+
+  private reportLeftovers(phase: string, leftovers: readonly LeftoverProcess[]): void {
+    if (leftovers.length === 0) return;
+    const line = describeLeftovers(phase, leftovers);
+    this.deps.log.info(`job ${this.job.job_id}: ${line}`);
+    this.emit(phase, `${line}\n`);
   }
 
   /** The job may have removed its run directory in an earlier phase; later phases get a new one. */

@@ -13,6 +13,8 @@ import { ConfigError, loadAgentConfig, serverUrl } from './config';
 import { acquireAgentLock, AgentLockError, defaultLockScope, LOCK_SCOPE_ENV } from './lock';
 import { AgentLogger } from './logger';
 import { AgentMetrics } from './metrics';
+import { defaultContainment } from './containment';
+import { sandboxFromEnv } from './containment-sandbox';
 
 /** Exit codes: a bad conf or a second instance should not be restarted in a tight loop by hand. */
 const EXIT_BAD_CONFIG = 2;
@@ -69,7 +71,14 @@ async function main(): Promise<number> {
         return undefined;
       })
     : undefined;
-  const client = new TestflingerClient(serverUrl(address), systemClock, { tokenFile: values['token-file'] ?? DEFAULT_TOKEN_FILE });
+  const tokenFile = values['token-file'] ?? DEFAULT_TOKEN_FILE;
+  const client = new TestflingerClient(serverUrl(address), systemClock, { tokenFile });
+  const containment = defaultContainment();
+  log.info(`containment: ${containment.description}`);
+  // The test phase must not see other jobs, other agents' results and logs, or the agent's token.
+  const testSandbox = sandboxFromEnv(process.env, [config.execution_basedir, config.results_basedir, config.logging_basedir, path.dirname(tokenFile)]);
+  if (testSandbox?.unusable) log.error(`test phases will fail: the sandbox is on but unusable: ${testSandbox.unusable}`);
+  else if (testSandbox) log.info(`test phases run in a sandbox (${testSandbox.program})`);
   const agentDir = process.env['TESTFLINGER_AGENT_DIR'];
   const agent = new Agent({
     api: new ServerApi(client),
@@ -79,6 +88,8 @@ async function main(): Promise<number> {
     metrics,
     baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
     markerDir: process.env['TESTFLINGER_OFFLINE_MARKER_DIR'] ?? '/tmp',
+    containment,
+    ...(testSandbox ? { testSandbox } : {}),
     ...(agentDir ? { programName: path.basename(agentDir) } : {}),
   });
 

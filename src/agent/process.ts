@@ -1,11 +1,14 @@
 /**
- * One phase command: `/bin/sh -c` in its own process group, stdout and stderr merged, with the
- * timeouts that apply to it. Stopping kills the whole group, children included.
+ * One phase command: `/bin/sh -c` started inside its containment scope (a cgroup or a PID
+ * namespace, see containment.ts) and, for the test phase, in the sandbox; stdout and stderr
+ * merged, with the timeouts that apply to it. Stopping signals every process of the scope; when
+ * the phase ends, whatever it left is killed and named in the result.
  */
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import type { Clock } from './clock';
+import { parseReaperReport, processGroupScope, reaperArgv, type LeftoverProcess, type PhaseScope } from './containment';
 
 export type StopReason = 'timeout' | 'output-timeout' | 'cancelled' | 'shutdown';
 
@@ -15,6 +18,10 @@ export interface PhaseProcessOptions {
   env: Record<string, string>;
   onOutput: (text: string) => void;
   clock: Clock;
+  /** Where the phase's processes live; without one, its process group. */
+  scope?: PhaseScope;
+  /** The sandbox's argv (bwrap ... --), run inside the scope; it gives the command a PID namespace. */
+  sandbox?: string[];
   /** Kill when this many ms have passed. */
   timeoutMs?: number;
   /** Kill when nothing was printed for this many ms. */
@@ -28,6 +35,8 @@ export interface PhaseProcessOptions {
 export interface PhaseProcessResult {
   exitCode: number;
   stoppedBy?: StopReason;
+  /** Processes still running when the phase ended, killed then. */
+  leftovers: LeftoverProcess[];
 }
 
 /** Grace between SIGTERM and SIGKILL for a phase being stopped. */
@@ -35,59 +44,64 @@ const KILL_GRACE_MS = 5000;
 /** How long to wait for output pipes held open by leftover children once the shell exited. */
 const DRAIN_MS = 2000;
 
-export function killProcessGroup(pid: number): void {
-  killGroup(pid, 'SIGKILL');
-}
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
+export function phaseArgv(command: string, scope: PhaseScope, sandbox: readonly string[] = []): string[] {
+  return [...scope.prefix, ...sandbox, ...(scope.reportsOnFd3 ? reaperArgv(command) : ['/bin/sh', '-c', command])];
 }
 
 export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProcessResult> {
   return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', options.command], {
+    const scope = options.scope ?? processGroupScope();
+    const [file, ...args] = phaseArgv(options.command, scope, options.sandbox);
+    const child = spawn(file as string, args, {
       cwd: options.cwd,
       env: options.env,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', 'pipe', 'pipe', ...(scope.reportsOnFd3 ? (['pipe'] as const) : [])],
     });
     if (child.pid !== undefined) options.onSpawn?.(child.pid);
     let stoppedBy: StopReason | undefined;
     let lastOutput = options.clock.now();
     let exitCode: number | undefined;
     let settled = false;
+    let report = '';
     const timers: NodeJS.Timeout[] = [];
 
+    const signalAll = (signal: NodeJS.Signals) => {
+      if (child.pid !== undefined) scope.signal(child.pid, signal);
+    };
     const stop = (reason: StopReason) => {
       if (stoppedBy || exitCode !== undefined || child.pid === undefined) return;
       stoppedBy = reason;
-      killGroup(child.pid, 'SIGTERM');
-      timers.push(setTimeout(() => child.pid && killGroup(child.pid, 'SIGKILL'), KILL_GRACE_MS));
+      signalAll('SIGTERM');
+      timers.push(setTimeout(() => signalAll('SIGKILL'), KILL_GRACE_MS));
     };
-    const finish = () => {
+    // Once the command is over (or its pipes were held too long): end the scope, then answer.
+    const finish = async () => {
       if (settled) return;
       settled = true;
       for (const t of timers) clearTimeout(t);
       options.stop?.signal.removeEventListener('abort', onAbort);
-      resolve({ exitCode: exitCode ?? 1, ...(stoppedBy ? { stoppedBy } : {}) });
+      const found = child.pid === undefined ? [] : await scope.end(child.pid);
+      const leftovers = [...parseReaperReport(report), ...found];
+      resolve({ exitCode: exitCode ?? 1, leftovers, ...(stoppedBy ? { stoppedBy } : {}) });
     };
     const onAbort = () => stop(options.stop?.reason() ?? 'shutdown');
 
     for (const stream of [child.stdout, child.stderr]) {
       const decoder = new StringDecoder('utf8');
-      stream.on('data', (chunk: Buffer) => {
+      stream?.on('data', (chunk: Buffer) => {
         lastOutput = options.clock.now();
         options.onOutput(decoder.write(chunk));
       });
-      stream.on('end', () => {
+      stream?.on('end', () => {
         const rest = decoder.end();
         if (rest) options.onOutput(rest);
       });
     }
+    child.stdio[3]?.on('data', (chunk: Buffer) => {
+      // Bounded: the report names at most a few thousand processes.
+      if (report.length < 256 * 1024) report += chunk.toString('utf8');
+    });
     if (options.stop) {
       if (options.stop.signal.aborted) onAbort();
       else options.stop.signal.addEventListener('abort', onAbort, { once: true });
@@ -105,19 +119,14 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
     child.on('error', (error) => {
       options.onOutput(`cannot run phase command: ${error.message}\n`);
       exitCode = 127;
-      finish();
+      void finish();
     });
     child.on('exit', (code, signal) => {
       exitCode = code ?? 128 + (signal ? osSignalNumber(signal) : 0);
-      // Leftover children may hold the pipes open; give them a moment, then end the group.
-      timers.push(
-        setTimeout(() => {
-          if (child.pid) killGroup(child.pid, 'SIGKILL');
-          finish();
-        }, DRAIN_MS),
-      );
+      // Leftover children may hold the pipes open; give them a moment, then end the scope.
+      timers.push(setTimeout(() => void finish(), DRAIN_MS));
     });
-    child.on('close', finish);
+    child.on('close', () => void finish());
   });
 }
 

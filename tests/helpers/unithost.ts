@@ -300,6 +300,24 @@ export class UnitHost {
     return { result, results: s.actionResults, failed: s.actionFailed, message: s.actionMessage };
   }
 
+  /**
+   * A real sshd on the namespace's own 127.0.0.1:`port`, a "device" that lets `root` in with
+   * `authorizedKey`. Everything it needs lives in /run/unithost/sshd, inside.
+   */
+  async sshd(port: number, authorizedKey: string): Promise<void> {
+    const dir = `${STATE_DIR}/sshd`;
+    await this.check(['sh', '-c', `mkdir -p -m 0700 ${dir} /run/sshd && ssh-keygen -q -t ed25519 -N '' -f ${dir}/host_key`]);
+    await this.writeFile(`${dir}/authorized_keys`, authorizedKey);
+    const config = [
+      `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${dir}/host_key`, `PidFile ${dir}/sshd.pid`,
+      `AuthorizedKeysFile ${dir}/authorized_keys`, 'PasswordAuthentication no', 'KbdInteractiveAuthentication no',
+      'PubkeyAuthentication yes', 'PermitRootLogin prohibit-password', 'StrictModes no', 'UsePAM no', 'AllowUsers root', '',
+    ].join('\n');
+    await this.writeFile(`${dir}/sshd_config`, config);
+    const log = await this.background('sshd', ['/usr/sbin/sshd', '-D', '-e', '-f', `${dir}/sshd_config`]);
+    await eventually(async () => /Server listening/.test((await this.exec(['cat', log])).stdout), `sshd on 127.0.0.1:${port} in the unit host (${log})`);
+  }
+
   get status(): { status: string; message: string } | null {
     return this.unit.state().unitStatus;
   }

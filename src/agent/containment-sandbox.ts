@@ -1,0 +1,85 @@
+/**
+ * The test phase's sandbox, bubblewrap's answer to upstream's `docker run` of a test image: the
+ * host read-only, a private /tmp and /proc, a throwaway home with only `~/.ssh` (read-only) in
+ * it, the job's run directory writable, the agents' other directories hidden, its own PID
+ * namespace, the network shared so it reaches the devices. Nothing is downloaded: it is the
+ * host's own root, so it works offline.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** `on` (the charm's `test-sandbox` option, default) or `off`; unset means off. */
+export const TEST_SANDBOX_ENV = 'TESTFLINGER_TEST_SANDBOX';
+/** The bubblewrap binary; the charm may point at its own copy (the one its AppArmor profile names). */
+export const SANDBOX_PROGRAM_ENV = 'TESTFLINGER_SANDBOX_PROGRAM';
+const DEFAULT_PROGRAM = '/usr/bin/bwrap';
+
+export interface SandboxSettings {
+  program: string;
+  /** Directories the job must not see (other jobs' and agents' files): each becomes an empty tmpfs. */
+  hidden: string[];
+  /** Why the sandbox cannot run here; the test phase then fails rather than run bare. */
+  unusable?: string;
+}
+
+export interface SandboxJob {
+  runDir: string;
+  home?: string;
+}
+
+export function sandboxWanted(env: Record<string, string | undefined>): boolean {
+  return ['on', '1', 'true', 'yes'].includes((env[TEST_SANDBOX_ENV] ?? '').toLowerCase());
+}
+
+/** A sandbox that starts and runs `true`: bwrap installed and allowed its namespaces here. */
+export function probeSandbox(program: string): string | undefined {
+  const probe = spawnSync(program, ['--ro-bind', '/', '/', '--proc', '/proc', '--unshare-pid', '--die-with-parent', '--', '/bin/true'], { encoding: 'utf8', timeout: 5000 });
+  if (probe.error) return `${program}: ${probe.error.message}`;
+  if (probe.status !== 0) return `${program} cannot make a sandbox here: ${probe.stderr.trim().split('\n')[0] ?? `exit ${probe.status}`}`;
+  return undefined;
+}
+
+/** Settings from the agent's environment, or undefined when the sandbox is off. */
+export function sandboxFromEnv(env: Record<string, string | undefined>, hidden: readonly string[]): SandboxSettings | undefined {
+  if (!sandboxWanted(env)) return undefined;
+  const program = env[SANDBOX_PROGRAM_ENV] || DEFAULT_PROGRAM;
+  const unusable = probeSandbox(program);
+  return { program, hidden: [...hidden], ...(unusable ? { unusable } : {}) };
+}
+
+function isRealDir(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function depth(p: string): number {
+  return path.resolve(p).split('/').length;
+}
+
+/** bwrap's argv up to `--`; the command follows it. */
+export function sandboxArgv(settings: SandboxSettings, job: SandboxJob): string[] {
+  // Shallow first: a tmpfs laid over a deeper one would hide it anyway, never the other way.
+  const tmpfs = ['/tmp', '/var/tmp', ...settings.hidden, ...(job.home ? [job.home] : [])]
+    .filter(isRealDir)
+    .map((p) => path.resolve(p))
+    .filter((p, i, all) => p !== '/' && all.indexOf(p) === i)
+    .sort((a, b) => depth(a) - depth(b));
+  const ssh = job.home ? path.join(job.home, '.ssh') : undefined;
+  return [
+    settings.program,
+    '--ro-bind', '/', '/',
+    '--dev', '/dev',
+    '--proc', '/proc',
+    ...tmpfs.flatMap((p) => ['--tmpfs', p]),
+    ...(ssh && isRealDir(ssh) ? ['--ro-bind', ssh, ssh] : []),
+    '--bind', job.runDir, job.runDir,
+    '--chdir', job.runDir,
+    '--unshare-pid', '--unshare-ipc', '--unshare-cgroup-try',
+    '--die-with-parent', '--new-session',
+    '--',
+  ];
+}
