@@ -44,7 +44,7 @@ export interface InvalidAgentDir {
 
 class AgentDirError extends Error {}
 
-function readConf(confPath: string): string {
+export function readAgentConfText(confPath: string): string {
   try {
     return readFileNoFollow(confPath, MAX_CONF_BYTES).toString('utf8');
   } catch (error) {
@@ -64,7 +64,7 @@ function agentDir(name: string, dir: string, contentHash: string, agentId: strin
     contentHash,
     agentId,
     get config() {
-      config ??= parseAgentConfig(readConf(confPath), AGENT_CONF);
+      config ??= parseAgentConfig(readAgentConfText(confPath), AGENT_CONF);
       return config;
     },
   };
@@ -131,7 +131,7 @@ export function discoverAgents(agentsRoot: string, knownGood: Readonly<Record<st
         agents.push(agentDir(entry.name, dir, contentHash, known.agentId));
         continue;
       }
-      const config = parseAgentConfig(readConf(path.join(dir, AGENT_CONF)), AGENT_CONF);
+      const config = parseAgentConfig(readAgentConfText(path.join(dir, AGENT_CONF)), AGENT_CONF);
       agents.push(agentDir(entry.name, dir, contentHash, config.agent_id, config));
     } catch (error) {
       const known = error instanceof AgentDirError || error instanceof ConfigError;

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { CharmBase, MaintenanceStatus, type ActionEvent, type Framework, type HookName, type StatusBase } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
+import { cosInputsDigest, cosUnitBag } from './cosprovider';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
@@ -22,6 +23,8 @@ const updateConfigsParams = z.object({}).strict();
 // Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
 // a number there and Juju refuses it before the charm runs (the README says to use --string-args).
 const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
+/** As metadata.yaml names the charm: dashboards and rules are tagged with it. */
+const CHARM_NAME = 'testflinger-agent-host';
 /** Longer than the program files' startsecs (1 s): how long the status waits for STARTING agents. */
 const STARTING_SETTLE_MS = 2500;
 
@@ -49,6 +52,9 @@ export class AgentHostCharm extends CharmBase {
     this.handle('update-status', () => this.onUpdateStatus());
     this.handle('remove', () => this.onRemove());
     this.handle('secret-changed', () => this.onSecretChanged());
+    // A Grafana Agent that joins, or asks again, gets the data at once; broken needs nothing:
+    // the agents carry on unobserved.
+    for (const kind of ['joined', 'changed'] as const) this.observeRelation('cos-agent', kind, () => this.savingState(() => this.publishCosAgent({ force: true })));
     this.observeAction('update-configs', updateConfigsParams, (event) => this.savingState(() => this.onUpdateConfigs(event)));
     this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.savingState(() => this.onUpdateTestflinger(event)));
   }
@@ -141,12 +147,37 @@ export class AgentHostCharm extends CharmBase {
       if (report.added.length + report.removed.length + report.changed.length + report.restarted.length > 0) {
         await this.log.info(`agents: ${report.agents.length}; added [${report.added}] removed [${report.removed}] changed [${report.changed}] restarting [${report.restarted}]`);
       }
+      await this.publishCosAgent({ force: false });
       return report;
     } catch (error) {
       this.state = { ...this.state, problem: message(error) };
       await this.log.error(`reconcile failed, previous state kept: ${this.state.problem}`);
       return undefined;
     }
+  }
+
+  /**
+   * Writes this unit's cos-agent data (one scrape target per agent, dashboards, rules) to every
+   * cos-agent relation. Unless forced, only when the agents or their ports changed since the
+   * last publication, so a quiet hook does not even list the relations.
+   */
+  private async publishCosAgent(options: { force: boolean }): Promise<void> {
+    const digest = cosInputsDigest(this.state, this.host.charmDir);
+    if (!options.force && digest === this.state.cosPublished) return;
+    const relations = await this.model.relations('cos-agent');
+    const config = await this.config();
+    if (relations.length === 0 || !config) return;
+    const { context } = this.framework;
+    const bag = cosUnitBag({
+      paths: this.paths,
+      configDir: config['config-dir'],
+      state: this.state,
+      charmDir: this.host.charmDir,
+      unitName: context.unitName,
+      topology: { model: context.modelName, modelUuid: context.modelUuid, application: context.appName, charmName: CHARM_NAME },
+    });
+    for (const relation of relations) await relation.data.localUnit.update(bag);
+    this.state = { ...this.state, cosPublished: digest };
   }
 
   /** The unit is going away: its agents stop and their program files go (configs and runtime stay). */

@@ -34,6 +34,8 @@ export interface HostState {
   authProblem: string | null;
   /** The secret and server the token file came from. */
   tokenSource: string | null;
+  /** What the cos-agent data last published was derived from (cosprovider.ts). */
+  cosPublished: string;
 }
 
 export function emptyHostState(): HostState {
@@ -53,6 +55,7 @@ export function emptyHostState(): HostState {
     capacityProblem: null,
     authProblem: null,
     tokenSource: null,
+    cosPublished: '',
   };
 }
 

@@ -10,6 +10,7 @@ export interface JujuContext {
   readonly appName: string;
   readonly charmDir: string;
   readonly modelName: string;
+  readonly modelUuid: string;
   readonly jujuVersion: string;
   readonly actionName: string | undefined;
   readonly actionId: string | undefined;
@@ -28,6 +29,7 @@ const envSchema = z.object({
   JUJU_CHARM_DIR: z.string().optional(),
   CHARM_DIR: z.string().optional(),
   JUJU_MODEL_NAME: z.string().default(''),
+  JUJU_MODEL_UUID: z.string().default(''),
   JUJU_VERSION: z.string().default(''),
   JUJU_ACTION_NAME: z.string().optional(),
   JUJU_ACTION_UUID: z.string().optional(),
@@ -55,6 +57,7 @@ export function jujuContextFromEnv(
     appName: vars.JUJU_UNIT_NAME.split('/')[0] ?? '',
     charmDir: vars.JUJU_CHARM_DIR ?? vars.CHARM_DIR ?? fallbackCharmDir,
     modelName: vars.JUJU_MODEL_NAME,
+    modelUuid: vars.JUJU_MODEL_UUID,
     jujuVersion: vars.JUJU_VERSION,
     actionName: vars.JUJU_ACTION_NAME || undefined,
     actionId: vars.JUJU_ACTION_UUID || undefined,

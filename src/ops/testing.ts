@@ -231,6 +231,7 @@ export class Context {
       appName: unitName.split('/')[0] ?? '',
       charmDir: this.options.charmDir,
       modelName: 'test-model',
+      modelUuid: '00000000-0000-4000-8000-000000000001',
       jujuVersion: '3.6.0',
       actionName: isAction ? event.dispatchPath.slice('actions/'.length) : undefined,
       actionId: isAction ? '1' : undefined,

@@ -4,37 +4,16 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { agentScrapeJobs, type AgentScrapeTarget } from '../../src/charm/cos';
 import { DevServer } from '../../src/devserver/server';
 import { ECHO_COMMANDS } from '../helpers/agent';
+import { TestPrometheus, freePort, stopChild } from '../helpers/prometheus';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(120_000);
 
 const UNIT = 'testflinger-agent-host/0';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Stops a child with SIGTERM, then SIGKILL if it lingers; bounded either way. */
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
 
 function startAgent(dir: string, serverUrl: string, target: AgentScrapeTarget): ChildProcess {
   const agentDir = path.join(dir, target.name);
@@ -56,15 +35,10 @@ function startAgent(dir: string, serverUrl: string, target: AgentScrapeTarget): 
   });
 }
 
-interface PromSample {
-  metric: Record<string, string>;
-  value: [number, string];
-}
-
 describe('Prometheus scraping the agents with the scrape jobs from cos.ts', () => {
   const children: ChildProcess[] = [];
   const devServer = new DevServer();
-  let promUrl = '';
+  const prometheus = new TestPrometheus();
   let targets: AgentScrapeTarget[] = [];
 
   beforeAll(async () => {
@@ -76,26 +50,17 @@ describe('Prometheus scraping the agents with the scrape jobs from cos.ts', () =
     ];
     for (const target of targets) children.push(startAgent(dir, serverUrl, target));
 
-    const promPort = await freePort();
-    promUrl = `http://127.0.0.1:${promPort}`;
-    const config = { global: { scrape_interval: '1s', scrape_timeout: '1s' }, scrape_configs: agentScrapeJobs(targets, UNIT) };
-    fs.writeFileSync(path.join(dir, 'prometheus.yml'), JSON.stringify(config));
-    const prometheus = spawn('prometheus', [`--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'tsdb')}`, `--web.listen-address=127.0.0.1:${promPort}`], { stdio: 'ignore' });
-    children.push(prometheus);
+    await prometheus.start(agentScrapeJobs(targets, UNIT));
     devServer.submitJob({ job_queue: 'rpi4', test_data: { test_cmds: 'echo hi' } });
   });
 
   afterAll(async () => {
-    for (const child of children.reverse()) await stop(child);
+    await prometheus.stop();
+    for (const child of children.reverse()) await stopChild(child);
     await devServer.stop();
   });
 
-  async function query(promql: string): Promise<PromSample[]> {
-    const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent(promql)}`);
-    const body = (await res.json()) as { status: string; data: { result: PromSample[] } };
-    if (body.status !== 'success') throw new Error(`query ${promql}: ${JSON.stringify(body)}`);
-    return body.data.result;
-  }
+  const query = (promql: string) => prometheus.query(promql);
 
   it('has every agent target up', async () => {
     const up = await eventually(async () => {
