@@ -19,7 +19,7 @@ export interface RunOptions {
   cwd?: string;
   env?: Record<string, string | undefined>;
   input?: string;
-  /** Exit codes that still count as success (supervisorctl status exits 3 when a program is down). */
+  /** Exit codes that still count as success (e.g. `id -u` exits 1 for a missing user). */
   okExitCodes?: readonly number[];
   timeoutMs?: number;
 }

@@ -22,17 +22,6 @@ export class ActionResultKeyError extends Error {
   }
 }
 
-/**
- * Thrown by a handler to end the hook at once with the given exit code, after it has set what
- * it wants the operator to see. Exit 0 keeps Juju from retrying and the status from being lost.
- */
-export class AbortHook extends Error {
-  override readonly name = 'AbortHook';
-  constructor(readonly exitCode = 0, message = 'hook aborted') {
-    super(message);
-  }
-}
-
 /** An uncaught error in a hook handler, as the test harness reports it. */
 export class UncaughtCharmError extends Error {
   override readonly name = 'UncaughtCharmError';

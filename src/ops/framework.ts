@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { flattenActionResults, type ActionResults } from './actionresults';
 import type { Backend } from './backend';
 import { parseDispatchPath, type JujuContext } from './context';
-import { AbortHook, TooManyRelatedAppsError } from './errors';
+import { TooManyRelatedAppsError } from './errors';
 import type { LogLevel } from './hookcmds';
 import { parseRelationHookName, type RelationHookKind } from './jujurules';
 import { Relation, type RelationEvent } from './relations';
@@ -270,7 +270,6 @@ export async function runEvent(factory: CharmFactory, context: JujuContext, back
     if (target.kind === 'hook') await charm.dispatchHook(target.name);
     else await charm.dispatchAction(target.name, context.actionId);
   } catch (error) {
-    if (error instanceof AbortHook) return error.exitCode;
     const text = error instanceof Error ? (error.stack ?? error.message) : String(error);
     await framework.log.error(`${context.dispatchPath}: ${text}`);
     if (target.kind === 'hook') return 1;

@@ -40,11 +40,3 @@ export function statusFromName(name: string, message = ''): StatusBase {
   }
 }
 
-/** Higher wins when several facts each suggest a status (as ops' collect-status orders them). */
-const PRIORITY: Record<StatusName, number> = { blocked: 4, maintenance: 3, waiting: 2, active: 1 };
-
-export function highestPriority(statuses: readonly StatusBase[]): StatusBase | undefined {
-  let best: StatusBase | undefined;
-  for (const s of statuses) if (!best || PRIORITY[s.name] > PRIORITY[best.name]) best = s;
-  return best;
-}
