@@ -13,6 +13,13 @@ REQUIRED=(
   ssh:openssh-client
   ssh-keygen:openssh-client
   bwrap:bubblewrap
+  prometheus:prometheus
+  promtool:prometheus
+  xz:xz-utils
+  curl:curl
+  python3:python3
+  setpriv:util-linux
+  useradd:passwd
 )
 APT_ATTEMPTS=3
 # dpkg's lock may be held by unattended-upgrades on a fresh machine: wait for it, within reason.
