@@ -6,11 +6,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { CharmBase, MaintenanceStatus, type ActionEvent, type Framework, type HookName, type StatusBase } from '../ops';
+import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type Framework, type HookName, type StatusBase } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
+import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
 import { renderPhaseScripts } from './scripts';
@@ -51,6 +52,13 @@ export class AgentHostCharm extends CharmBase {
     this.handle('secret-changed', () => this.onSecretChanged());
     this.observeAction('update-configs', updateConfigsParams, (event) => this.savingState(() => this.onUpdateConfigs(event)));
     this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.savingState(() => this.onUpdateTestflinger(event)));
+    this.observeAction('agent-status', operationParams.agentStatus, (event) => this.operation(event, (op) => agentStatus(op, event.params.agents)));
+    this.observeAction('set-offline', operationParams.setOffline, (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, await this.host.driver.agentUser())));
+    this.observeAction('set-online', operationParams.setOnline, (event) => this.operation(event, (op) => setOnline(op, event.params.agents)));
+    this.observeAction('restart-agents', operationParams.restartAgents, (event) => this.savingState(() => this.onRestartAgents(event)));
+    this.observeAction('agent-logs', operationParams.agentLogs, (event) =>
+      this.operation(event, async (op, config) => agentLogs(op, event.params.agent, event.params.lines, await charmSecrets(this.host, config, (id) => this.model.getSecret({ id })))),
+    );
   }
 
   private handle(hook: HookName, handler: () => Promise<void>): void {
@@ -258,6 +266,29 @@ export class AgentHostCharm extends CharmBase {
     } finally {
       fs.rmSync(workDir, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * Runs an operator action on agents: needs a valid config (the agents' dir), sets its
+   * results, and fails the action with the reason when it cannot be done.
+   */
+  private async operation(event: ActionEvent<unknown>, work: (op: Operation, config: CharmConfig) => Promise<ActionResults>): Promise<void> {
+    const config = await this.requireConfig(event);
+    if (!config) return;
+    try {
+      await event.setResults(await work({ host: this.host, state: this.state, configDir: config['config-dir'] }, config));
+    } catch (error) {
+      await event.fail(`${event.name}: ${message(error)}`);
+    }
+  }
+
+  private async onRestartAgents(event: ActionEvent<z.output<typeof operationParams.restartAgents>>): Promise<void> {
+    const { agents, mode, force } = event.params;
+    await this.operation(event, async (op) => {
+      const outcome = await restartAgents(op, agents, mode, force, new Date());
+      this.state = { ...this.state, restartRequests: { ...this.state.restartRequests, ...outcome.recorded } };
+      return outcome.results;
+    });
   }
 
   private async requireConfig(event: ActionEvent<unknown>): Promise<CharmConfig | undefined> {
