@@ -11,6 +11,7 @@ import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
+import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
 import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
@@ -56,6 +57,7 @@ export class AgentHostCharm extends CharmBase {
     this.observeAction('set-offline', operationParams.setOffline, (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, await this.host.driver.agentUser())));
     this.observeAction('set-online', operationParams.setOnline, (event) => this.operation(event, (op) => setOnline(op, event.params.agents)));
     this.observeAction('restart-agents', operationParams.restartAgents, (event) => this.savingState(() => this.onRestartAgents(event)));
+    this.observeAction('check-drift', operationParams.checkDrift, (event) => this.savingState(() => this.onCheckDrift(event)));
     this.observeAction('agent-logs', operationParams.agentLogs, (event) =>
       this.operation(event, async (op, config) => agentLogs(op, event.params.agent, event.params.lines, await charmSecrets(this.host, config, (id) => this.model.getSecret({ id })))),
     );
@@ -288,6 +290,35 @@ export class AgentHostCharm extends CharmBase {
       const outcome = await restartAgents(op, agents, mode, force, new Date());
       this.state = { ...this.state, restartRequests: { ...this.state.restartRequests, ...outcome.recorded } };
       return outcome.results;
+    });
+  }
+
+  /** Lists the managed files that drifted; with fix, restores them through the normal reconcile. */
+  private async onCheckDrift(event: ActionEvent<z.output<typeof operationParams.checkDrift>>): Promise<void> {
+    const config = await this.requireConfig(event);
+    if (!config) return;
+    const owner = await this.host.driver.agentUser();
+    const drift = findDrift(this.host, config, this.state, owner);
+    if (!event.params.fix || drift.length === 0) {
+      await event.setResults({ count: String(drift.length), drift: driftText(drift) });
+      return;
+    }
+    const pidsBefore = await processIds(this.host);
+    restoreRuntimeLink(this.paths, this.state.runtimeVersion);
+    this.state = driftFixState(this.state, drift);
+    const report = await this.reconcileAndRecord(config, {});
+    if (!report) {
+      await event.fail(`check-drift: restoring failed: ${this.state.problem}`);
+      return;
+    }
+    const remaining = findDrift(this.host, config, this.state, owner);
+    await event.setResults({
+      count: String(drift.length),
+      drift: driftText(drift),
+      remaining: driftText(remaining),
+      // Only an agent whose edited file supervisord had already read restarts, as its file changes.
+      'restarted-now': changedPids(pidsBefore, await processIds(this.host)).join(',') || 'none',
+      'asked-to-restart': report.restarted.join(',') || 'none',
     });
   }
 

@@ -234,5 +234,6 @@ export const operationParams = {
     .strict(),
   setOnline: z.object({ agents: agentsParam }).strict(),
   restartAgents: z.object({ agents: agentsParam, mode: z.enum(['safe', 'now']).default('safe'), force: z.boolean().default(false) }).strict(),
+  checkDrift: z.object({ fix: z.boolean().default(false) }).strict(),
   agentLogs: z.object({ agent: z.string().min(1).max(64), lines: z.number().int().min(1).max(LOG_MAX_LINES).default(100) }).strict(),
 };
