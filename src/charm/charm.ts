@@ -11,6 +11,7 @@ import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
+import { checkHealth, withHealth, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
 import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
@@ -38,6 +39,8 @@ export class AgentHostCharm extends CharmBase {
   private removing = false;
   /** The config, parsed once per event (handlers, actions and the status all use it). */
   private parsedConfig: Promise<CharmConfig | CharmConfigError> | undefined;
+  /** The summary line update-status's health check took ("12 agents: 9 waiting, ..."). */
+  private healthSummary: string | undefined;
   /** supervisord's programs as the last reconcile read them, if nothing was asked of it since. */
   private programsRead: ProgramStatus[] | null | undefined;
 
@@ -209,6 +212,26 @@ export class AgentHostCharm extends CharmBase {
     if (!config) return;
     await this.ensureAgentToken(config, {});
     if (this.state.pendingRestart.length > 0 || this.state.limitsRestartPending) await this.reconcileAndRecord(config, { mode: 'retry' });
+    await this.checkAgentHealth(config);
+  }
+
+  /** Starts agents supervisord gave up on (with a backoff) and notes stale ones: operations-health.ts. */
+  private async checkAgentHealth(config: CharmConfig): Promise<void> {
+    let result: HealthResult | undefined;
+    try {
+      result = await checkHealth({ host: this.host, state: this.state, configDir: config['config-dir'] }, Date.now());
+    } catch (error) {
+      await this.log.warning(`health check failed: ${message(error)}`);
+      return;
+    }
+    if (!result) return;
+    const { health, staleAgents, restartRequests, restarted, refused, summary } = result;
+    this.state = { ...this.state, health, staleAgents, restartRequests };
+    this.healthSummary = summary;
+    if (restarted.length + Object.keys(refused).length === 0) return;
+    // supervisord was asked something: the status reads its programs afresh.
+    this.programsRead = undefined;
+    await this.log.warning(`health: started ${restarted.join(', ') || 'none'}${Object.keys(refused).length > 0 ? `; refused: ${JSON.stringify(refused)}` : ''}`);
   }
 
   private async onUpdateConfigs(event: ActionEvent<z.output<typeof updateConfigsParams>>): Promise<void> {
@@ -333,7 +356,7 @@ export class AgentHostCharm extends CharmBase {
     if (this.removing) return undefined;
     const config = await this.configOrError();
     const programs = statusNeedsPrograms(config, this.state) ? await this.settledPrograms(expectedPrograms(this.state)) : null;
-    return unitStatus(config, this.state, programs);
+    return withHealth(unitStatus(config, this.state, programs), this.state, this.healthSummary, Date.now());
   }
 
   /**
