@@ -88,7 +88,7 @@ function names(list: readonly string[], describe: (name: string) => string): str
   return list.length > NAMES_SHOWN ? `${shown.join(', ')} and ${list.length - NAMES_SHOWN} more` : shown.join(', ');
 }
 
-/** "crash loop: agent-2 (3 restarts, next try in 4m)", "stale: agent-3 (no poll for 5m)". */
+/** "crash loop: agent-2 (3 restarts, next restart in 4m at the earliest)", "stale: agent-3 (no poll for 5m)". */
 export function healthNotes(state: HostState, nowMs: number): string[] {
   const looping = Object.keys(state.health)
     .filter((n) => (state.health[n]?.restarts ?? 0) >= CRASH_LOOP_RESTARTS)
@@ -96,7 +96,9 @@ export function healthNotes(state: HostState, nowMs: number): string[] {
   const stale = Object.keys(state.staleAgents).sort();
   const notes: string[] = [];
   if (looping.length > 0) {
-    notes.push(`crash loop: ${names(looping, (n) => `${state.health[n]?.restarts} restarts, next try in ${shortDuration(((state.health[n]?.nextTryAt ?? nowMs) - nowMs) / 1000)}`)}`);
+    // "next restart": when the loop may start it again if it is found down (it may be up now).
+    const wait = (n: string) => Math.max(0, ((state.health[n]?.nextTryAt ?? nowMs) - nowMs) / 1000);
+    notes.push(`crash loop: ${names(looping, (n) => `${state.health[n]?.restarts} restarts, next restart in ${shortDuration(wait(n))} at the earliest`)}`);
   }
   if (stale.length > 0) notes.push(`stale: ${names(stale, (n) => `no poll for ${shortDuration(state.staleAgents[n] ?? 0)}`)}`);
   return notes;

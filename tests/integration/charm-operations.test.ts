@@ -155,6 +155,6 @@ it('update-status starts a crashed agent again once its backoff has passed, and 
   await eventually(() => sandbox.programs().get('crashy')?.state === 'RUNNING', 'crashy RUNNING', 15_000);
   expect(state().health['crashy']?.restarts).toBe(2);
   expect(sandbox.status?.status).toBe('blocked');
-  expect(sandbox.status?.message).toMatch(/^crash loop: crashy \(2 restarts, next try in \d+m.*\); 4 agents: /);
+  expect(sandbox.status?.message).toMatch(/^crash loop: crashy \(2 restarts, next restart in \d+m.* at the earliest\); 4 agents: /);
   process.stdout.write(`status: ${JSON.stringify(sandbox.status)}\n`);
 });

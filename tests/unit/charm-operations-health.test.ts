@@ -41,7 +41,7 @@ describe('update-status health loop', () => {
     expect(h.supervisor.processCalls()).toHaveLength(2);
     expect(h.state().health['agent-2']?.nextTryAt).toBeGreaterThanOrEqual(Date.now() + 119_000 - 5_000);
     expect(third.unitStatus?.name).toBe('blocked');
-    expect(third.unitStatus?.message).toMatch(/^crash loop: agent-2 \(2 restarts, next try in (2m|1m 5\ds)\); 2 agents: 1 waiting, 1 restarted$/);
+    expect(third.unitStatus?.message).toMatch(/^crash loop: agent-2 \(2 restarts, next restart in (2m|1m 5\ds) at the earliest\); 2 agents: 1 waiting, 1 restarted$/);
   });
 
   it('forgets the backoff once the agent has stayed RUNNING for a while', async () => {
@@ -89,6 +89,6 @@ describe('update-status health loop', () => {
     const out = await updateStatus();
     expect(out.unitStatus?.name).toBe('blocked');
     expect(out.unitStatus?.message.length).toBeLessThanOrEqual(200);
-    expect(out.unitStatus?.message).toMatch(/^crash loop: a-very-long-agent-name-for-th… \(6 restarts, next try in 3\dm\), .* and 10 more; /);
+    expect(out.unitStatus?.message).toMatch(/^crash loop: a-very-long-agent-name-for-th… \(6 restarts, next restart in 3\dm at the earliest\), .* and 10 more; /);
   });
 });
