@@ -7,13 +7,12 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentHostCharm } from '../../src/charm/charm';
-import { createHost } from '../../src/charm/host';
-import { hostPaths } from '../../src/charm/paths';
+import type { Host } from '../../src/charm/host';
 import { loadHostState, saveHostState, type HostState } from '../../src/charm/state';
 import type { LogTail, ProcessControl, ProcessInfo } from '../../src/charm/supervisorops';
 import { Context } from '../../src/ops/testing';
-import { capacity, FakeSupervisor, type CharmHarness } from './charm';
-import { onCleanup, repoRoot, tempDir } from './tmp';
+import { charmHarness, FakeSupervisor, type CharmHarness } from './charm';
+import { onCleanup, repoRoot } from './tmp';
 
 const DOWN = new Set(['STOPPED', 'EXITED', 'FATAL']);
 
@@ -74,17 +73,17 @@ export interface OpsHarness extends CharmHarness {
   editState(change: (state: HostState) => void): void;
 }
 
+/** charmHarness's host and root, with this supervisor in place of its in-memory one. */
 export function opsHarness(): OpsHarness {
-  const root = tempDir('root');
-  const paths = hostPaths(root);
-  const supervisor = new OpsFakeSupervisor(paths);
-  const host = createHost({ paths, driver: 'sandbox', charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
+  const base = charmHarness();
+  const supervisor = new OpsFakeSupervisor(base.host.paths);
+  const host: Host = { ...base.host, supervisor };
   supervisor.daemon = host.driver.supervisord;
-  const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
+  const paths = host.paths;
   return {
-    ctx,
+    ...base,
+    ctx: new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot }),
     host,
-    root,
     supervisor,
     state: () => loadHostState(paths),
     editState: (change) => {
