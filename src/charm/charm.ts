@@ -6,12 +6,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { CharmBase, MaintenanceStatus, type ActionEvent, type Framework, type HookName, type StatusBase } from '../ops';
+import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type Framework, type HookName, type StatusBase } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
+import { checkHealth, withHealth, type HealthResult } from './operations-health';
+import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
+import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
 import { renderPhaseScripts } from './scripts';
@@ -39,6 +42,8 @@ export class AgentHostCharm extends CharmBase {
   private removing = false;
   /** The config, parsed once per event (handlers, actions and the status all use it). */
   private parsedConfig: Promise<CharmConfig | CharmConfigError> | undefined;
+  /** The summary line update-status's health check took ("12 agents: 9 waiting, ..."). */
+  private healthSummary: string | undefined;
   /** supervisord's programs as the last reconcile read them, if nothing was asked of it since. */
   private programsRead: ProgramStatus[] | null | undefined;
 
@@ -57,6 +62,14 @@ export class AgentHostCharm extends CharmBase {
     for (const kind of ['joined', 'changed'] as const) this.observeRelation('cos-agent', kind, () => this.savingState(() => this.publishCosAgent({ force: true })));
     this.observeAction('update-configs', updateConfigsParams, (event) => this.savingState(() => this.onUpdateConfigs(event)));
     this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.savingState(() => this.onUpdateTestflinger(event)));
+    this.observeAction('agent-status', operationParams.agentStatus, (event) => this.operation(event, (op) => agentStatus(op, event.params.agents)));
+    this.observeAction('set-offline', operationParams.setOffline, (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, await this.host.driver.agentUser())));
+    this.observeAction('set-online', operationParams.setOnline, (event) => this.operation(event, (op) => setOnline(op, event.params.agents)));
+    this.observeAction('restart-agents', operationParams.restartAgents, (event) => this.savingState(() => this.onRestartAgents(event)));
+    this.observeAction('check-drift', operationParams.checkDrift, (event) => this.savingState(() => this.onCheckDrift(event)));
+    this.observeAction('agent-logs', operationParams.agentLogs, (event) =>
+      this.operation(event, async (op, config) => agentLogs(op, event.params.agent, event.params.lines, await charmSecrets(this.host, config, (id) => this.model.getSecret({ id })))),
+    );
   }
 
   private handle(hook: HookName, handler: () => Promise<void>): void {
@@ -230,6 +243,26 @@ export class AgentHostCharm extends CharmBase {
     if (!config) return;
     await this.ensureAgentToken(config, {});
     if (this.state.pendingRestart.length > 0 || this.state.limitsRestartPending) await this.reconcileAndRecord(config, { mode: 'retry' });
+    await this.checkAgentHealth(config);
+  }
+
+  /** Starts agents supervisord gave up on (with a backoff) and notes stale ones: operations-health.ts. */
+  private async checkAgentHealth(config: CharmConfig): Promise<void> {
+    let result: HealthResult | undefined;
+    try {
+      result = await checkHealth({ host: this.host, state: this.state, configDir: config['config-dir'] }, Date.now());
+    } catch (error) {
+      await this.log.warning(`health check failed: ${message(error)}`);
+      return;
+    }
+    if (!result) return;
+    const { health, staleAgents, restartRequests, restarted, refused, summary } = result;
+    this.state = { ...this.state, health, staleAgents, restartRequests };
+    this.healthSummary = summary;
+    if (restarted.length + Object.keys(refused).length === 0) return;
+    // supervisord was asked something: the status reads its programs afresh.
+    this.programsRead = undefined;
+    await this.log.warning(`health: started ${restarted.join(', ') || 'none'}${Object.keys(refused).length > 0 ? `; refused: ${JSON.stringify(refused)}` : ''}`);
   }
 
   private async onUpdateConfigs(event: ActionEvent<z.output<typeof updateConfigsParams>>): Promise<void> {
@@ -291,6 +324,58 @@ export class AgentHostCharm extends CharmBase {
     }
   }
 
+  /**
+   * Runs an operator action on agents: needs a valid config (the agents' dir), sets its
+   * results, and fails the action with the reason when it cannot be done.
+   */
+  private async operation(event: ActionEvent<unknown>, work: (op: Operation, config: CharmConfig) => Promise<ActionResults>): Promise<void> {
+    const config = await this.requireConfig(event);
+    if (!config) return;
+    try {
+      await event.setResults(await work({ host: this.host, state: this.state, configDir: config['config-dir'] }, config));
+    } catch (error) {
+      await event.fail(`${event.name}: ${message(error)}`);
+    }
+  }
+
+  private async onRestartAgents(event: ActionEvent<z.output<typeof operationParams.restartAgents>>): Promise<void> {
+    const { agents, mode, force } = event.params;
+    await this.operation(event, async (op) => {
+      const outcome = await restartAgents(op, agents, mode, force, new Date());
+      this.state = { ...this.state, restartRequests: { ...this.state.restartRequests, ...outcome.recorded } };
+      return outcome.results;
+    });
+  }
+
+  /** Lists the managed files that drifted; with fix, restores them through the normal reconcile. */
+  private async onCheckDrift(event: ActionEvent<z.output<typeof operationParams.checkDrift>>): Promise<void> {
+    const config = await this.requireConfig(event);
+    if (!config) return;
+    const owner = await this.host.driver.agentUser();
+    const drift = findDrift(this.host, config, this.state, owner);
+    if (!event.params.fix || drift.length === 0) {
+      await event.setResults({ count: String(drift.length), drift: driftText(drift) });
+      return;
+    }
+    const pidsBefore = await processIds(this.host);
+    restoreRuntimeLink(this.paths, this.state.runtimeVersion);
+    this.state = driftFixState(this.state, drift);
+    const report = await this.reconcileAndRecord(config, {});
+    if (!report) {
+      await event.fail(`check-drift: restoring failed: ${this.state.problem}`);
+      return;
+    }
+    const remaining = findDrift(this.host, config, this.state, owner);
+    await event.setResults({
+      count: String(drift.length),
+      drift: driftText(drift),
+      remaining: driftText(remaining),
+      // Only an agent whose edited file supervisord had already read restarts, as its file changes.
+      'restarted-now': changedPids(pidsBefore, await processIds(this.host)).join(',') || 'none',
+      'asked-to-restart': report.restarted.join(',') || 'none',
+    });
+  }
+
   private async requireConfig(event: ActionEvent<unknown>): Promise<CharmConfig | undefined> {
     const config = await this.configOrError();
     if (!(config instanceof CharmConfigError)) return config;
@@ -302,7 +387,7 @@ export class AgentHostCharm extends CharmBase {
     if (this.removing) return undefined;
     const config = await this.configOrError();
     const programs = statusNeedsPrograms(config, this.state) ? await this.settledPrograms(expectedPrograms(this.state)) : null;
-    return unitStatus(config, this.state, programs);
+    return withHealth(unitStatus(config, this.state, programs), this.state, this.healthSummary, Date.now());
   }
 
   /**

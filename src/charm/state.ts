@@ -36,6 +36,20 @@ export interface HostState {
   tokenSource: string | null;
   /** What the cos-agent data last published was derived from (cosprovider.ts). */
   cosPublished: string;
+  /** The last restart asked of each agent by an operator or the health loop: when, how, by what. */
+  restartRequests: Record<string, string>;
+  /** Agents the health loop is restarting: tries so far and when the next may happen. */
+  health: Record<string, AgentHealth>;
+  /** Agents found RUNNING without a successful poll for a while: name → seconds since it polled. */
+  staleAgents: Record<string, number>;
+}
+
+/** The health loop's backoff for one agent that keeps ending FATAL or EXITED (src/charm/operations-health.ts). */
+export interface AgentHealth {
+  /** Restarts the loop made since the agent last stayed up. */
+  restarts: number;
+  /** Unix ms before which the loop does not restart it again. */
+  nextTryAt: number;
 }
 
 export function emptyHostState(): HostState {
@@ -56,6 +70,9 @@ export function emptyHostState(): HostState {
     authProblem: null,
     tokenSource: null,
     cosPublished: '',
+    restartRequests: {},
+    health: {},
+    staleAgents: {},
   };
 }
 
