@@ -57,7 +57,40 @@ export async function addAgentUser(run: Runner, user: string, home: string): Pro
   await run('useradd', ['--system', '--user-group', '--groups', AGENTS_GROUP, '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', '--', user]);
 }
 
-/** A removed agent's user stays (its files keep their owner) but cannot log in. */
+/** The account expiry (days since 1970) that marks a locked agent user: expired, so PAM refuses any login. */
+const LOCKED_EXPIRY = '1';
+
+/**
+ * A removed agent's user stays (its files keep their owner) but is locked: its password (a
+ * system user's is locked already) and its account, expired, so no PAM login (su, ssh, cron) works.
+ */
 export async function lockAgentUser(run: Runner, user: string): Promise<void> {
-  await run('usermod', ['--lock', '--', user]);
+  await run('usermod', ['--lock', '--expiredate', LOCKED_EXPIRY, '--', user]);
+}
+
+/** An agent that came back gets its user again: the account no longer expired. */
+export async function unlockAgentUser(run: Runner, user: string): Promise<void> {
+  await run('usermod', ['--expiredate', '', '--', user]);
+}
+
+/** The users a shadow file marks locked (expired as lockAgentUser does). */
+export function readLockedUsers(shadowFile: string): Set<string> {
+  let text = '';
+  try {
+    text = fs.readFileSync(shadowFile, 'utf8');
+  } catch {
+    return new Set();
+  }
+  const locked = new Set<string>();
+  for (const line of text.split('\n')) {
+    const fields = line.split(':');
+    if (fields[7] === LOCKED_EXPIRY && fields[0]) locked.add(fields[0]);
+  }
+  return locked;
+}
+
+/** The users on the host, and which of them are locked. */
+export interface HostUsers {
+  readonly all: ReadonlySet<string>;
+  readonly locked: ReadonlySet<string>;
 }

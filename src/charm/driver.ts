@@ -13,7 +13,7 @@ import type { FileOwner } from '../common/privileges';
 import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
 import { writeAgentFiles } from './agentfiles';
-import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile } from './agentusers';
+import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
 import type { CharmConfig } from './config';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits } from './limits';
@@ -66,6 +66,7 @@ export interface SupervisordDaemon {
 export interface AgentUserChange {
   readonly add: readonly string[];
   readonly lock: readonly string[];
+  readonly unlock: readonly string[];
 }
 
 export interface PrepareAgentsOptions {
@@ -77,6 +78,10 @@ export interface PrepareAgentsOptions {
   readonly log: (message: string) => Promise<void>;
 }
 
+/** Whether the test sandbox was checked this time, and why it cannot run if it cannot. */
+export type SandboxCheck = { readonly checked: false } | { readonly checked: true; readonly problem: string | null };
+const UNCHECKED: SandboxCheck = Object.freeze({ checked: false });
+
 export interface HostDriver {
   readonly kind: DriverKind;
   /** The distribution packages the host needs; `log` says what was done or skipped. */
@@ -87,14 +92,14 @@ export interface HostDriver {
    * agents' group and the wrapper that contains them.
    */
   prepareHost(config: CharmConfig): Promise<void>;
-  /** The agents' users that exist now; null where the host makes none (a sandbox). */
-  existingAgentUsers(): ReadonlySet<string> | null;
+  /** The host's users (which are locked too); null where the host makes none for agents (a sandbox). */
+  hostUsers(): HostUsers | null;
   /**
    * Before the agents' program files are written: their users (made or locked), their homes,
-   * SSH files and state directories, and what containing them needs. Returns why the test
-   * sandbox cannot run, when it was checked and cannot.
+   * SSH files and state directories, and what containing them needs; the test sandbox checked
+   * when asked or when its program changed.
    */
-  prepareAgents(config: CharmConfig, options: PrepareAgentsOptions): Promise<{ sandboxProblem: string | null }>;
+  prepareAgents(config: CharmConfig, options: PrepareAgentsOptions): Promise<SandboxCheck>;
   /** How the named agent is run. */
   agentRun(agent: string, config: CharmConfig): AgentRun;
   /** Where the agent's basedirs go when its conf names none; undefined: the agent's own defaults. */
@@ -157,19 +162,20 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       regroupTokenFile(paths.tokenFile, await agentsGid());
       installContainedWrapper(paths, charmDir);
     },
-    existingAgentUsers: () => new Set(readIdFile(passwd).keys()),
+    hostUsers: () => ({ all: new Set(readIdFile(passwd).keys()), locked: readLockedUsers(path.join(paths.root, 'etc/shadow')) }),
     prepareAgents: async (config, options) => {
       const gid = await agentsGid();
       for (const agent of options.users.add) await addAgentUser(run, agentUserName(agent), paths.agentHome(agent));
       for (const agent of options.users.lock) await lockAgentUser(run, agentUserName(agent));
+      for (const agent of options.users.unlock) await unlockAgentUser(run, agentUserName(agent));
       const users = readIdFile(passwd);
       for (const agent of options.agents) {
         const user = users.get(agentUserName(agent));
         if (!user) throw new Error(`no user ${agentUserName(agent)} for agent ${agent}`);
         writeAgentFiles(paths, config, { name: agent, user }, gid);
       }
-      if (!config['test-sandbox'] || !options.checkSandbox || options.agents.length === 0) return { sandboxProblem: null };
-      return { sandboxProblem: (await prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options.log)) ?? null };
+      if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
+      return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
     },
     agentRun: (agent, config) => unitAgentRun(paths, agent, config['test-sandbox']),
     agentStateDir: (agent) => paths.agentStateDir(agent),
@@ -202,21 +208,23 @@ function regroupTokenFile(tokenFile: string, agentsGid: number): void {
 }
 
 /**
- * The charm's bwrap and its AppArmor profile in place, then checked as `user`; a failed check
- * loads the profile again once (a reboot without AppArmor's cache, a profile changed by hand)
- * and checks again. Returns why it cannot run, or undefined.
+ * The charm's bwrap (copied again when the distribution's changed) and its AppArmor profile in
+ * place; checked as `user` when asked or when the copy changed. A failed check loads the profile
+ * again once (a profile changed by hand, a boot without AppArmor's cache) and checks again.
+ * Returns why the sandbox cannot run, or undefined (also when not checked).
  */
-async function prepareSandbox(run: Runner, paths: HostPaths, agentsGid: number, user: string, log: (m: string) => Promise<void>): Promise<string | undefined> {
+async function prepareSandbox(run: Runner, paths: HostPaths, agentsGid: number, user: string, options: PrepareAgentsOptions): Promise<SandboxCheck> {
+  let copied: boolean;
   try {
-    installSandboxProgram(paths, agentsGid);
+    copied = installSandboxProgram(paths, agentsGid);
   } catch (error) {
-    return (error as Error).message;
+    return { checked: true, problem: (error as Error).message };
   }
-  await loadApparmorProfile(run, paths, log, false);
-  const problem = await sandboxProblem(run, paths, user);
-  if (problem === undefined) return undefined;
-  await loadApparmorProfile(run, paths, log, true);
-  return sandboxProblem(run, paths, user);
+  await loadApparmorProfile(run, paths, options.log, false);
+  if (!copied && !options.checkSandbox) return UNCHECKED;
+  if ((await sandboxProblem(run, paths, user)) === undefined) return { checked: true, problem: null };
+  await loadApparmorProfile(run, paths, options.log, true);
+  return { checked: true, problem: (await sandboxProblem(run, paths, user)) ?? null };
 }
 
 const SOCKET_GONE_WAIT_MS = 15_000;
@@ -240,8 +248,8 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     prepareHost: async (config) => {
       writeSshFiles(paths, config, undefined);
     },
-    existingAgentUsers: () => null,
-    prepareAgents: async () => ({ sandboxProblem: null }),
+    hostUsers: () => null,
+    prepareAgents: async () => UNCHECKED,
     agentRun: () => sandboxAgentRun(paths),
     agentStateDir: () => undefined,
     tokenOwner: async () => undefined,

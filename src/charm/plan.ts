@@ -6,7 +6,8 @@
  * and limits rules are tested as tables (tests/unit/charm-plan.test.ts). reconcile.ts gathers
  * the inputs and applies the plan. See docs/architecture.md.
  */
-import { agentUserName } from './agentusers';
+import { agentUserName, type HostUsers } from './agentusers';
+import type { AgentUserChange } from './driver';
 import { capacityProblem, type HostCapacity } from './limits';
 import type { HostState } from './state';
 
@@ -36,8 +37,8 @@ export interface PlanInputs {
     /** Whether systemd delegates supervisord's cgroup as agents need (docs/isolation.md). */
     readonly delegationCurrent: boolean;
   };
-  /** The users that exist on the host; null where agents get no users of their own (a sandbox). */
-  readonly existingUsers: ReadonlySet<string> | null;
+  /** The users on the host; null where agents get no users of their own (a sandbox). */
+  readonly users: HostUsers | null;
   /** Whether the named agent is running a job now; asked only when a supervisord restart waits. */
   readonly isBusy: (name: string) => boolean;
   readonly capacity: HostCapacity;
@@ -77,8 +78,11 @@ export interface Plan {
   readonly supervisord: SupervisordStep;
   /** The agents a pending supervisord restart waits for (they are running a job). */
   readonly limitsWaitFor: readonly string[];
-  /** Agents whose user must be made (before their program file), and removed agents whose user is locked. */
-  readonly users: { readonly add: readonly string[]; readonly lock: readonly string[] };
+  /**
+   * By agent name: users to make (before their program file names them), removed agents' users
+   * to lock, and users of agents that came back to unlock.
+   */
+  readonly users: AgentUserChange;
   /** The state once applied; `pendingRestart` holds `toSignal` until the signal is delivered. */
   readonly next: HostState;
 }
@@ -101,12 +105,15 @@ function supervisordStep(inputs: PlanInputs, agents: readonly string[]): { step:
 }
 
 /** Users for agents that have none; removed agents' users locked, never deleted (their files keep an owner). */
-function userChanges(inputs: PlanInputs, agents: readonly string[], removed: readonly string[]): Plan['users'] {
-  const existing = inputs.existingUsers;
-  if (existing === null) return { add: [], lock: [] };
+function userChanges(inputs: PlanInputs, agents: readonly string[], removed: readonly string[]): AgentUserChange {
+  const users = inputs.users;
+  if (users === null) return { add: [], lock: [], unlock: [] };
+  const exists = (name: string) => users.all.has(agentUserName(name));
+  const locked = (name: string) => users.locked.has(agentUserName(name));
   return {
-    add: agents.filter((name) => !existing.has(agentUserName(name))),
-    lock: removed.filter((name) => existing.has(agentUserName(name))),
+    add: agents.filter((name) => !exists(name)),
+    lock: removed.filter((name) => exists(name) && !locked(name)),
+    unlock: agents.filter((name) => exists(name) && locked(name)),
   };
 }
 

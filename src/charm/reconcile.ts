@@ -190,7 +190,7 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
     ports: desired.ports,
     sharedHash: desired.sharedHash,
     supervisord: { running: programs !== null, limitsCurrent: (count) => host.driver.supervisord.limitsCurrent(count), delegationCurrent: host.driver.supervisord.delegationCurrent() },
-    existingUsers: host.driver.existingAgentUsers(),
+    users: host.driver.hostUsers(),
     isBusy: busyCheck(host, config),
     capacity: host.capacity(),
     restartAll: !!options.restartAll,
@@ -229,9 +229,9 @@ interface ApplyOptions {
  */
 async function prepareAgents(host: Host, decided: Plan, options: ApplyOptions, previous: string | null): Promise<string | null> {
   if (!options.prepareAgents) return previous;
-  const { sandboxProblem } = await host.driver.prepareAgents(options.config, { agents: decided.agents, users: decided.users, checkSandbox: options.checkSandbox, log: options.log });
+  const check = await host.driver.prepareAgents(options.config, { agents: decided.agents, users: decided.users, checkSandbox: options.checkSandbox, log: options.log });
   if (!options.config['test-sandbox']) return null;
-  return options.checkSandbox ? sandboxProblem : previous;
+  return check.checked ? check.problem : previous;
 }
 
 /** Carries out a plan; returns the state once done and whether supervisord was asked anything. */

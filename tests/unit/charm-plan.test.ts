@@ -37,7 +37,7 @@ function inputs(changes: Partial<PlanInputs> & { busy?: string[]; limitsCurrent?
     ports: { ...previous.ports, 'agent-3': 8202 },
     sharedHash: 'shared',
     supervisord: { running, limitsCurrent: () => limitsCurrent, delegationCurrent },
-    existingUsers: new Set(['tf-agent-1', 'tf-agent-2']),
+    users: { all: new Set(['tf-agent-1', 'tf-agent-2']), locked: new Set() },
     isBusy: (name) => busy.includes(name),
     capacity: roomy,
     restartAll: false,
@@ -118,20 +118,22 @@ describe('plan: supervisord and its limits', () => {
 describe('plan: one user per agent', () => {
   const three = [...two, agent('agent-3')];
   it.each<[string, Parameters<typeof inputs>[0], Plan['users']]>([
-    ['every agent has its user: none made, none locked', {}, { add: [], lock: [] }],
-    ['a new agent: its user is made', { agents: three }, { add: ['agent-3'], lock: [] }],
-    ['a user deleted by hand: made again', { existingUsers: new Set(['tf-agent-2']) }, { add: ['agent-1'], lock: [] }],
-    ['an agent gone: its user is locked, not deleted', { agents: [agent('agent-1')] }, { add: [], lock: ['agent-2'] }],
-    ['an agent gone whose user is gone too: nothing to lock', { agents: [agent('agent-1')], existingUsers: new Set(['tf-agent-1']) }, { add: [], lock: [] }],
-    ['a kept bad agent keeps its user', { agents: [agent('agent-1')], invalid: { 'agent-2': 'bad conf' } }, { add: [], lock: [] }],
-    ['a sandbox (no users of its own): nothing', { agents: three, existingUsers: null }, { add: [], lock: [] }],
+    ['every agent has its user: none made, none locked', {}, { add: [], lock: [], unlock: [] }],
+    ['a new agent: its user is made', { agents: three }, { add: ['agent-3'], lock: [], unlock: [] }],
+    ['a user deleted by hand: made again', { users: { all: new Set(['tf-agent-2']), locked: new Set() } }, { add: ['agent-1'], lock: [], unlock: [] }],
+    ['an agent gone: its user is locked, not deleted', { agents: [agent('agent-1')] }, { add: [], lock: ['agent-2'], unlock: [] }],
+    ['an agent gone whose user is gone too: nothing to lock', { agents: [agent('agent-1')], users: { all: new Set(['tf-agent-1']), locked: new Set() } }, { add: [], lock: [], unlock: [] }],
+    ['an agent gone whose user is locked already: locked once', { agents: [agent('agent-1')], users: { all: new Set(['tf-agent-1', 'tf-agent-2']), locked: new Set(['tf-agent-2']) } }, { add: [], lock: [], unlock: [] }],
+    ['an agent back whose user was locked: unlocked, not made', { users: { all: new Set(['tf-agent-1', 'tf-agent-2']), locked: new Set(['tf-agent-2']) } }, { add: [], lock: [], unlock: ['agent-2'] }],
+    ['a kept bad agent keeps its user', { agents: [agent('agent-1')], invalid: { 'agent-2': 'bad conf' } }, { add: [], lock: [], unlock: [] }],
+    ['a sandbox (no users of its own): nothing', { agents: three, users: null }, { add: [], lock: [], unlock: [] }],
   ])('%s', (_case, given, expected) => {
     expect(plan(inputs(given)).users).toEqual(expected);
   });
 
   it('a long agent name gets a user of at most 32 characters that no other name shares', () => {
     const long = `agent-${'x'.repeat(40)}`;
-    const users = plan(inputs({ agents: [agent(long), agent(`${long}y`)], existingUsers: new Set() })).users.add.map(agentUserName);
+    const users = plan(inputs({ agents: [agent(long), agent(`${long}y`)], users: { all: new Set(), locked: new Set() } })).users.add.map(agentUserName);
     expect(users.every((u) => u.length <= 32 && /^tf-agent-x{14}-[0-9a-f]{8}$/.test(u))).toBe(true);
     expect(new Set(users).size).toBe(2);
     expect(agentUserName('agent-1')).toBe('tf-agent-1');
