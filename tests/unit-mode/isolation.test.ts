@@ -141,6 +141,8 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
       expect(await host.readFile(`/proc/${pid}/cgroup`)).toMatch(new RegExp(`^0::.*/supervisor\\.service/${a}$`, 'm'));
     }
     expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
+    // The cgroup the charm's wrapper made is the agent's to use: no fallback.
+    expect(await host.check(['sh', '-c', 'cat /var/log/supervisor/agent-a-stdout*'])).toMatch(/containment: each phase runs in its own cgroup under "[^"]*\/supervisor\.service\/agent-a"/);
   });
 
   it("a job on A can neither read nor write B's run directory", async () => {
@@ -207,4 +209,33 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     expect(out).toMatch(/^device-says-hi$/m);
     expect(out).toMatch(/ssh=0/);
   });
+
+  it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {
+    host.setConfig({ 'test-sandbox': false });
+    await host.hook('config-changed');
+    expect(host.status).toEqual({ status: 'active', message: '2 agents running; test sandbox off' });
+    // supervisord restarted A and B on their new program files; B's job from before was interrupted.
+    await eventually(async () => {
+      const agents = (await api('GET', '/v1/agents/data')) as { name: string; state: string }[];
+      return AGENTS.every((a) => agents.some((d) => d.name === a && d.state === 'waiting'));
+    }, 'both agents waiting again', 30_000);
+    const busyB = await submit('agent-b', 'echo b-secret >b-results.txt; sleep 60');
+    await eventually(async () => (await result(busyB))['job_state'] === 'test', "B's new job in its test phase", 30_000);
+    const bRun = `${stateOf('agent-b')}/run/${busyB}`;
+    const bAgent = await agentPid('agent-b');
+    const sleepArg = `3000.${parseInt(randomBytes(4).toString('hex'), 16)}`;
+    const out = await testOutput(
+      await submit(
+        'agent-a',
+        `echo "home=$HOME"; touch ${bRun}/planted; echo "write=$?"; kill -9 ${bAgent}; echo "kill=$?"; setsid sh -c 'trap "" TERM; exec sleep ${sleepArg}' </dev/null >/dev/null 2>&1 & sleep 0.5`,
+      ),
+    );
+    expect(out).toMatch(/home=\/var\/lib\/testflinger-agent\/home\/agent-a/);
+    expect(out).toMatch(/write=[1-9]/);
+    expect(out).toMatch(/kill=[1-9]/);
+    expect(await host.exists(`${bRun}/planted`)).toBe(false);
+    expect(await alive(bAgent)).toBe(true);
+    expect(out).toMatch(/cleanup: 1 process left by the test phase was killed: (sleep|sh|setsid)\(\d+\)/);
+    await eventually(() => processesWith(sleepArg).length === 0, 'the daemon gone', 5000);
+  }, 90_000);
 });
