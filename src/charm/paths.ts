@@ -17,6 +17,7 @@ export interface HostPaths {
   readonly supervisorPidFile: string;
   readonly supervisorLogDir: string;
   readonly binDir: string;
+  /** The agents' shared home in a sandbox root (a unit gives each agent its own: agentHome). */
   readonly homeDir: string;
   readonly sshDir: string;
   readonly sshPrivateKey: string;

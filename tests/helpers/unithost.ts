@@ -1,14 +1,16 @@
 /**
  * A unit-mode test host: the charm's unit code paths (no AGENT_HOST_ROOT: apt-get, useradd,
- * chown, `user=ubuntu`, Debian's supervisord.conf and socket, `systemctl ... supervisor`) run for
- * real, inside private mount, PID and network namespaces, so the real machine is untouched.
- * Every path the charm writes is a tmpfs there (or an overlay whose writes land in tmpfs); only
- * systemctl and apt-get are stand-ins (tests/fixtures/unit-host). Needs root.
+ * chown, the wrapper that gives each agent its user and cgroup, Debian's supervisord.conf and
+ * socket, `systemctl ... supervisor`) run for real, inside private mount, PID and network
+ * namespaces, so the real machine is untouched. Every path the charm writes is a tmpfs there (or
+ * an overlay whose writes land in tmpfs); only systemctl and apt-get are stand-ins
+ * (tests/fixtures/unit-host). Cgroups are the machine's: each host gets one of its own under the
+ * test's, removed when it stops. Needs root.
  *
  *   const host = await UnitHost.start({ config, keep: [repo.dir] });
  *   await host.hook('install');
- *   host.exec(['supervisorctl', 'status']); host.execAs('ubuntu', ['id', '-u']);
- *   host.readFile('/home/ubuntu/.ssh/id_rsa'); host.stat(...); host.writeFile(path, text, { user: 'ubuntu' });
+ *   host.exec(['supervisorctl', 'status']); host.execAs('tf-agent-1', ['id', '-u']);
+ *   host.readFile('/var/lib/testflinger-agent/home/agent-1/.ssh/id_rsa'); host.stat(...); host.writeFile(path, text, { user: 'tf-agent-1' });
  *   await host.stop();
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';

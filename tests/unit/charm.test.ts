@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { ActiveStatus } from '../../src/ops';
 import { hostPaths } from '../../src/charm/paths';
+import { parseAgentConfig } from '../../src/agent/config';
 import { parseCharmConfig } from '../../src/charm/config';
 import { emptyHostState, loadHostState } from '../../src/charm/state';
 import { unitStatus } from '../../src/charm/unitstatus';
@@ -493,5 +494,21 @@ describe('the test sandbox in the status', () => {
   it('off: active, and says so; an old problem with the sandbox no longer blocks', () => {
     const off = parseCharmConfig({ ...options, 'test-sandbox': false });
     expect(unitStatus(off, { ...applied, sandboxProblem: 'bwrap: no' }, running)).toEqual(new ActiveStatus('2 agents running; test sandbox off'));
+  });
+});
+
+describe("an agent's default directories (what the charm's busy check and the agent both read)", () => {
+  const conf = 'agent_id: agent-1\njob_queues: [q]\n';
+  it('under the state directory the program file names, one per agent', () => {
+    expect(parseAgentConfig(conf, 'c', '/srv/testflinger/agent-1')).toMatchObject({
+      execution_basedir: '/srv/testflinger/agent-1/run',
+      logging_basedir: '/srv/testflinger/agent-1/logs',
+      results_basedir: '/srv/testflinger/agent-1/results',
+    });
+  });
+
+  it("a conf's own basedirs win; without a state directory, upstream's defaults", () => {
+    expect(parseAgentConfig(`${conf}execution_basedir: /data/run\n`, 'c', '/srv/testflinger/agent-1')).toMatchObject({ execution_basedir: '/data/run', logging_basedir: '/srv/testflinger/agent-1/logs' });
+    expect(parseAgentConfig(conf, 'c')).toMatchObject({ execution_basedir: '/tmp/testflinger/run' });
   });
 });
