@@ -165,9 +165,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
     hostUsers: () => ({ all: new Set(readIdFile(passwd).keys()), locked: readLockedUsers(path.join(paths.root, 'etc/shadow')) }),
     prepareAgents: async (config, options) => {
       const gid = await agentsGid();
-      for (const agent of options.users.add) await addAgentUser(run, agentUserName(agent), paths.agentHome(agent));
-      for (const agent of options.users.lock) await lockAgentUser(run, agentUserName(agent));
-      for (const agent of options.users.unlock) await unlockAgentUser(run, agentUserName(agent));
+      await changeAgentUsers(run, paths, options.users);
       const users = readIdFile(passwd);
       for (const agent of options.agents) {
         const user = users.get(agentUserName(agent));
@@ -196,6 +194,13 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
   };
 }
 
+/** Makes, locks and unlocks the agents' users as planned. */
+async function changeAgentUsers(run: Runner, paths: HostPaths, change: AgentUserChange): Promise<void> {
+  for (const agent of change.add) await addAgentUser(run, agentUserName(agent), paths.agentHome(agent));
+  for (const agent of change.lock) await lockAgentUser(run, agentUserName(agent));
+  for (const agent of change.unlock) await unlockAgentUser(run, agentUserName(agent));
+}
+
 /**
  * A token file obtained before per-agent users (group ubuntu) stays fresh for days: it is given
  * to the agents' group now, not when it is renewed. Its directory is root's: nothing to follow.
@@ -211,7 +216,6 @@ function regroupTokenFile(tokenFile: string, agentsGid: number): void {
  * The charm's bwrap (copied again when the distribution's changed) and its AppArmor profile in
  * place; checked as `user` when asked or when the copy changed. A failed check loads the profile
  * again once (a profile changed by hand, a boot without AppArmor's cache) and checks again.
- * Returns why the sandbox cannot run, or undefined (also when not checked).
  */
 async function prepareSandbox(run: Runner, paths: HostPaths, agentsGid: number, user: string, options: PrepareAgentsOptions): Promise<SandboxCheck> {
   let copied: boolean;
