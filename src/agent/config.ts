@@ -1,5 +1,6 @@
 /** The agent's configuration file (testflinger-agent.conf), keys and defaults as upstream's. */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -54,8 +55,23 @@ export const agentConfigSchema = z
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
-/** Parses conf text; errors name the file and the first bad key. */
-export function parseAgentConfig(text: string, file: string): AgentConfig {
+/**
+ * The directory of this agent's own default basedirs (`<dir>/run`, `/logs`, `/results`), set by
+ * the charm's program file on a unit: one user per agent cannot share `/tmp/testflinger`, where
+ * the first agent's 0700 directories would lock the others out (docs/isolation.md).
+ */
+export const STATE_DIR_ENV = 'TESTFLINGER_STATE_DIR';
+const BASEDIR_DEFAULTS = { execution_basedir: 'run', logging_basedir: 'logs', results_basedir: 'results' } as const;
+
+/** The conf's own basedirs win; those it leaves out go under `stateDir` when one is given. */
+function withStateDirDefaults(doc: Record<string, unknown>, stateDir: string | undefined): Record<string, unknown> {
+  if (!stateDir) return doc;
+  const defaults = Object.fromEntries(Object.entries(BASEDIR_DEFAULTS).map(([key, sub]) => [key, path.join(stateDir, sub)]));
+  return { ...defaults, ...doc };
+}
+
+/** Parses conf text; errors name the file and the first bad key. `stateDir`: see STATE_DIR_ENV. */
+export function parseAgentConfig(text: string, file: string, stateDir?: string): AgentConfig {
   let doc: unknown;
   try {
     doc = parseYaml(text);
@@ -63,7 +79,7 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
     throw new ConfigError(file, '(yaml)', (error as Error).message.split('\n')[0] ?? 'not YAML');
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new ConfigError(file, '(file)', 'not a YAML mapping');
-  const result = agentConfigSchema.safeParse(doc);
+  const result = agentConfigSchema.safeParse(withStateDirDefaults(doc as Record<string, unknown>, stateDir));
   if (!result.success) {
     const issue = result.error.issues[0];
     if (issue?.code === 'unrecognized_keys') throw new ConfigError(file, issue.keys.join(', '), 'unknown key');
@@ -72,14 +88,14 @@ export function parseAgentConfig(text: string, file: string): AgentConfig {
   return result.data;
 }
 
-export function loadAgentConfig(file: string): AgentConfig {
+export function loadAgentConfig(file: string, stateDir: string | undefined = process.env[STATE_DIR_ENV]): AgentConfig {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (error) {
     throw new ConfigError(file, '(file)', (error as Error).message);
   }
-  return parseAgentConfig(text, file);
+  return parseAgentConfig(text, file, stateDir);
 }
 
 /** A value without a scheme gets http://, as upstream does. */

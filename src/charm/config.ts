@@ -88,6 +88,7 @@ export const charmConfigSchema = z.object({
   'config-branch': z.string().trim().min(1, { message: 'is empty' }).default('main').transform(checked(checkGitRef)),
   'config-dir': required('the directory of this host\'s agents in config-repo').transform(checked(checkRelativeDir)),
   'testflinger-server': optional().transform(checked((v) => (v === '' ? '' : checkServerUrl(v)))),
+  'test-sandbox': z.boolean().default(true),
   'agent-source-repo': optional().transform(checked(orEmpty(parseGitRemote))),
   'credentials-secret': optional().refine((id) => id === '' || /^secret:(?:\/\/[A-Za-z0-9-]{1,64}\/)?[A-Za-z0-9]{1,64}$/.test(id), {
     message: 'must be a Juju secret URI (secret:...)',

@@ -1,8 +1,8 @@
 /**
  * How the host is driven, as opposed to where its files are (paths.ts). Two drivers, chosen once
- * when the charm starts: `unit` (a real machine: apt-get, the ubuntu user, Debian's supervisord
- * under systemd) and `sandbox` (AGENT_HOST_ROOT: no packages, no users, the charm's own
- * supervisord). Nothing outside this file asks which one it is. See docs/architecture.md.
+ * when the charm starts: `unit` (a real machine: apt-get, one user per agent, each agent in a
+ * cgroup of its own, Debian's supervisord under systemd) and `sandbox` (AGENT_HOST_ROOT: no
+ * packages, no users, the charm's own supervisord; agents contain their phases as they can). Nothing outside this file asks which one it is. See docs/architecture.md.
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,9 +10,16 @@ import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { writeFileAtomic } from '../common/fsutil';
 import type { FileOwner } from '../common/privileges';
+import { STATE_DIR_ENV } from '../agent/config';
+import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
+import { writeAgentFiles } from './agentfiles';
+import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
+import type { CharmConfig } from './config';
+import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits } from './limits';
-import { ensureUbuntuUser, HOST_PACKAGES, installPackages } from './packages';
+import { installPackages, UNIT_PACKAGES } from './packages';
 import type { HostPaths } from './paths';
+import { writeSshFiles } from './ssh';
 import type { TemplateRenderer } from './templates';
 import { callOverSocket } from './xmlrpc';
 
@@ -27,41 +34,102 @@ export function readIfExists(file: string): string {
   }
 }
 
-/** What a program file says about who runs the agent and where its metrics listen. */
-export interface ProgramRunAs {
-  /** `user=` of the program file; none means supervisord's own user. */
+/** How one agent is run: what its program file says besides the agent's own arguments. */
+export interface AgentRun {
+  /** `user=` of the program file; none: supervisord's user (on a unit, the wrapper drops to the agent's user). */
   readonly user?: string;
-  /** TESTFLINGER_METRICS_HOST; none means the agent's default (all addresses). */
-  readonly metricsHost?: string;
+  /** What comes before the agent program on `command=` (the wrapper, its user and cgroup name). */
+  readonly commandPrefix: readonly string[];
+  /** `directory=` and HOME. */
+  readonly home: string;
+  /** Environment beyond what every agent gets (renderProgramFile). */
+  readonly env: Readonly<Record<string, string>>;
 }
 
-/** How supervisord itself is run: its limits, its start and its restart. */
+/** How supervisord itself is run: its limits, its cgroup delegation, its start and its restart. */
 export interface SupervisordDaemon {
   /** Whether the limits on disk are the ones for this many agents (read, not rendered). */
   limitsCurrent(agentCount: number): boolean;
   /** Writes the limits for this many agents; true when the file changed. */
   writeLimits(agentCount: number): boolean;
+  /** Whether supervisord's service delegates its cgroup (always, where no systemd runs it). */
+  delegationCurrent(): boolean;
+  /** Writes the delegation (it applies at the next restart); true when it changed. */
+  writeDelegation(): Promise<boolean>;
   /** Starts supervisord; returns once it was asked to (the caller waits for its socket). */
   start(): Promise<void>;
   /** Restarts supervisord, whose programs the caller has stopped already. */
   restart(): Promise<void>;
 }
 
+/** What one event changes about the agents' users, by agent name (plan.ts decides). */
+export interface AgentUserChange {
+  readonly add: readonly string[];
+  readonly lock: readonly string[];
+  readonly unlock: readonly string[];
+}
+
+export interface PrepareAgentsOptions {
+  /** Every agent with a program file after this event. */
+  readonly agents: readonly string[];
+  readonly users: AgentUserChange;
+  /** Check that the test sandbox works (when `test-sandbox` is on). */
+  readonly checkSandbox: boolean;
+  readonly log: (message: string) => Promise<void>;
+}
+
+/** Whether the test sandbox was checked this time, and why it cannot run if it cannot. */
+export type SandboxCheck = { readonly checked: false } | { readonly checked: true; readonly problem: string | null };
+const UNCHECKED: SandboxCheck = Object.freeze({ checked: false });
+
 export interface HostDriver {
   readonly kind: DriverKind;
   /** The distribution packages the host needs; `log` says what was done or skipped. */
   installPackages(log: (message: string) => Promise<void>): Promise<void>;
-  /** The agent user's ids, for work done as that user (`asUser`); none: the files are ours. */
-  agentUser(): Promise<FileOwner | undefined>;
-  /** Owner of the refresh token file (root, the agent user's group); none: ours, 0600. */
+  /**
+   * What must hold before the config repo is read, on every pull: in a sandbox the shared SSH
+   * files (a link planted for ~/.ssh blocks the unit before anything changes); on a unit the
+   * agents' group and the wrapper that contains them.
+   */
+  prepareHost(config: CharmConfig): Promise<void>;
+  /** The host's users (which are locked too); null where the host makes none for agents (a sandbox). */
+  hostUsers(): HostUsers | null;
+  /**
+   * Before the agents' program files are written: their users (made or locked), their homes,
+   * SSH files and state directories, and what containing them needs; the test sandbox checked
+   * when asked or when its program changed.
+   */
+  prepareAgents(config: CharmConfig, options: PrepareAgentsOptions): Promise<SandboxCheck>;
+  /** How the named agent is run. */
+  agentRun(agent: string, config: CharmConfig): AgentRun;
+  /** Where the agent's basedirs go when its conf names none; undefined: the agent's own defaults. */
+  agentStateDir(agent: string): string | undefined;
+  /** Owner of the refresh token file (root, the agents' group); none: ours, 0600. */
   tokenOwner(): Promise<FileOwner | undefined>;
-  readonly programRunAs: ProgramRunAs;
   readonly supervisord: SupervisordDaemon;
 }
 
-export const UNIT_RUN_AS: ProgramRunAs = Object.freeze({ user: 'ubuntu' });
-/** A sandbox exposes nothing beyond loopback. */
-export const SANDBOX_RUN_AS: ProgramRunAs = Object.freeze({ metricsHost: '127.0.0.1' });
+/** The agent's user, its cgroup and its sandbox, through the root wrapper (docs/isolation.md). */
+export function unitAgentRun(paths: HostPaths, agent: string, testSandbox: boolean): AgentRun {
+  const user = agentUserName(agent);
+  const home = paths.agentHome(agent);
+  return {
+    commandPrefix: [paths.containedProgram, user, agent],
+    home,
+    env: {
+      HOME: home,
+      USER: user,
+      [STATE_DIR_ENV]: paths.agentStateDir(agent),
+      [TEST_SANDBOX_ENV]: testSandbox ? 'on' : 'off',
+      [SANDBOX_PROGRAM_ENV]: paths.sandboxProgram,
+    },
+  };
+}
+
+/** A sandbox runs every agent as itself, in the shared home, and exposes nothing beyond loopback. */
+export function sandboxAgentRun(paths: HostPaths): AgentRun {
+  return { commandPrefix: [], home: paths.homeDir, env: { HOME: paths.homeDir, USER: 'ubuntu', TESTFLINGER_METRICS_HOST: '127.0.0.1' } };
+}
 
 /**
  * Whether the file already carries the limits for this many agents: its `minfds=` and
@@ -78,24 +146,44 @@ function limitsFileContent(renderer: TemplateRenderer, agentCount: number): stri
   return renderer.render('templates/limits.conf.hbs', { agents: agentCount, ...supervisorLimits(agentCount) });
 }
 
-/** A real unit: apt-get, useradd, Debian's supervisord with a limits drop-in, systemctl. */
-export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRenderer): HostDriver {
-  // The ids do not change within one event; `id` is asked once.
-  let user: Promise<FileOwner> | undefined;
-  const agentUser = () => (user ??= ensureUbuntuUser(run));
+/** A real unit: apt-get, a user per agent, Debian's supervisord with a limits drop-in, systemctl. */
+export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRenderer, charmDir: string): HostDriver {
+  // The group does not change within one event; it is looked up (or made) once.
+  let group: Promise<number> | undefined;
+  const agentsGid = () => (group ??= ensureAgentsGroup(run, path.join(paths.root, 'etc/group')));
+  const passwd = path.join(paths.root, 'etc/passwd');
   return {
     kind: 'unit',
     installPackages: async () => {
-      await installPackages(run, HOST_PACKAGES);
-      await agentUser();
+      await installPackages(run, UNIT_PACKAGES);
+      await agentsGid();
     },
-    agentUser,
-    tokenOwner: async () => ({ uid: 0, gid: (await agentUser()).gid }),
-    programRunAs: UNIT_RUN_AS,
+    prepareHost: async () => {
+      regroupTokenFile(paths.tokenFile, await agentsGid());
+      installContainedWrapper(paths, charmDir);
+    },
+    hostUsers: () => ({ all: new Set(readIdFile(passwd).keys()), locked: readLockedUsers(path.join(paths.root, 'etc/shadow')) }),
+    prepareAgents: async (config, options) => {
+      const gid = await agentsGid();
+      await changeAgentUsers(run, paths, options.users);
+      const users = readIdFile(passwd);
+      for (const agent of options.agents) {
+        const user = users.get(agentUserName(agent));
+        if (!user) throw new Error(`no user ${agentUserName(agent)} for agent ${agent}`);
+        writeAgentFiles(paths, config, { name: agent, user }, gid);
+      }
+      if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
+      return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
+    },
+    agentRun: (agent, config) => unitAgentRun(paths, agent, config['test-sandbox']),
+    agentStateDir: (agent) => paths.agentStateDir(agent),
+    tokenOwner: async () => ({ uid: 0, gid: await agentsGid() }),
     supervisord: {
       // supervisord merges [supervisord] from included files: the drop-in sits beside the programs.
       limitsCurrent: (count) => limitsIn(paths.limitsFile, count),
       writeLimits: (count) => writeFileAtomic(paths.limitsFile, limitsFileContent(renderer, count)),
+      delegationCurrent: () => delegationCurrent(paths),
+      writeDelegation: () => writeDelegation(run, paths),
       start: async () => {
         await run('systemctl', ['start', 'supervisor']);
       },
@@ -104,6 +192,43 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       },
     },
   };
+}
+
+/** Makes, locks and unlocks the agents' users as planned. */
+async function changeAgentUsers(run: Runner, paths: HostPaths, change: AgentUserChange): Promise<void> {
+  for (const agent of change.add) await addAgentUser(run, agentUserName(agent), paths.agentHome(agent));
+  for (const agent of change.lock) await lockAgentUser(run, agentUserName(agent));
+  for (const agent of change.unlock) await unlockAgentUser(run, agentUserName(agent));
+}
+
+/**
+ * A token file obtained before per-agent users (group ubuntu) stays fresh for days: it is given
+ * to the agents' group now, not when it is renewed. Its directory is root's: nothing to follow.
+ */
+function regroupTokenFile(tokenFile: string, agentsGid: number): void {
+  const stat = fs.lstatSync(tokenFile, { throwIfNoEntry: false });
+  if (!stat?.isFile() || (stat.uid === 0 && stat.gid === agentsGid)) return;
+  fs.lchownSync(tokenFile, 0, agentsGid);
+  fs.chmodSync(tokenFile, 0o640);
+}
+
+/**
+ * The charm's bwrap (copied again when the distribution's changed) and its AppArmor profile in
+ * place; checked as `user` when asked or when the copy changed. A failed check loads the profile
+ * again once (a profile changed by hand, a boot without AppArmor's cache) and checks again.
+ */
+async function prepareSandbox(run: Runner, paths: HostPaths, agentsGid: number, user: string, options: PrepareAgentsOptions): Promise<SandboxCheck> {
+  let copied: boolean;
+  try {
+    copied = installSandboxProgram(paths, agentsGid);
+  } catch (error) {
+    return { checked: true, problem: (error as Error).message };
+  }
+  await loadApparmorProfile(run, paths, options.log, false);
+  if (!copied && !options.checkSandbox) return UNCHECKED;
+  if ((await sandboxProblem(run, paths, user)) === undefined) return { checked: true, problem: null };
+  await loadApparmorProfile(run, paths, options.log, true);
+  return { checked: true, problem: (await sandboxProblem(run, paths, user)) ?? null };
 }
 
 const SOCKET_GONE_WAIT_MS = 15_000;
@@ -122,10 +247,16 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
   const start = () => startSandboxSupervisord(paths);
   return {
     kind: 'sandbox',
-    installPackages: (log) => log(`sandbox root ${paths.root}: skipping packages (${HOST_PACKAGES.join(', ')}) and the ubuntu user`),
-    agentUser: async () => undefined,
+    installPackages: (log) => log(`sandbox root ${paths.root}: skipping packages (${UNIT_PACKAGES.join(', ')}) and the agents' users`),
+    // One user for every agent (ours): the SSH files are the shared home's.
+    prepareHost: async (config) => {
+      writeSshFiles(paths, config, undefined);
+    },
+    hostUsers: () => null,
+    prepareAgents: async () => UNCHECKED,
+    agentRun: () => sandboxAgentRun(paths),
+    agentStateDir: () => undefined,
     tokenOwner: async () => undefined,
-    programRunAs: SANDBOX_RUN_AS,
     supervisord: {
       // The limits live in the sandbox's own supervisord.conf.
       limitsCurrent: (count) => limitsIn(paths.supervisordConf, count),
@@ -133,6 +264,9 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
         for (const dir of [paths.programDir, paths.supervisorLogDir, path.dirname(paths.supervisorSocket)]) fs.mkdirSync(dir, { recursive: true });
         return writeFileAtomic(paths.supervisordConf, conf(count));
       },
+      // No systemd runs it: nothing to delegate (agents fall back to PID namespaces and say so).
+      delegationCurrent: () => true,
+      writeDelegation: async () => false,
       start,
       restart: async () => {
         await callOverSocket(paths.supervisorSocket, 'supervisor.shutdown');
@@ -165,6 +299,6 @@ export function driverKindFromEnv(env: NodeJS.ProcessEnv): DriverKind {
   return env['AGENT_HOST_ROOT'] ? 'sandbox' : 'unit';
 }
 
-export function createDriver(kind: DriverKind, paths: HostPaths, run: Runner, renderer: TemplateRenderer): HostDriver {
-  return kind === 'unit' ? unitDriver(paths, run, renderer) : sandboxDriver(paths, renderer);
+export function createDriver(kind: DriverKind, paths: HostPaths, run: Runner, renderer: TemplateRenderer, charmDir: string): HostDriver {
+  return kind === 'unit' ? unitDriver(paths, run, renderer, charmDir) : sandboxDriver(paths, renderer);
 }

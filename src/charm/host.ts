@@ -38,7 +38,7 @@ export interface HostOptions {
 export function createHost(options: HostOptions): Host {
   const run = options.run ?? runCommand;
   const renderer = new TemplateRenderer(options.charmDir);
-  const driver = createDriver(options.driver, options.paths, run, renderer);
+  const driver = createDriver(options.driver, options.paths, run, renderer, options.charmDir);
   return {
     paths: options.paths,
     driver,

@@ -1,8 +1,8 @@
-/** Distribution packages and the ubuntu user: real units only; a sandbox skips them and says so. */
+/** Distribution packages: real units only; a sandbox skips them and says so. */
 import { CommandError, type Runner } from '../common/exec';
-import type { FileOwner } from './ssh';
 
-export const HOST_PACKAGES = ['supervisor', 'git', 'openssh-client'];
+/** bubblewrap: the test phase's sandbox (docs/isolation.md). */
+export const UNIT_PACKAGES = ['supervisor', 'git', 'openssh-client', 'bubblewrap'];
 
 /**
  * A fresh machine's dpkg lock is often held (cloud-init, unattended-upgrades): apt-get waits this
@@ -39,13 +39,4 @@ async function aptGet(run: Runner, args: readonly string[], retry: AptRetry): Pr
 export async function installPackages(run: Runner, names: readonly string[], retry: AptRetry = APT_RETRY): Promise<void> {
   await aptGet(run, ['update', '-q'], retry);
   await aptGet(run, ['install', '-y', '-q', ...names], retry);
-}
-
-/** Creates the ubuntu user when it is missing and returns its ids. */
-export async function ensureUbuntuUser(run: Runner): Promise<FileOwner> {
-  const exists = await run('id', ['-u', 'ubuntu'], { okExitCodes: [1] });
-  if (exists.exitCode !== 0) await run('useradd', ['--create-home', '--shell', '/bin/bash', 'ubuntu']);
-  const uid = Number((await run('id', ['-u', 'ubuntu'])).stdout.trim());
-  const gid = Number((await run('id', ['-g', 'ubuntu'])).stdout.trim());
-  return { uid, gid };
 }

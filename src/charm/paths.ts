@@ -17,6 +17,7 @@ export interface HostPaths {
   readonly supervisorPidFile: string;
   readonly supervisorLogDir: string;
   readonly binDir: string;
+  /** The agents' shared home in a sandbox root (a unit gives each agent its own: agentHome). */
   readonly homeDir: string;
   readonly sshDir: string;
   readonly sshPrivateKey: string;
@@ -32,7 +33,18 @@ export interface HostPaths {
   readonly stateDir: string;
   readonly stateFile: string;
   readonly tokenFile: string;
+  /** The root wrapper that puts an agent in its own cgroup and becomes its user (docs/isolation.md). */
+  readonly containedProgram: string;
+  /** The charm's copy of bwrap, the one path its AppArmor profile allows user namespaces for. */
+  readonly sandboxProgram: string;
+  readonly apparmorProfile: string;
+  /** systemd drop-in giving supervisord's cgroup to it (Delegate=yes), so agents get cgroups of their own. */
+  readonly delegationDropIn: string;
   programFile(agent: string): string;
+  /** An agent user's home (root's; holds its root-owned ~/.ssh). */
+  agentHome(agent: string): string;
+  /** Where an agent keeps its run, log and results directories by default (its user's, 0700). */
+  agentStateDir(agent: string): string;
 }
 
 export function hostPaths(root = '/'): HostPaths {
@@ -67,7 +79,13 @@ export function hostPaths(root = '/'): HostPaths {
     stateDir,
     stateFile: path.join(stateDir, 'state.json'),
     tokenFile: at('/var/lib/testflinger-agent/refresh_token'),
+    containedProgram: path.join(runtimeBinDir, 'testflinger-agent-contained'),
+    sandboxProgram: at('/usr/lib/testflinger-agent-host/bwrap'),
+    apparmorProfile: at('/etc/apparmor.d/testflinger-bwrap'),
+    delegationDropIn: at('/etc/systemd/system/supervisor.service.d/zz-testflinger-delegate.conf'),
     programFile: (agent: string) => path.join(programDir, `${agent}.conf`),
+    agentHome: (agent: string) => at(`/var/lib/testflinger-agent/home/${agent}`),
+    agentStateDir: (agent: string) => at(`/srv/testflinger/${agent}`),
   });
 }
 

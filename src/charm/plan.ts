@@ -6,6 +6,8 @@
  * and limits rules are tested as tables (tests/unit/charm-plan.test.ts). reconcile.ts gathers
  * the inputs and applies the plan. See docs/architecture.md.
  */
+import { agentUserName, type HostUsers } from './agentusers';
+import type { AgentUserChange } from './driver';
 import { capacityProblem, type HostCapacity } from './limits';
 import type { HostState } from './state';
 
@@ -32,7 +34,11 @@ export interface PlanInputs {
     readonly running: boolean;
     /** Whether the limits on disk are those for this many agents. */
     readonly limitsCurrent: (agentCount: number) => boolean;
+    /** Whether systemd delegates supervisord's cgroup as agents need (docs/isolation.md). */
+    readonly delegationCurrent: boolean;
   };
+  /** The users on the host; null where agents get no users of their own (a sandbox). */
+  readonly users: HostUsers | null;
   /** Whether the named agent is running a job now; asked only when a supervisord restart waits. */
   readonly isBusy: (name: string) => boolean;
   readonly capacity: HostCapacity;
@@ -48,8 +54,11 @@ export type SupervisordStep =
   | { readonly kind: 'start' }
   /** New limits apply now: every agent stops and starts again with supervisord. */
   | { readonly kind: 'restart' }
-  /** It keeps running; `writeLimits` when its limits file is out of date. */
-  | { readonly kind: 'keep'; readonly writeLimits: boolean };
+  /**
+   * It keeps running; `writeLimits` when its limits file is out of date, `writeDelegation` when
+   * its cgroup delegation is (both apply at a later restart, when no agent runs a job).
+   */
+  | { readonly kind: 'keep'; readonly writeLimits: boolean; readonly writeDelegation: boolean };
 
 export interface Plan {
   /** The agents with a program file after this event (valid ones and kept bad ones), sorted. */
@@ -69,21 +78,43 @@ export interface Plan {
   readonly supervisord: SupervisordStep;
   /** The agents a pending supervisord restart waits for (they are running a job). */
   readonly limitsWaitFor: readonly string[];
+  /**
+   * By agent name: users to make (before their program file names them), removed agents' users
+   * to lock, and users of agents that came back to unlock.
+   */
+  readonly users: AgentUserChange;
   /** The state once applied; `pendingRestart` holds `toSignal` until the signal is delivered. */
   readonly next: HostState;
 }
 
 const sortedNames = (names: Iterable<string>) => [...names].sort();
 
+/**
+ * New limits and a new cgroup delegation take a supervisord restart, which restarts every agent:
+ * it happens when no agent runs a job (or at install), else it waits, remembered in the state.
+ */
 function supervisordStep(inputs: PlanInputs, agents: readonly string[]): { step: SupervisordStep; pending: boolean; waitFor: string[] } {
-  const { running } = inputs.supervisord;
+  const { running, delegationCurrent } = inputs.supervisord;
   const limitsCurrent = inputs.supervisord.limitsCurrent(agents.length);
   if (!running) return { step: { kind: 'start' }, pending: false, waitFor: [] };
-  const due = inputs.previous.limitsRestartPending || !limitsCurrent;
-  if (!due) return { step: { kind: 'keep', writeLimits: false }, pending: false, waitFor: [] };
+  const due = inputs.previous.limitsRestartPending || !limitsCurrent || !delegationCurrent;
+  if (!due) return { step: { kind: 'keep', writeLimits: false, writeDelegation: false }, pending: false, waitFor: [] };
   const waitFor = inputs.mayRestartSupervisor ? [] : agents.filter((name) => inputs.isBusy(name));
   if (waitFor.length === 0) return { step: { kind: 'restart' }, pending: false, waitFor };
-  return { step: { kind: 'keep', writeLimits: !limitsCurrent }, pending: true, waitFor };
+  return { step: { kind: 'keep', writeLimits: !limitsCurrent, writeDelegation: !delegationCurrent }, pending: true, waitFor };
+}
+
+/** Users for agents that have none; removed agents' users locked, never deleted (their files keep an owner). */
+function userChanges(inputs: PlanInputs, agents: readonly string[], removed: readonly string[]): AgentUserChange {
+  const users = inputs.users;
+  if (users === null) return { add: [], lock: [], unlock: [] };
+  const exists = (name: string) => users.all.has(agentUserName(name));
+  const locked = (name: string) => users.locked.has(agentUserName(name));
+  return {
+    add: agents.filter((name) => !exists(name)),
+    lock: removed.filter((name) => exists(name) && !locked(name)),
+    unlock: agents.filter((name) => exists(name) && locked(name)),
+  };
 }
 
 export function plan(inputs: PlanInputs): Plan {
@@ -134,6 +165,7 @@ export function plan(inputs: PlanInputs): Plan {
     update: step.kind === 'keep' && added.length + removed.length + forced.length > 0,
     supervisord: step,
     limitsWaitFor: waitFor,
+    users: userChanges(inputs, agents, removed),
     next: {
       ...previous,
       ports: Object.fromEntries(agents.map((name) => [name, inputs.ports[name] as number])),

@@ -14,12 +14,12 @@ import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
 import { readIfExists } from './driver';
 import { gitEnvironment } from './gitaccess';
+import { CONTAINED_WRAPPER } from './isolation';
 import type { Host } from './host';
 import { plan, type DesiredAgent, type Plan } from './plan';
 import { assignMetricsPorts } from './ports';
 import { currentRuntimeVersion } from './runtime';
 import { PHASE_SCRIPT_TEMPLATE, phaseScripts, writePhaseScripts } from './scripts';
-import { writeSshFiles } from './ssh';
 import type { HostState } from './state';
 import { PROGRAM_TEMPLATE, renderProgramFile, writeProgramFiles, type ProgramStatus } from './supervisor';
 import { quoted } from './values';
@@ -67,8 +67,6 @@ interface Desired {
   sharedHash: string;
   /** Rendered program files and phase scripts; absent when they are as last applied. */
   files?: { programs: Map<string, string>; scripts: Map<string, string> };
-  /** Parsed agents, for their execution dirs (busy checks). */
-  byName: ReadonlyMap<string, AgentDir>;
 }
 
 function knownAgents(state: HostState): Record<string, KnownAgent> {
@@ -85,7 +83,7 @@ function desiredFromState(state: HostState): Desired {
   const agents = Object.keys(state.appliedPrograms)
     .filter((name) => state.invalidAgents[name] === undefined)
     .map((name) => ({ name, contentHash: state.appliedAgents[name] ?? '', agentId: state.agentIds[name] ?? '', programHash: state.appliedPrograms[name] as string }));
-  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared, byName: new Map() };
+  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared };
 }
 
 /**
@@ -99,7 +97,7 @@ function sharedInputsHash(host: Host, config: CharmConfig, scripts: ReadonlyMap<
 
 /** Everything the rendered host derives from; the same hash means the same files and agents. */
 function inputsHash(host: Host, config: CharmConfig, revision: string): string {
-  const templates = [PROGRAM_TEMPLATE, PHASE_SCRIPT_TEMPLATE].map((t) => readIfExists(path.join(host.charmDir, t)));
+  const templates = [PROGRAM_TEMPLATE, PHASE_SCRIPT_TEMPLATE, CONTAINED_WRAPPER].map((t) => readIfExists(path.join(host.charmDir, t)));
   return sha256(JSON.stringify(config), revision, currentRuntimeVersion(host.paths) ?? '', host.driver.kind, host.paths.root, ...templates);
 }
 
@@ -131,7 +129,6 @@ async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState
     ports,
     sharedHash: sharedInputsHash(host, config, scripts),
     files: { programs, scripts },
-    byName: new Map(discovered.agents.map((a) => [a.name, a])),
   };
 }
 
@@ -151,12 +148,12 @@ function executionDirBusy(executionDir: string): boolean {
   }
 }
 
-/** Whether an agent runs a job, from its parsed conf or (agents from the state) its conf file. */
-function busyCheck(host: Host, config: CharmConfig, byName: ReadonlyMap<string, AgentDir>): (name: string) => boolean {
+/** Whether an agent runs a job, from its conf file, read with the defaults its program file gives it. */
+function busyCheck(host: Host, config: CharmConfig): (name: string) => boolean {
   return (name) => {
     try {
-      const parsed = byName.get(name)?.config ?? parseAgentConfig(readFileNoFollow(path.join(host.paths.configsDir, config['config-dir'], name, AGENT_CONF), MAX_CONF_BYTES).toString('utf8'), AGENT_CONF);
-      return executionDirBusy(parsed.execution_basedir);
+      const text = readFileNoFollow(path.join(host.paths.configsDir, config['config-dir'], name, AGENT_CONF), MAX_CONF_BYTES).toString('utf8');
+      return executionDirBusy(parseAgentConfig(text, AGENT_CONF, host.driver.agentStateDir(name)).execution_basedir);
     } catch {
       // A conf that no longer parses runs no job we could wait for.
       return false;
@@ -172,9 +169,7 @@ function busyCheck(host: Host, config: CharmConfig, byName: ReadonlyMap<string, 
 async function gather(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions, log: (m: string) => Promise<void>): Promise<{ desired: Desired; revision: string; inputs: string }> {
   if (options.mode === 'retry') return { desired: desiredFromState(previous), revision: previous.configRevision ?? '', inputs: previous.appliedInputs };
   const { paths } = host;
-  // Written on every pull, changed or not: a job may have replaced ~/.ssh since, and a link
-  // there must block the unit before anything else happens (docs/security.md).
-  writeSshFiles(paths, config, await host.driver.agentUser());
+  await host.driver.prepareHost(config);
   const remote = config['config-repo'];
   const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
   const { revision } = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv);
@@ -194,13 +189,15 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
     invalid: desired.invalid,
     ports: desired.ports,
     sharedHash: desired.sharedHash,
-    supervisord: { running: programs !== null, limitsCurrent: (count) => host.driver.supervisord.limitsCurrent(count) },
-    isBusy: busyCheck(host, config, desired.byName),
+    supervisord: { running: programs !== null, limitsCurrent: (count) => host.driver.supervisord.limitsCurrent(count), delegationCurrent: host.driver.supervisord.delegationCurrent() },
+    users: host.driver.hostUsers(),
+    isBusy: busyCheck(host, config),
     capacity: host.capacity(),
     restartAll: !!options.restartAll,
     mayRestartSupervisor: !!options.mayRestartSupervisor,
   });
-  const applied = await apply(host, decided, desired, log);
+  const checkSandbox = config['test-sandbox'] && (desired.files !== undefined || previous.sandboxProblem !== null);
+  const applied = await apply(host, decided, desired, { config, prepareAgents: options.mode !== 'retry', checkSandbox, log });
   const state: HostState = { ...applied.state, configRevision: options.mode === 'retry' ? previous.configRevision : revision, appliedInputs: inputs };
   return {
     state,
@@ -218,8 +215,29 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
   };
 }
 
+interface ApplyOptions {
+  config: CharmConfig;
+  /** Make the agents' users and files (every pull; a retry only carries out what is pending). */
+  prepareAgents: boolean;
+  checkSandbox: boolean;
+  log: (m: string) => Promise<void>;
+}
+
+/**
+ * The agents' users, files and sandbox, before any program file names them; the sandbox's
+ * problem as the state keeps it (unchanged when not checked, none when the sandbox is off).
+ */
+async function prepareAgents(host: Host, decided: Plan, options: ApplyOptions, previous: string | null): Promise<string | null> {
+  if (!options.prepareAgents) return previous;
+  const check = await host.driver.prepareAgents(options.config, { agents: decided.agents, users: decided.users, checkSandbox: options.checkSandbox, log: options.log });
+  if (!options.config['test-sandbox']) return null;
+  return check.checked ? check.problem : previous;
+}
+
 /** Carries out a plan; returns the state once done and whether supervisord was asked anything. */
-async function apply(host: Host, decided: Plan, desired: Desired, log: (m: string) => Promise<void>): Promise<{ state: HostState; signalled: string[]; touchedSupervisord: boolean }> {
+async function apply(host: Host, decided: Plan, desired: Desired, options: ApplyOptions): Promise<{ state: HostState; signalled: string[]; touchedSupervisord: boolean }> {
+  const { log } = options;
+  const sandboxProblem = await prepareAgents(host, decided, options, decided.next.sandboxProblem);
   let strayRemoved = false;
   if (desired.files) {
     writePhaseScripts(host.paths, desired.files.scripts);
@@ -228,7 +246,7 @@ async function apply(host: Host, decided: Plan, desired: Desired, log: (m: strin
     strayRemoved = removed.some((name) => !decided.removed.includes(name));
   }
   const reloaded = await applySupervisordStep(host, decided, strayRemoved, log);
-  const state = { ...decided.next };
+  const state = { ...decided.next, sandboxProblem };
   const signalled = await askToRestart(host, decided.toSignal, log);
   if (signalled) state.pendingRestart = [];
   return { state, signalled: signalled ?? [], touchedSupervisord: reloaded || decided.toSignal.length > 0 };
@@ -239,17 +257,21 @@ async function applySupervisordStep(host: Host, decided: Plan, strayRemoved: boo
   const { supervisor } = host;
   const count = decided.agents.length;
   const step = decided.supervisord;
+  const daemon = host.driver.supervisord;
   if (step.kind === 'start') {
+    await daemon.writeDelegation();
     await supervisor.ensureRunning(count);
     return true;
   }
   if (step.kind === 'restart') {
     supervisor.writeLimits(count);
-    await log(`restarting supervisord for the limits of ${count} agents (no agent is running a job)`);
+    const delegation = (await daemon.writeDelegation()) ? 'cgroup delegation and ' : '';
+    await log(`restarting supervisord for ${delegation}the limits of ${count} agents (no agent is running a job)`);
     await supervisor.restart();
     return true;
   }
   if (step.writeLimits) supervisor.writeLimits(count);
+  if (step.writeDelegation) await daemon.writeDelegation();
   if (decided.limitsWaitFor.length > 0) await log(`supervisord restart for new limits waits for ${decided.limitsWaitFor.join(', ')} to finish a job`);
   // A managed file the state did not know of was removed: supervisord must drop it too.
   if (!decided.update && !strayRemoved) return false;
@@ -278,6 +300,6 @@ function renderProgram(host: Host, config: CharmConfig, agent: AgentDir, port: n
     host.renderer,
     host.paths,
     { name: agent.name, confPath: path.join(linkDir, AGENT_CONF), agentDir: linkDir, metricsPort: port, extraEnv },
-    host.driver.programRunAs,
+    host.driver.agentRun(agent.name, config),
   );
 }

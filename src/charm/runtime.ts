@@ -151,6 +151,11 @@ const isExecutable = (file: string) => {
   }
 };
 
+/** The first executable `name` on a PATH, or undefined. */
+export function findOnPath(name: string, searchPath = process.env['PATH'] ?? ''): string | undefined {
+  return searchPath.split(':').filter(Boolean).map((dir) => path.join(dir, name)).find(isExecutable);
+}
+
 /**
  * npm as a program and its leading arguments: the npm beside the node binary (where a packed
  * charm ships it, as Node's release archives do). A dev checkout whose Node came without npm
@@ -160,7 +165,7 @@ const isExecutable = (file: string) => {
 export function npmCommand(nodePath: string, searchPath = process.env['PATH'] ?? ''): { file: string; args: string[] } {
   const cli = path.resolve(path.dirname(nodePath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js');
   if (fs.existsSync(cli)) return { file: nodePath, args: [cli] };
-  const onPath = searchPath.split(':').filter(Boolean).map((dir) => path.join(dir, 'npm')).find(isExecutable);
+  const onPath = findOnPath('npm', searchPath);
   if (onPath) return { file: onPath, args: [] };
   throw new RuntimeError(`no npm to build with: none beside ${nodePath} (where the charm ships it) and none on PATH`);
 }

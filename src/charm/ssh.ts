@@ -1,7 +1,7 @@
 /**
- * The SSH files the agents use to reach devices, in the ubuntu user's ~/.ssh. That directory is
- * the agent user's (every job runs as it), so the files are written as that user: nothing a job
- * plants there can make root write elsewhere.
+ * The SSH files the agents of a sandbox root share, in its ~ubuntu/.ssh (a unit gives each agent
+ * its own, root's: agentfiles.ts). That directory may be the agents' user's, so the files are
+ * written as that user: nothing a job plants there can make root write elsewhere.
  */
 import * as fs from 'node:fs';
 import { writeFileAtomic } from '../common/fsutil';

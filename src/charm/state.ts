@@ -26,8 +26,10 @@ export interface HostState {
   invalidAgents: Record<string, string>;
   runtimeVersion: string | null;
   configRevision: string | null;
-  /** New supervisord limits wait for a moment when no agent runs a job. */
+  /** New supervisord limits (or cgroup delegation) wait for a moment when no agent runs a job. */
   limitsRestartPending: boolean;
+  /** Why the test sandbox cannot run here, as last checked (test-sandbox on); null when it can. */
+  sandboxProblem: string | null;
   /** Set when the host cannot give this many agents what they need. */
   capacityProblem: string | null;
   /** Why the agents' refresh token could not be obtained, if it could not. */
@@ -66,6 +68,7 @@ export function emptyHostState(): HostState {
     runtimeVersion: null,
     configRevision: null,
     limitsRestartPending: false,
+    sandboxProblem: null,
     capacityProblem: null,
     authProblem: null,
     tokenSource: null,

@@ -8,7 +8,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { writeFileAtomic } from '../common/fsutil';
-import { sandboxDriver, type ProgramRunAs, type SupervisordDaemon } from './driver';
+import { sandboxDriver, type AgentRun, type SupervisordDaemon } from './driver';
 import { callOverSocket, type RpcValue } from './xmlrpc';
 import type { HostPaths } from './paths';
 import type { TemplateRenderer } from './templates';
@@ -58,30 +58,29 @@ function supervisorValue(key: string, value: string): string {
   return `"${value}"`;
 }
 
-export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec, runAs: ProgramRunAs): string {
+export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec, run: AgentRun): string {
   if (!PROGRAM_NAME.test(spec.name)) throw new SupervisorError('not a safe program name');
   const env: Record<string, string> = {
-    HOME: paths.homeDir,
-    USER: 'ubuntu',
+    ...run.env,
     PATH: [paths.binDir, paths.runtimeBinDir, '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'),
     TESTFLINGER_AGENT_DIR: spec.agentDir,
     TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
     // One process per agent_id on this host, whatever each conf's logging_basedir says.
     TESTFLINGER_AGENT_LOCK_SCOPE: paths.root,
-    ...(runAs.metricsHost ? { TESTFLINGER_METRICS_HOST: runAs.metricsHost } : {}),
     ...spec.extraEnv,
   };
   const content = renderer.render(PROGRAM_TEMPLATE, {
     name: spec.name,
+    commandPrefix: run.commandPrefix.map(checkedWord),
     agentProgram: checkedPath(paths.agentProgram),
     confPath: checkedPath(spec.confPath),
     metricsPort: spec.metricsPort,
     tokenFile: checkedPath(paths.tokenFile),
-    directory: checkedPath(paths.homeDir),
+    directory: checkedPath(run.home),
     environment: Object.entries(env)
-      .map(([k, v]) => `${k}=${supervisorValue(k, v)}`)
+      .map(([k, v]) => `${checkedEnvName(k)}=${supervisorValue(k, v)}`)
       .join(','),
-    user: runAs.user,
+    user: run.user === undefined ? undefined : checkedWord(run.user),
   });
   verifyProgramFile(content, spec.name);
   return content;
@@ -93,6 +92,17 @@ const PROGRAM_KEYS = new Set(['command', 'directory', 'autostart', 'autorestart'
 function checkedPath(value: string): string {
   if (!/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw new SupervisorError('a host path has characters a program file cannot carry safely');
   return value;
+}
+
+/** One word of `command=` (a path, a user, a cgroup name): supervisord splits it on spaces only. */
+function checkedWord(value: string): string {
+  if (!/^[A-Za-z0-9_/][A-Za-z0-9._/+-]*$/.test(value)) throw new SupervisorError('a command word has characters a program file cannot carry safely');
+  return value;
+}
+
+function checkedEnvName(name: string): string {
+  if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new SupervisorError('an environment name has characters a program file cannot carry safely');
+  return name;
 }
 
 /**

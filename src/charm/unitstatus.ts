@@ -25,7 +25,12 @@ export function expectedPrograms(state: HostState): string[] {
 
 /** Whether the status depends on supervisord at all (it does once agents were applied). */
 export function statusNeedsPrograms(config: CharmConfig | CharmConfigError, state: HostState): boolean {
-  return !(config instanceof CharmConfigError) && !state.problem && !state.capacityProblem && !state.authProblem && expectedPrograms(state).length > 0;
+  return !(config instanceof CharmConfigError) && !state.problem && !state.capacityProblem && !state.authProblem && !sandboxBlocks(config, state) && expectedPrograms(state).length > 0;
+}
+
+/** The sandbox is on and cannot run: test phases fail until the operator acts. */
+function sandboxBlocks(config: CharmConfig, state: HostState): boolean {
+  return config['test-sandbox'] && state.sandboxProblem !== null;
 }
 
 /**
@@ -44,6 +49,9 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
   if (state.problem) return new BlockedStatus(state.problem);
   if (state.capacityProblem) return new BlockedStatus(state.capacityProblem);
   if (state.authProblem) return new BlockedStatus(state.authProblem);
+  if (sandboxBlocks(config, state)) {
+    return new BlockedStatus(`test-sandbox: bwrap cannot make a sandbox here (${elide(state.sandboxProblem ?? '', 80)}); set test-sandbox=false to run tests on the bare host`);
+  }
   const expected = expectedPrograms(state);
   const invalid = Object.keys(state.invalidAgents);
   if (expected.length === 0) {
@@ -52,10 +60,10 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
       : new BlockedStatus('no agents found under config-dir');
   }
   if (programs === null) return new BlockedStatus('supervisord is not running');
-  return statusFromPrograms(state, expected, invalid, programs);
+  return statusFromPrograms(config, state, expected, invalid, programs);
 }
 
-function statusFromPrograms(state: HostState, expected: readonly string[], invalid: readonly string[], programs: readonly ProgramStatus[]): StatusBase {
+function statusFromPrograms(config: CharmConfig, state: HostState, expected: readonly string[], invalid: readonly string[], programs: readonly ProgramStatus[]): StatusBase {
   const byName = new Map<string, ProgramStatus>(programs.map((s) => [s.name, s]));
   const stateOf = (name: string) => byName.get(name)?.state ?? 'MISSING';
   const failing = expected.filter((n) => !['RUNNING', 'STARTING'].includes(stateOf(n)));
@@ -71,5 +79,6 @@ function statusFromPrograms(state: HostState, expected: readonly string[], inval
   if (starting.length > 0) return new WaitingStatus(`${running} agents running, ${starting.length} starting`);
   if (state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(state.pendingRestart)}`);
   const pending = state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
-  return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${pending}`);
+  const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';
+  return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${sandboxOff}${pending}`);
 }

@@ -1,14 +1,16 @@
 /**
  * A unit-mode test host: the charm's unit code paths (no AGENT_HOST_ROOT: apt-get, useradd,
- * chown, `user=ubuntu`, Debian's supervisord.conf and socket, `systemctl ... supervisor`) run for
- * real, inside private mount, PID and network namespaces, so the real machine is untouched.
- * Every path the charm writes is a tmpfs there (or an overlay whose writes land in tmpfs); only
- * systemctl and apt-get are stand-ins (tests/fixtures/unit-host). Needs root.
+ * chown, the wrapper that gives each agent its user and cgroup, Debian's supervisord.conf and
+ * socket, `systemctl ... supervisor`) run for real, inside private mount, PID and network
+ * namespaces, so the real machine is untouched. Every path the charm writes is a tmpfs there (or
+ * an overlay whose writes land in tmpfs); only systemctl and apt-get are stand-ins
+ * (tests/fixtures/unit-host). Cgroups are the machine's: each host gets one of its own under the
+ * test's, removed when it stops. Needs root.
  *
  *   const host = await UnitHost.start({ config, keep: [repo.dir] });
  *   await host.hook('install');
- *   host.exec(['supervisorctl', 'status']); host.execAs('ubuntu', ['id', '-u']);
- *   host.readFile('/home/ubuntu/.ssh/id_rsa'); host.stat(...); host.writeFile(path, text, { user: 'ubuntu' });
+ *   host.exec(['supervisorctl', 'status']); host.execAs('tf-agent-1', ['id', '-u']);
+ *   host.readFile('/var/lib/testflinger-agent/home/agent-1/.ssh/id_rsa'); host.stat(...); host.writeFile(path, text, { user: 'tf-agent-1' });
  *   await host.stop();
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -35,6 +37,53 @@ const UNIT_PATH = ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin',
 const NAMESPACES = ['--mount', '--pid', '--net'];
 /** The fresh tmpfs init.sh mounts (the rest it overlays): what lies under them must be kept. */
 const TMPFS_DIRS = ['/tmp', '/home', '/srv', '/var/log', '/etc/supervisor', '/run', '/var/run'];
+
+/** Each unit host's cgroup is named after the test process and a counter: cgroups are shared with the machine. */
+let cgroupsMade = 0;
+const CGROUP_GONE_WAIT_MS = 5000;
+
+/** The cgroup v2 directory this test process is in, or undefined where there is none. */
+function ownCgroupDir(): string | undefined {
+  const mount = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => / - cgroup2 /.test(l))?.split(' ')[4];
+  const own = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))?.slice(3);
+  return mount && own !== undefined ? path.join(mount, own) : undefined;
+}
+
+/**
+ * A cgroup for one unit host, under this process's own: systemctl's stand-in starts supervisord
+ * in it (as systemd starts a service in its own), so the agents' cgroups are that host's alone.
+ * Undefined where no cgroup v2 can be made (the agents then fall back, as they log).
+ */
+function makeHostCgroup(): string | undefined {
+  const parent = ownCgroupDir();
+  if (!parent) return undefined;
+  const dir = path.join(parent, `unithost-${process.pid}-${++cgroupsMade}`);
+  try {
+    fs.mkdirSync(dir);
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a cgroup tree, deepest first, once its processes are gone (bounded wait). */
+async function removeCgroupTree(dir: string): Promise<void> {
+  const deadline = Date.now() + CGROUP_GONE_WAIT_MS;
+  const removeAll = (d: string, depth: number): void => {
+    if (depth > 8) return;
+    for (const child of fs.readdirSync(d, { withFileTypes: true })) if (child.isDirectory()) removeAll(path.join(d, child.name), depth + 1);
+    fs.rmdirSync(d);
+  };
+  for (;;) {
+    try {
+      if (fs.existsSync(dir)) removeAll(dir, 0);
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`cannot remove the unit host's cgroup ${dir}: ${(error as Error).message}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
 
 function hiddenInside(p: string): boolean {
   return TMPFS_DIRS.some((dir) => p === dir || p.startsWith(`${dir}/`));
@@ -104,6 +153,8 @@ export class UnitHost {
     readonly dir: string,
     readonly charmDir: string,
     config: Record<string, unknown>,
+    /** This host's cgroup (supervisord's is `supervisor.service` in it), when one could be made. */
+    readonly cgroup: string | undefined,
   ) {
     this.unit = createEmulatedUnit(path.join(dir, 'unit'), path.join(repoRoot, 'dist', 'hooktool.js'), charmDir, { config });
   }
@@ -114,12 +165,14 @@ export class UnitHost {
     // The checkout (dispatch, dist/) and node may live under /home on a CI runner.
     const needed = [dir, ...(options.keep ?? []), repoRoot, charmDir, path.dirname(process.execPath)].map((p) => path.resolve(p));
     const keep = needed.filter(hiddenInside).filter((p, i, all) => !all.some((other, j) => (other === p && j < i) || p.startsWith(`${other}/`)));
+    const cgroup = makeHostCgroup();
     // --kill-child: if unshare dies, so does the namespace's init, and with it every process there.
     const holder = spawn('unshare', [...NAMESPACES, '--propagation', 'private', '--fork', '--mount-proc', '--kill-child', path.join(FIXTURES, 'init.sh'), FIXTURES, ...keep], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      env: { ...process.env, ...(cgroup ? { UNITHOST_CGROUP: cgroup } : {}) },
     });
     const initPid = await UnitHost.waitReady(holder);
-    const host = new UnitHost(holder, initPid, dir, charmDir, options.config ?? {});
+    const host = new UnitHost(holder, initPid, dir, charmDir, options.config ?? {}, cgroup);
     onCleanup(() => host.stop());
     return host;
   }
@@ -327,12 +380,14 @@ export class UnitHost {
    * every agent with it; the tmpfs go with the last process. Bounded; SIGKILL if it hangs.
    */
   async stop(): Promise<void> {
-    if (this.holder.exitCode !== null || this.holder.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => this.holder.once('exit', () => resolve()));
-    this.holder.stdin?.end();
-    const timer = setTimeout(() => this.holder.kill('SIGKILL'), EXIT_WAIT_MS);
-    await exited;
-    clearTimeout(timer);
+    if (this.holder.exitCode === null && this.holder.signalCode === null) {
+      const exited = new Promise<void>((resolve) => this.holder.once('exit', () => resolve()));
+      this.holder.stdin?.end();
+      const timer = setTimeout(() => this.holder.kill('SIGKILL'), EXIT_WAIT_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (this.cgroup) await removeCgroupTree(this.cgroup);
   }
 }
 

@@ -68,7 +68,11 @@ describeOnUnitHost('the unit-mode test host', () => {
     expect(second).toBeDefined();
     expect(second).not.toBe(first);
     expect(await host.check(['supervisorctl', 'pid'])).toBe(`${second}\n`);
-    expect(await host.standInCalls('systemctl')).toEqual(['is-active supervisor', 'start supervisor', 'is-active supervisor', 'restart supervisor']);
+    await host.check(['systemctl', 'daemon-reload']);
+    expect(await host.standInCalls('systemctl')).toEqual(['is-active supervisor', 'start supervisor', 'is-active supervisor', 'restart supervisor', 'daemon-reload']);
+    // As systemd does, in the service's own cgroup: here under this host's, which no other host shares.
+    expect(host.cgroup).toMatch(/\/unithost-\d+-\d+$/);
+    expect(await host.readFile(`/proc/${second}/cgroup`)).toMatch(new RegExp(`^0::${(host.cgroup as string).replace(/^.*?(\/unithost-)/, '.*$1')}/supervisor\\.service$`, 'm'));
   });
 
   it('ends every process in it when stopped', async () => {
@@ -77,5 +81,7 @@ describeOnUnitHost('the unit-mode test host', () => {
     expect(children.length).toBeGreaterThan(0);
     await host.stop();
     await eventually(() => [host.initPid, ...children].every((pid) => !fs.existsSync(`/proc/${pid}`)), 'every process of the host gone', 5000);
+    // Its cgroup goes with it.
+    expect(fs.existsSync(host.cgroup as string)).toBe(false);
   });
 });

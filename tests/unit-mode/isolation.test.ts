@@ -1,67 +1,62 @@
 /**
  * Job isolation on a unit, for real (tests/helpers/unithost.ts: real users, real cgroups,
- * bubblewrap, an sshd "device", all in private namespaces as root). Two agents, set up as the
- * charm must (docs/isolation.md): one system user each, the lab key readable through a group,
- * run by Debian's supervisord from program files that start them through
- * tf-cmd-scripts/testflinger-agent-contained in a cgroup of their own, the test sandbox on. Jobs on agent A try to reach agent B, the host and the future, and fail; A's test
- * still reaches its device over ssh.
+ * bubblewrap, an sshd "device", all in private namespaces as root), with two agents deployed
+ * **by the charm** (its install hook through dispatch): one system user each, the lab key
+ * readable through the agents' group, started by Debian's supervisord through the charm's
+ * wrapper in a cgroup of their own, the test sandbox on (the option's default), run and result
+ * directories in the per-agent defaults the charm gives them. Jobs on agent A try to reach
+ * agent B, the host and the future, and fail; A's test still reaches its device over ssh.
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { eventually, repoRoot } from '../helpers/tmp';
+import { b64 } from '../helpers/charm';
+import { ConfigRepo } from '../helpers/gitrepo';
+import { sshKeygen } from '../helpers/sshd';
+import { eventually, tempDir } from '../helpers/tmp';
 import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
 const DEVICE_PORT = 2222;
 const AGENTS = ['agent-a', 'agent-b'] as const;
 type AgentName = (typeof AGENTS)[number];
-/** Unique per run: cgroups are not namespaced here, and other test runs may share the machine. */
-const CGROUP_PREFIX = `testflinger-test-${process.pid}`;
 
 let host: UnitHost;
 
-const userOf = (a: AgentName) => `tf-${a}`;
 const homeOf = (a: AgentName) => `/var/lib/testflinger-agent/home/${a}`;
+/** The charm's default for an agent whose conf names no basedirs. */
 const stateOf = (a: AgentName) => `/srv/testflinger/${a}`;
 
 /** The test phase runs the job's test_cmds from testflinger.json, as the connector does. */
 const RUN_TEST_CMDS = `sh -c "$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync("testflinger.json", "utf8")).test_data.test_cmds)')"`;
 
+/** No basedirs: the charm's per-agent defaults must keep the two agents apart. */
 function confOf(a: AgentName): string {
   return JSON.stringify({
     agent_id: a,
     server_address: SERVER,
     job_queues: [`${a}-q`],
     polling_interval: 0.2,
-    execution_basedir: `${stateOf(a)}/run`,
-    logging_basedir: `${stateOf(a)}/logs`,
-    results_basedir: `${stateOf(a)}/results`,
     setup_command: 'true',
     test_command: RUN_TEST_CMDS,
     cleanup_command: 'true',
   });
 }
 
-/** What the charm must do for each agent (users, group, homes, the key, state dirs), as a script. */
-const CHARM_SETUP = `set -eu
-groupadd --system testflinger-agents
-mkdir -p /var/lib/testflinger-agent/home /srv/testflinger
-ssh-keygen -q -t ed25519 -N '' -C lab -f /run/unithost/lab_key
-printf 'Host *\\n  StrictHostKeyChecking no\\n  UserKnownHostsFile /dev/null\\n  LogLevel QUIET\\n' >/run/unithost/ssh_config
-for a in ${AGENTS.join(' ')}; do
-  home=/var/lib/testflinger-agent/home/$a
-  useradd --system --user-group --groups testflinger-agents --home-dir "$home" --no-create-home --shell /bin/bash "tf-$a"
-  # Root's, so the agent's user cannot swap ~/.ssh for a link the charm (root) would then follow.
-  install -d -o root -g root -m 0755 "$home"
-  install -d -o root -g root -m 0755 "$home/.ssh"
-  install -o root -g testflinger-agents -m 0640 /run/unithost/lab_key "$home/.ssh/id_rsa"
-  install -o root -g root -m 0644 /run/unithost/lab_key.pub "$home/.ssh/id_rsa.pub"
-  install -o "tf-$a" -g "tf-$a" -m 0644 /run/unithost/ssh_config "$home/.ssh/config"
-  install -d -o "tf-$a" -g "tf-$a" -m 0700 "/srv/testflinger/$a"
-  mkdir -p "/srv/agent-configs/$a"
-done
-`;
+/** The config repo and the lab key, as an operator would hand them to the charm. */
+function charmConfig(): { config: Record<string, unknown>; keep: string[]; publicKey: string } {
+  const repo = new ConfigRepo('lab1');
+  for (const a of AGENTS) repo.addAgent(a, confOf(a));
+  repo.commit('two agents');
+  const keys = sshKeygen(path.join(tempDir('labkey'), 'lab_key'));
+  const config = {
+    'config-repo': repo.url,
+    'config-dir': 'lab1',
+    'ssh-private-key': b64(fs.readFileSync(keys.privateKey, 'utf8')),
+    'ssh-public-key': b64(`${keys.publicKey}\n`),
+  };
+  return { config, keep: [repo.dir], publicKey: keys.publicKey };
+}
 
 /** A call to the dev server inside the namespace (its loopback is the namespace's own); JSON answers parsed. */
 async function api(method: 'GET' | 'POST', route: string, body?: unknown): Promise<unknown> {
@@ -114,69 +109,15 @@ function argvOf(pid: string): string[] {
   }
 }
 
-/**
- * The program file the charm must write for an agent: no user= line; the root wrapper puts the
- * agent in its cgroup and becomes its user. Values here need no quoting (checked by the charm).
- */
-function programFile(a: AgentName): string {
-  const env = {
-    HOME: homeOf(a),
-    USER: userOf(a),
-    PATH: '/usr/local/bin:/usr/bin:/bin',
-    TESTFLINGER_TEST_SANDBOX: 'on',
-    TESTFLINGER_AGENT_LOCK_SCOPE: '/',
-    TESTFLINGER_AGENT_DIR: `/srv/agent-configs/${a}`,
-  };
-  const command = [
-    path.join(repoRoot, 'tf-cmd-scripts', 'testflinger-agent-contained'), userOf(a), `${CGROUP_PREFIX}-${a}`,
-    process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js'),
-    '-c', `/srv/agent-configs/${a}/testflinger-agent.conf`, '--token-file', '/var/lib/testflinger-agent/refresh_token',
-  ].join(' ');
-  return [
-    `[program:${a}]`,
-    `command=${command}`,
-    `directory=${homeOf(a)}`,
-    'autostart=true', 'autorestart=unexpected', 'exitcodes=2,3', 'startsecs=1', 'startretries=3',
-    'stopsignal=TERM', 'stopwaitsecs=60', 'redirect_stderr=true',
-    `environment=${Object.entries(env).map(([k, v]) => `${k}="${v}"`).join(',')}`,
-    '',
-  ].join('\n');
-}
-
-/** Under Debian's supervisord, from the program file the charm must write. */
-async function startAgents(): Promise<void> {
-  for (const a of AGENTS) {
-    await host.writeFile(`/srv/agent-configs/${a}/testflinger-agent.conf`, confOf(a));
-    await host.writeFile(`/etc/supervisor/conf.d/${a}.conf`, programFile(a));
-  }
-  await host.check(['supervisord', '-c', '/etc/supervisor/supervisord.conf']);
-  await eventually(async () => {
-    const programs = await host.programs();
-    return AGENTS.every((a) => programs.get(a)?.state === 'RUNNING');
-  }, 'both agents RUNNING under supervisord');
-}
-
-/** Removes this run's cgroups (each agent's and any phase cgroup left in it) once their processes are gone. */
-function removeCgroups(): void {
-  const mount = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => / - cgroup2 /.test(l))?.split(' ')[4];
-  if (!mount) return;
-  for (const a of AGENTS) {
-    const dir = path.join(mount, `${CGROUP_PREFIX}-${a}`);
-    if (!fs.existsSync(dir)) continue;
-    for (const child of fs.readdirSync(dir, { withFileTypes: true })) if (child.isDirectory()) fs.rmdirSync(path.join(dir, child.name));
-    fs.rmdirSync(dir);
-  }
-}
-
 describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test sandbox', () => {
   let jobOnB: string;
 
   beforeAll(async () => {
-    host = await UnitHost.start();
+    const { config, keep, publicKey } = charmConfig();
+    host = await UnitHost.start({ config, keep });
     await host.devServer({ port: 8000 });
-    await host.check(['sh', '-c', CHARM_SETUP]);
-    await host.sshd(DEVICE_PORT, await host.readFile('/run/unithost/lab_key.pub'));
-    await startAgents();
+    await host.sshd(DEVICE_PORT, publicKey);
+    await host.hook('install');
     await eventually(async () => {
       const agents = (await api('GET', '/v1/agents/data')) as { name: string; state: string }[];
       return AGENTS.every((a) => agents.some((d) => d.name === a && d.state === 'waiting'));
@@ -188,18 +129,20 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
 
   afterAll(async () => {
     await host?.stop();
-    removeCgroups();
   });
 
-  it('each agent runs as its own user, in its own cgroup, as supervisord reports it', async () => {
+  it('each agent runs as its own user, in its own cgroup, as supervisord reports it; the unit is active', async () => {
     const programs = await host.programs();
     for (const a of AGENTS) {
       const pid = await agentPid(a);
       expect(programs.get(a)?.pid).toBe(pid);
-      const { uid } = await host.userIds(userOf(a));
+      const { uid } = await host.userIds(`tf-${a}`);
       expect({ a, uids: await host.processUids(pid) }).toEqual({ a, uids: [uid, uid, uid, uid] });
-      expect(await host.readFile(`/proc/${pid}/cgroup`)).toMatch(new RegExp(`^0::.*/${CGROUP_PREFIX}-${a}$`, 'm'));
+      expect(await host.readFile(`/proc/${pid}/cgroup`)).toMatch(new RegExp(`^0::.*/supervisor\\.service/${a}$`, 'm'));
     }
+    expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
+    // The cgroup the charm's wrapper made is the agent's to use: no fallback.
+    expect(await host.check(['sh', '-c', 'cat /var/log/supervisor/agent-a-stdout*'])).toMatch(/containment: each phase runs in its own cgroup under "[^"]*\/supervisor\.service\/agent-a"/);
   });
 
   it("a job on A can neither read nor write B's run directory", async () => {
@@ -266,4 +209,33 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     expect(out).toMatch(/^device-says-hi$/m);
     expect(out).toMatch(/ssh=0/);
   });
+
+  it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {
+    host.setConfig({ 'test-sandbox': false });
+    await host.hook('config-changed');
+    expect(host.status).toEqual({ status: 'active', message: '2 agents running; test sandbox off' });
+    // supervisord restarted A and B on their new program files; B's job from before was interrupted.
+    await eventually(async () => {
+      const agents = (await api('GET', '/v1/agents/data')) as { name: string; state: string }[];
+      return AGENTS.every((a) => agents.some((d) => d.name === a && d.state === 'waiting'));
+    }, 'both agents waiting again', 30_000);
+    const busyB = await submit('agent-b', 'echo b-secret >b-results.txt; sleep 60');
+    await eventually(async () => (await result(busyB))['job_state'] === 'test', "B's new job in its test phase", 30_000);
+    const bRun = `${stateOf('agent-b')}/run/${busyB}`;
+    const bAgent = await agentPid('agent-b');
+    const sleepArg = `3000.${parseInt(randomBytes(4).toString('hex'), 16)}`;
+    const out = await testOutput(
+      await submit(
+        'agent-a',
+        `echo "home=$HOME"; touch ${bRun}/planted; echo "write=$?"; kill -9 ${bAgent}; echo "kill=$?"; setsid sh -c 'trap "" TERM; exec sleep ${sleepArg}' </dev/null >/dev/null 2>&1 & sleep 0.5`,
+      ),
+    );
+    expect(out).toMatch(/home=\/var\/lib\/testflinger-agent\/home\/agent-a/);
+    expect(out).toMatch(/write=[1-9]/);
+    expect(out).toMatch(/kill=[1-9]/);
+    expect(await host.exists(`${bRun}/planted`)).toBe(false);
+    expect(await alive(bAgent)).toBe(true);
+    expect(out).toMatch(/cleanup: 1 process left by the test phase was killed: (sleep|sh|setsid)\(\d+\)/);
+    await eventually(() => processesWith(sleepArg).length === 0, 'the daemon gone', 5000);
+  }, 90_000);
 });

@@ -1,11 +1,12 @@
 /**
  * The charm's unit code paths, run for real: no AGENT_HOST_ROOT, the real dispatch with emulated
  * hook tools, in a unit-mode test host (private namespaces, see tests/helpers/unithost.ts). Agents
- * run under Debian's supervisord as the ubuntu user that useradd made, and sign in to a dev server
- * on the namespace's own loopback with the token the charm obtained.
+ * run under Debian's supervisord, each as its own user that useradd made, in a cgroup of its own
+ * (the charm's wrapper), and sign in to a dev server on the namespace's own loopback with the
+ * token the charm obtained. What a job can then reach is tests/unit-mode/isolation.test.ts's.
  */
 import * as fs from 'node:fs';
-import { APT_LOCK_TIMEOUT_S, HOST_PACKAGES } from '../../src/charm/packages';
+import { APT_LOCK_TIMEOUT_S, UNIT_PACKAGES } from '../../src/charm/packages';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { b64, sshKeyPair } from '../helpers/charm';
 import { eventually } from '../helpers/tmp';
@@ -18,11 +19,12 @@ const SECRET_ID = 'secret:d1lab0credentials0001';
 
 let host: UnitHost;
 let repo: ConfigRepo;
-let ubuntu: { uid: number; gid: number };
+/** testflinger-agents' gid. */
+let agentsGid: number;
 const realPasswd = fs.readFileSync('/etc/passwd', 'utf8');
 const keys = sshKeyPair();
 
-/** Polls fast: a USR1 restart shows within a poll. The run/log dirs are the defaults in /tmp. */
+/** Polls fast: a USR1 restart shows within a poll. The run/log dirs are the charm's per-agent defaults. */
 function conf(name: string): string {
   return agentConf(name, {
     server_address: SERVER,
@@ -72,13 +74,21 @@ async function allRunning(names: string[]): Promise<void> {
   }, `${names.join(', ')} waiting on the server`);
 }
 
-/** The agents' processes run as ubuntu: real, effective, saved and filesystem uid. */
-async function expectRunningAsUbuntu(names: string[]): Promise<void> {
+/**
+ * Each agent's process runs as its own user (real, effective, saved and filesystem uid), in its
+ * own cgroup under supervisord's, named after it; no two agents share a uid.
+ */
+async function expectRunningAsOwnUsers(names: string[]): Promise<void> {
   const programs = await host.programs();
+  const uids = new Set<number>();
   for (const name of names) {
     const pid = programs.get(name)?.pid as number;
-    expect({ name, uids: await host.processUids(pid) }).toEqual({ name, uids: [ubuntu.uid, ubuntu.uid, ubuntu.uid, ubuntu.uid] });
+    const { uid } = await host.userIds(`tf-${name}`);
+    uids.add(uid);
+    expect({ name, uids: await host.processUids(pid) }).toEqual({ name, uids: [uid, uid, uid, uid] });
+    expect({ name, cgroup: /^0::(.*)$/m.exec(await host.readFile(`/proc/${pid}/cgroup`))?.[1] }).toEqual({ name, cgroup: expect.stringMatching(new RegExp(`/supervisor\\.service/${name}$`)) });
   }
+  expect(uids.size).toBe(names.length);
 }
 
 describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`, () => {
@@ -106,18 +116,25 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     await host?.stop();
   });
 
-  it('install: packages checked by apt-get, ubuntu made by useradd, supervisord started by systemctl, agents RUNNING as ubuntu', async () => {
+  it('install: packages checked by apt-get, a user per agent made by useradd, supervisord restarted with cgroup delegation, agents RUNNING each as its own user in its own cgroup', async () => {
     await host.hook('install');
-    ubuntu = await host.userIds('ubuntu');
     const lockOption = `-o DPkg::Lock::Timeout=${APT_LOCK_TIMEOUT_S}`;
-    expect(await host.standInCalls('apt-get')).toEqual([`${lockOption} update -q`, `${lockOption} install -y -q ${HOST_PACKAGES.join(' ')}`]);
-    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor']);
-    expect(ubuntu.uid).toBeGreaterThan(0);
+    expect(await host.standInCalls('apt-get')).toEqual([`${lockOption} update -q`, `${lockOption} install -y -q ${UNIT_PACKAGES.join(' ')}`]);
+    expect(UNIT_PACKAGES).toContain('bubblewrap');
+    // The package's supervisord ran without delegation: the charm restarts it once with it (install: no job runs yet).
+    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'daemon-reload', 'restart supervisor']);
+    expect(await host.readFile('/etc/systemd/system/supervisor.service.d/zz-testflinger-delegate.conf')).toMatch(/^\[Service\]\nDelegate=yes$/m);
+    agentsGid = Number((await host.check(['getent', 'group', 'testflinger-agents'])).split(':')[2]);
+    for (const name of ['agent-1', 'agent-2']) {
+      const entry = (await host.check(['getent', 'passwd', `tf-${name}`])).trim().split(':');
+      expect(entry.slice(5)).toEqual([`/var/lib/testflinger-agent/home/${name}`, '/bin/bash']);
+      expect(await host.check(['id', '-nG', `tf-${name}`])).toBe(`tf-${name} testflinger-agents\n`);
+    }
     // useradd wrote the namespace's /etc only.
     expect(fs.readFileSync('/etc/passwd', 'utf8')).toBe(realPasswd);
 
     await allRunning(['agent-1', 'agent-2']);
-    await expectRunningAsUbuntu(['agent-1', 'agent-2']);
+    await expectRunningAsOwnUsers(['agent-1', 'agent-2']);
     // Juju follows with config-changed and start: nothing changed, nothing restarts.
     const before = await pids();
     await host.hook('config-changed');
@@ -125,31 +142,49 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(await pids()).toEqual(before);
     // Debian's supervisord, on Debian's socket, reading the charm's files from its conf.d.
     expect((await host.stat('/var/run/supervisor.sock')).type).toBe('socket');
-    expect(await host.readFile('/etc/supervisor/conf.d/agent-1.conf')).toMatch(/^user=ubuntu$/m);
+    const program = await host.readFile('/etc/supervisor/conf.d/agent-1.conf');
+    expect(program).not.toMatch(/^user=/m);
+    expect(program).toMatch(/^command=\/srv\/testflinger-agent\/bin\/testflinger-agent-contained tf-agent-1 agent-1 \/srv\/testflinger-agent\/bin\/testflinger-agent -c /m);
+    expect(program).toMatch(/TESTFLINGER_TEST_SANDBOX="on",TESTFLINGER_SANDBOX_PROGRAM="\/usr\/lib\/testflinger-agent-host\/bwrap"/);
+    expect(await host.stat('/srv/testflinger-agent/bin/testflinger-agent-contained')).toEqual({ uid: 0, gid: 0, mode: 0o755, type: 'regular file' });
     expect(await host.readFile('/etc/supervisor/conf.d/zz-testflinger-limits.conf')).toMatch(/^\[supervisord\]\nminfds=1024\nminprocs=1024$/m);
-    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor']);
+    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'daemon-reload', 'restart supervisor']);
     await host.hook('update-status');
     expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
   });
 
-  it('the SSH files, the token file and what the agents write are really owned by ubuntu', async () => {
-    expect(await host.stat('/home/ubuntu/.ssh')).toEqual({ ...ubuntu, mode: 0o700, type: 'directory' });
-    expect(await host.stat('/home/ubuntu/.ssh/id_rsa')).toEqual({ ...ubuntu, mode: 0o600, type: 'regular file' });
-    expect(await host.stat('/home/ubuntu/.ssh/id_rsa.pub')).toEqual({ ...ubuntu, mode: 0o644, type: 'regular file' });
-    expect(await host.stat('/home/ubuntu/.ssh/config')).toEqual({ ...ubuntu, mode: 0o640, type: 'regular file' });
-    expect(await host.readFile('/home/ubuntu/.ssh/id_rsa')).toBe(keys.privateKey);
+  it("each agent's home and SSH files are root's, its ssh config and state directory its user's; the key and the token its group's", async () => {
+    const root = { uid: 0, gid: 0 };
+    for (const name of ['agent-1', 'agent-2']) {
+      const home = `/var/lib/testflinger-agent/home/${name}`;
+      const user = await host.userIds(`tf-${name}`);
+      expect(await host.stat(home)).toEqual({ ...root, mode: 0o755, type: 'directory' });
+      expect(await host.stat(`${home}/.ssh`)).toEqual({ ...root, mode: 0o755, type: 'directory' });
+      expect(await host.stat(`${home}/.ssh/id_rsa`)).toEqual({ uid: 0, gid: agentsGid, mode: 0o640, type: 'regular file' });
+      expect(await host.stat(`${home}/.ssh/id_rsa.pub`)).toEqual({ ...root, mode: 0o644, type: 'regular file' });
+      expect(await host.stat(`${home}/.ssh/config`)).toEqual({ ...user, mode: 0o644, type: 'regular file' });
+      expect(await host.stat(`/srv/testflinger/${name}`)).toEqual({ ...user, mode: 0o700, type: 'directory' });
+      // The agent's lock, in its own default logging_basedir: written by the agent itself.
+      expect(await host.stat(`/srv/testflinger/${name}/logs/${name}.pid`)).toMatchObject(user);
+      // The agent's user, and not root, can use the key; it cannot replace it, nor ~/.ssh.
+      expect((await host.execAs(`tf-${name}`, ['sh', '-c', 'head -c 10 ~/.ssh/id_rsa'])).stdout).toBe(keys.privateKey.slice(0, 10));
+      expect((await host.execAs(`tf-${name}`, ['sh', '-c', 'mv ~/.ssh ~/.ssh-old || rm -f ~/.ssh/id_rsa || echo x >~/.ssh/id_rsa'])).exitCode).not.toBe(0);
+    }
+    expect(await host.readFile('/var/lib/testflinger-agent/home/agent-1/.ssh/id_rsa')).toBe(keys.privateKey);
+    expect(await host.exists('/home/ubuntu/.ssh')).toBe(false);
     // The token is root's, readable by the agents' group: no job can replace it.
-    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: ubuntu.gid, mode: 0o640, type: 'regular file' });
+    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: agentsGid, mode: 0o640, type: 'regular file' });
     expect(await host.stat('/var/lib/testflinger-agent')).toMatchObject({ uid: 0, gid: 0, type: 'directory' });
-    expect((await host.execAs('ubuntu', ['sh', '-c', 'echo x > /var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
-    // The agent's lock, in the default logging_basedir: written by the agent itself.
-    expect(await host.stat('/tmp/testflinger/logs/agent-1.pid')).toMatchObject(ubuntu);
-    // ubuntu, and not root, can use the key.
-    expect((await host.execAs('ubuntu', ['sh', '-c', 'head -c 10 ~/.ssh/id_rsa'])).stdout).toBe(keys.privateKey.slice(0, 10));
-    expect((await host.execAs('ubuntu', ['cat', '/etc/shadow'])).exitCode).not.toBe(0);
+    expect((await host.execAs('tf-agent-1', ['sh', '-c', 'echo x > /var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
+    // One agent's user cannot reach another's state directory.
+    expect((await host.execAs('tf-agent-1', ['ls', '/srv/testflinger/agent-2'])).exitCode).not.toBe(0);
+    expect((await host.execAs('tf-agent-1', ['cat', '/etc/shadow'])).exitCode).not.toBe(0);
+    // The charm's bwrap: runnable by the agents' group only.
+    expect(await host.stat('/usr/lib/testflinger-agent-host/bwrap')).toEqual({ uid: 0, gid: agentsGid, mode: 0o750, type: 'regular file' });
+    expect(await host.readFile('/etc/apparmor.d/testflinger-bwrap')).toMatch(/^profile testflinger-bwrap \/usr\/lib\/testflinger-agent-host\/bwrap flags=\(unconfined\) \{\n {2}userns,$/m);
   });
 
-  it('a job runs to completion through the phase scripts, its commands as ubuntu', async () => {
+  it("a job runs to completion through the phase scripts, its commands as its agent's user, in the sandbox's throwaway home", async () => {
     const { job_id: id } = (await serverApi('POST', '/v1/job', {
       job_queue: 'agent-1-queue',
       provision_data: { distro: 'noble' },
@@ -160,11 +195,11 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
       return view['job_state'] === 'complete' ? view : undefined;
     }, 'the job complete', 30_000);
     expect(result).toMatchObject({ setup_status: 0, provision_status: 0, test_status: 0, cleanup_status: 0 });
-    expect(result['test_output']).toMatch(/ubuntu \/home\/ubuntu/);
-    expect(await host.stat('/home/ubuntu/.job-was-here')).toMatchObject(ubuntu);
+    expect(result['test_output']).toMatch(/tf-agent-1 \/var\/lib\/testflinger-agent\/home\/agent-1/);
+    expect(await host.exists('/var/lib/testflinger-agent/home/agent-1/.job-was-here')).toBe(false);
   });
 
-  it('update-configs adds an agent: it starts as ubuntu; the others and supervisord keep running', async () => {
+  it('update-configs adds an agent: its user is made and it starts as that user; the others and supervisord keep running', async () => {
     const before = await pids();
     const supervisord = await host.supervisordPid();
     repo.addAgent('agent-3', conf('agent-3')).commit('a third agent');
@@ -172,48 +207,56 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect({ failed, message }).toEqual({ failed: false, message: '' });
     expect(results).toMatchObject({ added: 'agent-3', removed: '', changed: '', restarted: '', agents: '3' });
     await allRunning(['agent-1', 'agent-2', 'agent-3']);
-    await expectRunningAsUbuntu(['agent-3']);
+    await expectRunningAsOwnUsers(['agent-1', 'agent-2', 'agent-3']);
     expect(await pids()).toMatchObject(before);
     expect(await host.supervisordPid()).toBe(supervisord);
-    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor']);
+    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'daemon-reload', 'restart supervisor']);
   });
 
-  it('limits that changed (a drop-in from an older charm) restart supervisord with systemctl, and the agents come back as ubuntu', async () => {
+  it('limits that changed (a drop-in from an older charm) restart supervisord with systemctl, and the agents come back as their users', async () => {
     const before = await pids();
     const supervisord = await host.supervisordPid();
     const limits = '/etc/supervisor/conf.d/zz-testflinger-limits.conf';
     const current = await host.readFile(limits);
     await host.check(['sh', '-c', `printf '[supervisord]\\nminfds=4096\\nminprocs=4096\\n' >${limits}`]);
     await host.hook('config-changed');
-    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'restart supervisor']);
+    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'daemon-reload', 'restart supervisor', 'restart supervisor']);
     expect(host.unit.state().logs.map((l) => l.message)).toContain('restarting supervisord for the limits of 3 agents (no agent is running a job)');
     expect(await host.readFile(limits)).toBe(current);
     expect(await host.supervisordPid()).not.toBe(supervisord);
     await allRunning(['agent-1', 'agent-2', 'agent-3']);
     const after = await pids();
     for (const name of ['agent-1', 'agent-2', 'agent-3']) expect(after[name]).not.toBe(before[name]);
-    await expectRunningAsUbuntu(['agent-1', 'agent-2', 'agent-3']);
+    await expectRunningAsOwnUsers(['agent-1', 'agent-2', 'agent-3']);
     await host.hook('update-status');
     expect(host.status).toEqual({ status: 'active', message: '3 agents running' });
   });
 
-  it('a job that turns ~/.ssh into a link to conf.d gets nothing written or chowned there; the agents keep running', async () => {
-    const before = await pids();
-    expect((await host.execAs('ubuntu', ['sh', '-c', 'rm -rf ~/.ssh && ln -s /etc/supervisor/conf.d ~/.ssh'])).exitCode).toBe(0);
+  it('a bwrap that cannot make a sandbox blocks the unit, naming test-sandbox; test-sandbox=false runs the agents without it and says so', async () => {
+    // The distribution's bwrap, refused its namespaces (as on Ubuntu 24.04 without the profile).
+    const refusing = '#!/bin/sh\necho "bwrap: setting up uid map: Permission denied" >&2\nexit 1\n';
+    await host.writeFile('/run/unithost/bwrap-refusing', refusing);
+    await host.check(['sh', '-c', 'chmod 0755 /run/unithost/bwrap-refusing && mount --bind /run/unithost/bwrap-refusing /usr/bin/bwrap']);
     await host.hook('config-changed');
-    expect(host.status?.status).toBe('blocked');
-    expect(host.status?.message).toMatch(/^SSH files: \/home\/ubuntu\/\.ssh is not a directory/);
-    expect((await host.check(['ls', '/etc/supervisor/conf.d'])).split('\n').filter((f) => /id_rsa|config/.test(f))).toEqual([]);
-    expect(await host.stat('/etc/supervisor/conf.d')).toMatchObject({ uid: 0, gid: 0 });
-    expect(await pids()).toEqual(before);
-    // The job's mess undone: the next hook writes the files again and the unit is active.
-    expect((await host.execAs('ubuntu', ['sh', '-c', 'rm ~/.ssh'])).exitCode).toBe(0);
+    expect(host.status).toEqual({
+      status: 'blocked',
+      message: 'test-sandbox: bwrap cannot make a sandbox here (bwrap: setting up uid map: Permission denied); set test-sandbox=false to run tests on the bare host',
+    });
+    host.setConfig({ 'test-sandbox': false });
     await host.hook('config-changed');
+    await allRunning(['agent-1', 'agent-2', 'agent-3']);
+    expect(await host.readFile('/etc/supervisor/conf.d/agent-1.conf')).toMatch(/TESTFLINGER_TEST_SANDBOX="off"/);
+    expect(host.status).toEqual({ status: 'active', message: '3 agents running; test sandbox off' });
+    // The real bwrap back, the sandbox on again: copied again, checked, active.
+    await host.check(['umount', '/usr/bin/bwrap']);
+    host.setConfig({ 'test-sandbox': true });
+    await host.hook('config-changed');
+    await allRunning(['agent-1', 'agent-2', 'agent-3']);
     expect(host.status).toEqual({ status: 'active', message: '3 agents running' });
-    expect(await host.stat('/home/ubuntu/.ssh/id_rsa')).toMatchObject({ ...ubuntu, mode: 0o600 });
+    expect(await host.readFile('/etc/supervisor/conf.d/agent-1.conf')).toMatch(/TESTFLINGER_TEST_SANDBOX="on"/);
   });
 
-  it('upgrade-charm: every agent, idle, restarts on its own (USR1) and comes back as ubuntu; supervisord stays', async () => {
+  it('upgrade-charm: every agent, idle, restarts on its own (USR1) and comes back as its user; supervisord stays', async () => {
     const before = await pids();
     const supervisord = await host.supervisordPid();
     await host.hook('upgrade-charm');
@@ -222,17 +265,33 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
       return Object.keys(before).every((n) => now[n] !== undefined && now[n] !== before[n]);
     }, 'every agent restarted');
     await allRunning(['agent-1', 'agent-2', 'agent-3']);
-    await expectRunningAsUbuntu(['agent-1', 'agent-2', 'agent-3']);
+    await expectRunningAsOwnUsers(['agent-1', 'agent-2', 'agent-3']);
     expect(await host.check(['sh', '-c', 'cat /var/log/supervisor/agent-1-stdout*'])).toMatch(/exiting for a safe restart/);
     expect(await host.supervisordPid()).toBe(supervisord);
-    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'restart supervisor']);
+    expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'daemon-reload', 'restart supervisor', 'restart supervisor']);
+  });
+
+  it('update-configs removes an agent: it stops, its user is locked (expired) and kept, so its files keep their owner; back, it runs again', async () => {
+    const expiry = async () => (await host.check(['getent', 'shadow', 'tf-agent-3'])).split(':')[7];
+    expect(await expiry()).toBe('');
+    repo.removeAgent('agent-3').commit('agent-3 leaves');
+    expect((await host.action('update-configs')).results).toMatchObject({ removed: 'agent-3', agents: '2' });
+    expect(await host.pidsOf('tf-agent-3')).toEqual([]);
+    expect(await expiry()).toBe('1');
+    expect((await host.check(['passwd', '--status', 'tf-agent-3'])).split(' ')[1]).toBe('L');
+    expect(await host.stat('/srv/testflinger/agent-3')).toMatchObject(await host.userIds('tf-agent-3'));
+    repo.addAgent('agent-3', conf('agent-3')).commit('agent-3 is back');
+    expect((await host.action('update-configs')).results).toMatchObject({ added: 'agent-3', agents: '3' });
+    expect(await expiry()).toBe('');
+    await allRunning(['agent-1', 'agent-2', 'agent-3']);
+    await expectRunningAsOwnUsers(['agent-3']);
   });
 
   it('remove: the agents stop and their program files go; the distribution\'s supervisord stays', async () => {
     await host.hook('remove');
     expect(await host.programs()).toEqual(new Map());
     expect((await host.check(['ls', '/etc/supervisor/conf.d'])).trim()).toBe('zz-testflinger-limits.conf');
-    expect(await host.pidsOf('ubuntu')).toEqual([]);
+    for (const name of ['agent-1', 'agent-2', 'agent-3']) expect(await host.pidsOf(`tf-${name}`)).toEqual([]);
     expect(await host.supervisordPid()).toBeDefined();
   });
 });

@@ -2,6 +2,7 @@
  * The restart and limits rules, as tables: a previous state and what this event finds in, a plan
  * out. No git, no files, no supervisord.
  */
+import { agentUserName } from '../../src/charm/agentusers';
 import { plan, type DesiredAgent, type Plan, type PlanInputs } from '../../src/charm/plan';
 import { emptyHostState, type HostState } from '../../src/charm/state';
 
@@ -26,8 +27,8 @@ function appliedState(agents: DesiredAgent[], changes: Partial<HostState> = {}):
 
 const two = [agent('agent-1'), agent('agent-2')];
 
-function inputs(changes: Partial<PlanInputs> & { busy?: string[]; limitsCurrent?: boolean; running?: boolean } = {}): PlanInputs {
-  const { busy = [], limitsCurrent = true, running = true, ...rest } = changes;
+function inputs(changes: Partial<PlanInputs> & { busy?: string[]; limitsCurrent?: boolean; delegationCurrent?: boolean; running?: boolean } = {}): PlanInputs {
+  const { busy = [], limitsCurrent = true, delegationCurrent = true, running = true, ...rest } = changes;
   const previous = rest.previous ?? appliedState(two);
   return {
     previous,
@@ -35,7 +36,8 @@ function inputs(changes: Partial<PlanInputs> & { busy?: string[]; limitsCurrent?
     invalid: {},
     ports: { ...previous.ports, 'agent-3': 8202 },
     sharedHash: 'shared',
-    supervisord: { running, limitsCurrent: () => limitsCurrent },
+    supervisord: { running, limitsCurrent: () => limitsCurrent, delegationCurrent },
+    users: { all: new Set(['tf-agent-1', 'tf-agent-2']), locked: new Set() },
     isBusy: (name) => busy.includes(name),
     capacity: roomy,
     restartAll: false,
@@ -87,14 +89,18 @@ describe('plan: supervisord and its limits', () => {
     ['pending from before, the busy agent now idle: restarted', { previous: appliedState(two, { limitsRestartPending: true }) }, { step: 'restart', pending: false, waitFor: [], toSignal: [] }],
     ['pending from before, still busy: still pending', { previous: appliedState(two, { limitsRestartPending: true }), busy: ['agent-1'] }, { step: 'keep', pending: true, waitFor: ['agent-1'], toSignal: [] }],
     ['install may restart it even with an agent busy', { limitsCurrent: false, busy: ['agent-1'], mayRestartSupervisor: true }, { step: 'restart', pending: false, waitFor: [], toSignal: [] }],
+    ['cgroup delegation new, no agent busy: restarted now', { delegationCurrent: false, sharedHash: 'other' }, { step: 'restart', pending: false, waitFor: [], toSignal: [] }],
+    ['cgroup delegation new, one agent busy: restart pending, waiting for that agent', { delegationCurrent: false, busy: ['agent-1'] }, { step: 'keep', pending: true, waitFor: ['agent-1'], toSignal: [] }],
+    ['cgroup delegation new at install, an agent busy: restarted', { delegationCurrent: false, busy: ['agent-1'], mayRestartSupervisor: true }, { step: 'restart', pending: false, waitFor: [], toSignal: [] }],
   ])('%s', (_case, given, expected) => {
     const decided = plan(inputs(given));
     expect({ step: decided.supervisord.kind, pending: decided.next.limitsRestartPending, waitFor: decided.limitsWaitFor, toSignal: decided.toSignal }).toEqual(expected);
   });
 
-  it('writes limits that are out of date even while their restart waits', () => {
-    expect(plan(inputs({ limitsCurrent: false, busy: ['agent-1'] })).supervisord).toEqual({ kind: 'keep', writeLimits: true });
-    expect(plan(inputs({ previous: appliedState(two, { limitsRestartPending: true }), busy: ['agent-1'] })).supervisord).toEqual({ kind: 'keep', writeLimits: false });
+  it('writes limits and delegation that are out of date even while their restart waits', () => {
+    expect(plan(inputs({ limitsCurrent: false, busy: ['agent-1'] })).supervisord).toEqual({ kind: 'keep', writeLimits: true, writeDelegation: false });
+    expect(plan(inputs({ delegationCurrent: false, busy: ['agent-1'] })).supervisord).toEqual({ kind: 'keep', writeLimits: false, writeDelegation: true });
+    expect(plan(inputs({ previous: appliedState(two, { limitsRestartPending: true }), busy: ['agent-1'] })).supervisord).toEqual({ kind: 'keep', writeLimits: false, writeDelegation: false });
   });
 
   it('asks whether agents are busy only when a restart is due', () => {
@@ -106,5 +112,31 @@ describe('plan: supervisord and its limits', () => {
   it('names a host too small for its agents', () => {
     expect(plan(inputs({ capacity: { maxOpenFiles: 512, memTotalMb: 65536 } })).next.capacityProblem).toBe('host too small: 2 agents need 1024 open files but the hard limit is 512');
     expect(plan(inputs()).next.capacityProblem).toBeNull();
+  });
+});
+
+describe('plan: one user per agent', () => {
+  const three = [...two, agent('agent-3')];
+  it.each<[string, Parameters<typeof inputs>[0], Plan['users']]>([
+    ['every agent has its user: none made, none locked', {}, { add: [], lock: [], unlock: [] }],
+    ['a new agent: its user is made', { agents: three }, { add: ['agent-3'], lock: [], unlock: [] }],
+    ['a user deleted by hand: made again', { users: { all: new Set(['tf-agent-2']), locked: new Set() } }, { add: ['agent-1'], lock: [], unlock: [] }],
+    ['an agent gone: its user is locked, not deleted', { agents: [agent('agent-1')] }, { add: [], lock: ['agent-2'], unlock: [] }],
+    ['an agent gone whose user is gone too: nothing to lock', { agents: [agent('agent-1')], users: { all: new Set(['tf-agent-1']), locked: new Set() } }, { add: [], lock: [], unlock: [] }],
+    ['an agent gone whose user is locked already: locked once', { agents: [agent('agent-1')], users: { all: new Set(['tf-agent-1', 'tf-agent-2']), locked: new Set(['tf-agent-2']) } }, { add: [], lock: [], unlock: [] }],
+    ['an agent back whose user was locked: unlocked, not made', { users: { all: new Set(['tf-agent-1', 'tf-agent-2']), locked: new Set(['tf-agent-2']) } }, { add: [], lock: [], unlock: ['agent-2'] }],
+    ['a kept bad agent keeps its user', { agents: [agent('agent-1')], invalid: { 'agent-2': 'bad conf' } }, { add: [], lock: [], unlock: [] }],
+    ['a sandbox (no users of its own): nothing', { agents: three, users: null }, { add: [], lock: [], unlock: [] }],
+  ])('%s', (_case, given, expected) => {
+    expect(plan(inputs(given)).users).toEqual(expected);
+  });
+
+  it('a long agent name gets a user of at most 32 characters that no other name shares', () => {
+    const long = `agent-${'x'.repeat(40)}`;
+    const users = plan(inputs({ agents: [agent(long), agent(`${long}y`)], users: { all: new Set(), locked: new Set() } })).users.add.map(agentUserName);
+    expect(users.every((u) => u.length <= 32 && /^tf-agent-x{14}-[0-9a-f]{8}$/.test(u))).toBe(true);
+    expect(new Set(users).size).toBe(2);
+    expect(agentUserName('agent-1')).toBe('tf-agent-1');
+    expect(agentUserName('a'.repeat(29))).toBe(`tf-${'a'.repeat(29)}`);
   });
 });

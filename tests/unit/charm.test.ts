@@ -4,7 +4,10 @@ import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { ActiveStatus } from '../../src/ops';
 import { hostPaths } from '../../src/charm/paths';
-import { loadHostState } from '../../src/charm/state';
+import { parseAgentConfig } from '../../src/agent/config';
+import { parseCharmConfig } from '../../src/charm/config';
+import { emptyHostState, loadHostState } from '../../src/charm/state';
+import { unitStatus } from '../../src/charm/unitstatus';
 import { b64, capacity, charmHarness, labAgentConf, labRepo, markBusy, programDir, sshKeyPair } from '../helpers/charm';
 import { ConfigRepo } from '../helpers/gitrepo';
 
@@ -471,5 +474,41 @@ describe('actions', () => {
     expect(out.actionFailure).toBeUndefined();
     expect(out.actionResults['version']).toMatch(/^src-[0-9a-f]{12}-[0-9a-f]{12}$/);
     expect(fs.readFileSync(path.join(root, 'srv/testflinger-agent/current/testflinger-agent.js'), 'utf8')).toBe('// agent\n');
+  });
+});
+
+describe('the test sandbox in the status', () => {
+  const options = { 'config-repo': '/srv/repo', 'config-dir': 'lab1' };
+  const applied = { ...emptyHostState(), appliedPrograms: { 'agent-1': 'p1', 'agent-2': 'p2' } };
+  const running = [{ name: 'agent-1', state: 'RUNNING', description: '' }, { name: 'agent-2', state: 'RUNNING', description: '' }];
+
+  it('on by default; a sandbox that cannot run blocks, naming test-sandbox and what to do, within 200 characters', () => {
+    const reason = `bwrap: setting up uid map: Permission denied ${'x'.repeat(300)}`;
+    const status = unitStatus(parseCharmConfig(options), { ...applied, sandboxProblem: reason }, running);
+    expect(status.name).toBe('blocked');
+    expect(status.message).toMatch(/^test-sandbox: bwrap cannot make a sandbox here \(bwrap: setting up uid map: Permission denied x+…\); set test-sandbox=false to run tests on the bare host$/);
+    expect(status.message.length).toBeLessThanOrEqual(200);
+    expect(unitStatus(parseCharmConfig(options), applied, running)).toEqual(new ActiveStatus('2 agents running'));
+  });
+
+  it('off: active, and says so; an old problem with the sandbox no longer blocks', () => {
+    const off = parseCharmConfig({ ...options, 'test-sandbox': false });
+    expect(unitStatus(off, { ...applied, sandboxProblem: 'bwrap: no' }, running)).toEqual(new ActiveStatus('2 agents running; test sandbox off'));
+  });
+});
+
+describe("an agent's default directories (what the charm's busy check and the agent both read)", () => {
+  const conf = 'agent_id: agent-1\njob_queues: [q]\n';
+  it('under the state directory the program file names, one per agent', () => {
+    expect(parseAgentConfig(conf, 'c', '/srv/testflinger/agent-1')).toMatchObject({
+      execution_basedir: '/srv/testflinger/agent-1/run',
+      logging_basedir: '/srv/testflinger/agent-1/logs',
+      results_basedir: '/srv/testflinger/agent-1/results',
+    });
+  });
+
+  it("a conf's own basedirs win; without a state directory, upstream's defaults", () => {
+    expect(parseAgentConfig(`${conf}execution_basedir: /data/run\n`, 'c', '/srv/testflinger/agent-1')).toMatchObject({ execution_basedir: '/data/run', logging_basedir: '/srv/testflinger/agent-1/logs' });
+    expect(parseAgentConfig(conf, 'c')).toMatchObject({ execution_basedir: '/tmp/testflinger/run' });
   });
 });

@@ -1,0 +1,96 @@
+/**
+ * One system user per agent, all in one group (docs/isolation.md, "One system user per agent"):
+ * the names are pure functions of the agent's name; reading /etc/passwd and /etc/group tells
+ * which exist; useradd, groupadd and usermod make and lock them (real units only).
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import type { Runner } from '../common/exec';
+import type { FileOwner } from '../common/privileges';
+import { SAFE_NAME } from './values';
+
+/** Every agent user's group: it may read the lab key and the token and run the charm's bwrap. */
+export const AGENTS_GROUP = 'testflinger-agents';
+/** useradd's limit on a user name (LOGIN_NAME_MAX less one on Linux). */
+const MAX_USER_NAME = 32;
+const PREFIX = 'tf-';
+/** A long name keeps this much of itself and adds a hash, so two long names never share a user. */
+const KEPT_OF_LONG_NAME = 20;
+
+/** The agent's user: `tf-<name>`, or `tf-<first 20>-<8 hex of sha256(name)>` when that is too long. */
+export function agentUserName(agent: string): string {
+  if (!SAFE_NAME.test(agent)) throw new Error('not a safe agent name');
+  const whole = `${PREFIX}${agent}`;
+  if (whole.length <= MAX_USER_NAME) return whole;
+  const hash = createHash('sha256').update(agent).digest('hex').slice(0, 8);
+  return `${PREFIX}${agent.slice(0, KEPT_OF_LONG_NAME)}-${hash}`;
+}
+
+/** Name → ids of the entries of a passwd or group file (`name:x:id:...`); none when it is missing. */
+export function readIdFile(file: string): Map<string, FileOwner> {
+  let text = '';
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return new Map();
+  }
+  const entries = new Map<string, FileOwner>();
+  for (const line of text.split('\n')) {
+    const [name = '', , id = '', gid = id] = line.split(':');
+    if (name && /^\d+$/.test(id)) entries.set(name, { uid: Number(id), gid: Number(gid) });
+  }
+  return entries;
+}
+
+/** The agents' group, made when missing; returns its gid. */
+export async function ensureAgentsGroup(run: Runner, groupFile = '/etc/group'): Promise<number> {
+  const existing = readIdFile(groupFile).get(AGENTS_GROUP);
+  if (existing) return existing.uid;
+  await run('groupadd', ['--system', AGENTS_GROUP]);
+  const made = readIdFile(groupFile).get(AGENTS_GROUP);
+  if (!made) throw new Error(`groupadd made no ${AGENTS_GROUP} group in ${groupFile}`);
+  return made.uid;
+}
+
+/** A system user with its own group, in the agents' group, with no home made for it (the charm makes it, root's). */
+export async function addAgentUser(run: Runner, user: string, home: string): Promise<void> {
+  await run('useradd', ['--system', '--user-group', '--groups', AGENTS_GROUP, '--no-create-home', '--home-dir', home, '--shell', '/bin/bash', '--', user]);
+}
+
+/** The account expiry (days since 1970) that marks a locked agent user: expired, so PAM refuses any login. */
+const LOCKED_EXPIRY = '1';
+
+/**
+ * A removed agent's user stays (its files keep their owner) but is locked: its password (a
+ * system user's is locked already) and its account, expired, so no PAM login (su, ssh, cron) works.
+ */
+export async function lockAgentUser(run: Runner, user: string): Promise<void> {
+  await run('usermod', ['--lock', '--expiredate', LOCKED_EXPIRY, '--', user]);
+}
+
+/** An agent that came back gets its user again: the account no longer expired. */
+export async function unlockAgentUser(run: Runner, user: string): Promise<void> {
+  await run('usermod', ['--expiredate', '', '--', user]);
+}
+
+/** The users a shadow file marks locked (expired as lockAgentUser does). */
+export function readLockedUsers(shadowFile: string): Set<string> {
+  let text = '';
+  try {
+    text = fs.readFileSync(shadowFile, 'utf8');
+  } catch {
+    return new Set();
+  }
+  const locked = new Set<string>();
+  for (const line of text.split('\n')) {
+    const fields = line.split(':');
+    if (fields[7] === LOCKED_EXPIRY && fields[0]) locked.add(fields[0]);
+  }
+  return locked;
+}
+
+/** The users on the host, and which of them are locked. */
+export interface HostUsers {
+  readonly all: ReadonlySet<string>;
+  readonly locked: ReadonlySet<string>;
+}
