@@ -12,6 +12,7 @@ import { writeFileAtomic } from '../common/fsutil';
 import type { FileOwner } from '../common/privileges';
 import type { CharmConfig } from './config';
 import type { HostPaths } from './paths';
+import type { SshFileSpec } from './ssh';
 
 export class AgentFilesError extends Error {
   override readonly name = 'AgentFilesError';
@@ -47,14 +48,21 @@ export function writeAgentFiles(paths: HostPaths, config: CharmConfig, agent: Ag
   const stateDir = paths.agentStateDir(agent.name);
   ensureDir(path.dirname(stateDir), ROOT, 0o755);
   ensureDir(stateDir, agent.user, 0o700);
-  const files: [string, string, number, FileOwner][] = [
-    ['id_rsa', config['ssh-private-key'], 0o640, { uid: 0, gid: agentsGid }],
-    ['id_rsa.pub', config['ssh-public-key'], 0o644, ROOT],
-    ['config', config['ssh-config'], 0o644, agent.user],
-  ];
+  const owners: Record<string, FileOwner> = { id_rsa: { uid: 0, gid: agentsGid }, 'id_rsa.pub': ROOT, config: agent.user };
   let changed = false;
-  for (const [name, content, mode, owner] of files) {
-    if (content !== '') changed = writeFileAtomic(path.join(sshDir, name), content, mode, { owner }) || changed;
+  for (const { file, content, mode } of agentSshFiles(paths, config, agent.name)) {
+    const owner = owners[path.basename(file)] as FileOwner;
+    if (content !== '') changed = writeFileAtomic(file, content, mode, { owner }) || changed;
   }
   return changed;
+}
+
+/** An agent's own SSH files, in its root-owned ~/.ssh (owners: writeAgentFiles). */
+export function agentSshFiles(paths: HostPaths, config: CharmConfig, agent: string): SshFileSpec[] {
+  const sshDir = path.join(paths.agentHome(agent), '.ssh');
+  return [
+    { label: `${agent}: ~/.ssh/id_rsa`, file: path.join(sshDir, 'id_rsa'), content: config['ssh-private-key'], mode: 0o640 },
+    { label: `${agent}: ~/.ssh/id_rsa.pub`, file: path.join(sshDir, 'id_rsa.pub'), content: config['ssh-public-key'], mode: 0o644 },
+    { label: `${agent}: ~/.ssh/config`, file: path.join(sshDir, 'config'), content: config['ssh-config'], mode: 0o644 },
+  ];
 }

@@ -63,7 +63,7 @@ export class AgentHostCharm extends CharmBase {
     this.observeAction('update-configs', updateConfigsParams, (event) => this.savingState(() => this.onUpdateConfigs(event)));
     this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.savingState(() => this.onUpdateTestflinger(event)));
     this.observeAction('agent-status', operationParams.agentStatus, (event) => this.operation(event, (op) => agentStatus(op, event.params.agents)));
-    this.observeAction('set-offline', operationParams.setOffline, (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, await this.host.driver.agentUser())));
+    this.observeAction('set-offline', operationParams.setOffline, (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, (agent) => this.host.driver.agentOwner(agent))));
     this.observeAction('set-online', operationParams.setOnline, (event) => this.operation(event, (op) => setOnline(op, event.params.agents)));
     this.observeAction('restart-agents', operationParams.restartAgents, (event) => this.savingState(() => this.onRestartAgents(event)));
     this.observeAction('check-drift', operationParams.checkDrift, (event) => this.savingState(() => this.onCheckDrift(event)));
@@ -351,8 +351,7 @@ export class AgentHostCharm extends CharmBase {
   private async onCheckDrift(event: ActionEvent<z.output<typeof operationParams.checkDrift>>): Promise<void> {
     const config = await this.requireConfig(event);
     if (!config) return;
-    const owner = await this.host.driver.agentUser();
-    const drift = findDrift(this.host, config, this.state, owner);
+    const drift = findDrift(this.host, config, this.state);
     if (!event.params.fix || drift.length === 0) {
       await event.setResults({ count: String(drift.length), drift: driftText(drift) });
       return;
@@ -365,7 +364,7 @@ export class AgentHostCharm extends CharmBase {
       await event.fail(`check-drift: restoring failed: ${this.state.problem}`);
       return;
     }
-    const remaining = findDrift(this.host, config, this.state, owner);
+    const remaining = findDrift(this.host, config, this.state);
     await event.setResults({
       count: String(drift.length),
       drift: driftText(drift),

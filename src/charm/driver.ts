@@ -12,14 +12,14 @@ import { writeFileAtomic } from '../common/fsutil';
 import type { FileOwner } from '../common/privileges';
 import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
-import { writeAgentFiles } from './agentfiles';
+import { agentSshFiles, writeAgentFiles } from './agentfiles';
 import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
 import type { CharmConfig } from './config';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits } from './limits';
 import { installPackages, UNIT_PACKAGES } from './packages';
 import type { HostPaths } from './paths';
-import { writeSshFiles } from './ssh';
+import { sharedSshFiles, writeSshFiles, type SshFileSpec } from './ssh';
 import type { TemplateRenderer } from './templates';
 import { callOverSocket } from './xmlrpc';
 
@@ -104,6 +104,10 @@ export interface HostDriver {
   agentRun(agent: string, config: CharmConfig): AgentRun;
   /** Where the agent's basedirs go when its conf names none; undefined: the agent's own defaults. */
   agentStateDir(agent: string): string | undefined;
+  /** The ids of the user the agent runs as, for work done as that user; none: as we are (a sandbox). */
+  agentOwner(agent: string): FileOwner | undefined;
+  /** The SSH files the charm keeps for these agents: each agent's own, or a sandbox's shared ones. */
+  sshFiles(config: CharmConfig, agents: readonly string[]): SshFileSpec[];
   /** Owner of the refresh token file (root, the agents' group); none: ours, 0600. */
   tokenOwner(): Promise<FileOwner | undefined>;
   readonly supervisord: SupervisordDaemon;
@@ -177,6 +181,8 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
     },
     agentRun: (agent, config) => unitAgentRun(paths, agent, config['test-sandbox']),
     agentStateDir: (agent) => paths.agentStateDir(agent),
+    agentOwner: (agent) => readIdFile(passwd).get(agentUserName(agent)),
+    sshFiles: (config, agents) => agents.flatMap((agent) => agentSshFiles(paths, config, agent)),
     tokenOwner: async () => ({ uid: 0, gid: await agentsGid() }),
     supervisord: {
       // supervisord merges [supervisord] from included files: the drop-in sits beside the programs.
@@ -256,6 +262,8 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     prepareAgents: async () => UNCHECKED,
     agentRun: () => sandboxAgentRun(paths),
     agentStateDir: () => undefined,
+    agentOwner: () => undefined,
+    sshFiles: (config) => sharedSshFiles(paths, config),
     tokenOwner: async () => undefined,
     supervisord: {
       // The limits live in the sandbox's own supervisord.conf.

@@ -80,13 +80,13 @@ export async function agentStatus(op: Operation, selection: string): Promise<Act
 /** Names, or "none": an empty value is easy to misread in `juju run`'s output. */
 const list = (names: readonly string[]) => (names.length > 0 ? names.join(',') : 'none');
 
-export async function setOffline(op: Operation, selection: string, reason: string, owner: FileOwner | undefined): Promise<ActionResults> {
+export async function setOffline(op: Operation, selection: string, reason: string, ownerOf: (agent: string) => FileOwner | undefined): Promise<ActionResults> {
   const facts = await selectedFacts(op, selection);
   const offline: string[] = [];
   const refused: string[] = [];
   for (const f of facts) {
     try {
-      writeMarker(op.host.paths, f.name, reason, owner);
+      writeMarker(op.host.paths, f.name, reason, ownerOf(f.name));
       offline.push(f.name);
     } catch (error) {
       refused.push(`${f.name}: ${(error as Error).message}`);

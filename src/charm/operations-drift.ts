@@ -7,15 +7,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readFileNoFollow, sha256, switchSymlink } from '../common/fsutil';
-import { asUser, type FileOwner } from '../common/privileges';
-import { AGENT_CONF } from './agents';
 import type { CharmConfig } from './config';
 import type { Host } from './host';
 import type { HostPaths } from './paths';
 import { currentRuntimeVersion } from './runtime';
 import { phaseScripts } from './scripts';
 import type { HostState } from './state';
-import { renderProgramFile } from './supervisor';
+import { renderAgentProgram } from './reconcile';
 import { processControlFor } from './supervisorops';
 
 export interface Drift {
@@ -65,16 +63,6 @@ function compareFile(label: string, file: string, expected: string, mode: number
 }
 
 /**
- * The program file as the charm renders it for this agent now. The same inputs as reconcile's
- * renderProgram: the link path of the agent's dir, its port, and the server in the environment.
- */
-function renderedProgram(host: Host, config: CharmConfig, name: string, port: number): string {
-  const agentDir = path.join(host.paths.configsDir, config['config-dir'], name);
-  const extraEnv: Record<string, string> = config['testflinger-server'] ? { TESTFLINGER_SERVER: config['testflinger-server'] } : {};
-  return renderProgramFile(host.renderer, host.paths, { name, confPath: path.join(agentDir, AGENT_CONF), agentDir, metricsPort: port, extraEnv }, host.driver.programRunAs);
-}
-
-/**
  * A program file drifted when it is not what the charm last wrote (the hash in the state). The
  * summary compares it with the file rendered now; when that rendering is not what the charm
  * wrote either (its inputs changed since), the summary says so instead of naming lines.
@@ -86,7 +74,7 @@ function programDrift(host: Host, config: CharmConfig, state: HostState, name: s
   if (sha256(actual.text) === state.appliedPrograms[name]) return undefined;
   let expected: string | undefined;
   try {
-    expected = renderedProgram(host, config, name, state.ports[name] as number);
+    expected = renderAgentProgram(host, config, name, state.ports[name] as number);
   } catch {
     expected = undefined;
   }
@@ -98,17 +86,16 @@ function scriptDrift(host: Host, config: CharmConfig): Drift[] {
   return [...phaseScripts(host.renderer, host.paths, config['config-dir'])].map(([name, content]) => compareFile(name, path.join(host.paths.binDir, name), content, 0o775)).filter((d): d is Drift => d !== undefined);
 }
 
-/** Read as the agent user: the directory is theirs, and root reads nothing through their links. */
-function sshDrift(host: Host, config: CharmConfig, owner: FileOwner | undefined): Drift[] {
-  const { paths } = host;
-  const files: [string, string, string, number][] = [
-    ['~ubuntu/.ssh/id_rsa', paths.sshPrivateKey, config['ssh-private-key'], 0o600],
-    ['~ubuntu/.ssh/id_rsa.pub', paths.sshPublicKey, config['ssh-public-key'], 0o644],
-    ['~ubuntu/.ssh/config', paths.sshConfig, config['ssh-config'], 0o640],
-  ];
+/**
+ * The SSH files the driver keeps: on a unit each agent's own, in root-owned homes; in a sandbox
+ * the shared ones, which are ours. Either way nothing is read through a link (readManaged).
+ */
+function sshDrift(host: Host, config: CharmConfig, agents: readonly string[]): Drift[] {
   // An empty option leaves its file alone, so it has nothing to drift from.
-  const wanted = files.filter(([, , content]) => content !== '');
-  return asUser(owner, () => wanted.map(([label, file, content, mode]) => compareFile(label, file, content, mode)).filter((d): d is Drift => d !== undefined))
+  const wanted = host.driver.sshFiles(config, agents).filter((f) => f.content !== '');
+  return wanted
+    .map((f) => compareFile(f.label, f.file, f.content, f.mode))
+    .filter((d): d is Drift => d !== undefined)
     .map((d) => (d.what.includes('differ') && d.file.endsWith('id_rsa') ? { ...d, what: 'content differs' } : d));
 }
 
@@ -124,12 +111,10 @@ function limitsDrift(host: Host, state: HostState): Drift[] {
 }
 
 /** Every managed file that differs, program files first (in agent order). */
-export function findDrift(host: Host, config: CharmConfig, state: HostState, owner: FileOwner | undefined): Drift[] {
-  const programs = Object.keys(state.appliedPrograms)
-    .sort()
-    .map((name) => programDrift(host, config, state, name))
-    .filter((d): d is Drift => d !== undefined);
-  return [...programs, ...scriptDrift(host, config), ...sshDrift(host, config, owner), ...limitsDrift(host, state), ...runtimeDrift(host, state)];
+export function findDrift(host: Host, config: CharmConfig, state: HostState): Drift[] {
+  const agents = Object.keys(state.appliedPrograms).sort();
+  const programs = agents.map((name) => programDrift(host, config, state, name)).filter((d): d is Drift => d !== undefined);
+  return [...programs, ...scriptDrift(host, config), ...sshDrift(host, config, agents), ...limitsDrift(host, state), ...runtimeDrift(host, state)];
 }
 
 /**

@@ -114,7 +114,7 @@ async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState
   const agents: DesiredAgent[] = [];
   for (const agent of discovered.agents) {
     try {
-      const content = renderProgram(host, config, agent, ports[agent.name] as number);
+      const content = renderAgentProgram(host, config, agent.name, ports[agent.name] as number);
       programs.set(agent.name, content);
       agents.push({ name: agent.name, contentHash: agent.contentHash, agentId: agent.agentId, programHash: sha256(content) });
     } catch (error) {
@@ -291,15 +291,16 @@ async function askToRestart(host: Host, names: readonly string[], log: (m: strin
   }
 }
 
-function renderProgram(host: Host, config: CharmConfig, agent: AgentDir, port: number): string {
+/** The program file the charm writes for this agent now (reconcile, and check-drift to compare). */
+export function renderAgentProgram(host: Host, config: CharmConfig, name: string, port: number): string {
   const extraEnv: Record<string, string> = {};
   if (config['testflinger-server']) extraEnv['TESTFLINGER_SERVER'] = config['testflinger-server'];
   // The link path, not the checkout it points at, so the file survives a config-repo update.
-  const linkDir = path.join(host.paths.configsDir, config['config-dir'], agent.name);
+  const linkDir = path.join(host.paths.configsDir, config['config-dir'], name);
   return renderProgramFile(
     host.renderer,
     host.paths,
-    { name: agent.name, confPath: path.join(linkDir, AGENT_CONF), agentDir: linkDir, metricsPort: port, extraEnv },
-    host.driver.agentRun(agent.name, config),
+    { name, confPath: path.join(linkDir, AGENT_CONF), agentDir: linkDir, metricsPort: port, extraEnv },
+    host.driver.agentRun(name, config),
   );
 }

@@ -20,11 +20,7 @@ export class SshFilesError extends Error {
  * returns whether any file changed. `owner` is undefined in a sandbox: the files are ours.
  */
 export function writeSshFiles(paths: HostPaths, config: CharmConfig, owner: FileOwner | undefined): boolean {
-  const files: [string, string, number][] = [
-    [paths.sshPrivateKey, config['ssh-private-key'], 0o600],
-    [paths.sshPublicKey, config['ssh-public-key'], 0o644],
-    [paths.sshConfig, config['ssh-config'], 0o640],
-  ];
+  const files = sharedSshFiles(paths, config).map((f): [string, string, number] => [f.file, f.content, f.mode]);
   if (files.every(([, content]) => content === '')) return false;
   try {
     return asUser(owner, () => {
@@ -40,4 +36,21 @@ export function writeSshFiles(paths: HostPaths, config: CharmConfig, owner: File
     if (error instanceof SshFilesError) throw error;
     throw new SshFilesError(`SSH files: cannot write them in ${paths.sshDir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+}
+
+/** One SSH file the charm manages: where, what, and its mode. */
+export interface SshFileSpec {
+  label: string;
+  file: string;
+  content: string;
+  mode: number;
+}
+
+/** The shared ~ubuntu/.ssh files of a sandbox. */
+export function sharedSshFiles(paths: HostPaths, config: CharmConfig): SshFileSpec[] {
+  return [
+    { label: '~ubuntu/.ssh/id_rsa', file: paths.sshPrivateKey, content: config['ssh-private-key'], mode: 0o600 },
+    { label: '~ubuntu/.ssh/id_rsa.pub', file: paths.sshPublicKey, content: config['ssh-public-key'], mode: 0o644 },
+    { label: '~ubuntu/.ssh/config', file: paths.sshConfig, content: config['ssh-config'], mode: 0o640 },
+  ];
 }

@@ -150,7 +150,7 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(await host.readFile('/etc/supervisor/conf.d/zz-testflinger-limits.conf')).toMatch(/^\[supervisord\]\nminfds=1024\nminprocs=1024$/m);
     expect(await host.standInCalls('systemctl')).toEqual(['start supervisor', 'daemon-reload', 'restart supervisor']);
     await host.hook('update-status');
-    expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
+    expect(host.status).toEqual({ status: 'active', message: '2 agents: 2 waiting' });
   });
 
   it("each agent's home and SSH files are root's, its ssh config and state directory its user's; the key and the token its group's", async () => {
@@ -229,7 +229,7 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     for (const name of ['agent-1', 'agent-2', 'agent-3']) expect(after[name]).not.toBe(before[name]);
     await expectRunningAsOwnUsers(['agent-1', 'agent-2', 'agent-3']);
     await host.hook('update-status');
-    expect(host.status).toEqual({ status: 'active', message: '3 agents running' });
+    expect(host.status).toEqual({ status: 'active', message: '3 agents: 3 waiting' });
   });
 
   it('a bwrap that cannot make a sandbox blocks the unit, naming test-sandbox; test-sandbox=false runs the agents without it and says so', async () => {
