@@ -100,7 +100,7 @@ describe('an agent host on a real supervisord', () => {
     const before = l.pids();
     await sandbox.hook('start');
     await sandbox.hook('update-status');
-    expect(sandbox.status).toEqual({ status: 'active', message: '2 agents running' });
+    expect(sandbox.status).toEqual({ status: 'active', message: '2 agents: 2 waiting' });
     expect(l.pids()).toEqual(before);
     // The agents signed in with the token the charm obtained; the server refused nothing.
     expect(server.requests.filter((r) => r.path === '/v1/oauth2/token')).toHaveLength(1);
@@ -144,7 +144,7 @@ describe('an agent host on a real supervisord', () => {
     expect(l.pids()).toEqual({ 'agent-1': before['agent-1'], 'agent-3': before['agent-3'] });
     expect(l.ports()).toEqual({ 'agent-1.conf': portsBefore['agent-1.conf'], 'agent-3.conf': portsBefore['agent-3.conf'] });
     await l.sandbox.hook('update-status');
-    expect(l.sandbox.status).toEqual({ status: 'active', message: '2 agents running' });
+    expect(l.sandbox.status).toEqual({ status: 'active', message: '2 agents: 2 waiting' });
   });
 
   it('a bad config-repo URL blocks the unit with the reason and leaves the agents running; fixing it unblocks', async () => {

@@ -12,6 +12,6 @@ it('runs the whole agent host locally: deploy, a job to completion, update-confi
   expect(summary.updateConfigsResults).toMatchObject({ added: 'demo-agent-3', removed: '', changed: '', restarted: '', agents: '3' });
   expect(summary.pidsAfter).toEqual(summary.pidsBefore);
   expect(Object.values(summary.pidsBefore).every((p) => typeof p === 'number')).toBe(true);
-  expect(summary.finalStatus).toBe('active: 3 agents running');
+  expect(summary.finalStatus).toBe('active: 3 agents: 3 waiting');
   expect(lines.join('\n')).toMatch(/supervisord and the dev server stopped; sandbox removed/);
 });
