@@ -209,15 +209,19 @@ export class UnitHost {
   /** Runs a command as root inside the namespaces, with a root login's plain environment. */
   async exec(argv: readonly string[], options: { input?: string; env?: Record<string, string> } = {}): Promise<ExecResult> {
     const env = { PATH: UNIT_PATH, HOME: '/root', LANG: 'C.UTF-8', ...options.env };
-    const stdin = options.input === undefined ? { stdin: 'ignore' as const } : { input: options.input };
-    const result = await execa('nsenter', [...this.nsenter(), ...argv], {
+    // Input goes through a file that root opens as stdin before the command runs: a command that
+    // exits without reading it (a refused redirect) must fail with its own words, not EPIPE.
+    const inputFile = options.input === undefined ? undefined : path.join(this.dir, `stdin-${process.hrtime.bigint()}`);
+    if (inputFile) fs.writeFileSync(inputFile, options.input ?? '', { mode: 0o600 });
+    const command = inputFile ? ['sh', '-c', 'exec "$@" < "$0"', inputFile, ...argv] : argv;
+    const result = await execa('nsenter', [...this.nsenter(), ...command], {
       env,
       extendEnv: false,
       reject: false,
       stripFinalNewline: false,
       timeout: EXEC_TIMEOUT_MS,
-      ...stdin,
-    });
+      stdin: 'ignore',
+    }).finally(() => inputFile && fs.rmSync(inputFile, { force: true }));
     // Output as written (readFile gives a file whole); no exit code: it never ran or was killed.
     return { stdout: result.stdout, stderr: result.stderr || failureText(result), exitCode: result.exitCode ?? -1 };
   }
