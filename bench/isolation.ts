@@ -1,9 +1,8 @@
 /**
  * What containment and the test sandbox cost per phase: `true` run through the agent's phase
  * runner in each mode this machine supports, against a bare spawn of `/bin/sh -c true` measured
- * in the same run, the modes interleaved so that load hits them alike. By hand:
- *
- *   npx esbuild bench/isolation.ts --bundle --platform=node --outfile=/tmp/isolation-bench.js && node /tmp/isolation-bench.js [rounds]
+ * in the same run, the modes interleaved so that load hits them alike. Part of `npm run bench`;
+ * alone: `npm run bench -- --only=isolation`
  *
  * (as root for the cgroup rows; any user for the PID namespace and sandbox rows). The job rows
  * run real agent processes (dist/testflinger-agent.js: `npm run build` first), one per mode.
@@ -73,12 +72,6 @@ export async function measureIsolation(rounds = 40): Promise<IsolationRow[]> {
   return all.map((mode, i) => ({ mode: mode.name, medianMs: median(times[i] ?? []), ratio: median(times[i] ?? []) / base }));
 }
 
-export function isolationTable(rows: readonly IsolationRow[]): string {
-  const lines = ['| mode | median per phase | × bare spawn |', '|---|---|---|'];
-  for (const r of rows) lines.push(`| ${r.mode} | ${r.medianMs.toFixed(1)} ms | ${r.ratio.toFixed(2)} |`);
-  return lines.join('\n');
-}
-
 const SEVEN_PHASES = { setup_command: 'true', provision_command: 'true', firmware_update_command: 'true', test_command: 'true', allocate_command: 'true', reserve_command: 'true', cleanup_command: 'true' };
 const SEVEN_PHASE_JOB = { provision_data: {}, firmware_update_data: {}, test_data: {}, allocate_data: {}, reserve_data: { timeout: 60 } };
 /** Agent processes, one per way of running phases, as the charm's options would set them. */
@@ -130,13 +123,4 @@ async function pickupToComplete(server: DevServer, agent: string): Promise<numbe
   await waitUntil('job complete', 60_000, () => server.resultView(id)?.['job_state'] === 'complete');
   const pickup = server.requests.find((r) => r.path === '/v1/job' && r.status === 200 && r.at >= submitted && r.agent === agent)?.at ?? submitted;
   return Date.now() - pickup;
-}
-
-if (require.main === module) {
-  const rounds = Number(process.argv[2] ?? 40);
-  void (async () => {
-    const phases = await measureIsolation(rounds);
-    const jobs = await measureJobs(Math.max(3, Math.round(rounds / 8)));
-    console.log(isolationTable([...phases, ...jobs]));
-  })();
 }

@@ -15,6 +15,7 @@ import { SandboxHost } from '../src/sandbox/host';
 import { NODE_FLAGS } from '../src/charm/runtime';
 import { CHARM_ARCHES, NODE_RELEASES, SHIPPED_NODE_LINE, defaultCacheDir, hostArch, nodeBinary, type NodeLine } from '../src/pack/noderuntime';
 import { packCharm } from '../src/pack/pack';
+import { measureIsolation, measureJobs } from './isolation';
 import { cpuSeconds, dirBytes, median, percentile, processMemory, sleep, waitUntil, type Memory } from './measure';
 
 const CHARM_DIR = path.resolve(__dirname, '..');
@@ -466,6 +467,19 @@ async function benchJobs(): Promise<void> {
 
 const PARTIAL_MARKER = '## Latest partial run';
 
+/**
+ * Per-phase cost of containment and the test sandbox: one phase against a bare spawn, and whole
+ * 7-phase jobs against today's runner (process group only), each in the same run.
+ */
+async function benchIsolation(): Promise<void> {
+  say('\n# Job isolation (per phase)');
+  for (const r of await measureIsolation(QUICK ? 10 : 40)) row(`isolation, one phase: ${r.mode}`, `${r.medianMs.toFixed(1)} ms`, 'bare spawn, same run', r.ratio, '—');
+  const [today, ...contained] = await measureJobs(QUICK ? 3 : 5);
+  if (!today) return;
+  row(`isolation: ${today.mode}`, `${today.medianMs.toFixed(1)} ms a phase`, '—', '—', '—');
+  for (const r of contained) row(`isolation: ${r.mode}`, `${r.medianMs.toFixed(1)} ms a phase`, `today's runner ${today.medianMs.toFixed(1)} ms`, r.medianMs / today.medianMs, '≤ 2× today');
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   say(`testflinger-agent-host benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores, node ${process.version}${QUICK ? ' (quick)' : ''}`);
@@ -476,6 +490,7 @@ async function main(): Promise<void> {
   if (runs('agents')) await benchFootprint();
   if (runs('memory')) await benchNodeLines();
   if (runs('jobs')) await benchJobs();
+  if (runs('isolation')) await benchIsolation();
   say('\n# Sizes');
   for (const arch of CHARM_ARCHES) {
     const charm = packCharm(CHARM_DIR, path.join(tmp('pack'), `${arch}.charm`), { arch });
