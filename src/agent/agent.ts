@@ -17,6 +17,37 @@ import { AgentReporter } from './reporter';
 
 /** Server states in which the agent takes no jobs and defers restarts. */
 const HOLD_STATES = new Set(['offline', 'maintenance']);
+/**
+ * The comment the agent posts with `offline` while a marker file holds it; the prefix tells its
+ * own hold from an operator's on the server, so removing the marker brings it back.
+ */
+export const MARKER_COMMENT_PREFIX = 'offline marker: ';
+/** A marker's reason is its first line; anyone may write in /tmp, so it is read bounded. */
+const MARKER_READ_MAX = 1024;
+const MARKER_REASON_MAX = 200;
+
+/** The marker's first line (its reason), read without following a link or waiting on a FIFO. */
+export function markerReason(file: string): string {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    if (!fs.fstatSync(fd).isFile()) return '';
+    const buffer = Buffer.alloc(MARKER_READ_MAX);
+    const text = buffer.subarray(0, fs.readSync(fd, buffer, 0, MARKER_READ_MAX, 0)).toString('utf8');
+    return (text.split('\n')[0] ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, MARKER_REASON_MAX);
+  } catch {
+    return '';
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+interface Hold {
+  reason: string;
+  fromServer: boolean;
+  /** For a marker: the comment the server should show while it holds the agent. */
+  comment?: string;
+}
 const REPOST_AGENT_DATA_MS = 24 * 3600 * 1000;
 const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 30_000;
@@ -87,6 +118,7 @@ export class Agent {
         const data = await this.api.agentData(config.agent_id);
         metrics.markPoll(clock.now());
         const hold = this.holdReason(data);
+        await this.showMarkerHold(data, hold);
         // A marker file holds the agent offline whatever the server says.
         metrics.setState(hold ? (hold.fromServer ? String(data?.state) : 'offline') : 'waiting');
         if (data?.state === 'restart') this.restartRequested = true;
@@ -173,11 +205,24 @@ export class Agent {
     this.lastFullReport = this.deps.clock.now();
   }
 
-  private holdReason(data: AgentData | undefined): { reason: string; fromServer: boolean } | undefined {
-    if (data?.state && HOLD_STATES.has(data.state)) return { reason: `server state ${data.state}${data.comment ? ` (${JSON.stringify(data.comment)})` : ''}`, fromServer: true };
+  /** An operator's hold on the server first; else a marker file (the server's `offline` with our own marker comment is not the operator's). */
+  private holdReason(data: AgentData | undefined): Hold | undefined {
+    const ownMarkerHold = data?.state === 'offline' && (data.comment ?? '').startsWith(MARKER_COMMENT_PREFIX);
+    if (data?.state && HOLD_STATES.has(data.state) && !ownMarkerHold) return { reason: `server state ${data.state}${data.comment ? ` (${JSON.stringify(data.comment)})` : ''}`, fromServer: true };
     const names = [this.deps.config.agent_id, ...(this.deps.programName ? [this.deps.programName] : [])];
     const marker = offlineMarkerNames(names).find((m) => fs.existsSync(path.join(this.deps.markerDir, m)));
-    return marker ? { reason: `marker file ${path.join(this.deps.markerDir, marker)}`, fromServer: false } : undefined;
+    if (!marker) return undefined;
+    const file = path.join(this.deps.markerDir, marker);
+    return { reason: `marker file ${file}`, fromServer: false, comment: `${MARKER_COMMENT_PREFIX}${markerReason(file) || file}` };
+  }
+
+  /** The server shows a marker's hold as `offline` with its reason, and `waiting` once it is gone. */
+  private async showMarkerHold(data: AgentData | undefined, hold: Hold | undefined): Promise<void> {
+    if (hold?.comment !== undefined) {
+      if (data?.state !== 'offline' || data.comment !== hold.comment) await this.reporter.setData({ state: 'offline', comment: hold.comment });
+    } else if (!hold && data?.state === 'offline' && (data.comment ?? '').startsWith(MARKER_COMMENT_PREFIX)) {
+      await this.reporter.setData({ state: 'waiting', comment: '' });
+    }
   }
 
   /** Queues to ask for: with restricted_to set by the server, only those queues. */

@@ -159,15 +159,26 @@ describe('agent states', () => {
     await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'waiting after restart');
   });
 
-  it('an offline marker file stops jobs (also the form without the dash before the number)', async () => {
+  it('an offline marker file stops jobs (also the form without the dash before the number), and the server shows why', async () => {
     const markers = tempDir('markers');
-    fs.writeFileSync(path.join(markers, 'TESTFLINGER-DEVICE-OFFLINE-agent1'), '');
+    fs.writeFileSync(path.join(markers, 'TESTFLINGER-DEVICE-OFFLINE-agent1'), 'repair: serial cable\nsecond line ignored\n');
     agent({}, { markerDir: markers });
     const id = server.submitJob({ job_queue: 'q1' });
     await morePolls(server, 'agent-1', 3);
     expect(jobState(server, id)).toBe('waiting');
+    expect(server.agents.get('agent-1')).toMatchObject({ state: 'offline', comment: 'offline marker: repair: serial cable' });
     fs.rmSync(path.join(markers, 'TESTFLINGER-DEVICE-OFFLINE-agent1'));
     await done(id);
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'agent-1 waiting once the marker is gone');
+    expect(server.agents.get('agent-1')?.['comment']).toBe('');
+  });
+
+  it("an operator's offline on the server is not lifted when no marker is there", async () => {
+    agent();
+    await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'agent-1 reported in');
+    server.agents.set('agent-1', { ...server.agents.get('agent-1'), state: 'offline', comment: 'lab move' });
+    await morePolls(server, 'agent-1', 3);
+    expect(server.agents.get('agent-1')).toMatchObject({ state: 'offline', comment: 'lab move' });
   });
 
   it('SIGUSR1 while busy: the job finishes first, then the agent exits for a restart', async () => {
