@@ -7,7 +7,7 @@ import { parseAgentConfig, type AgentConfig } from '../../src/agent/config';
 import { DEFAULT_JOB_TIMING } from '../../src/agent/job';
 import { silentLogger, type Logger } from '../../src/agent/logger';
 import { AgentMetrics } from '../../src/agent/metrics';
-import type { DevServer } from '../../src/devserver';
+import { DevServer } from '../../src/devserver';
 import { eventually, tempDir } from './tmp';
 
 export const ECHO_COMMANDS = {
@@ -95,4 +95,27 @@ export async function expectIdleOnServer(server: DevServer, agentId: string, sta
   await morePolls(server, agentId);
   const data = server.agents.get(agentId);
   expect({ state: data?.['state'], job_id: data?.['job_id'] ?? '' }).toEqual({ state, job_id: '' });
+}
+
+/**
+ * A fresh dev server for every test of the file (handed over through `use`), and a way to start
+ * agents against it; both are stopped after each test.
+ */
+export function devServerPerTest(use: (server: DevServer) => void): (conf?: Record<string, unknown>, options?: Parameters<typeof startAgent>[2]) => RunningAgent {
+  let server: DevServer | undefined;
+  const running: RunningAgent[] = [];
+  beforeEach(async () => {
+    server = new DevServer();
+    await server.start();
+    use(server);
+  });
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((r) => r.stop()));
+    await server?.stop();
+  });
+  return (conf = {}, options = {}) => {
+    const r = startAgent(server as DevServer, conf, options);
+    running.push(r);
+    return r;
+  };
 }

@@ -1,24 +1,13 @@
 /** A real Prometheus on 127.0.0.1 (Debian's package), fed scrape jobs, queried over its HTTP API. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
+import { freePort } from './sshd';
 import { onCleanup, tempDir } from './tmp';
 
 export interface PromSample {
   metric: Record<string, string>;
   value: [number, string];
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Stops a child with SIGTERM, then SIGKILL if it lingers; bounded either way. */

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { DispatchResult } from '../../src/hooktools/emulator';
 import { SandboxHost } from '../../src/sandbox/host';
 import { onCleanup, repoRoot, tempDir } from './tmp';
+import { actionOutcome, hookOrThrow } from './hookrun';
 
 export class Sandbox extends SandboxHost {
   constructor(config: Record<string, unknown> = {}, charmDir = repoRoot) {
@@ -13,15 +14,11 @@ export class Sandbox extends SandboxHost {
 
   /** Runs a hook and fails the test with the charm's last logs if it exits non-zero. */
   async hook(name: string, options: { viaHookFile?: boolean } = {}): Promise<DispatchResult> {
-    const result = await this.dispatch(`hooks/${name}`, options);
-    if (result.exitCode !== 0) throw new Error(`hook ${name} failed (${result.exitCode}): ${result.stderr}\n${JSON.stringify(this.unit.state().logs.slice(-5))}`);
-    return result;
+    return hookOrThrow(this.unit, name, () => this.dispatch(`hooks/${name}`, options));
   }
 
   async action(name: string, params: Record<string, unknown> = {}) {
-    const result = await this.dispatch(`actions/${name}`, { actionParams: params });
-    const s = this.unit.state();
-    return { result, results: s.actionResults, failed: s.actionFailed, message: s.actionMessage };
+    return actionOutcome(this.unit, () => this.dispatch(`actions/${name}`, { actionParams: params }));
   }
 
   get status(): { status: string; message: string } | null {

@@ -24,6 +24,7 @@ import { parseStatus, type ProgramStatus } from '../../src/charm/supervisor';
 import type { DevServerOptions } from '../../src/devserver/server';
 import { createEmulatedUnit, dispatchEvent, type DispatchResult, type EmulatedUnit } from '../../src/hooktools/emulator';
 import { eventually, onCleanup, repoRoot, tempDir } from './tmp';
+import { actionOutcome, hookOrThrow } from './hookrun';
 
 const FIXTURES = path.join(repoRoot, 'tests', 'fixtures', 'unit-host');
 const READY_WAIT_MS = 15_000;
@@ -346,15 +347,11 @@ export class UnitHost {
 
   /** Runs a hook and fails the test with the charm's last logs if it exits non-zero. */
   async hook(name: string): Promise<DispatchResult> {
-    const result = await this.dispatch(`hooks/${name}`);
-    if (result.exitCode !== 0) throw new Error(`hook ${name} failed (${result.exitCode}): ${result.stderr}\n${JSON.stringify(this.unit.state().logs.slice(-5))}`);
-    return result;
+    return hookOrThrow(this.unit, name, () => this.dispatch(`hooks/${name}`));
   }
 
   async action(name: string, params: Record<string, unknown> = {}) {
-    const result = await this.dispatch(`actions/${name}`, { actionParams: params });
-    const s = this.unit.state();
-    return { result, results: s.actionResults, failed: s.actionFailed, message: s.actionMessage };
+    return actionOutcome(this.unit, () => this.dispatch(`actions/${name}`, { actionParams: params }));
   }
 
   /**

@@ -5,25 +5,11 @@ import * as tar from 'tar';
 import { TestflingerClient } from '../../src/agent/client';
 import { systemClock } from '../../src/agent/clock';
 import { DevServer } from '../../src/devserver';
-import { expectIdleOnServer, jobState, morePolls, startAgent, type RunningAgent } from '../helpers/agent';
+import { devServerPerTest, expectIdleOnServer, jobState, morePolls } from '../helpers/agent';
 import { eventually, tempDir } from '../helpers/tmp';
 
 let server: DevServer;
-let running: RunningAgent[] = [];
-beforeEach(async () => {
-  server = new DevServer();
-  await server.start();
-});
-afterEach(async () => {
-  await Promise.all(running.map((r) => r.stop()));
-  running = [];
-  await server.stop();
-});
-function agent(conf: Record<string, unknown> = {}, options: Parameters<typeof startAgent>[2] = {}): RunningAgent {
-  const r = startAgent(server, conf, options);
-  running.push(r);
-  return r;
-}
+const agent = devServerPerTest((s) => (server = s));
 const done = (id: string) => eventually(() => ['complete', 'cancelled'].includes(String(jobState(server, id))), `job ${id} to end`);
 
 describe('a job, start to finish', () => {
@@ -337,8 +323,7 @@ describe('staying listed', () => {
   it('re-posts its agent data and advertised queues once a day, so an idle agent stays listed', async () => {
     let now = Date.now();
     const clock = { now: () => now, sleep: systemClock.sleep };
-    const a = startAgent(server, { advertised_queues: { q1: 'the q1 devices' } }, { clock });
-    running.push(a);
+    agent({ advertised_queues: { q1: 'the q1 devices' } }, { clock });
     const reports = () => server.requests.filter((r) => r.method === 'POST' && r.path === '/v1/agents/queues').length;
     await eventually(() => reports() === 1, 'first report');
     await morePolls(server, 'agent-1', 3);

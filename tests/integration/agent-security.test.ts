@@ -12,24 +12,11 @@ import { NO_RETRY, TestflingerClient } from '../../src/agent/client';
 import { systemClock } from '../../src/agent/clock';
 import { AgentLogger } from '../../src/agent/logger';
 import { DevServer } from '../../src/devserver';
-import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
+import { devServerPerTest, jobState } from '../helpers/agent';
 import { eventually, tempDir } from '../helpers/tmp';
 
 let server: DevServer;
-let running: RunningAgent[] = [];
-beforeEach(async () => {
-  server = new DevServer();
-  await server.start();
-});
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((r) => r.stop()));
-  await server.stop();
-});
-function agent(...args: Parameters<typeof startAgent> extends [unknown, ...infer Rest] ? Rest : never): RunningAgent {
-  const r = startAgent(server, ...args);
-  running.push(r);
-  return r;
-}
+const agent = devServerPerTest((s) => (server = s));
 const done = (id: string) => eventually(() => ['complete', 'cancelled'].includes(String(jobState(server, id))), `job ${id} to end`);
 const modeOf = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
 

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 import { agentScrapeJobs, type AgentScrapeTarget } from '../../src/charm/cos';
 import { DevServer } from '../../src/devserver/server';
 import { ECHO_COMMANDS } from '../helpers/agent';
-import { TestPrometheus, freePort, stopChild } from '../helpers/prometheus';
+import { TestPrometheus, stopChild } from '../helpers/prometheus';
+import { freePort } from '../helpers/sshd';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(120_000);

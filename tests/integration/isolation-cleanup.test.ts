@@ -10,21 +10,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chooseContainment, defaultContainment, ownCgroup } from '../../src/agent/containment';
 import { DevServer } from '../../src/devserver';
-import { jobState, startAgent, type RunningAgent } from '../helpers/agent';
+import { devServerPerTest, jobState } from '../helpers/agent';
 import { AgentProcess } from '../helpers/agentprocess';
 import { eventually, repoRoot } from '../helpers/tmp';
 
 let server: DevServer;
-let running: RunningAgent[] = [];
-beforeEach(async () => {
-  server = new DevServer();
-  await server.start();
-});
-afterEach(async () => {
-  await Promise.all(running.map((r) => r.stop()));
-  running = [];
-  await server.stop();
-});
+const agent = devServerPerTest((s) => (server = s));
 
 const ended = (id: string) => eventually(() => ['complete', 'cancelled'].includes(String(jobState(server, id))), `job ${id} to end`, 30_000);
 const output = (id: string, phase: string) => String(server.resultView(id)?.[`${phase}_output`]);
@@ -67,14 +58,20 @@ async function expectDaemonEnded(id: string, sleepArg: string, phase = 'test'): 
   expect(output(id, phase)).toMatch(new RegExp(`cleanup: 1 process left by the ${phase} phase was killed: (sleep|sh|setsid)\\(\\d+\\)`));
 }
 
+/** A test phase that leaves a daemon and sleeps is cancelled: both are gone once it ends. */
+async function expectCancelLeavesNothing(startWith: (conf: Record<string, unknown>) => unknown): Promise<void> {
+  const sleepArg = marker();
+  startWith({ test_command: `${daemonCommand(sleepArg)}; sleep ${sleepArg}` });
+  const id = server.submitJob({ job_queue: 'q1', test_data: {} });
+  await eventually(() => processesWith(sleepArg).length === 2, 'the phase and its daemon running');
+  server.cancelJob(id);
+  await cleanedUp(id);
+  expect(server.resultView(id)).toMatchObject({ job_state: 'cancelled', test_status: 137 });
+  await eventually(() => processesWith(sleepArg).length === 0, 'every process of the phase gone', 5000);
+}
+
 const inCgroup = defaultContainment().kind === 'cgroup';
 (inCgroup ? describe : describe.skip)('in the agent\'s cgroup (the in-process agent, root here)', () => {
-  function agent(conf: Record<string, unknown>): RunningAgent {
-    const r = startAgent(server, conf);
-    running.push(r);
-    return r;
-  }
-
   it('a daemon left by a phase that exited is killed and named in the job\'s log', async () => {
     const sleepArg = marker();
     agent({ test_command: daemonCommand(sleepArg) });
@@ -84,14 +81,7 @@ const inCgroup = defaultContainment().kind === 'cgroup';
   });
 
   it('a cancelled test phase leaves nothing: its daemon and its sleep', async () => {
-    const sleepArg = marker();
-    agent({ test_command: `${daemonCommand(sleepArg)}; sleep ${sleepArg}` });
-    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
-    await eventually(() => processesWith(sleepArg).length === 2, 'the phase and its daemon running');
-    server.cancelJob(id);
-    await cleanedUp(id);
-    expect(server.resultView(id)).toMatchObject({ job_state: 'cancelled', test_status: 137 });
-    await eventually(() => processesWith(sleepArg).length === 0, 'every process of the phase gone', 5000);
+    await expectCancelLeavesNothing(agent);
   });
 
   it('a test phase that times out leaves nothing', async () => {
@@ -152,14 +142,7 @@ describe('a real agent process as an unprivileged user (sandbox mode): PID names
   });
 
   it('a cancelled test phase leaves nothing', async () => {
-    const sleepArg = marker();
-    start({ test_command: `${daemonCommand(sleepArg)}; sleep ${sleepArg}` });
-    const id = server.submitJob({ job_queue: 'q1', test_data: {} });
-    await eventually(() => processesWith(sleepArg).length === 2, 'the phase and its daemon running');
-    server.cancelJob(id);
-    await cleanedUp(id);
-    expect(server.resultView(id)).toMatchObject({ job_state: 'cancelled', test_status: 137 });
-    await eventually(() => processesWith(sleepArg).length === 0, 'every process of the phase gone', 5000);
+    await expectCancelLeavesNothing(start);
   });
 
   it('in the test sandbox too: a daemon is killed and named', async () => {
