@@ -61,13 +61,33 @@ export type AgentConfig = z.output<typeof agentConfigSchema>;
  * the first agent's 0700 directories would lock the others out (docs/isolation.md).
  */
 export const STATE_DIR_ENV = 'TESTFLINGER_STATE_DIR';
-const BASEDIR_DEFAULTS = { execution_basedir: 'run', logging_basedir: 'logs', results_basedir: 'results' } as const;
+/** Upstream's defaults: one directory for every agent of a host. */
+export const UPSTREAM_BASEDIRS = { execution_basedir: '/tmp/testflinger/run', logging_basedir: '/tmp/testflinger/logs', results_basedir: '/tmp/testflinger/results' } as const;
+export type BasedirKey = keyof typeof UPSTREAM_BASEDIRS;
+export const BASEDIR_KEYS = Object.keys(UPSTREAM_BASEDIRS) as readonly BasedirKey[];
+const STATE_SUBDIRS: Readonly<Record<BasedirKey, string>> = { execution_basedir: 'run', logging_basedir: 'logs', results_basedir: 'results' };
 
-/** The conf's own basedirs win; those it leaves out go under `stateDir` when one is given. */
+/**
+ * The key's directory with a state dir: the conf's own, or `<stateDir>/<run|logs|results>` when
+ * the conf names none or writes out upstream's shared default (which means "the default", and
+ * one shared directory cannot serve one user per agent).
+ */
+export function stateDirBasedir(key: BasedirKey, value: unknown, stateDir: string): unknown {
+  return value === undefined || value === UPSTREAM_BASEDIRS[key] ? path.join(stateDir, STATE_SUBDIRS[key]) : value;
+}
+
 function withStateDirDefaults(doc: Record<string, unknown>, stateDir: string | undefined): Record<string, unknown> {
   if (!stateDir) return doc;
-  const defaults = Object.fromEntries(Object.entries(BASEDIR_DEFAULTS).map(([key, sub]) => [key, path.join(stateDir, sub)]));
-  return { ...defaults, ...doc };
+  return { ...doc, ...Object.fromEntries(BASEDIR_KEYS.map((key) => [key, stateDirBasedir(key, doc[key], stateDir)])) };
+}
+
+/** The line the agent logs when its state dir holds what upstream shares in /tmp/testflinger; none without one. */
+export function stateDirNote(config: Pick<AgentConfig, BasedirKey>, stateDir: string | undefined): string | undefined {
+  if (!stateDir) return undefined;
+  const moved = BASEDIR_KEYS.filter((key) => config[key] === stateDirBasedir(key, undefined, stateDir));
+  if (moved.length === 0) return undefined;
+  const pairs = moved.map((key) => `${key} ${UPSTREAM_BASEDIRS[key]} -> ${config[key]}`).join(', ');
+  return `basedirs: upstream's shared defaults are this agent's own here (one user per agent): ${pairs}`;
 }
 
 /** Parses conf text; errors name the file and the first bad key. `stateDir`: see STATE_DIR_ENV. */

@@ -9,7 +9,7 @@ import { Agent } from './agent';
 import { ServerApi } from './api';
 import { TestflingerClient } from './client';
 import { systemClock } from './clock';
-import { ConfigError, loadAgentConfig, serverUrl } from './config';
+import { ConfigError, loadAgentConfig, serverUrl, STATE_DIR_ENV, stateDirNote } from './config';
 import { acquireAgentLock, AgentLockError, defaultLockScope, LOCK_SCOPE_ENV } from './lock';
 import { AgentLogger } from './logger';
 import { AgentMetrics } from './metrics';
@@ -75,6 +75,8 @@ async function main(): Promise<number> {
   const client = new TestflingerClient(serverUrl(address), systemClock, { tokenFile });
   const containment = defaultContainment();
   log.info(`containment: ${containment.description}`);
+  const basedirsNote = stateDirNote(config, process.env[STATE_DIR_ENV]);
+  if (basedirsNote) log.info(basedirsNote);
   // The test phase must not see other jobs, other agents' results and logs, or the agent's token.
   const testSandbox = sandboxFromEnv(process.env, [config.execution_basedir, config.results_basedir, config.logging_basedir, path.dirname(tokenFile)]);
   if (testSandbox?.unusable) log.error(`test phases will fail: the sandbox is on but unusable: ${testSandbox.unusable}`);

@@ -13,7 +13,8 @@ import type { FileOwner } from '../common/privileges';
 import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
-import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
+import { AGENTS_GROUP, addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
+import { agentUids, basedirProblems, walkAgentBasedirs, type AgentBasedirs, type BasedirOwners } from './basedirs';
 import type { CharmConfig } from './config';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits } from './limits';
@@ -75,6 +76,8 @@ export interface PrepareAgentsOptions {
   readonly users: AgentUserChange;
   /** Check that the test sandbox works (when `test-sandbox` is on). */
   readonly checkSandbox: boolean;
+  /** The basedirs the agents' confs name for themselves, made before the agents start (refusedBasedirs passed them). */
+  readonly basedirs: readonly AgentBasedirs[];
   readonly log: (message: string) => Promise<void>;
 }
 
@@ -104,6 +107,11 @@ export interface HostDriver {
   agentRun(agent: string, config: CharmConfig): AgentRun;
   /** Where the agent's basedirs go when its conf names none; undefined: the agent's own defaults. */
   agentStateDir(agent: string): string | undefined;
+  /**
+   * Agents whose conf's own basedirs cannot be theirs alone (agent → reason naming the key):
+   * the rules (basedirs.ts), then what exists on the way, read without changing anything.
+   */
+  refusedBasedirs(agents: readonly AgentBasedirs[]): Promise<Map<string, string>>;
   /** The ids of the user the agent runs as, for work done as that user; none: as we are (a sandbox). */
   agentOwner(agent: string): FileOwner | undefined;
   /** The SSH files the charm keeps for these agents: each agent's own, or a sandbox's shared ones. */
@@ -176,11 +184,21 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
         if (!user) throw new Error(`no user ${agentUserName(agent)} for agent ${agent}`);
         writeAgentFiles(paths, config, { name: agent, user }, gid);
       }
+      await makeBasedirs(run, basedirOwners(paths), options);
       if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
       return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
     },
     agentRun: (agent, config) => unitAgentRun(paths, agent, config['test-sandbox']),
     agentStateDir: (agent) => paths.agentStateDir(agent),
+    refusedBasedirs: async (agents) => {
+      const problems = basedirProblems(agents, paths);
+      const ownersOf = basedirOwners(paths);
+      for (const agent of agents.filter((a) => !problems.has(a.agent))) {
+        const why = await walkAgentBasedirs(agent, ownersOf(agent.agent), { make: false });
+        if (why) problems.set(agent.agent, why);
+      }
+      return problems;
+    },
     agentOwner: (agent) => readIdFile(passwd).get(agentUserName(agent)),
     sshFiles: (config, agents) => agents.flatMap((agent) => agentSshFiles(paths, config, agent)),
     tokenOwner: async () => ({ uid: 0, gid: await agentsGid() }),
@@ -205,6 +223,30 @@ async function changeAgentUsers(run: Runner, paths: HostPaths, change: AgentUser
   for (const agent of change.add) await addAgentUser(run, agentUserName(agent), paths.agentHome(agent));
   for (const agent of change.lock) await lockAgentUser(run, agentUserName(agent));
   for (const agent of change.unlock) await unlockAgentUser(run, agentUserName(agent));
+}
+
+/** Who owns what, as the host's passwd and group files say now: for the named agent's basedirs. */
+function basedirOwners(paths: HostPaths): (agent: string) => BasedirOwners {
+  const users = readIdFile(path.join(paths.root, 'etc/passwd'));
+  const names = new Map([...users].map(([name, ids]) => [ids.uid, name]));
+  const uids = agentUids(readIfExists(path.join(paths.root, 'etc/group')), AGENTS_GROUP, (user) => users.get(user)?.uid);
+  return (agent) => ({ own: users.get(agentUserName(agent)), agentUids: uids, nameOf: (uid) => names.get(uid) ?? `uid ${uid}` });
+}
+
+/**
+ * Makes each agent's own basedirs (basedirs.ts); the agent's user gets traverse-only access
+ * (an ACL entry, `--x`) to a directory on the way it cannot pass, such as a 0750 home. One that
+ * fails (changed since it was checked) is logged, naming the agent and key; the others go on.
+ */
+async function makeBasedirs(run: Runner, ownersOf: (agent: string) => BasedirOwners, options: PrepareAgentsOptions): Promise<void> {
+  for (const agent of options.basedirs) {
+    const user = agentUserName(agent.agent);
+    const grantTraverse = async (dirPath: string) => {
+      await run('setfacl', ['-m', `u:${user}:--x`, '--', dirPath]);
+    };
+    const why = await walkAgentBasedirs(agent, ownersOf(agent.agent), { make: true, grantTraverse });
+    if (why) await options.log(`${agent.agent}: ${why}`);
+  }
 }
 
 /**
@@ -262,6 +304,8 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     prepareAgents: async () => UNCHECKED,
     agentRun: () => sandboxAgentRun(paths),
     agentStateDir: () => undefined,
+    // One user for every agent: the confs' basedirs are used as they are.
+    refusedBasedirs: async () => new Map(),
     agentOwner: () => undefined,
     sshFiles: (config) => sharedSshFiles(paths, config),
     tokenOwner: async () => undefined,

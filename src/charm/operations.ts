@@ -81,7 +81,8 @@ export interface AgentFacts {
 function readConfFacts(host: Host, configDir: string, name: string): AgentConfFacts | undefined {
   try {
     const text = readFileNoFollow(path.join(host.paths.configsDir, configDir, name, AGENT_CONF), MAX_CONF_BYTES).toString('utf8');
-    const conf = parseAgentConfig(text, AGENT_CONF);
+    // Read as the agent reads it: with the state dir its program file gives it.
+    const conf = parseAgentConfig(text, AGENT_CONF, host.driver.agentStateDir(name));
     return { pollingInterval: conf.polling_interval, executionDir: conf.execution_basedir };
   } catch {
     return undefined;

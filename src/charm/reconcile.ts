@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseAgentConfig } from '../agent/config';
 import { readFileNoFollow, sha256 } from '../common/fsutil';
-import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type KnownAgent } from './agents';
+import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type InvalidAgentDir, type KnownAgent } from './agents';
+import { confBasedirs, type AgentBasedirs } from './basedirs';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
 import { readIfExists } from './driver';
@@ -65,6 +66,8 @@ interface Desired {
   invalid: Record<string, string>;
   ports: Record<string, number>;
   sharedHash: string;
+  /** The basedirs the valid agents' confs name for themselves (none from the state: made when last applied). */
+  basedirs: AgentBasedirs[];
   /** Rendered program files and phase scripts; absent when they are as last applied. */
   files?: { programs: Map<string, string>; scripts: Map<string, string> };
 }
@@ -83,7 +86,7 @@ function desiredFromState(state: HostState): Desired {
   const agents = Object.keys(state.appliedPrograms)
     .filter((name) => state.invalidAgents[name] === undefined)
     .map((name) => ({ name, contentHash: state.appliedAgents[name] ?? '', agentId: state.agentIds[name] ?? '', programHash: state.appliedPrograms[name] as string }));
-  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared };
+  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared, basedirs: [] };
 }
 
 /**
@@ -104,15 +107,16 @@ function inputsHash(host: Host, config: CharmConfig, revision: string): string {
 /** Discovers the agents in the checkout and renders their program files and the phase scripts. */
 async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState, log: (m: string) => Promise<void>): Promise<Desired> {
   const agentsRoot = path.join(host.paths.configsDir, config['config-dir']);
-  const discovered = discoverAgents(agentsRoot, knownAgents(state));
-  const invalid = discovered.invalid.slice();
+  const found = discoverAgents(agentsRoot, knownAgents(state));
+  const invalid = found.invalid.slice();
+  const { discovered, basedirs } = await withOwnBasedirs(host, found.agents, invalid);
   const wasApplied = (name: string) => state.appliedPrograms[name] !== undefined;
-  const names = [...discovered.agents.map((a) => a.name), ...invalid.map((i) => i.name).filter(wasApplied)].sort();
+  const names = [...discovered.map((a) => a.name), ...invalid.map((i) => i.name).filter(wasApplied)].sort();
   const ports = await assignMetricsPorts(state.ports, names, host.isPortFree);
   // One agent that cannot be rendered is skipped like a bad conf; the others go on.
   const programs = new Map<string, string>();
   const agents: DesiredAgent[] = [];
-  for (const agent of discovered.agents) {
+  for (const agent of discovered) {
     try {
       const content = renderAgentProgram(host, config, agent.name, ports[agent.name] as number);
       programs.set(agent.name, content);
@@ -128,8 +132,24 @@ async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState
     invalid: Object.fromEntries(invalid.map((i) => [i.name, i.reason])),
     ports,
     sharedHash: sharedInputsHash(host, config, scripts),
+    basedirs: basedirs.filter((b) => agents.some((a) => a.name === b.agent)),
     files: { programs, scripts },
   };
+}
+
+/**
+ * The agents whose own basedirs the driver accepts, with those basedirs; the others join
+ * `invalid` with the driver's reason (where agents share one user, none is refused).
+ */
+async function withOwnBasedirs(host: Host, agents: readonly AgentDir[], invalid: InvalidAgentDir[]): Promise<{ discovered: AgentDir[]; basedirs: AgentBasedirs[] }> {
+  const basedirs: AgentBasedirs[] = [];
+  for (const agent of agents) {
+    const stateDir = host.driver.agentStateDir(agent.name);
+    if (stateDir !== undefined) basedirs.push(confBasedirs(agent.name, agent.config, stateDir));
+  }
+  const refused = await host.driver.refusedBasedirs(basedirs);
+  for (const [name, reason] of refused) invalid.push({ name, reason });
+  return { discovered: agents.filter((a) => !refused.has(a.name)), basedirs: basedirs.filter((b) => !refused.has(b.agent)) };
 }
 
 /** Every agent named has its program file (a file deleted by hand makes the next hook render). */
@@ -197,7 +217,7 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
     mayRestartSupervisor: !!options.mayRestartSupervisor,
   });
   const checkSandbox = config['test-sandbox'] && (desired.files !== undefined || previous.sandboxProblem !== null);
-  const applied = await apply(host, decided, desired, { config, prepareAgents: options.mode !== 'retry', checkSandbox, log });
+  const applied = await apply(host, decided, desired, { config, prepareAgents: options.mode !== 'retry', checkSandbox, basedirs: desired.basedirs, log });
   const state: HostState = { ...applied.state, configRevision: options.mode === 'retry' ? previous.configRevision : revision, appliedInputs: inputs };
   return {
     state,
@@ -220,6 +240,7 @@ interface ApplyOptions {
   /** Make the agents' users and files (every pull; a retry only carries out what is pending). */
   prepareAgents: boolean;
   checkSandbox: boolean;
+  basedirs: readonly AgentBasedirs[];
   log: (m: string) => Promise<void>;
 }
 
@@ -229,7 +250,7 @@ interface ApplyOptions {
  */
 async function prepareAgents(host: Host, decided: Plan, options: ApplyOptions, previous: string | null): Promise<string | null> {
   if (!options.prepareAgents) return previous;
-  const check = await host.driver.prepareAgents(options.config, { agents: decided.agents, users: decided.users, checkSandbox: options.checkSandbox, log: options.log });
+  const check = await host.driver.prepareAgents(options.config, { agents: decided.agents, users: decided.users, checkSandbox: options.checkSandbox, basedirs: options.basedirs, log: options.log });
   if (!options.config['test-sandbox']) return null;
   return check.checked ? check.problem : previous;
 }
