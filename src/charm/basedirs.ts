@@ -14,7 +14,7 @@ import type { FileOwner } from '../common/privileges';
 import type { HostPaths } from './paths';
 import { quoted } from './values';
 
-/** One basedir a conf names for itself (not the agent's default, which the charm makes as its state dir). */
+/** One of an agent's basedirs, where it is on this host. */
 export interface AgentBasedir {
   readonly key: BasedirKey;
   readonly dir: string;
@@ -36,10 +36,12 @@ const MARKER_PREFIX = 'TESTFLINGER-';
 const SCRATCH_ROOTS = ['tmp', 'var/tmp'];
 const ALLOWED = 'must be under /tmp, /var/tmp, /srv or /home/<user>/<dir>, where a directory an agent owns runs nothing of root or another user';
 
-/** The basedirs the agent's conf names for itself (upstream's defaults, written out, are not its own). */
-export function confBasedirs(agent: string, config: Pick<AgentConfig, BasedirKey>, stateDir: string): AgentBasedirs {
-  const basedirs = BASEDIR_KEYS.filter((key) => stateDirBasedir(key, config[key], stateDir) === config[key]).map((key) => ({ key, dir: config[key] }));
-  return { agent, basedirs };
+/**
+ * The agent's three basedirs as it will use them: those its conf names, or under its state dir
+ * (none named, or upstream's shared default written out). `config` as discovery parses it (no state dir).
+ */
+export function agentBasedirs(agent: string, config: Pick<AgentConfig, BasedirKey>, stateDir: string): AgentBasedirs {
+  return { agent, basedirs: BASEDIR_KEYS.map((key) => ({ key, dir: String(stateDirBasedir(key, config[key], stateDir)) })) };
 }
 
 function shown(dir: string): string {

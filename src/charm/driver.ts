@@ -76,7 +76,7 @@ export interface PrepareAgentsOptions {
   readonly users: AgentUserChange;
   /** Check that the test sandbox works (when `test-sandbox` is on). */
   readonly checkSandbox: boolean;
-  /** The basedirs the agents' confs name for themselves, made before the agents start (refusedBasedirs passed them). */
+  /** Each valid agent's basedirs (refusedBasedirs passed them), made before the agents start. */
   readonly basedirs: readonly AgentBasedirs[];
   readonly log: (message: string) => Promise<void>;
 }

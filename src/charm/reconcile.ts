@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { parseAgentConfig } from '../agent/config';
 import { readFileNoFollow, sha256 } from '../common/fsutil';
 import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type InvalidAgentDir, type KnownAgent } from './agents';
-import { confBasedirs, type AgentBasedirs } from './basedirs';
+import { agentBasedirs, type AgentBasedirs } from './basedirs';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
 import { readIfExists } from './driver';
@@ -66,7 +66,7 @@ interface Desired {
   invalid: Record<string, string>;
   ports: Record<string, number>;
   sharedHash: string;
-  /** The basedirs the valid agents' confs name for themselves (none from the state: made when last applied). */
+  /** The valid agents' basedirs, to make before they start (none from the state: made when last applied). */
   basedirs: AgentBasedirs[];
   /** Rendered program files and phase scripts; absent when they are as last applied. */
   files?: { programs: Map<string, string>; scripts: Map<string, string> };
@@ -145,10 +145,11 @@ async function withOwnBasedirs(host: Host, agents: readonly AgentDir[], invalid:
   const basedirs: AgentBasedirs[] = [];
   for (const agent of agents) {
     const stateDir = host.driver.agentStateDir(agent.name);
-    if (stateDir !== undefined) basedirs.push(confBasedirs(agent.name, agent.config, stateDir));
+    if (stateDir !== undefined) basedirs.push(agentBasedirs(agent.name, agent.config, stateDir));
   }
   const refused = await host.driver.refusedBasedirs(basedirs);
   for (const [name, reason] of refused) invalid.push({ name, reason });
+  invalid.sort((a, b) => (a.name < b.name ? -1 : 1));
   return { discovered: agents.filter((a) => !refused.has(a.name)), basedirs: basedirs.filter((b) => !refused.has(b.agent)) };
 }
 

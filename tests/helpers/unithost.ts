@@ -372,6 +372,27 @@ export class UnitHost {
     await eventually(async () => /Server listening/.test((await this.exec(['cat', log])).stdout), `sshd on 127.0.0.1:${port} in the unit host (${log})`);
   }
 
+  /**
+   * A login user with a home of its own, as Ubuntu's images have `ubuntu` (init.sh removes the
+   * machine's): `useradd --create-home`, the home given `homeMode` (Ubuntu 24.04 makes them 0750).
+   */
+  async addLoginUser(name: string, homeMode = 0o750): Promise<void> {
+    await this.check(['useradd', '--create-home', '--shell', '/bin/bash', '--', name]);
+    await this.check(['chmod', homeMode.toString(8), `/home/${name}`]);
+  }
+
+  /** A call to a dev server inside the namespace (its loopback is the namespace's own); JSON answers parsed. */
+  async api(server: string, method: 'GET' | 'POST', route: string, body?: unknown): Promise<unknown> {
+    const script = `fetch(process.argv[1], { method: '${method}', headers: { 'content-type': 'application/json' }, ...(process.argv[2] ? { body: process.argv[2] } : {}) })
+      .then((r) => r.text()).then((t) => process.stdout.write(t))`;
+    const text = await this.check(['node', '-e', script, `${server}${route}`, ...(body === undefined ? [] : [JSON.stringify(body)])]);
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text;
+    }
+  }
+
   get status(): { status: string; message: string } | null {
     return this.unit.state().unitStatus;
   }

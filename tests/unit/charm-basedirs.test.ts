@@ -4,7 +4,7 @@
  * place where a directory an agent owns endangers nobody, and no agent's may be another's.
  */
 import { UPSTREAM_BASEDIRS, parseAgentConfig, stateDirNote } from '../../src/agent/config';
-import { agentUids, basedirConflicts, basedirProblems, basedirRuleProblem, confBasedirs, type AgentBasedirs } from '../../src/charm/basedirs';
+import { agentBasedirs, agentUids, basedirConflicts, basedirProblems, basedirRuleProblem, type AgentBasedirs } from '../../src/charm/basedirs';
 import { hostPaths } from '../../src/charm/paths';
 
 const paths = hostPaths('/');
@@ -16,7 +16,7 @@ function conf(agent: string, basedirs: Record<string, string>): string {
 
 /** The basedirs the charm finds in a conf (parsed as discovery parses it: no state dir). */
 function found(agent: string, basedirs: Record<string, string> = {}): AgentBasedirs {
-  return confBasedirs(agent, parseAgentConfig(conf(agent, basedirs), 'x.conf'), stateOf(agent));
+  return agentBasedirs(agent, parseAgentConfig(conf(agent, basedirs), 'x.conf'), stateOf(agent));
 }
 
 const run = (dir: string): AgentBasedirs => ({ agent: 'agent-a', basedirs: [{ key: 'execution_basedir', dir }] });
@@ -25,8 +25,12 @@ describe("upstream's shared defaults mean the agent's own state dir", () => {
   it.each([
     ['no basedirs', {}],
     ["upstream's defaults written out", { ...UPSTREAM_BASEDIRS }],
-  ])('%s: no basedir of its own; the agent puts all three in its state dir', (_case, basedirs) => {
-    expect(found('agent-a', basedirs).basedirs).toEqual([]);
+  ])('%s: the charm and the agent both put all three in its state dir', (_case, basedirs) => {
+    expect(found('agent-a', basedirs).basedirs).toEqual([
+      { key: 'execution_basedir', dir: '/srv/testflinger/agent-a/run' },
+      { key: 'logging_basedir', dir: '/srv/testflinger/agent-a/logs' },
+      { key: 'results_basedir', dir: '/srv/testflinger/agent-a/results' },
+    ]);
     const parsed = parseAgentConfig(conf('agent-a', basedirs), 'x.conf', stateOf('agent-a'));
     expect([parsed.execution_basedir, parsed.logging_basedir, parsed.results_basedir]).toEqual(['/srv/testflinger/agent-a/run', '/srv/testflinger/agent-a/logs', '/srv/testflinger/agent-a/results']);
     expect(stateDirNote(parsed, stateOf('agent-a'))).toBe(
@@ -38,6 +42,7 @@ describe("upstream's shared defaults mean the agent's own state dir", () => {
     expect(found('agent-a', { execution_basedir: '/tmp/testflinger/logs', logging_basedir: '/tmp/tfa/agent-a/logs' }).basedirs).toEqual([
       { key: 'execution_basedir', dir: '/tmp/testflinger/logs' },
       { key: 'logging_basedir', dir: '/tmp/tfa/agent-a/logs' },
+      { key: 'results_basedir', dir: '/srv/testflinger/agent-a/results' },
     ]);
   });
 

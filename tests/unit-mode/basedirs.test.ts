@@ -1,0 +1,177 @@
+/**
+ * Upstream-shaped confs run unchanged under per-agent users (docs/isolation.md, "Basedirs a conf
+ * names"): agents deployed by the charm's install hook (dispatch, real users, Debian's
+ * supervisord, a dev server) with no basedirs, upstream's defaults written out, a shared parent
+ * in /tmp, and upstream's reference under /home/ubuntu (with a `ubuntu` user whose home is 0750,
+ * and without one). Each agent runs a job to completion as its own user, in the directories its
+ * conf names, 0700 and its user's; two confs naming one directory are refused, naming both,
+ * while the others run.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { b64 } from '../helpers/charm';
+import { ConfigRepo } from '../helpers/gitrepo';
+import { sshKeygen } from '../helpers/sshd';
+import { eventually, tempDir } from '../helpers/tmp';
+import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
+
+const SERVER = 'http://127.0.0.1:8000';
+type Basedirs = { run: string; logs: string; results: string };
+
+/** The test phase says who runs it and where. */
+const TEST_COMMAND = 'sh -c \'echo "user=$(id -un) dir=$(pwd)"\'';
+
+const under = (base: string): Basedirs => ({ run: `${base}/run`, logs: `${base}/logs`, results: `${base}/results` });
+const UPSTREAM_DEFAULTS = under('/tmp/testflinger');
+const stateOf = (agent: string) => under(`/srv/testflinger/${agent}`);
+
+/** An agent's conf; `basedirs` written out as upstream's keys, none when undefined. */
+function confOf(agent: string, basedirs?: Partial<Basedirs>): string {
+  const keys = basedirs ? { execution_basedir: basedirs.run, logging_basedir: basedirs.logs, results_basedir: basedirs.results } : {};
+  return JSON.stringify({ agent_id: agent, server_address: SERVER, job_queues: [`${agent}-q`], polling_interval: 0.2, setup_command: 'true', test_command: TEST_COMMAND, cleanup_command: 'true', ...keys });
+}
+
+/** A lab of agents (name → conf) as an operator hands it to the charm. */
+function charmConfig(agents: Record<string, string>): { config: Record<string, unknown>; keep: string[] } {
+  const repo = new ConfigRepo('lab1');
+  for (const [name, conf] of Object.entries(agents)) repo.addAgent(name, conf);
+  repo.commit('the lab');
+  const keys = sshKeygen(path.join(tempDir('labkey'), 'lab_key'));
+  const config = {
+    'config-repo': repo.url,
+    'config-dir': 'lab1',
+    'ssh-private-key': b64(fs.readFileSync(keys.privateKey, 'utf8')),
+    'ssh-public-key': b64(`${keys.publicKey}\n`),
+  };
+  return { config, keep: [repo.dir] };
+}
+
+async function deploy(agents: Record<string, string>, options: { ubuntuUser: boolean }): Promise<UnitHost> {
+  const { config, keep } = charmConfig(agents);
+  const host = await UnitHost.start({ config, keep });
+  if (options.ubuntuUser) await host.addLoginUser('ubuntu');
+  await host.devServer({ port: 8000 });
+  await host.hook('install');
+  return host;
+}
+
+/** Submits a job to the agent and returns its test output once it ended (cleanup reported). */
+async function jobOutput(host: UnitHost, agent: string): Promise<string> {
+  const { job_id: id } = (await host.api(SERVER, 'POST', '/v1/job', { job_queue: `${agent}-q`, test_data: { test_cmds: 'true' } })) as { job_id: string };
+  const view = await eventually(async () => {
+    const r = (await host.api(SERVER, 'GET', `/v1/result/${id}`)) as Record<string, unknown>;
+    return r['cleanup_status'] !== undefined ? r : undefined;
+  }, `${agent}'s job ${id} cleaned up`, 60_000);
+  return String(view['test_output']);
+}
+
+/** Each agent's job ran as its user in its run directory, and each of its basedirs is its user's, 0700. */
+async function expectOwnDirs(host: UnitHost, lab: Record<string, Basedirs>): Promise<void> {
+  for (const [agent, dirs] of Object.entries(lab)) {
+    const out = await jobOutput(host, agent);
+    expect({ agent, out }).toEqual({ agent, out: expect.stringMatching(new RegExp(`^user=tf-${agent} dir=${dirs.run}/[0-9a-f-]+$`, 'm')) });
+    const { uid, gid } = await host.userIds(`tf-${agent}`);
+    for (const dir of Object.values(dirs)) expect({ dir, ...(await host.stat(dir)) }).toEqual({ dir, uid, gid, mode: 0o700, type: 'directory' });
+    // The agent's own pid file: it writes where its conf says.
+    expect(await host.exists(`${dirs.logs}/${agent}.pid`)).toBe(true);
+  }
+}
+
+describeOnUnitHost("a lab's upstream-shaped confs, with a ubuntu user (home 0750)", () => {
+  let host: UnitHost;
+  const lab: Record<string, Basedirs> = {
+    plain: stateOf('plain'),
+    'upstream-1': stateOf('upstream-1'),
+    'upstream-2': stateOf('upstream-2'),
+    'shared-1': under('/tmp/tfa/shared-1'),
+    'shared-2': under('/tmp/tfa/shared-2'),
+    'home-1': under('/home/ubuntu/testflinger/home-1'),
+    'home-2': under('/home/ubuntu/testflinger/home-2'),
+  };
+
+  beforeAll(async () => {
+    host = await deploy(
+      {
+        plain: confOf('plain'),
+        'upstream-1': confOf('upstream-1', UPSTREAM_DEFAULTS),
+        'upstream-2': confOf('upstream-2', UPSTREAM_DEFAULTS),
+        'shared-1': confOf('shared-1', lab['shared-1']),
+        'shared-2': confOf('shared-2', lab['shared-2']),
+        'home-1': confOf('home-1', lab['home-1']),
+        'home-2': confOf('home-2', lab['home-2']),
+        'clash-1': confOf('clash-1', { run: '/tmp/clash/run' }),
+        'clash-2': confOf('clash-2', { run: '/tmp/clash/run' }),
+      },
+      { ubuntuUser: true },
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    await host?.stop();
+  });
+
+  it('every agent runs a job to completion as its own user, in the directories its conf names (upstream defaults: its own state dir)', async () => {
+    await expectOwnDirs(host, lab);
+  }, 300_000);
+
+  it("two confs naming one directory are both refused, each naming the other; the lab's other agents run", async () => {
+    const logs = host.unit.state().logs.map((l) => l.message);
+    expect(logs).toContain(`skipping agent "clash-1": "execution_basedir /tmp/clash/run: is also clash-2's execution_basedir"`);
+    expect(logs).toContain(`skipping agent "clash-2": "execution_basedir /tmp/clash/run: is also clash-1's execution_basedir"`);
+    expect(host.status).toEqual({ status: 'blocked', message: '7 agents running; bad conf: clash-1, clash-2 (see juju debug-log)' });
+    const programs = await host.programs();
+    expect([...programs.keys()].sort()).toEqual(Object.keys(lab).sort());
+    expect(await host.exists('/tmp/clash')).toBe(false);
+  });
+
+  it("the directories on the way are root's; ubuntu's home stays its own, 0750, passable (not readable) by the agents it leads to", async () => {
+    for (const dir of ['/tmp/tfa', '/tmp/tfa/shared-1', '/home/ubuntu/testflinger', '/home/ubuntu/testflinger/home-1']) {
+      expect({ dir, ...(await host.stat(dir)) }).toEqual({ dir, uid: 0, gid: 0, mode: 0o755, type: 'directory' });
+    }
+    const ubuntu = await host.userIds('ubuntu');
+    expect(await host.stat('/home/ubuntu')).toMatchObject({ uid: ubuntu.uid, gid: ubuntu.gid, mode: 0o750 });
+    const acl = await host.check(['getfacl', '--omit-header', '--numeric', '/home/ubuntu']);
+    const { uid: home1 } = await host.userIds('tf-home-1');
+    expect(acl).toContain(`user:${home1}:--x`);
+    expect((await host.execAs('tf-home-1', ['ls', '/home/ubuntu'])).exitCode).not.toBe(0);
+    // Agents that need not pass are not let through.
+    expect((await host.execAs('tf-shared-1', ['ls', '/home/ubuntu/testflinger'])).exitCode).not.toBe(0);
+  });
+
+  it("no agent can read another's directories or move them out of the way", async () => {
+    expect((await host.execAs('tf-shared-1', ['ls', '/tmp/tfa/shared-2/run'])).exitCode).not.toBe(0);
+    expect((await host.execAs('tf-shared-1', ['mv', '/tmp/tfa/shared-2', '/tmp/tfa/mine'])).exitCode).not.toBe(0);
+    expect((await host.execAs('tf-home-1', ['mv', '/home/ubuntu/testflinger/home-2', '/home/ubuntu/testflinger/mine'])).exitCode).not.toBe(0);
+    expect(await host.exists('/tmp/tfa/shared-2/run')).toBe(true);
+  });
+
+  it("an agent whose conf writes out upstream's defaults logs where this host keeps them", async () => {
+    const out = await host.check(['sh', '-c', 'cat /var/log/supervisor/upstream-1-stdout*']);
+    expect(out).toContain(
+      "basedirs: upstream's shared defaults are this agent's own here (one user per agent): execution_basedir /tmp/testflinger/run -> /srv/testflinger/upstream-1/run",
+    );
+    expect(await host.exists('/tmp/testflinger')).toBe(false);
+  });
+});
+
+describeOnUnitHost("upstream's reference basedirs under /home/ubuntu, on a machine with no ubuntu user", () => {
+  let host: UnitHost;
+  const lab: Record<string, Basedirs> = {
+    'home-1': under('/home/ubuntu/testflinger/home-1'),
+    'home-2': under('/home/ubuntu/testflinger/home-2'),
+  };
+
+  beforeAll(async () => {
+    host = await deploy({ 'home-1': confOf('home-1', lab['home-1']), 'home-2': confOf('home-2', lab['home-2']) }, { ubuntuUser: false });
+  }, 120_000);
+
+  afterAll(async () => {
+    await host?.stop();
+  });
+
+  it("both agents run a job as their own users in their own directories; the path to them is root's", async () => {
+    await expectOwnDirs(host, lab);
+    expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
+    for (const dir of ['/home/ubuntu', '/home/ubuntu/testflinger']) expect({ dir, ...(await host.stat(dir)) }).toEqual({ dir, uid: 0, gid: 0, mode: 0o755, type: 'directory' });
+  }, 120_000);
+});
