@@ -160,24 +160,26 @@ const looselyWritable = (mode: number) => (mode & 0o022) !== 0 && (mode & 0o1000
 /** `name` in the directory open as `fd`: the kernel resolves it there, whatever happened to the path. */
 const inDir = (fd: number, name: string) => `/proc/self/fd/${fd}/${name}`;
 
-/** Opens a directory entry without following it; undefined when there is none. */
-function openEntry(fd: number, name: string): number | undefined {
+/** Opens a directory entry without following it; undefined when there is none. `shownAs`: its path, for messages. */
+function openEntry(fd: number, name: string, shownAs: string): number | undefined {
   try {
     return fs.openSync(inDir(fd, name), OPEN_DIR);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return undefined;
-    if (code === 'ELOOP') throw new BasedirError(`${name} is a symbolic link; it must be a directory`);
-    if (code === 'ENOTDIR') throw new BasedirError(`${name} is not a directory`);
-    throw new BasedirError(`${name}: ${code ?? (error as Error).message}`);
+    // O_NOFOLLOW with O_DIRECTORY says ENOTDIR for a link: lstat (which does not follow it either) tells them apart.
+    const link = code === 'ELOOP' || fs.lstatSync(inDir(fd, name), { throwIfNoEntry: false })?.isSymbolicLink();
+    if (link) throw new BasedirError(`${shownAs} is a symbolic link; it must be a directory`);
+    if (code === 'ENOTDIR') throw new BasedirError(`${shownAs} is not a directory`);
+    throw new BasedirError(`${shownAs}: ${code ?? (error as Error).message}`);
   }
 }
 
 /** A directory made by root here: root's on the way, the agent's as the leaf or inside the agent's own. */
-function makeEntry(fd: number, name: string, owner: FileOwner, mode: number): number {
+function makeEntry(fd: number, name: string, shownAs: string, owner: FileOwner, mode: number): number {
   fs.mkdirSync(inDir(fd, name), { mode: 0o700 });
-  const made = openEntry(fd, name);
-  if (made === undefined) throw new BasedirError(`${name} vanished as it was made`);
+  const made = openEntry(fd, name, shownAs);
+  if (made === undefined) throw new BasedirError(`${shownAs} vanished as it was made`);
   fs.fchownSync(made, owner.uid, owner.gid);
   fs.fchmodSync(made, mode);
   return made;
@@ -206,20 +208,21 @@ export async function walkBasedir(dir: string, owners: BasedirOwners, options: W
   try {
     for (const [i, name] of names.entries()) {
       const leaf = i === names.length - 1;
-      const existing = openEntry(fd, name);
+      const shownAs = `/${names.slice(0, i + 1).join('/')}`;
+      const existing = openEntry(fd, name, shownAs);
       if (existing === undefined && !options.make) return;
       const agentsDir = leaf || insideOwn;
       let next: number;
       if (existing === undefined) {
         if (agentsDir && !owners.own) throw new BasedirError(`the agent's user does not exist`);
-        next = makeEntry(fd, name, agentsDir ? (owners.own as FileOwner) : { uid: 0, gid: 0 }, agentsDir ? AGENT_DIR_MODE : ROOT_DIR_MODE);
+        next = makeEntry(fd, name, shownAs, agentsDir ? (owners.own as FileOwner) : { uid: 0, gid: 0 }, agentsDir ? AGENT_DIR_MODE : ROOT_DIR_MODE);
       } else {
         next = existing;
         const stat = fs.fstatSync(next);
         const why = existingProblem(stat, leaf, owners);
         if (why) {
           fs.closeSync(next);
-          throw new BasedirError(`/${names.slice(0, i + 1).join('/')} ${why}`);
+          throw new BasedirError(`${shownAs} ${why}`);
         }
         insideOwn ||= owners.own !== undefined && stat.uid === owners.own.uid;
         if (leaf && options.make) fs.fchmodSync(next, AGENT_DIR_MODE);

@@ -5,10 +5,12 @@
  * in /tmp, and upstream's reference under /home/ubuntu (with a `ubuntu` user whose home is 0750,
  * and without one). Each agent runs a job to completion as its own user, in the directories its
  * conf names, 0700 and its user's; two confs naming one directory are refused, naming both,
- * while the others run.
+ * while the others run. Then root's walk itself, on this machine's /tmp (root, no unit host):
+ * what it refuses on the way and what it makes.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { walkBasedir, type BasedirOwners } from '../../src/charm/basedirs';
 import { b64 } from '../helpers/charm';
 import { ConfigRepo } from '../helpers/gitrepo';
 import { sshKeygen } from '../helpers/sshd';
@@ -174,4 +176,78 @@ describeOnUnitHost("upstream's reference basedirs under /home/ubuntu, on a machi
     expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
     for (const dir of ['/home/ubuntu', '/home/ubuntu/testflinger']) expect({ dir, ...(await host.stat(dir)) }).toEqual({ dir, uid: 0, gid: 0, mode: 0o755, type: 'directory' });
   }, 120_000);
+});
+
+/** Root's walk to a basedir, on this machine (as root): ids are made up, no user needs to exist. */
+describeOnUnitHost("root's walk to an agent's basedir: no link followed, nothing of another agent's on the way", () => {
+  const AGENT = { uid: 41001, gid: 41001 };
+  const OTHER_AGENT = 41002;
+  const owners: BasedirOwners = { own: AGENT, agentUids: new Set([AGENT.uid, OTHER_AGENT]), nameOf: (uid) => `uid ${uid}` };
+  let base: string;
+  const make = (dir: string, grantTraverse?: (p: string) => Promise<void>) => walkBasedir(dir, owners, { make: true, grantTraverse });
+  const modeOf = (p: string) => fs.lstatSync(p).mode & 0o7777;
+
+  beforeEach(() => {
+    base = tempDir('basedir-walk');
+    fs.chmodSync(base, 0o755);
+  });
+
+  it("makes the missing directories root's 0755 and the leaf the agent's 0700; an existing leaf of the agent's is tightened", async () => {
+    await make(`${base}/tfa/agent-a/run`);
+    expect([fs.statSync(`${base}/tfa`).uid, modeOf(`${base}/tfa`), fs.statSync(`${base}/tfa/agent-a`).uid, modeOf(`${base}/tfa/agent-a`)]).toEqual([0, 0o755, 0, 0o755]);
+    expect(fs.statSync(`${base}/tfa/agent-a/run`)).toMatchObject({ uid: AGENT.uid, gid: AGENT.gid });
+    expect(modeOf(`${base}/tfa/agent-a/run`)).toBe(0o700);
+    fs.chmodSync(`${base}/tfa/agent-a/run`, 0o755);
+    await make(`${base}/tfa/agent-a/run`);
+    expect(modeOf(`${base}/tfa/agent-a/run`)).toBe(0o700);
+  });
+
+  it('refuses a link on the way or as the leaf, and makes nothing where it points', async () => {
+    const elsewhere = tempDir('basedir-elsewhere');
+    fs.symlinkSync(elsewhere, `${base}/tfa`);
+    await expect(make(`${base}/tfa/agent-a/run`)).rejects.toThrow(`${base}/tfa is a symbolic link; it must be a directory`);
+    fs.mkdirSync(`${base}/x`);
+    fs.symlinkSync(elsewhere, `${base}/x/run`);
+    await expect(make(`${base}/x/run`)).rejects.toThrow(`${base}/x/run is a symbolic link`);
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+  });
+
+  it('refuses a file on the way', async () => {
+    fs.writeFileSync(`${base}/tfa`, '');
+    await expect(make(`${base}/tfa/run`)).rejects.toThrow(`${base}/tfa is not a directory`);
+  });
+
+  it("refuses a directory on the way that is another agent's, and a leaf that is not the agent's, naming the owner", async () => {
+    fs.mkdirSync(`${base}/tfa/agent-a`, { recursive: true });
+    fs.chownSync(`${base}/tfa`, OTHER_AGENT, OTHER_AGENT);
+    await expect(make(`${base}/tfa/agent-a/run`)).rejects.toThrow(`${base}/tfa is owned by the agent user uid ${OTHER_AGENT}`);
+    fs.chownSync(`${base}/tfa`, 0, 0);
+    fs.chownSync(`${base}/tfa/agent-a`, OTHER_AGENT, OTHER_AGENT);
+    await expect(make(`${base}/tfa/agent-a`)).rejects.toThrow(`${base}/tfa/agent-a exists, owned by uid ${OTHER_AGENT}; it must be the agent's user's`);
+    expect(fs.statSync(`${base}/tfa/agent-a`).uid).toBe(OTHER_AGENT);
+  });
+
+  it('refuses a directory on the way that others may write (not sticky); a sticky one, like /tmp, is passed', async () => {
+    fs.mkdirSync(`${base}/open`, { mode: 0o777 });
+    fs.chmodSync(`${base}/open`, 0o777);
+    await expect(make(`${base}/open/run`)).rejects.toThrow(`${base}/open is writable by others than its owner (mode 777, not sticky)`);
+    fs.chmodSync(`${base}/open`, 0o1777);
+    await make(`${base}/open/run`);
+    expect(fs.statSync(`${base}/open/run`).uid).toBe(AGENT.uid);
+  });
+
+  it('only checks, changing nothing, without make', async () => {
+    await walkBasedir(`${base}/tfa/agent-a/run`, owners, { make: false });
+    expect(fs.readdirSync(base)).toEqual([]);
+  });
+
+  it('lets the agent through a directory others may not pass, by the open directory itself', async () => {
+    fs.mkdirSync(`${base}/home/ubuntu`, { recursive: true });
+    fs.chmodSync(`${base}/home/ubuntu`, 0o750);
+    const granted: string[] = [];
+    await make(`${base}/home/ubuntu/testflinger/run`, async (p) => {
+      granted.push(fs.realpathSync(p));
+    });
+    expect(granted).toEqual([`${base}/home/ubuntu`]);
+  });
 });
