@@ -131,14 +131,40 @@ export function basedirProblems(agents: readonly AgentBasedirs[], paths: HostPat
   return problems;
 }
 
+/**
+ * systemd-tmpfiles lines that make the basedirs under /tmp and /var/tmp again at boot, before
+ * supervisord starts the agents (a boot empties /tmp; an agent would then make the shared parent
+ * its own and lock the others out): root's 0755 on the way, the agent's 0700 as a leaf and below
+ * one. The paths passed the rules: no whitespace, no `%` specifier.
+ */
+export function tmpfilesLines(agents: readonly AgentBasedirs[], userOf: (agent: string) => string): string {
+  const lines = new Map<string, string>();
+  for (const { agent, basedirs } of agents) {
+    const user = userOf(agent);
+    const leaves = basedirs.map((b) => b.dir);
+    for (const { dir } of basedirs) {
+      const scratch = SCRATCH_ROOTS.find((root) => dir.startsWith(`/${root}/`));
+      if (!scratch) continue;
+      const parts = dir.split('/');
+      for (let n = scratch.split('/').length + 2; n <= parts.length; n++) {
+        const at = parts.slice(0, n).join('/');
+        const agentsOwn = leaves.some((leaf) => within(at, leaf));
+        lines.set(at, agentsOwn ? `d ${at} 0700 ${user} ${user} -` : `d ${at} 0755 root root -`);
+      }
+    }
+  }
+  return [...lines.keys()].sort().map((at) => lines.get(at)).join('\n');
+}
+
 // ---- On the host: root makes the basedirs, through directory descriptors ----
 
 export class BasedirError extends Error {
   override readonly name = 'BasedirError';
 }
 
-/** Who may own what on the way: the agent's user (when made already), every agent user, names for messages. */
+/** Who may own what on the way: the agent's user (ids once made), every agent user, names for messages. */
 export interface BasedirOwners {
+  readonly ownName: string;
   readonly own: FileOwner | undefined;
   readonly agentUids: ReadonlySet<number>;
   readonly nameOf: (uid: number) => string;
@@ -188,7 +214,7 @@ function makeEntry(fd: number, name: string, shownAs: string, owner: FileOwner, 
 /** Why an existing directory may not be on the way to, or be, the agent's leaf; undefined when it may. */
 function existingProblem(stat: fs.Stats, leaf: boolean, owners: BasedirOwners): string | undefined {
   const owned = owners.own !== undefined && stat.uid === owners.own.uid;
-  if (leaf) return owned ? undefined : `exists, owned by ${owners.nameOf(stat.uid)}; it must be the agent's user's${owners.own ? '' : ' (not made yet)'}`;
+  if (leaf) return owned ? undefined : `exists, owned by ${owners.nameOf(stat.uid)}; it must be ${owners.ownName}'s`;
   if (!owned && owners.agentUids.has(stat.uid)) return `is owned by the agent user ${owners.nameOf(stat.uid)}`;
   if (!owned && looselyWritable(stat.mode)) return `is writable by others than its owner (mode ${(stat.mode & 0o7777).toString(8)}, not sticky)`;
   return undefined;
@@ -214,7 +240,7 @@ export async function walkBasedir(dir: string, owners: BasedirOwners, options: W
       const agentsDir = leaf || insideOwn;
       let next: number;
       if (existing === undefined) {
-        if (agentsDir && !owners.own) throw new BasedirError(`the agent's user does not exist`);
+        if (agentsDir && !owners.own) throw new BasedirError(`there is no user ${owners.ownName}`);
         next = makeEntry(fd, name, shownAs, agentsDir ? (owners.own as FileOwner) : { uid: 0, gid: 0 }, agentsDir ? AGENT_DIR_MODE : ROOT_DIR_MODE);
       } else {
         next = existing;

@@ -14,7 +14,7 @@ import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
 import { AGENTS_GROUP, addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
-import { agentUids, basedirProblems, walkAgentBasedirs, type AgentBasedirs, type BasedirOwners } from './basedirs';
+import { agentUids, basedirProblems, tmpfilesLines, walkAgentBasedirs, type AgentBasedirs, type BasedirOwners } from './basedirs';
 import type { CharmConfig } from './config';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits } from './limits';
@@ -25,6 +25,9 @@ import type { TemplateRenderer } from './templates';
 import { callOverSocket } from './xmlrpc';
 
 export type DriverKind = 'unit' | 'sandbox';
+
+/** systemd-tmpfiles' drop-in that makes the agents' basedirs in /tmp and /var/tmp at boot (on a unit). */
+export const BASEDIRS_TMPFILES = 'etc/tmpfiles.d/testflinger-agent-basedirs.conf';
 
 /** A file's text, or '' when it does not exist (yet). */
 export function readIfExists(file: string): string {
@@ -76,8 +79,8 @@ export interface PrepareAgentsOptions {
   readonly users: AgentUserChange;
   /** Check that the test sandbox works (when `test-sandbox` is on). */
   readonly checkSandbox: boolean;
-  /** Each valid agent's basedirs (refusedBasedirs passed them), made before the agents start. */
-  readonly basedirs: readonly AgentBasedirs[];
+  /** Each valid agent's basedirs (refusedBasedirs passed them), made before the agents start; undefined: as last applied. */
+  readonly basedirs: readonly AgentBasedirs[] | undefined;
   readonly log: (message: string) => Promise<void>;
 }
 
@@ -184,7 +187,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
         if (!user) throw new Error(`no user ${agentUserName(agent)} for agent ${agent}`);
         writeAgentFiles(paths, config, { name: agent, user }, gid);
       }
-      await makeBasedirs(run, basedirOwners(paths), options);
+      if (options.basedirs) await makeBasedirs(run, paths, options.basedirs, options.log);
       if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
       return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
     },
@@ -230,7 +233,7 @@ function basedirOwners(paths: HostPaths): (agent: string) => BasedirOwners {
   const users = readIdFile(path.join(paths.root, 'etc/passwd'));
   const names = new Map([...users].map(([name, ids]) => [ids.uid, name]));
   const uids = agentUids(readIfExists(path.join(paths.root, 'etc/group')), AGENTS_GROUP, (user) => users.get(user)?.uid);
-  return (agent) => ({ own: users.get(agentUserName(agent)), agentUids: uids, nameOf: (uid) => names.get(uid) ?? `uid ${uid}` });
+  return (agent) => ({ ownName: agentUserName(agent), own: users.get(agentUserName(agent)), agentUids: uids, nameOf: (uid) => names.get(uid) ?? `uid ${uid}` });
 }
 
 /**
@@ -238,15 +241,28 @@ function basedirOwners(paths: HostPaths): (agent: string) => BasedirOwners {
  * (an ACL entry, `--x`) to a directory on the way it cannot pass, such as a 0750 home. One that
  * fails (changed since it was checked) is logged, naming the agent and key; the others go on.
  */
-async function makeBasedirs(run: Runner, ownersOf: (agent: string) => BasedirOwners, options: PrepareAgentsOptions): Promise<void> {
-  for (const agent of options.basedirs) {
+async function makeBasedirs(run: Runner, paths: HostPaths, agents: readonly AgentBasedirs[], log: (message: string) => Promise<void>): Promise<void> {
+  const ownersOf = basedirOwners(paths);
+  const made: AgentBasedirs[] = [];
+  for (const agent of agents) {
     const user = agentUserName(agent.agent);
     const grantTraverse = async (dirPath: string) => {
       await run('setfacl', ['-m', `u:${user}:--x`, '--', dirPath]);
     };
     const why = await walkAgentBasedirs(agent, ownersOf(agent.agent), { make: true, grantTraverse });
-    if (why) await options.log(`${agent.agent}: ${why}`);
+    if (why) await log(`${agent.agent}: ${why}`);
+    else made.push(agent);
   }
+  writeTmpfilesLines(paths, made);
+}
+
+/** The basedirs in /tmp and /var/tmp, made again at boot before supervisord starts (basedirs.ts, tmpfilesLines). */
+function writeTmpfilesLines(paths: HostPaths, agents: readonly AgentBasedirs[]): void {
+  const file = path.join(paths.root, BASEDIRS_TMPFILES);
+  const lines = tmpfilesLines(agents, agentUserName);
+  if (lines === '' && !fs.existsSync(file)) return;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  writeFileAtomic(file, `# Made by the testflinger-agent-host charm: its agents' basedirs in /tmp and /var/tmp, made again at boot.\n${lines}\n`);
 }
 
 /**

@@ -66,8 +66,8 @@ interface Desired {
   invalid: Record<string, string>;
   ports: Record<string, number>;
   sharedHash: string;
-  /** The valid agents' basedirs, to make before they start (none from the state: made when last applied). */
-  basedirs: AgentBasedirs[];
+  /** The valid agents' basedirs, to make before they start; absent from the state (made when last applied). */
+  basedirs?: AgentBasedirs[];
   /** Rendered program files and phase scripts; absent when they are as last applied. */
   files?: { programs: Map<string, string>; scripts: Map<string, string> };
 }
@@ -86,7 +86,7 @@ function desiredFromState(state: HostState): Desired {
   const agents = Object.keys(state.appliedPrograms)
     .filter((name) => state.invalidAgents[name] === undefined)
     .map((name) => ({ name, contentHash: state.appliedAgents[name] ?? '', agentId: state.agentIds[name] ?? '', programHash: state.appliedPrograms[name] as string }));
-  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared, basedirs: [] };
+  return { agents, invalid: state.invalidAgents, ports: state.ports, sharedHash: state.appliedShared };
 }
 
 /**
@@ -241,7 +241,7 @@ interface ApplyOptions {
   /** Make the agents' users and files (every pull; a retry only carries out what is pending). */
   prepareAgents: boolean;
   checkSandbox: boolean;
-  basedirs: readonly AgentBasedirs[];
+  basedirs: readonly AgentBasedirs[] | undefined;
   log: (m: string) => Promise<void>;
 }
 

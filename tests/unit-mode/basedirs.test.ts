@@ -48,10 +48,12 @@ function charmConfig(agents: Record<string, string>): { config: Record<string, u
   return { config, keep: [repo.dir] };
 }
 
-async function deploy(agents: Record<string, string>, options: { ubuntuUser: boolean }): Promise<UnitHost> {
+/** A unit host with the lab installed; `before`: what the machine has before the install hook. */
+async function deploy(agents: Record<string, string>, options: { ubuntuUser: boolean; before?: (host: UnitHost) => Promise<unknown> }): Promise<UnitHost> {
   const { config, keep } = charmConfig(agents);
   const host = await UnitHost.start({ config, keep });
   if (options.ubuntuUser) await host.addLoginUser('ubuntu');
+  await options.before?.(host);
   await host.devServer({ port: 8000 });
   await host.hook('install');
   return host;
@@ -103,8 +105,11 @@ describeOnUnitHost("a lab's upstream-shaped confs, with a ubuntu user (home 0750
         'home-2': confOf('home-2', lab['home-2']),
         'clash-1': confOf('clash-1', { run: '/tmp/clash/run' }),
         'clash-2': confOf('clash-2', { run: '/tmp/clash/run' }),
+        outside: confOf('outside', { logs: '/etc/testflinger/logs' }),
+        taken: confOf('taken', { results: '/tmp/taken/results' }),
       },
-      { ubuntuUser: true },
+      // Somebody else's directory where taken's results would go.
+      { ubuntuUser: true, before: (h) => h.check(['sh', '-c', 'mkdir -p /tmp/taken/results && chown nobody /tmp/taken/results']) },
     );
   }, 120_000);
 
@@ -116,14 +121,19 @@ describeOnUnitHost("a lab's upstream-shaped confs, with a ubuntu user (home 0750
     await expectOwnDirs(host, lab);
   }, 300_000);
 
-  it("two confs naming one directory are both refused, each naming the other; the lab's other agents run", async () => {
+  it("two confs naming one directory are both refused, each naming the other, as are a basedir out of bounds and one that is somebody else's; the lab's other agents run", async () => {
     const logs = host.unit.state().logs.map((l) => l.message);
     expect(logs).toContain(`skipping agent "clash-1": "execution_basedir /tmp/clash/run: is also clash-2's execution_basedir"`);
     expect(logs).toContain(`skipping agent "clash-2": "execution_basedir /tmp/clash/run: is also clash-1's execution_basedir"`);
-    expect(host.status).toEqual({ status: 'blocked', message: '7 agents running; bad conf: clash-1, clash-2 (see juju debug-log)' });
+    expect(logs).toContain(
+      `skipping agent "outside": "logging_basedir /etc/testflinger/logs: must be under /tmp, /var/tmp, /srv or /home/<user>/<dir>, where a directory an agent owns runs nothing of root or another user"`,
+    );
+    expect(logs).toContain(`skipping agent "taken": "results_basedir /tmp/taken/results: /tmp/taken/results exists, owned by nobody; it must be tf-taken's"`);
+    expect(host.status).toEqual({ status: 'blocked', message: '7 agents running; bad conf: clash-1, clash-2, outside and 1 more (see juju debug-log)' });
     const programs = await host.programs();
     expect([...programs.keys()].sort()).toEqual(Object.keys(lab).sort());
     expect(await host.exists('/tmp/clash')).toBe(false);
+    expect(await host.exists('/etc/testflinger')).toBe(false);
   });
 
   it("the directories on the way are root's; ubuntu's home stays its own, 0750, passable (not readable) by the agents it leads to", async () => {
@@ -145,6 +155,19 @@ describeOnUnitHost("a lab's upstream-shaped confs, with a ubuntu user (home 0750
     expect((await host.execAs('tf-shared-1', ['mv', '/tmp/tfa/shared-2', '/tmp/tfa/mine'])).exitCode).not.toBe(0);
     expect((await host.execAs('tf-home-1', ['mv', '/home/ubuntu/testflinger/home-2', '/home/ubuntu/testflinger/mine'])).exitCode).not.toBe(0);
     expect(await host.exists('/tmp/tfa/shared-2/run')).toBe(true);
+  });
+
+  it('after a boot empties /tmp, systemd-tmpfiles makes the shared parent root\'s and each agent\'s own again, before the agents start', async () => {
+    const tmpfiles = '/etc/tmpfiles.d/testflinger-agent-basedirs.conf';
+    expect(await host.readFile(tmpfiles)).toContain('d /tmp/tfa/shared-1/run 0700 tf-shared-1 tf-shared-1 -\n');
+    const { uid } = await host.userIds('tf-shared-2');
+    await host.check(['sh', '-c', 'mkdir -p /run/unithost/moved && mv /tmp/tfa /run/unithost/moved/ && systemd-tmpfiles --create "$0"', tmpfiles]);
+    try {
+      expect(await host.stat('/tmp/tfa')).toMatchObject({ uid: 0, mode: 0o755 });
+      expect(await host.stat('/tmp/tfa/shared-2/logs')).toMatchObject({ uid, mode: 0o700 });
+    } finally {
+      await host.check(['sh', '-c', 'rm -rf /tmp/tfa && mv /run/unithost/moved/tfa /tmp/']);
+    }
   });
 
   it("an agent whose conf writes out upstream's defaults logs where this host keeps them", async () => {
@@ -182,7 +205,7 @@ describeOnUnitHost("upstream's reference basedirs under /home/ubuntu, on a machi
 describeOnUnitHost("root's walk to an agent's basedir: no link followed, nothing of another agent's on the way", () => {
   const AGENT = { uid: 41001, gid: 41001 };
   const OTHER_AGENT = 41002;
-  const owners: BasedirOwners = { own: AGENT, agentUids: new Set([AGENT.uid, OTHER_AGENT]), nameOf: (uid) => `uid ${uid}` };
+  const owners: BasedirOwners = { ownName: 'tf-agent-a', own: AGENT, agentUids: new Set([AGENT.uid, OTHER_AGENT]), nameOf: (uid) => `uid ${uid}` };
   let base: string;
   const make = (dir: string, grantTraverse?: (p: string) => Promise<void>) => walkBasedir(dir, owners, { make: true, grantTraverse });
   const modeOf = (p: string) => fs.lstatSync(p).mode & 0o7777;
@@ -223,7 +246,7 @@ describeOnUnitHost("root's walk to an agent's basedir: no link followed, nothing
     await expect(make(`${base}/tfa/agent-a/run`)).rejects.toThrow(`${base}/tfa is owned by the agent user uid ${OTHER_AGENT}`);
     fs.chownSync(`${base}/tfa`, 0, 0);
     fs.chownSync(`${base}/tfa/agent-a`, OTHER_AGENT, OTHER_AGENT);
-    await expect(make(`${base}/tfa/agent-a`)).rejects.toThrow(`${base}/tfa/agent-a exists, owned by uid ${OTHER_AGENT}; it must be the agent's user's`);
+    await expect(make(`${base}/tfa/agent-a`)).rejects.toThrow(`${base}/tfa/agent-a exists, owned by uid ${OTHER_AGENT}; it must be tf-agent-a's`);
     expect(fs.statSync(`${base}/tfa/agent-a`).uid).toBe(OTHER_AGENT);
   });
 

@@ -4,7 +4,7 @@
  * place where a directory an agent owns endangers nobody, and no agent's may be another's.
  */
 import { UPSTREAM_BASEDIRS, parseAgentConfig, stateDirNote } from '../../src/agent/config';
-import { agentBasedirs, agentUids, basedirConflicts, basedirProblems, basedirRuleProblem, type AgentBasedirs } from '../../src/charm/basedirs';
+import { agentBasedirs, agentUids, basedirConflicts, basedirProblems, basedirRuleProblem, tmpfilesLines, type AgentBasedirs } from '../../src/charm/basedirs';
 import { hostPaths } from '../../src/charm/paths';
 
 const paths = hostPaths('/');
@@ -145,4 +145,21 @@ it("the agents' uids are the members of their group, as passwd numbers them", ()
   const group = 'root:x:0:\ntestflinger-agents:x:990:tf-a,tf-b,tf-gone\nother:x:5:tf-c\n';
   const uids = { 'tf-a': 991, 'tf-b': 992, 'tf-c': 993 } as Record<string, number>;
   expect([...agentUids(group, 'testflinger-agents', (u) => uids[u])]).toEqual([991, 992]);
+});
+
+it("the basedirs in /tmp and /var/tmp are made again at boot: root's on the way, the agent's as (and below) a leaf; others are left alone", () => {
+  const agents = [
+    found('agent-a', { execution_basedir: '/tmp/tfa/agent-a/run', logging_basedir: '/tmp/tfa/agent-a/run/logs', results_basedir: '/var/tmp/agent-a' }),
+    found('agent-b', { execution_basedir: '/tmp/tfa/agent-b/run', logging_basedir: '/home/ubuntu/tf/agent-b/logs' }),
+    found('agent-c'),
+  ];
+  expect(tmpfilesLines(agents, (agent) => `tf-${agent}`).split('\n')).toEqual([
+    'd /tmp/tfa 0755 root root -',
+    'd /tmp/tfa/agent-a 0755 root root -',
+    'd /tmp/tfa/agent-a/run 0700 tf-agent-a tf-agent-a -',
+    'd /tmp/tfa/agent-a/run/logs 0700 tf-agent-a tf-agent-a -',
+    'd /tmp/tfa/agent-b 0755 root root -',
+    'd /tmp/tfa/agent-b/run 0700 tf-agent-b tf-agent-b -',
+    'd /var/tmp/agent-a 0700 tf-agent-a tf-agent-a -',
+  ]);
 });
