@@ -149,7 +149,7 @@ it("the agents' uids are the members of their group, as passwd numbers them", ()
 
 it("the basedirs in /tmp and /var/tmp are made again at boot: root's on the way, the agent's as (and below) a leaf; others are left alone", () => {
   const agents = [
-    found('agent-a', { execution_basedir: '/tmp/tfa/agent-a/run', logging_basedir: '/tmp/tfa/agent-a/run/logs', results_basedir: '/var/tmp/agent-a' }),
+    found('agent-a', { execution_basedir: '/tmp/tfa/agent-a/run', logging_basedir: '/tmp/tfa/agent-a/run/sub/logs', results_basedir: '/var/tmp/agent-a' }),
     found('agent-b', { execution_basedir: '/tmp/tfa/agent-b/run', logging_basedir: '/home/ubuntu/tf/agent-b/logs' }),
     found('agent-c'),
   ];
@@ -157,7 +157,8 @@ it("the basedirs in /tmp and /var/tmp are made again at boot: root's on the way,
     'd /tmp/tfa 0755 root root -',
     'd /tmp/tfa/agent-a 0755 root root -',
     'd /tmp/tfa/agent-a/run 0700 tf-agent-a tf-agent-a -',
-    'd /tmp/tfa/agent-a/run/logs 0700 tf-agent-a tf-agent-a -',
+    'd /tmp/tfa/agent-a/run/sub 0700 tf-agent-a tf-agent-a -',
+    'd /tmp/tfa/agent-a/run/sub/logs 0700 tf-agent-a tf-agent-a -',
     'd /tmp/tfa/agent-b 0755 root root -',
     'd /tmp/tfa/agent-b/run 0700 tf-agent-b tf-agent-b -',
     'd /var/tmp/agent-a 0700 tf-agent-a tf-agent-a -',
