@@ -25,6 +25,9 @@ import type { DevServerOptions } from '../../src/devserver/server';
 import { createEmulatedUnit, dispatchEvent, type DispatchResult, type EmulatedUnit } from '../../src/hooktools/emulator';
 import { eventually, onCleanup, repoRoot, tempDir } from './tmp';
 import { actionOutcome, hookOrThrow } from './hookrun';
+import { b64 } from './charm';
+import { ConfigRepo } from './gitrepo';
+import { sshKeygen } from './sshd';
 
 const FIXTURES = path.join(repoRoot, 'tests', 'fixtures', 'unit-host');
 const READY_WAIT_MS = 15_000;
@@ -424,4 +427,22 @@ export function charmLayoutWithNode(dir: string): string {
   }
   fs.symlinkSync(process.execPath, path.join(dir, 'node', 'bin', 'node'));
   return dir;
+}
+
+/**
+ * A lab as an operator hands it to the charm: a config repo with these agents (name → conf) in
+ * `lab1`, and a fresh lab key. `keep`: what the unit host must reach (UnitHostOptions.keep).
+ */
+export function labCharmConfig(agents: Readonly<Record<string, string>>): { config: Record<string, unknown>; keep: string[]; publicKey: string } {
+  const repo = new ConfigRepo('lab1');
+  for (const [name, conf] of Object.entries(agents)) repo.addAgent(name, conf);
+  repo.commit('the lab');
+  const keys = sshKeygen(path.join(tempDir('labkey'), 'lab_key'));
+  const config = {
+    'config-repo': repo.url,
+    'config-dir': 'lab1',
+    'ssh-private-key': b64(fs.readFileSync(keys.privateKey, 'utf8')),
+    'ssh-public-key': b64(`${keys.publicKey}\n`),
+  };
+  return { config, keep: [repo.dir], publicKey: keys.publicKey };
 }

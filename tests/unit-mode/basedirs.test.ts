@@ -9,13 +9,9 @@
  * what it refuses on the way and what it makes.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { walkBasedir, type BasedirOwners } from '../../src/charm/basedirs';
-import { b64 } from '../helpers/charm';
-import { ConfigRepo } from '../helpers/gitrepo';
-import { sshKeygen } from '../helpers/sshd';
 import { eventually, tempDir } from '../helpers/tmp';
-import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
+import { UnitHost, describeOnUnitHost, labCharmConfig } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
 type Basedirs = { run: string; logs: string; results: string };
@@ -33,24 +29,9 @@ function confOf(agent: string, basedirs?: Partial<Basedirs>): string {
   return JSON.stringify({ agent_id: agent, server_address: SERVER, job_queues: [`${agent}-q`], polling_interval: 0.2, setup_command: 'true', test_command: TEST_COMMAND, cleanup_command: 'true', ...keys });
 }
 
-/** A lab of agents (name → conf) as an operator hands it to the charm. */
-function charmConfig(agents: Record<string, string>): { config: Record<string, unknown>; keep: string[] } {
-  const repo = new ConfigRepo('lab1');
-  for (const [name, conf] of Object.entries(agents)) repo.addAgent(name, conf);
-  repo.commit('the lab');
-  const keys = sshKeygen(path.join(tempDir('labkey'), 'lab_key'));
-  const config = {
-    'config-repo': repo.url,
-    'config-dir': 'lab1',
-    'ssh-private-key': b64(fs.readFileSync(keys.privateKey, 'utf8')),
-    'ssh-public-key': b64(`${keys.publicKey}\n`),
-  };
-  return { config, keep: [repo.dir] };
-}
-
 /** A unit host with the lab installed; `before`: what the machine has before the install hook. */
 async function deploy(agents: Record<string, string>, options: { ubuntuUser: boolean; before?: (host: UnitHost) => Promise<unknown> }): Promise<UnitHost> {
-  const { config, keep } = charmConfig(agents);
+  const { config, keep } = labCharmConfig(agents);
   const host = await UnitHost.start({ config, keep });
   if (options.ubuntuUser) await host.addLoginUser('ubuntu');
   await options.before?.(host);

@@ -9,12 +9,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { b64 } from '../helpers/charm';
-import { ConfigRepo } from '../helpers/gitrepo';
-import { sshKeygen } from '../helpers/sshd';
-import { eventually, tempDir } from '../helpers/tmp';
-import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
+import { eventually } from '../helpers/tmp';
+import { UnitHost, describeOnUnitHost, labCharmConfig } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
 const DEVICE_PORT = 2222;
@@ -41,21 +37,6 @@ function confOf(a: AgentName): string {
     test_command: RUN_TEST_CMDS,
     cleanup_command: 'true',
   });
-}
-
-/** The config repo and the lab key, as an operator would hand them to the charm. */
-function charmConfig(): { config: Record<string, unknown>; keep: string[]; publicKey: string } {
-  const repo = new ConfigRepo('lab1');
-  for (const a of AGENTS) repo.addAgent(a, confOf(a));
-  repo.commit('two agents');
-  const keys = sshKeygen(path.join(tempDir('labkey'), 'lab_key'));
-  const config = {
-    'config-repo': repo.url,
-    'config-dir': 'lab1',
-    'ssh-private-key': b64(fs.readFileSync(keys.privateKey, 'utf8')),
-    'ssh-public-key': b64(`${keys.publicKey}\n`),
-  };
-  return { config, keep: [repo.dir], publicKey: keys.publicKey };
 }
 
 /** A call to the dev server inside the namespace (its loopback is the namespace's own); JSON answers parsed. */
@@ -113,7 +94,7 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
   let jobOnB: string;
 
   beforeAll(async () => {
-    const { config, keep, publicKey } = charmConfig();
+    const { config, keep, publicKey } = labCharmConfig(Object.fromEntries(AGENTS.map((a) => [a, confOf(a)])));
     host = await UnitHost.start({ config, keep });
     await host.devServer({ port: 8000 });
     await host.sshd(DEVICE_PORT, publicKey);
