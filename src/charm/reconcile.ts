@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseAgentConfig } from '../agent/config';
+import { ConfigError, parseAgentConfig } from '../agent/config';
 import { readFileNoFollow, sha256 } from '../common/fsutil';
 import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type InvalidAgentDir, type KnownAgent } from './agents';
 import { agentBasedirs, type AgentBasedirs } from './basedirs';
@@ -143,11 +143,18 @@ async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState
  */
 async function withOwnBasedirs(host: Host, agents: readonly AgentDir[], invalid: InvalidAgentDir[]): Promise<{ discovered: AgentDir[]; basedirs: AgentBasedirs[] }> {
   const basedirs: AgentBasedirs[] = [];
+  const refused = new Map<string, string>();
   for (const agent of agents) {
     const stateDir = host.driver.agentStateDir(agent.name);
-    if (stateDir !== undefined) basedirs.push(agentBasedirs(agent.name, agent.config, stateDir));
+    if (stateDir === undefined) continue;
+    try {
+      basedirs.push(agentBasedirs(agent.name, agent.config, stateDir));
+    } catch (error) {
+      // Unchanged since it was last valid, but read now (by a newer charm): a bad conf like any other.
+      refused.set(agent.name, error instanceof ConfigError ? error.message : `unreadable: ${(error as Error).message}`);
+    }
   }
-  const refused = await host.driver.refusedBasedirs(basedirs);
+  for (const [name, reason] of await host.driver.refusedBasedirs(basedirs)) refused.set(name, reason);
   for (const [name, reason] of refused) invalid.push({ name, reason });
   invalid.sort((a, b) => (a.name < b.name ? -1 : 1));
   return { discovered: agents.filter((a) => !refused.has(a.name)), basedirs: basedirs.filter((b) => !refused.has(b.agent)) };
