@@ -206,8 +206,13 @@ function makeEntry(fd: number, name: string, shownAs: string, owner: FileOwner, 
   fs.mkdirSync(inDir(fd, name), { mode: 0o700 });
   const made = openEntry(fd, name, shownAs);
   if (made === undefined) throw new BasedirError(`${shownAs} vanished as it was made`);
-  fs.fchownSync(made, owner.uid, owner.gid);
-  fs.fchmodSync(made, mode);
+  try {
+    fs.fchownSync(made, owner.uid, owner.gid);
+    fs.fchmodSync(made, mode);
+  } catch (error) {
+    fs.closeSync(made);
+    throw error;
+  }
   return made;
 }
 

@@ -102,7 +102,7 @@ export interface HostDriver {
   hostUsers(): HostUsers | null;
   /**
    * Before the agents' program files are written: their users (made or locked), their homes,
-   * SSH files and state directories, and what containing them needs; the test sandbox checked
+   * SSH files, state directories and basedirs, and what containing them needs; the test sandbox checked
    * when asked or when its program changed.
    */
   prepareAgents(config: CharmConfig, options: PrepareAgentsOptions): Promise<SandboxCheck>;
