@@ -20,6 +20,7 @@ REQUIRED=(
   python3:python3
   setpriv:util-linux
   useradd:passwd
+  setfacl:acl
 )
 APT_ATTEMPTS=3
 # dpkg's lock may be held by unattended-upgrades on a fresh machine: wait for it, within reason.
