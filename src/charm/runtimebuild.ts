@@ -93,6 +93,8 @@ async function checkOut(run: Runner, source: SourceRepo, ref: string, checkout: 
   }
 }
 
+type NpmCommand = ReturnType<typeof npmCommand>;
+
 /** How npm is run: as the build user in a PID namespace of its own, with only `env`; or, in a sandbox, as we are. */
 interface NpmRunner {
   run(args: readonly string[], timeoutMs: number): Promise<unknown>;
@@ -104,7 +106,7 @@ interface NpmRunner {
  * privileges; `env -i` starts it from an environment that holds nothing of root's (no git
  * credentials, no root npmrc: npm's HOME and cache are the build user's own directory).
  */
-function unitNpm(run: Runner, npm: { file: string; args: string[] }, nodePath: string, builder: FileOwner, home: string, checkout: string): NpmRunner {
+function unitNpm(run: Runner, npm: NpmCommand, nodePath: string, builder: FileOwner, home: string, checkout: string): NpmRunner {
   const env = {
     HOME: home,
     PATH: `${path.dirname(nodePath)}:/usr/bin:/bin`,
@@ -113,30 +115,29 @@ function unitNpm(run: Runner, npm: { file: string; args: string[] }, nodePath: s
     npm_config_update_notifier: 'false',
     ...Object.fromEntries(PASSED_ENV.filter((k) => process.env[k]).map((k) => [k, process.env[k] as string])),
   };
-  const prefix = ['--pid', '--fork', '--kill-child', '--', 'setpriv', `--reuid=${builder.uid}`, `--regid=${builder.gid}`, '--clear-groups', '--no-new-privs', '--', 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+  const prefix = ['--pid', '--fork', '--kill-child', '--', ...asBuilder(builder), 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
   return { run: (args, timeoutMs) => run('unshare', [...prefix, npm.file, ...npm.args, ...args], { cwd: checkout, timeoutMs }) };
 }
 
-function sandboxNpm(run: Runner, npm: { file: string; args: string[] }, env: Record<string, string>, checkout: string): NpmRunner {
+function sandboxNpm(run: Runner, npm: NpmCommand, env: Record<string, string>, checkout: string): NpmRunner {
   return { run: (args, timeoutMs) => run(npm.file, [...npm.args, ...args], { cwd: checkout, env: { ...env, CI: 'true' }, timeoutMs }) };
 }
 
+/** setpriv's arguments that make the rest of the command line run as the build user, with no groups and no new privileges. */
+function asBuilder(builder: FileOwner): string[] {
+  return ['setpriv', `--reuid=${builder.uid}`, `--regid=${builder.gid}`, '--clear-groups', '--no-new-privs', '--'];
+}
+
 /**
- * The node and npm the build user can run: the charm's own when that user can reach them, else
- * copies in the build's directory (a charm directory root alone may enter).
+ * The node and npm the build user can run: the charm's own when that user can reach them (asked
+ * of `test` run as that user: access(2) from root would answer for root), else copies in the
+ * build's directory (a charm directory only root may enter).
  */
-function toolsFor(builder: FileOwner, nodePath: string, npm: { file: string; args: string[] }, toolsDir: string): { nodePath: string; npm: { file: string; args: string[] } } {
-  const reachable = asUser(builder, () => {
-    try {
-      fs.accessSync(nodePath, fs.constants.X_OK);
-      for (const arg of npm.args) fs.accessSync(arg, fs.constants.R_OK);
-      fs.accessSync(npm.file, fs.constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-  if (reachable) return { nodePath, npm };
+async function toolsFor(run: Runner, builder: FileOwner, nodePath: string, npm: NpmCommand, toolsDir: string): Promise<{ nodePath: string; npm: NpmCommand }> {
+  const [setpriv, ...args] = asBuilder(builder);
+  const checks = ['-x', nodePath, '-a', '-x', npm.file, ...npm.args.flatMap((arg) => ['-a', '-r', arg])];
+  const reachable = await run(setpriv as string, [...args, 'test', ...checks], { okExitCodes: [1], timeoutMs: GIT_TIMEOUT_MS });
+  if (reachable.exitCode === 0) return { nodePath, npm };
   const npmDir = path.resolve(path.dirname(nodePath), '..', 'lib', 'node_modules', 'npm');
   const node = path.join(toolsDir, 'bin', 'node');
   fs.mkdirSync(path.dirname(node), { recursive: true, mode: 0o755 });
@@ -192,7 +193,7 @@ export async function buildRuntimeFromSource(run: Runner, source: SourceRepo, re
   if (builder) {
     // The build user may pass through workDir to what it is given, and list nothing there.
     fs.chmodSync(workDir, 0o711);
-    ({ nodePath, npm } = toolsFor(builder, nodePath, npm, path.join(workDir, `tools-${id}`)));
+    ({ nodePath, npm } = await toolsFor(run, builder, nodePath, npm, path.join(workDir, `tools-${id}`)));
     // Root wrote the checkout; only now, with no code of the branch run yet, it becomes the
     // build user's (chown -R -P never follows a link).
     await run('chown', ['-R', '-P', `${builder.uid}:${builder.gid}`, '--', checkout], { timeoutMs: GIT_TIMEOUT_MS });

@@ -5,8 +5,11 @@
  * behind, and root takes only its two bundles, never through a link the build planted.
  */
 import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { ConfigRepo, git } from '../helpers/gitrepo';
-import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
+import { tempDir } from '../helpers/tmp';
+import { UnitHost, charmLayoutWithNode, describeOnUnitHost } from '../helpers/unithost';
 
 const BUILD_USER = 'testflinger-build';
 const tag = randomBytes(4).toString('hex');
@@ -47,15 +50,38 @@ function sourceRepo(): ConfigRepo {
   return source;
 }
 
+/** A unit host with one agent, whose agent-source-repo is sourceRepo(), installed. */
+async function deployedHost(charmDir?: string): Promise<UnitHost> {
+  const lab = new ConfigRepo('lab1').addAgent('agent-1');
+  lab.commit('one agent');
+  const source = sourceRepo();
+  const host = await UnitHost.start({ config: { 'config-repo': lab.url, 'config-dir': 'lab1', 'agent-source-repo': source.url }, keep: [lab.dir, source.dir], ...(charmDir ? { charmDir } : {}) });
+  await host.hook('install');
+  return host;
+}
+
+/**
+ * A charm directory as a packed charm has it (its own node and npm, real files), in a directory
+ * only root may enter, as a unit's charm directory may be.
+ */
+function charmWithOwnNode(): string {
+  const dir = charmLayoutWithNode(path.join(tempDir('charm'), 'charm'));
+  const node = path.join(dir, 'node/bin/node');
+  fs.rmSync(node);
+  fs.copyFileSync(process.execPath, node);
+  fs.chmodSync(node, 0o755);
+  const npm = path.resolve(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm');
+  fs.cpSync(npm, path.join(dir, 'node/lib/node_modules/npm'), { recursive: true, verbatimSymlinks: true });
+  // The charm directory itself (its parents inside the unit host are made afresh, open).
+  fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
 describeOnUnitHost('update-testflinger builds a branch as the build user', () => {
   let host: UnitHost;
 
   beforeAll(async () => {
-    const lab = new ConfigRepo('lab1').addAgent('agent-1');
-    lab.commit('one agent');
-    const source = sourceRepo();
-    host = await UnitHost.start({ config: { 'config-repo': lab.url, 'config-dir': 'lab1', 'agent-source-repo': source.url }, keep: [lab.dir, source.dir] });
-    await host.hook('install');
+    host = await deployedHost();
   }, 240_000);
 
   afterAll(async () => {
@@ -88,5 +114,24 @@ describeOnUnitHost('update-testflinger builds a branch as the build user', () =>
     expect(failed).toBe(true);
     expect(message).toMatch(/update-testflinger failed, .* keeps running: the build left no usable testflinger-device-connector\.js: .*ELOOP/);
     expect(await host.check(['readlink', '/srv/testflinger-agent/current'])).toBe(before);
+  }, 240_000);
+});
+
+describeOnUnitHost('update-testflinger on a unit whose charm directory the build user cannot enter', () => {
+  let host: UnitHost;
+
+  beforeAll(async () => {
+    host = await deployedHost(charmWithOwnNode());
+  }, 240_000);
+
+  afterAll(async () => {
+    await host?.stop();
+  });
+
+  it('builds with copies of the charm\'s node and npm, as the build user', async () => {
+    const { failed, message } = await host.action('update-testflinger', { branch: 'main' });
+    expect({ failed, message }).toEqual({ failed: false, message: '' });
+    const builder = await host.userIds(BUILD_USER);
+    expect(await host.readFile('/srv/testflinger-agent/current/testflinger-agent.js')).toMatch(new RegExp(`^// built by uid ${builder.uid}, root write: no\n`));
   }, 240_000);
 });
