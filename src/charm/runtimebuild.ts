@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Runner } from '../common/exec';
+import { CommandError, type Runner } from '../common/exec';
 import { readFileNoFollow } from '../common/fsutil';
 import { asUser, type FileOwner } from '../common/privileges';
 import { lockAgentUser, readIdFile } from './agentusers';
@@ -26,8 +26,16 @@ const NPM_CI_TIMEOUT_MS = 15 * 60_000;
 const BUILD_TIMEOUT_MS = 5 * 60_000;
 /** Today's bundles are 0.2-0.4 MB; a bundle past this is not one. */
 export const BUNDLE_MAX_BYTES = 32 * 1024 * 1024;
-/** The proxy settings npm needs on a unit behind one; nothing else of the charm's environment reaches the build. */
-const PASSED_ENV = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'];
+/**
+ * npm's proxy settings on a unit behind one, from Juju's variables (then the classic ones): the
+ * only thing of the charm's environment the build gets, through its npmrc (never argv: a proxy
+ * URL may hold a password).
+ */
+const PROXY_SETTINGS: readonly (readonly [string, readonly string[]])[] = [
+  ['proxy', ['JUJU_CHARM_HTTP_PROXY', 'http_proxy', 'HTTP_PROXY']],
+  ['https-proxy', ['JUJU_CHARM_HTTPS_PROXY', 'https_proxy', 'HTTPS_PROXY']],
+  ['noproxy', ['JUJU_CHARM_NO_PROXY', 'no_proxy', 'NO_PROXY']],
+];
 
 /**
  * Refuses a ref that is not a plain branch, tag or commit name (git check-ref-format's rules, and
@@ -100,21 +108,31 @@ interface NpmRunner {
   run(args: readonly string[], timeoutMs: number): Promise<unknown>;
 }
 
+/** The build's npmrc: the proxy settings of the charm's environment (a value on one line, or none). */
+export function buildNpmrc(env: NodeJS.ProcessEnv): string {
+  const lines = PROXY_SETTINGS.flatMap(([key, names]) => {
+    const value = names.map((n) => env[n]).find((v) => v !== undefined && v !== '');
+    return value !== undefined && /^[\x21-\x7e]+$/.test(value) ? [`${key}=${value}`] : [];
+  });
+  return lines.map((l) => `${l}\n`).join('');
+}
+
 /**
  * On a unit: `unshare --pid --kill-child` ends every process the build left behind when npm
  * ends (or is killed at its timeout); setpriv drops to the build user with no groups and no new
  * privileges; `env -i` starts it from an environment that holds nothing of root's (no git
- * credentials, no root npmrc: npm's HOME and cache are the build user's own directory).
+ * credentials, no root npmrc: npm's HOME, npmrc and cache are the build user's own directory).
  */
 function unitNpm(run: Runner, npm: NpmCommand, nodePath: string, builder: FileOwner, home: string, checkout: string): NpmRunner {
-  const env = {
-    HOME: home,
-    PATH: `${path.dirname(nodePath)}:/usr/bin:/bin`,
-    CI: 'true',
-    npm_config_cache: path.join(home, '.npm'),
-    npm_config_update_notifier: 'false',
-    ...Object.fromEntries(PASSED_ENV.filter((k) => process.env[k]).map((k) => [k, process.env[k] as string])),
-  };
+  // Written before any process of the build user exists: nothing can have been planted there.
+  const npmrc = fs.openSync(path.join(home, '.npmrc'), fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    fs.writeFileSync(npmrc, buildNpmrc(process.env));
+    fs.fchownSync(npmrc, builder.uid, builder.gid);
+  } finally {
+    fs.closeSync(npmrc);
+  }
+  const env = { HOME: home, PATH: `${path.dirname(nodePath)}:/usr/bin:/bin`, CI: 'true', npm_config_cache: path.join(home, '.npm'), npm_config_update_notifier: 'false' };
   const prefix = ['--pid', '--fork', '--kill-child', '--', ...asBuilder(builder), 'env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
   return { run: (args, timeoutMs) => run('unshare', [...prefix, npm.file, ...npm.args, ...args], { cwd: checkout, timeoutMs }) };
 }
@@ -145,6 +163,12 @@ async function toolsFor(run: Runner, builder: FileOwner, nodePath: string, npm: 
   fs.chmodSync(node, 0o755);
   if (fs.existsSync(npmDir)) fs.cpSync(npmDir, path.join(toolsDir, 'lib', 'node_modules', 'npm'), { recursive: true, verbatimSymlinks: true });
   return { nodePath: node, npm: npmCommand(node) };
+}
+
+/** Why npm failed, without the command line (on a unit, the long unshare/setpriv/env prefix). */
+function npmFailure(error: unknown): string {
+  if (error instanceof CommandError && error.message.startsWith(error.command)) return error.message.slice(error.command.length + 1);
+  return (error as Error).message;
 }
 
 /** A new directory, made by root and given to the build user. */
@@ -201,11 +225,15 @@ export async function buildRuntimeFromSource(run: Runner, source: SourceRepo, re
   } else {
     npmRunner = sandboxNpm(run, npm, env, checkout);
   }
-  try {
-    await npmRunner.run(['ci', '--ignore-scripts', '--no-audit', '--no-fund'], NPM_CI_TIMEOUT_MS);
-    await npmRunner.run(['run', 'build'], BUILD_TIMEOUT_MS);
-  } catch (error) {
-    throw new RuntimeError(`building ${ref} of ${source.display} failed: ${(error as Error).message}`, { cause: error });
+  for (const [args, timeoutMs] of [
+    [['ci', '--ignore-scripts', '--no-audit', '--no-fund'], NPM_CI_TIMEOUT_MS],
+    [['run', 'build'], BUILD_TIMEOUT_MS],
+  ] as const) {
+    try {
+      await npmRunner.run(args, timeoutMs);
+    } catch (error) {
+      throw new RuntimeError(`building ${ref} of ${source.display} failed: npm ${args.join(' ')} ${npmFailure(error)}`, { cause: error });
+    }
   }
   const bundleDir = path.join(workDir, `bundles-${id}`);
   takeBundles(path.join(checkout, 'dist'), builder, bundleDir);
