@@ -129,6 +129,29 @@ function readProcNet(file: string): string {
   }
 }
 
+/**
+ * The listeners a connection to 127.0.0.1:<port> may reach. The table is read again after a
+ * second, or when it shows no listener on the port: a read of /proc/net/tcp takes the kernel
+ * ~4 ms with 1,400 sockets, which for each of 500 agents would be seconds of a hook. An agent that
+ * is RUNNING holds its port, so another user's listener can only be missed if the agent died
+ * within that second.
+ */
+const LISTENERS_MAX_AGE_MS = 1000;
+let listenersRead: { procNetDir: string; at: number; listeners: Listener[] } | undefined;
+
+function readListeners(procNetDir: string): Listener[] {
+  const listeners = ['tcp', 'tcp6'].flatMap((f) => parseListeners(readProcNet(path.join(procNetDir, f)))).filter((l) => SERVES_LOOPBACK.has(l.address));
+  listenersRead = { procNetDir, at: Date.now(), listeners };
+  return listeners;
+}
+
+function loopbackListenersOn(port: number, procNetDir: string): Listener[] {
+  const fresh = listenersRead?.procNetDir === procNetDir && Date.now() - listenersRead.at <= LISTENERS_MAX_AGE_MS;
+  const onPort = (listeners: Listener[]) => listeners.filter((l) => l.port === port);
+  const known = fresh ? onPort(listenersRead?.listeners ?? []) : [];
+  return known.length > 0 ? known : onPort(readListeners(procNetDir));
+}
+
 /** Who may serve an agent's metrics: the uid and the name to report. */
 export interface MetricsOwner {
   uid: number;
@@ -149,10 +172,7 @@ export function metricsOwnerOf(host: Host, agent: string): MetricsOwner {
  * would then decide what the charm believes about the agent.
  */
 export function checkListenerOwner(port: number, owner: MetricsOwner, procNetDir = '/proc/net'): void {
-  const listeners = ['tcp', 'tcp6']
-    .flatMap((f) => parseListeners(readProcNet(path.join(procNetDir, f))))
-    .filter((l) => l.port === port && SERVES_LOOPBACK.has(l.address));
-  const stranger = listeners.find((l) => l.uid !== owner.uid);
+  const stranger = loopbackListenersOn(port, procNetDir).find((l) => l.uid !== owner.uid);
   if (stranger) throw new MetricsPortError(`metrics port ${port} is held by uid ${stranger.uid}, not ${owner.name}`);
 }
 

@@ -83,6 +83,14 @@ describe('whose listener answers on the agent port', () => {
   });
 });
 
+it('a listener that appeared since the listener table was read is checked all the same', async () => {
+  const first = await fakeMetrics(() => '');
+  checkListenerOwner(first, OURS);
+  // Within the second the table is kept: the new port is not in it, so it is read again.
+  const second = await fakeMetrics(() => '');
+  expect(() => checkListenerOwner(second, { uid: OURS.uid + 1, name: 'tf-agent-2' })).toThrow(`metrics port ${second} is held by uid ${OURS.uid}, not tf-agent-2`);
+});
+
 describe('scrapeAgent deadlines', () => {
   it('gives up on a listener that answers one byte a second at the scrape deadline', async () => {
     const port = await trickleMetrics();
