@@ -16,7 +16,8 @@ import { checkHealth, withHealth, type HealthResult } from './operations-health'
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
 import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
-import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
+import { currentRuntimeVersion, installRuntime } from './runtime';
+import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
@@ -317,7 +318,9 @@ export class AgentHostCharm extends CharmBase {
     try {
       await event.log(`building ${branch} of ${repo.display}`);
       const gitEnv = gitEnvironment(this.paths, repo, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
-      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, { url: repo.url, display: repo.display, gitEnv }, branch, workDir);
+      // On a unit the branch's code runs as the build user, never as root (runtimebuild.ts).
+      const builder = this.host.driver.kind === 'unit' ? await ensureBuildUser(this.host.run, path.join(this.paths.root, 'etc/passwd')) : undefined;
+      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, { url: repo.url, display: repo.display, gitEnv }, branch, workDir, { builder });
       return this.installBundles(bundleDir, `src-${commit.slice(0, 12)}`).version;
     } finally {
       fs.rmSync(workDir, { recursive: true, force: true });

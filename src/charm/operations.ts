@@ -12,7 +12,7 @@ import { readFileNoFollow } from '../common/fsutil';
 import { AGENT_CONF, MAX_CONF_BYTES } from './agents';
 import type { Host } from './host';
 import { readMarkers, type Marker } from './operations-markers';
-import { scrapeAgent, type AgentView } from './operations-metrics';
+import { MetricsPortError, metricsOwnerOf, scrapeAgent, SCRAPES_TOTAL_DEADLINE_MS, type AgentView } from './operations-metrics';
 import type { HostState } from './state';
 import type { ProcessInfo } from './supervisorops';
 import { elide } from './values';
@@ -98,11 +98,12 @@ function hasJobBookkeeping(executionDir: string): boolean {
   }
 }
 
-async function viewOf(port: number | undefined): Promise<AgentView | { error: string }> {
+async function viewOf(host: Host, name: string, port: number | undefined, deadlineAt: number): Promise<AgentView | { error: string }> {
   if (port === undefined) return { error: 'no metrics port' };
   try {
-    return await scrapeAgent(port);
+    return await scrapeAgent(port, { owner: metricsOwnerOf(host, name), deadlineAt });
   } catch (error) {
+    if (error instanceof MetricsPortError) return { error: error.message };
     return { error: `metrics unreachable: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` };
   }
 }
@@ -113,12 +114,18 @@ function sincePollOf(process: ProcessInfo | undefined, view: AgentView | { error
   return since > 0 ? Math.max(0, Math.round(nowSeconds - since)) : undefined;
 }
 
-async function factsOf(host: Host, state: HostState, configDir: string, name: string, process: ProcessInfo | undefined, nowSeconds: number): Promise<AgentFacts> {
+/** What every agent's facts are read against: supervisord's clock, and when scraping ends. */
+interface FactsClock {
+  nowSeconds: number;
+  scrapesDeadlineAt: number;
+}
+
+async function factsOf(host: Host, state: HostState, configDir: string, name: string, process: ProcessInfo | undefined, clock: FactsClock): Promise<AgentFacts> {
   const port = state.ports[name];
   const agentId = state.agentIds[name];
   const conf = readConfFacts(host, configDir, name);
-  const view = process?.state === 'RUNNING' ? await viewOf(port) : { error: 'not running' };
-  const sincePoll = sincePollOf(process, view, nowSeconds);
+  const view = process?.state === 'RUNNING' ? await viewOf(host, name, port, clock.scrapesDeadlineAt) : { error: 'not running' };
+  const sincePoll = sincePollOf(process, view, clock.nowSeconds);
   const busy = (!('error' in view) && view.jobId !== undefined) || (conf !== undefined && hasJobBookkeeping(conf.executionDir));
   const staleAfter = Math.max(STALE_INTERVALS * (conf?.pollingInterval ?? 10), STALE_MIN_SECONDS);
   return {
@@ -149,8 +156,8 @@ async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item:
 /** The facts of the named agents, in their order; `processes` is supervisord's answer (null: down). */
 export function gatherFacts(host: Host, state: HostState, configDir: string, names: readonly string[], processes: readonly ProcessInfo[] | null): Promise<AgentFacts[]> {
   const byName = new Map((processes ?? []).map((p) => [p.name, p]));
-  const nowSeconds = processes?.[0]?.now ?? Date.now() / 1000;
-  return mapBounded(names, SCRAPE_CONCURRENCY, (name) => factsOf(host, state, configDir, name, byName.get(name), nowSeconds));
+  const clock = { nowSeconds: processes?.[0]?.now ?? Date.now() / 1000, scrapesDeadlineAt: Date.now() + SCRAPES_TOTAL_DEADLINE_MS };
+  return mapBounded(names, SCRAPE_CONCURRENCY, (name) => factsOf(host, state, configDir, name, byName.get(name), clock));
 }
 
 /** How one agent counts in the summary: supervisord's state unless RUNNING, then the agent's. */

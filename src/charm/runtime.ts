@@ -5,10 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Runner } from '../common/exec';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
 import type { HostPaths } from './paths';
-import { checkGitRef, ValueError } from './values';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
 type RuntimeProgram = (typeof RUNTIME_PROGRAMS)[number];
@@ -122,26 +120,6 @@ function pruneVersions(paths: HostPaths, current: string): void {
   for (const v of versions) if (!keep.has(v.name)) fs.rmSync(path.join(paths.runtimeVersionsDir, v.name), { recursive: true, force: true });
 }
 
-/** Longer refs are refused outright: no branch or tag name worth building is this long. */
-
-/**
- * Refuses a ref that is not a plain branch, tag or commit name (git check-ref-format's rules, and
- * a narrower alphabet), so nothing from the action can reach git as an option.
- */
-export function validateRef(ref: string): string {
-  try {
-    if (ref.length === 0) throw new ValueError('it is empty');
-    return checkGitRef(ref);
-  } catch (error) {
-    if (!(error instanceof ValueError)) throw error;
-    throw new RuntimeError(`refusing ref ${JSON.stringify(ref.slice(0, 80))}: it ${error.message.replace(/^it /, '')}`);
-  }
-}
-
-const GIT_TIMEOUT_MS = 5 * 60_000;
-const NPM_CI_TIMEOUT_MS = 15 * 60_000;
-const BUILD_TIMEOUT_MS = 5 * 60_000;
-
 const isExecutable = (file: string) => {
   try {
     fs.accessSync(file, fs.constants.X_OK);
@@ -168,57 +146,4 @@ export function npmCommand(nodePath: string, searchPath = process.env['PATH'] ??
   const onPath = findOnPath('npm', searchPath);
   if (onPath) return { file: onPath, args: [] };
   throw new RuntimeError(`no npm to build with: none beside ${nodePath} (where the charm ships it) and none on PATH`);
-}
-
-/** The commit a validated ref names in a fresh clone: a branch of origin, a tag, or a commit. */
-async function resolveRef(run: Runner, checkout: string, ref: string, env: Record<string, string>): Promise<string> {
-  for (const candidate of [`refs/remotes/origin/${ref}`, `refs/tags/${ref}`, ref]) {
-    const found = await run('git', ['-C', checkout, 'rev-parse', '--verify', '--quiet', '--end-of-options', `${candidate}^{commit}`], { env, okExitCodes: [1, 128], timeoutMs: GIT_TIMEOUT_MS });
-    if (found.exitCode === 0) return found.stdout.trim();
-  }
-  throw new RuntimeError(`no branch, tag or commit named ${ref}`);
-}
-
-/**
- * Builds the runtime from a ref of the project's source: clone, `npm ci`, `npm run build`, with
- * the npm and node the charm runs on (the unit need not have either). Returns the directory
- * holding the built bundles; the caller installs and removes it.
- */
-/** Where a source build clones from: a URL without credentials, how to show it, git's environment. */
-export interface SourceRepo {
-  url: string;
-  display: string;
-  /** From the charm's git access: credentials and SSH settings live here, never in argv. */
-  gitEnv: Record<string, string>;
-}
-
-export async function buildRuntimeFromSource(
-  run: Runner,
-  source: SourceRepo,
-  ref: string,
-  workDir: string,
-  nodePath: string = process.execPath,
-): Promise<{ bundleDir: string; commit: string }> {
-  validateRef(ref);
-  const npm = npmCommand(nodePath);
-  const checkout = path.join(workDir, `source-${randomBytes(3).toString('hex')}`);
-  const repoUrl = source.url;
-  // The build's `node` is ours too: npm scripts call `node` by name.
-  const env = { ...source.gitEnv, PATH: `${path.dirname(nodePath)}:${source.gitEnv['PATH'] ?? process.env['PATH'] ?? '/usr/bin:/bin'}` };
-  let commit: string;
-  try {
-    await run('git', ['clone', '--quiet', '--no-checkout', '--', repoUrl, checkout], { env, timeoutMs: GIT_TIMEOUT_MS });
-    commit = await resolveRef(run, checkout, ref, env);
-    await run('git', ['-C', checkout, 'checkout', '--quiet', '--detach', commit], { env, timeoutMs: GIT_TIMEOUT_MS });
-  } catch (error) {
-    throw new RuntimeError(`cannot check out ${ref} of ${source.display}: ${(error as Error).message.split('\n')[0]}`, { cause: error });
-  }
-  const npmEnv = { ...env, CI: 'true' };
-  try {
-    await run(npm.file, [...npm.args, 'ci', '--no-audit', '--no-fund'], { cwd: checkout, env: npmEnv, timeoutMs: NPM_CI_TIMEOUT_MS });
-    await run(npm.file, [...npm.args, 'run', 'build'], { cwd: checkout, env: npmEnv, timeoutMs: BUILD_TIMEOUT_MS });
-  } catch (error) {
-    throw new RuntimeError(`building ${ref} of ${source.display} failed: ${(error as Error).message}`, { cause: error });
-  }
-  return { bundleDir: path.join(checkout, 'dist'), commit };
 }

@@ -115,3 +115,18 @@ export async function fakeMetrics(body: () => string): Promise<number> {
 export function readText(file: string): string {
   return fs.readFileSync(file, 'utf8');
 }
+
+/**
+ * A hostile listener on 127.0.0.1 (an ephemeral port): it answers 200 and then one byte a second,
+ * for ever, so an idle timeout never fires. Its sockets are destroyed at cleanup.
+ */
+export async function trickleMetrics(): Promise<number> {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    const timer = setInterval(() => res.write('#'), 1000);
+    res.on('close', () => clearInterval(timer));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  onCleanup(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+  return (server.address() as AddressInfo).port;
+}

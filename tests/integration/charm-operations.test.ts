@@ -6,8 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
+import { SCRAPE_DEADLINE_MS, SCRAPES_TOTAL_DEADLINE_MS } from '../../src/charm/operations-metrics';
 import { loadHostState, saveHostState } from '../../src/charm/state';
 import { labAgentConf } from '../helpers/charm';
+import { trickleMetrics } from '../helpers/charm-operations';
 import { ConfigRepo } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
 import { eventually, onCleanup } from '../helpers/tmp';
@@ -157,4 +159,22 @@ it('update-status starts a crashed agent again once its backoff has passed, and 
   expect(sandbox.status?.status).toBe('blocked');
   expect(sandbox.status?.message).toMatch(/^crash loop: crashy \(2 restarts, next restart in \d+m.* at the earliest\); 4 agents: /);
   process.stdout.write(`status: ${JSON.stringify(sandbox.status)}\n`);
+});
+
+it('update-status ends within a fixed bound when a listener on an agent\'s metrics port answers one byte a second', async () => {
+  const state = loadHostState(sandbox.paths);
+  const agentPort = state.ports['stalled'];
+  // What the charm believes is the agent's port now serves a byte a second, for ever.
+  state.ports['stalled'] = await trickleMetrics();
+  saveHostState(sandbox.paths, state);
+  const started = Date.now();
+  await sandbox.hook('update-status');
+  const took = Date.now() - started;
+  process.stdout.write(`update-status with a 1-byte-a-second listener: ${took} ms\n`);
+  // One scrape deadline, plus a hook's own start-up on a loaded machine: generous, but fixed.
+  expect(took).toBeLessThan(SCRAPES_TOTAL_DEADLINE_MS + 10 * SCRAPE_DEADLINE_MS);
+  expect(sandbox.status?.message).toMatch(/4 agents: .*1 (no metrics|stale)/);
+  const back = loadHostState(sandbox.paths);
+  back.ports['stalled'] = agentPort as number;
+  saveHostState(sandbox.paths, back);
 });

@@ -1,6 +1,7 @@
 /** The health loop of update-status through the harness: restarts with a backoff, crash loops, stale agents, the status line. */
 import { labRepo, markBusy } from '../helpers/charm';
-import { fakeMetrics, metricsText, opsHarness } from '../helpers/charm-operations';
+import { SCRAPE_DEADLINE_MS, SCRAPES_TOTAL_DEADLINE_MS } from '../../src/charm/operations-metrics';
+import { fakeMetrics, metricsText, opsHarness, trickleMetrics } from '../helpers/charm-operations';
 
 const NOW = 1_800_000_000;
 
@@ -91,4 +92,22 @@ describe('update-status health loop', () => {
     expect(out.unitStatus?.message.length).toBeLessThanOrEqual(200);
     expect(out.unitStatus?.message).toMatch(/^crash loop: a-very-long-agent-name-for-th… \(6 restarts, next restart in 3\dm at the earliest\), .* and 10 more; /);
   });
+
+  it('finishes within a fixed bound when listeners on the agents\' ports answer one byte a second', async () => {
+    // More agents than are scraped at once: the per-scrape deadline and the total one both hold.
+    const names = Array.from({ length: 20 }, (_, i) => `agent-${i + 1}`);
+    const { h, updateStatus } = await deployed(names);
+    const ports: Record<string, number> = {};
+    for (const name of names) {
+      ports[name] = await trickleMetrics();
+      h.supervisor.started.set(name, NOW - 5);
+    }
+    h.editState((s) => Object.assign(s.ports, ports));
+    const started = Date.now();
+    const out = await updateStatus();
+    const took = Date.now() - started;
+    // Two rounds of 2 s scrapes; the bound is the total deadline with room for a loaded machine.
+    expect(took).toBeLessThan(SCRAPES_TOTAL_DEADLINE_MS + 5 * SCRAPE_DEADLINE_MS);
+    expect(out.unitStatus?.message).toBe('20 agents: 20 no metrics');
+  }, 60_000);
 });

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { buildRuntimeFromSource, validateRef } from '../../src/charm/runtime';
+import { buildRuntimeFromSource, validateRef } from '../../src/charm/runtimebuild';
 import { runCommand, type Runner } from '../../src/common/exec';
 import { charmHarness } from '../helpers/charm';
 import { ConfigRepo, git } from '../helpers/gitrepo';
@@ -52,7 +52,7 @@ it('the action with branch=--pathspec-from-file=<file> fails naming the ref, nev
 it('a refused ref runs nothing at all', async () => {
   const { run, calls } = recordingRunner();
   const work = tempDir('work');
-  await expect(buildRuntimeFromSource(run, plainSource(sourceRepo().url, work), `--upload-pack=touch ${work}/pwned`, work)).rejects.toThrow(/refusing ref/);
+  await expect(buildRuntimeFromSource(run, plainSource(sourceRepo().url, work), `--upload-pack=touch ${work}/pwned`, work, { builder: undefined })).rejects.toThrow(/refusing ref/);
   expect(calls).toEqual([]);
   expect(fs.existsSync(path.join(work, 'pwned'))).toBe(false);
 });
@@ -65,7 +65,7 @@ it('a branch, a tag and a commit are found, with --end-of-options before every r
   for (const ref of ['main', 'fix/123', '2024.10', commit, commit.slice(0, 10)]) {
     const { run, calls } = recordingRunner();
     const work = tempDir('work');
-    const built = await buildRuntimeFromSource(run, plainSource(source.url, work), ref, work);
+    const built = await buildRuntimeFromSource(run, plainSource(source.url, work), ref, work, { builder: undefined });
     expect(built.commit).toBe(commit);
     expect(fs.readFileSync(path.join(built.bundleDir, 'testflinger-agent.js'), 'utf8')).toBe('// agent\n');
     const gitCalls = calls.filter(([file]) => file === 'git');
@@ -77,7 +77,7 @@ it('a branch, a tag and a commit are found, with --end-of-options before every r
 
 it('a ref that names nothing fails with the reason', async () => {
   const work = tempDir('work');
-  await expect(buildRuntimeFromSource(runCommand, plainSource(sourceRepo().url, work), 'no-such-ref', work)).rejects.toThrow(/cannot check out no-such-ref of .*: no branch, tag or commit named no-such-ref/);
+  await expect(buildRuntimeFromSource(runCommand, plainSource(sourceRepo().url, work), 'no-such-ref', work, { builder: undefined })).rejects.toThrow(/cannot check out no-such-ref of .*: no branch, tag or commit named no-such-ref/);
 });
 
 describe('validateRef', () => {
