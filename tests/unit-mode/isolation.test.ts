@@ -210,6 +210,28 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     expect(out).toMatch(/ssh=0/);
   });
 
+  it("links a job leaves in its run directory (to ~/.ssh/config, to B's marker) and FIFOs there do not steer A's agent", async () => {
+    const sshConfig = `${homeOf('agent-a')}/.ssh/config`;
+    const configBefore = await host.readFile(sshConfig);
+    const bMarker = '/tmp/TESTFLINGER-DEVICE-OFFLINE-agent-b';
+    await testOutput(
+      await submit(
+        'agent-a',
+        [
+          'ln -sf "$HOME/.ssh/config" test.log',
+          `echo 'Match exec "touch /tmp/planted-by-ssh"'`,
+          'ln -sf "$HOME/.ssh/config" cleanup.log',
+          `rm -f testflinger-outcome.json; ln -s ${bMarker} testflinger-outcome.json`,
+        ].join('; '),
+      ),
+    );
+    expect(await host.readFile(sshConfig)).toBe(configBefore);
+    expect(await host.exists(bMarker)).toBe(false);
+    // A FIFO at each name the agent opens after the test phase: the job still ends, the agent goes on.
+    await testOutput(await submit('agent-a', 'mkfifo device-info.json cleanup.log cleanup-serial.log; rm testflinger-outcome.json; mkfifo testflinger-outcome.json; mkdir artifacts; mkfifo artifacts/pipe'));
+    expect(await testOutput(await submit('agent-a', 'echo still-taking-jobs'))).toMatch(/^still-taking-jobs$/m);
+  });
+
   it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {
     host.setConfig({ 'test-sandbox': false });
     await host.hook('config-changed');
