@@ -11,11 +11,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { AgentProcess } from '../helpers/agentprocess';
+import { RUN_TEST_CMDS } from '../helpers/phase-script';
 import { eventually, tempDir } from '../helpers/tmp';
 
 const NOBODY = 65534;
-/** The test phase runs the job's test_cmds from testflinger.json, as the connector does. */
-const RUN_TEST_CMDS = `sh -c "$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync("testflinger.json", "utf8")).test_data.test_cmds)')"`;
 const SSH_CONFIG = 'Host *\n  StrictHostKeyChecking no\n';
 
 let server: DevServer;

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { b64 } from '../helpers/charm';
 import { ConfigRepo } from '../helpers/gitrepo';
+import { RUN_TEST_CMDS } from '../helpers/phase-script';
 import { sshKeygen } from '../helpers/sshd';
 import { eventually, tempDir } from '../helpers/tmp';
 import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
@@ -27,8 +28,6 @@ const homeOf = (a: AgentName) => `/var/lib/testflinger-agent/home/${a}`;
 /** The charm's default for an agent whose conf names no basedirs. */
 const stateOf = (a: AgentName) => `/srv/testflinger/${a}`;
 
-/** The test phase runs the job's test_cmds from testflinger.json, as the connector does. */
-const RUN_TEST_CMDS = `sh -c "$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync("testflinger.json", "utf8")).test_data.test_cmds)')"`;
 
 /** No basedirs: the charm's per-agent defaults must keep the two agents apart. */
 function confOf(a: AgentName): string {
