@@ -11,6 +11,7 @@ import { defaultContainment } from './containment';
 import type { AgentConfig } from './config';
 import { bookkeepingDirOf, JobRunner, runDirOf, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
 import type { Logger } from './logger';
+import { isAgentId } from './names';
 import type { AgentMetrics } from './metrics';
 import { Outbox } from './outbox';
 import { AgentReporter } from './reporter';
@@ -26,20 +27,44 @@ export const MARKER_COMMENT_PREFIX = 'offline marker: ';
 const MARKER_READ_MAX = 1024;
 const MARKER_REASON_MAX = 200;
 
-/** The marker's first line (its reason), read without following a link or waiting on a FIFO. */
-export function markerReason(file: string): string {
-  let fd: number | undefined;
+/** What a marker file holds: nothing there, its text, or why it does not count. */
+export type MarkerRead = { found: false } | { found: true; text: string } | { found: true; refused: string };
+
+/**
+ * Who may hold an agent with a marker: its own user and root. Anyone may create files in /tmp,
+ * and a file another account made (a job's link on another agent, a stranger) does not count.
+ */
+export function markerOwners(agentUid: number): number[] {
+  return [agentUid, 0];
+}
+
+/**
+ * A marker file, opened without following a link or waiting on a FIFO (the agent and the
+ * charm's root actions alike); it counts only as a regular file of one of `owners`.
+ */
+export function readMarkerFile(file: string, owners: readonly number[], cap: number): MarkerRead {
+  let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-    if (!fs.fstatSync(fd).isFile()) return '';
-    const buffer = Buffer.alloc(MARKER_READ_MAX);
-    const text = buffer.subarray(0, fs.readSync(fd, buffer, 0, MARKER_READ_MAX, 0)).toString('utf8');
-    return (text.split('\n')[0] ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, MARKER_REASON_MAX);
-  } catch {
-    return '';
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { found: false };
+    return { found: true, refused: code === 'ELOOP' ? 'a link (not read)' : `unreadable: ${code ?? 'error'}` };
   }
+  try {
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile()) return { found: true, refused: 'not a regular file' };
+    if (!owners.includes(stat.uid)) return { found: true, refused: `owned by uid ${stat.uid}, neither the agent's user nor root` };
+    const buffer = Buffer.alloc(cap);
+    return { found: true, text: buffer.subarray(0, fs.readSync(fd, buffer, 0, cap, 0)).toString('utf8') };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The marker's first line (its reason), one printable line. */
+export function markerReason(text: string): string {
+  return (text.split('\n')[0] ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').trim().slice(0, MARKER_REASON_MAX);
 }
 
 interface Hold {
@@ -62,10 +87,13 @@ export interface AgentDeps extends Omit<JobDeps, 'reporter'> {
   timing?: JobTiming;
 }
 
-/** `/tmp/TESTFLINGER-DEVICE-OFFLINE-<name>`, also without the dash before a trailing number. */
+/**
+ * `/tmp/TESTFLINGER-DEVICE-OFFLINE-<name>`, also without the dash before a trailing number. A name
+ * that is not a valid agent id (`../`, a slash) has no marker: it would name another file.
+ */
 export function offlineMarkerNames(names: readonly string[]): string[] {
   const forms = new Set<string>();
-  for (const name of names) {
+  for (const name of names.filter(isAgentId)) {
     forms.add(name);
     forms.add(name.replace(/-(\d+)$/, '$1'));
   }
@@ -210,10 +238,17 @@ export class Agent {
     const ownMarkerHold = data?.state === 'offline' && (data.comment ?? '').startsWith(MARKER_COMMENT_PREFIX);
     if (data?.state && HOLD_STATES.has(data.state) && !ownMarkerHold) return { reason: `server state ${data.state}${data.comment ? ` (${JSON.stringify(data.comment)})` : ''}`, fromServer: true };
     const names = [this.deps.config.agent_id, ...(this.deps.programName ? [this.deps.programName] : [])];
-    const marker = offlineMarkerNames(names).find((m) => fs.existsSync(path.join(this.deps.markerDir, m)));
-    if (!marker) return undefined;
-    const file = path.join(this.deps.markerDir, marker);
-    return { reason: `marker file ${file}`, fromServer: false, comment: `${MARKER_COMMENT_PREFIX}${markerReason(file) || file}` };
+    for (const marker of offlineMarkerNames(names)) {
+      const file = path.join(this.deps.markerDir, marker);
+      const read = readMarkerFile(file, markerOwners(process.geteuid?.() ?? 0), MARKER_READ_MAX);
+      if (!read.found) continue;
+      if ('refused' in read) {
+        this.deps.log.debug(`marker ${file} ignored: ${read.refused}`);
+        continue;
+      }
+      return { reason: `marker file ${file}`, fromServer: false, comment: `${MARKER_COMMENT_PREFIX}${markerReason(read.text) || file}` };
+    }
+    return undefined;
   }
 
   /** The server shows a marker's hold as `offline` with its reason, and `waiting` once it is gone. */

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { AGENT_ID_PATTERN, AGENT_ID_RULE, QUEUE_NAME_PATTERN, QUEUE_NAME_RULE } from './names';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -19,7 +20,7 @@ const seconds = z.number().int().positive();
 
 export const agentConfigSchema = z
   .object({
-    agent_id: z.string().min(1),
+    agent_id: z.string().regex(AGENT_ID_PATTERN, AGENT_ID_RULE),
     identifier: z.string().optional(),
     location: z.string().optional(),
     polling_interval: z.number().positive().default(10),
@@ -30,7 +31,7 @@ export const agentConfigSchema = z
     results_basedir: z.string().default('/tmp/testflinger/results'),
     logging_level: z.string().default('INFO'),
     logging_quiet: z.boolean().default(false),
-    job_queues: z.array(z.string().min(1)).min(1),
+    job_queues: z.array(z.string().regex(QUEUE_NAME_PATTERN, QUEUE_NAME_RULE)).min(1),
     setup_command: command,
     provision_command: command,
     firmware_update_command: command,

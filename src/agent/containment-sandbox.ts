@@ -26,6 +26,8 @@ export interface SandboxSettings {
 export interface SandboxJob {
   runDir: string;
   home?: string;
+  /** A descriptor to read more arguments from (the secrets' `--setenv`s), kept out of argv. */
+  argsFd?: number;
 }
 
 export function sandboxWanted(env: Record<string, string | undefined>): boolean {
@@ -63,7 +65,8 @@ function depth(p: string): number {
 /** bwrap's argv up to `--`; the command follows it. */
 export function sandboxArgv(settings: SandboxSettings, job: SandboxJob): string[] {
   // Shallow first: a tmpfs laid over a deeper one would hide it anyway, never the other way.
-  const tmpfs = ['/tmp', '/var/tmp', ...settings.hidden, ...(job.home ? [job.home] : [])]
+  // The run directory's parent always: the agent's bookkeeping of the job lives there.
+  const tmpfs = ['/tmp', '/var/tmp', ...settings.hidden, path.dirname(job.runDir), ...(job.home ? [job.home] : [])]
     .filter(isRealDir)
     .map((p) => path.resolve(p))
     .filter((p, i, all) => p !== '/' && all.indexOf(p) === i)
@@ -80,6 +83,7 @@ export function sandboxArgv(settings: SandboxSettings, job: SandboxJob): string[
     '--chdir', job.runDir,
     '--unshare-pid', '--unshare-ipc', '--unshare-cgroup-try',
     '--die-with-parent', '--new-session',
+    ...(job.argsFd !== undefined ? ['--args', String(job.argsFd)] : []),
     '--',
   ];
 }

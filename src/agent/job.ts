@@ -15,9 +15,10 @@ import type { Logger } from './logger';
 import { SecretMasker } from './masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
-import { appendPrivateFile, ensurePrivateDir, tightenBaseDir, writePrivateFile } from './privatefs';
-import { splitSecrets } from './secrets';
-import { runPhaseProcess, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
+import { readFileNoFollow } from '../common/fsutil';
+import { ensurePrivateDir, openRunDirLog, RunDirFileRefused, tightenBaseDir, writePrivateFile, writeRunDirFile } from './privatefs';
+import { sandboxSecretArgs, SECRETS_PHASE, splitSecrets } from './secrets';
+import { runPhaseProcess, SANDBOX_ARGS_FD, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
 import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope, type ScopeRecord } from './containment';
 import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
 import type { AgentReporter } from './reporter';
@@ -37,6 +38,8 @@ const CLEANUP_TIMEOUT_S = 3600;
 const SERIAL_READ_BYTES = 1024 * 1024;
 /** Bound of the last catch-up read when a phase ends (the live log keeps only so much anyway). */
 const SERIAL_FINAL_READS = 64;
+/** device-info.json is a few addresses and names; anything bigger is not the connector's. */
+const DEVICE_INFO_MAX_BYTES = 1024 * 1024;
 
 interface PhaseRule {
   phase: Phase;
@@ -135,6 +138,8 @@ export class JobRunner {
   private readonly events: { event_name: string; timestamp: string; detail: string }[] = [];
   private jobState: 'complete' | 'cancelled' = 'complete';
   private deviceInfo: unknown;
+  /** Each phase's open <phase>.log in the run directory; null when the job made it unusable. */
+  private readonly logFds = new Map<string, number | null>();
 
   constructor(private readonly deps: JobDeps, private readonly job: Job, resumed?: Progress) {
     this.timing = deps.timing ?? DEFAULT_JOB_TIMING;
@@ -221,18 +226,19 @@ export class JobRunner {
     ensurePrivateDir(this.runDir);
     ensurePrivateDir(this.keepDir);
     const jobText = JSON.stringify(this.job, null, 2);
-    writePrivateFile(path.join(this.runDir, 'testflinger.json'), jobText);
+    writeRunDirFile(path.join(this.runDir, 'testflinger.json'), jobText);
     writePrivateFile(path.join(this.keepDir, 'job.json'), jobText);
     this.saveProgress();
   }
 
   private saveProgress(): void {
     writePrivateFile(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
-    // The job's commands may read it; they may also move it, so it is rewritten from ours each time.
+    // Upstream's copy, for the job's commands to read; ours (above) is the one the agent trusts.
+    // Rewritten from ours each time, never through what the job left at its name.
     try {
-      writePrivateFile(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
+      writeRunDirFile(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
     } catch {
-      // The job removed its own run directory; our copy is intact.
+      // The job removed its run directory, or put a link, FIFO or folder at the name.
     }
   }
 
@@ -289,11 +295,7 @@ export class JobRunner {
   private emit(phase: string, text: string): void {
     const safe = this.masker.push(text);
     if (!safe) return;
-    try {
-      appendPrivateFile(path.join(this.runDir, `${phase}.log`), safe);
-    } catch {
-      // The job moved its run directory away; the live log still carries the output.
-    }
+    this.appendLog(phase, safe);
     this.output.write(phase, safe);
   }
 
@@ -301,25 +303,68 @@ export class JobRunner {
     const rest = this.masker.end();
     if (rest) {
       this.output.write(phase, rest);
-      try {
-        appendPrivateFile(path.join(this.runDir, `${phase}.log`), rest);
-      } catch {
-        // see emit
-      }
+      this.appendLog(phase, rest);
+    }
+    this.closeLog(phase);
+  }
+
+  /**
+   * <phase>.log in the run directory, as upstream writes it: opened once per phase, so a link or
+   * FIFO the job puts at the name later is never written through; the live log is the record.
+   */
+  private appendLog(phase: string, text: string): void {
+    if (!this.logFds.has(phase)) this.logFds.set(phase, this.openLog(phase));
+    const fd = this.logFds.get(phase);
+    if (fd === null || fd === undefined) return;
+    try {
+      fs.writeSync(fd, text);
+    } catch {
+      // A full disk: the live log still carries the output.
     }
   }
 
-  /** The agent's environment and conf values, then the job's secrets that may not replace them. */
-  private phaseEnv(phase: Phase): Record<string, string> {
+  private openLog(phase: string): number | null {
+    try {
+      return openRunDirLog(path.join(this.runDir, `${phase}.log`));
+    } catch (error) {
+      // Unmasked on purpose: the note holds a path and a reason, never the job's output.
+      if (error instanceof RunDirFileRefused) this.output.write(phase, `WARNING: ${phase}.log not written: ${error.message}\n`);
+      return null; // or the job removed its run directory
+    }
+  }
+
+  private closeLog(phase: string): void {
+    const fd = this.logFds.get(phase);
+    this.logFds.delete(phase);
+    if (fd !== null && fd !== undefined) fs.closeSync(fd);
+  }
+
+  /** The agent's environment and conf values: every phase's environment, without any secret. */
+  private phaseEnv(): Record<string, string> {
     const env: Record<string, string> = { ...this.deps.baseEnv };
     for (const [key, value] of Object.entries(this.deps.config)) if (typeof value === 'string') env[key] = value;
-    const { allowed, refused } = splitSecrets(secretsOf(phaseData(this.job, phase)), new Set(Object.keys(env)));
-    for (const { name, reason } of refused) {
-      const note = `secret ${JSON.stringify(name)} not passed to the ${phase} phase: ${reason}`;
-      this.deps.log.warning(`job ${JSON.stringify(this.job.job_id)}: ${note}`);
-      this.emit(phase, `WARNING: ${note}\n`);
+    return env;
+  }
+
+  /**
+   * The secrets the phase's command gets: only the test phase's, as upstream (its server resolves
+   * test_data.secrets alone). Those of another phase, a bad name or a variable the agent sets
+   * are dropped with a note; their values are masked all the same.
+   */
+  private phaseSecrets(phase: Phase, env: Record<string, string>): Record<string, string> {
+    const secrets = secretsOf(phaseData(this.job, phase));
+    if (phase !== SECRETS_PHASE) {
+      if (Object.keys(secrets).length > 0) this.secretNote(phase, `${phase}_data.secrets not passed: only the ${SECRETS_PHASE} phase gets secrets, as upstream`);
+      return {};
     }
-    return Object.assign(env, allowed);
+    const { allowed, refused } = splitSecrets(secrets, new Set(Object.keys(env)));
+    for (const { name, reason } of refused) this.secretNote(phase, `secret ${JSON.stringify(name)} not passed to the ${phase} phase: ${reason}`);
+    return allowed;
+  }
+
+  private secretNote(phase: Phase, note: string): void {
+    this.deps.log.warning(`job ${JSON.stringify(this.job.job_id)}: ${note}`);
+    this.emit(phase, `WARNING: ${note}\n`);
   }
 
   private async runPhase(rule: PhaseRule, shutdown: AbortSignal, deadline: number): Promise<{ exitCode: number; stoppedBy?: StopReason }> {
@@ -397,14 +442,20 @@ export class JobRunner {
     const scope = this.openScope(phase, sandbox !== undefined);
     this.progress.phaseScope = scope.record;
     const home = this.deps.baseEnv['HOME'];
+    const env = this.phaseEnv();
+    const secrets = this.phaseSecrets(phase, env);
+    // In the sandbox, bubblewrap sets the secrets for the command from a pipe: no program outside
+    // it (the scope's wrapper, bubblewrap itself at its start) has them in its environment or argv.
+    const piped = sandbox !== undefined && Object.keys(secrets).length > 0;
     return runPhaseProcess({
       command: config[`${phase}_command`],
       cwd: fs.existsSync(this.runDir) ? this.runDir : config.execution_basedir,
-      env: this.phaseEnv(phase),
+      env: piped ? env : { ...env, ...secrets },
       onOutput: (text) => this.emit(phase, text),
       clock,
       scope,
-      ...(sandbox ? { sandbox: sandboxArgv(sandbox, { runDir: this.runDir, ...(home ? { home } : {}) }) } : {}),
+      ...(sandbox ? { sandbox: sandboxArgv(sandbox, { runDir: this.runDir, ...(home ? { home } : {}), ...(piped ? { argsFd: SANDBOX_ARGS_FD } : {}) }) } : {}),
+      ...(piped ? { sandboxArgs: sandboxSecretArgs(secrets) } : {}),
       ...limits,
       onSpawn: (pid) => {
         this.progress.phasePid = pid;
@@ -490,7 +541,7 @@ export class JobRunner {
       let fd: number;
       try {
         // Not through a symlink: the file is the job's, and what it names would go to the server.
-        fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
       } catch {
         return false; // not there (yet)
       }
@@ -516,12 +567,14 @@ export class JobRunner {
     };
   }
 
+  /** Written by the connector, in reach of the job: a regular file only, bounded, never a link or FIFO. */
   private readDeviceInfo(): void {
     try {
-      const info = JSON.parse(fs.readFileSync(path.join(this.runDir, 'device-info.json'), 'utf8')) as { device_info?: unknown };
+      const text = readFileNoFollow(path.join(this.runDir, 'device-info.json'), DEVICE_INFO_MAX_BYTES).toString('utf8');
+      const info = JSON.parse(text) as { device_info?: unknown };
       if (info.device_info !== undefined) this.deviceInfo = info.device_info;
     } catch {
-      // the connector wrote none
+      // none, or not a plain bounded file of JSON
     }
   }
 
@@ -569,6 +622,7 @@ export class JobRunner {
   }
 
   private async outcome(): Promise<OutboxEntry> {
+    for (const phase of [...this.logFds.keys()]) this.closeLog(phase);
     const result: Record<string, unknown> = { status: { ...this.progress.status }, job_state: this.jobState };
     if (this.deviceInfo !== undefined) result['device_info'] = this.deviceInfo;
     const artifact = fs.existsSync(this.runDir) ? await packArtifacts(this.runDir).catch(() => undefined) : undefined;

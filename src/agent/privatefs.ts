@@ -40,7 +40,52 @@ export function writePrivateFile(file: string, data: string | Buffer): void {
   }
 }
 
-/** Appends to a file created 0600 when missing. */
-export function appendPrivateFile(file: string, data: string): void {
-  fs.appendFileSync(file, data, { mode: PRIVATE_FILE_MODE });
+/**
+ * Files in a job's run directory, which the job's test phase may have replaced with a link, a
+ * FIFO, a hard link or a directory. The run directory's own path is the agent's (its parent is
+ * 0700 and hidden from the sandbox; the run directory is a mount point there), so only the last
+ * component is the job's: it is opened without following a link and without waiting on a FIFO,
+ * and used only when it is a regular file of the agent's with no other name.
+ */
+export class RunDirFileRefused extends Error {
+  override readonly name = 'RunDirFileRefused';
+}
+
+const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+
+/** The file's descriptor, or RunDirFileRefused (closed) when it is not a plain file of ours. */
+function openRunDirFile(file: string, flags: number): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, flags | O_NOFOLLOW | O_NONBLOCK, PRIVATE_FILE_MODE);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    // ELOOP: a link; ENXIO: a FIFO without a reader; EISDIR: a directory.
+    if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR') throw new RunDirFileRefused(`${file}: not a regular file (${code})`);
+    throw error;
+  }
+  const stat = fs.fstatSync(fd);
+  const why = !stat.isFile() ? 'not a regular file' : stat.uid !== process.geteuid?.() ? `owned by uid ${stat.uid}` : stat.nlink !== 1 ? 'has another name (a hard link)' : undefined;
+  if (why) {
+    fs.closeSync(fd);
+    throw new RunDirFileRefused(`${file}: ${why}`);
+  }
+  fs.fchmodSync(fd, PRIVATE_FILE_MODE);
+  return fd;
+}
+
+/** An append descriptor for a log in the run directory (created 0600 when missing). */
+export function openRunDirLog(file: string): number {
+  return openRunDirFile(file, O_WRONLY | O_APPEND | O_CREAT);
+}
+
+/** Writes (replacing) a file in the run directory; refused as openRunDirFile says. */
+export function writeRunDirFile(file: string, data: string): void {
+  const fd = openRunDirFile(file, O_WRONLY | O_CREAT);
+  try {
+    fs.ftruncateSync(fd, 0);
+    fs.writeSync(fd, data, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -22,6 +22,8 @@ export interface PhaseProcessOptions {
   scope?: PhaseScope;
   /** The sandbox's argv (bwrap ... --), run inside the scope; it gives the command a PID namespace. */
   sandbox?: string[];
+  /** Written to a pipe on SANDBOX_ARGS_FD, which the sandbox's `--args` reads (kept out of argv). */
+  sandboxArgs?: Buffer;
   /** Kill when this many ms have passed. */
   timeoutMs?: number;
   /** Kill when nothing was printed for this many ms. */
@@ -38,6 +40,9 @@ export interface PhaseProcessResult {
   /** Processes still running when the phase ended, killed then. */
   leftovers: LeftoverProcess[];
 }
+
+/** The descriptor `sandboxArgs` arrive on: after stdin, stdout, stderr and the reaper's fd 3. */
+export const SANDBOX_ARGS_FD = 4;
 
 /** Grace between SIGTERM and SIGKILL for a phase being stopped. */
 const KILL_GRACE_MS = 5000;
@@ -56,8 +61,13 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
       cwd: options.cwd,
       env: options.env,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe', ...(scope.reportsOnFd3 ? (['pipe'] as const) : [])],
+      stdio: ['ignore', 'pipe', 'pipe', ...(scope.reportsOnFd3 ? (['pipe'] as const) : options.sandboxArgs ? (['ignore'] as const) : []), ...(options.sandboxArgs ? (['pipe'] as const) : [])],
     });
+    const argsPipe = child.stdio[SANDBOX_ARGS_FD];
+    if (options.sandboxArgs && argsPipe && 'end' in argsPipe) {
+      argsPipe.on('error', () => undefined); // the sandbox failed before reading: its exit says why
+      argsPipe.end(options.sandboxArgs);
+    }
     if (child.pid !== undefined) options.onSpawn?.(child.pid);
     let stoppedBy: StopReason | undefined;
     let lastOutput = options.clock.now();

@@ -108,7 +108,7 @@ export async function setOnline(op: Operation, selection: string): Promise<Actio
   const left: string[] = [];
   for (const name of names) {
     const agentId = op.state.agentIds[name];
-    const result = removeMarkers(op.host.paths, agentId && agentId !== name ? [name, agentId] : [name]);
+    const result = removeMarkers(op.host.paths, agentId && agentId !== name ? [name, agentId] : [name], op.host.driver.agentOwner(name));
     removed.push(...result.removed);
     left.push(...result.left);
   }

@@ -7,13 +7,15 @@
  * file someone else owns cannot be written; either way root never writes through what another
  * user controls (docs/security.md, "Root never works through what `ubuntu` can change"). A
  * temp file and a rename would not help here: in a sticky /tmp the rename fails over another
- * user's file, and the name is what the agent checks. Removal unlinks regular files only;
- * unlink never follows a link, and a link is reported and left alone.
+ * user's file, and the name is what the agent checks. A marker counts (for the agent and here)
+ * only as a regular file of the agent's user or root, read without following a link or waiting
+ * on a FIFO; names that are not agent ids have no marker, so every path is a file in /tmp.
+ * Removal unlinks counted markers only; unlink never follows a link, and the rest is reported
+ * and left alone.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { offlineMarkerNames } from '../agent/agent';
-import { readFileNoFollow } from '../common/fsutil';
+import { markerOwners, offlineMarkerNames, readMarkerFile } from '../agent/agent';
 import { asUser, type FileOwner } from '../common/privileges';
 import type { HostPaths } from './paths';
 
@@ -26,13 +28,15 @@ export interface Marker {
   path: string;
   /** The file's text (the reason), or why it was not read. */
   reason: string;
-  /** Not a regular file (a link, a directory): the agent may still see it; we never touch it. */
+  /** Not a regular file of the agent's user or root (a link, a FIFO, a stranger's): the agent ignores it; we never touch it. */
   irregular: boolean;
 }
 
 /** The marker this charm writes for an agent: named after its program (directory) name. */
 export function markerPath(paths: HostPaths, name: string): string {
-  return path.join(paths.offlineMarkerDir, offlineMarkerNames([name])[0] as string);
+  const [marker] = offlineMarkerNames([name]);
+  if (marker === undefined) throw new Error(`${JSON.stringify(name)} is not an agent name; no marker`);
+  return path.join(paths.offlineMarkerDir, marker);
 }
 
 /** Every marker the agent would obey: its program name and agent_id, with and without the dash. */
@@ -40,24 +44,14 @@ function markerPaths(paths: HostPaths, names: readonly string[]): string[] {
   return offlineMarkerNames(names).map((m) => path.join(paths.offlineMarkerDir, m));
 }
 
-export function readMarkers(paths: HostPaths, names: readonly string[]): Marker[] {
+/** `owner`: the agent's user; none (a sandbox without users) means ours. */
+export function readMarkers(paths: HostPaths, names: readonly string[], owner: FileOwner | undefined): Marker[] {
+  const owners = markerOwners(owner?.uid ?? process.geteuid?.() ?? 0);
   const found: Marker[] = [];
   for (const file of markerPaths(paths, names)) {
-    let stat: fs.Stats;
-    try {
-      stat = fs.lstatSync(file);
-    } catch {
-      continue;
-    }
-    if (!stat.isFile()) {
-      found.push({ path: file, reason: stat.isSymbolicLink() ? 'a link (not read)' : 'not a regular file', irregular: true });
-      continue;
-    }
-    try {
-      found.push({ path: file, reason: readFileNoFollow(file, MARKER_READ_MAX).toString('utf8').trim(), irregular: false });
-    } catch (error) {
-      found.push({ path: file, reason: `unreadable: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, irregular: false });
-    }
+    const read = readMarkerFile(file, owners, MARKER_READ_MAX);
+    if (!read.found) continue;
+    found.push('refused' in read ? { path: file, reason: read.refused, irregular: true } : { path: file, reason: read.text.trim(), irregular: false });
   }
   return found;
 }
@@ -84,10 +78,10 @@ export function writeMarker(paths: HostPaths, name: string, reason: string, owne
 }
 
 /** Removes the agent's regular-file markers; returns those removed and those left (links). */
-export function removeMarkers(paths: HostPaths, names: readonly string[]): { removed: string[]; left: string[] } {
+export function removeMarkers(paths: HostPaths, names: readonly string[], owner: FileOwner | undefined): { removed: string[]; left: string[] } {
   const removed: string[] = [];
   const left: string[] = [];
-  for (const marker of readMarkers(paths, names)) {
+  for (const marker of readMarkers(paths, names, owner)) {
     if (marker.irregular) {
       left.push(marker.path);
       continue;

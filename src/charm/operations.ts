@@ -132,7 +132,7 @@ async function factsOf(host: Host, state: HostState, configDir: string, name: st
     name,
     process,
     view,
-    markers: readMarkers(host.paths, agentId && agentId !== name ? [name, agentId] : [name]),
+    markers: readMarkers(host.paths, agentId && agentId !== name ? [name, agentId] : [name], host.driver.agentOwner(name)),
     port,
     conf,
     busy,

@@ -11,6 +11,8 @@ import { PHASE_SCRIPT_TEMPLATE, phaseScriptName } from '../../src/charm/scripts'
 import { repoRoot, tempDir } from './tmp';
 
 export const CONNECTOR = path.join(repoRoot, 'dist', 'testflinger-device-connector.js');
+/** A test_command that runs the job's test_cmds from testflinger.json, as the connector does. */
+export const RUN_TEST_CMDS = `sh -c "$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync("testflinger.json", "utf8")).test_data.test_cmds)')"`;
 const scriptsDir = tempDir('tf-scripts');
 
 /** The charm's tf-<phase> script, rendered to call the built connector. */

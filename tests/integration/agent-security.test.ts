@@ -3,6 +3,7 @@
  * its folders, exhaust its memory or take over its environment. Real HTTP on 127.0.0.1, real
  * files and processes.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import type * as http from 'node:http';
 import * as path from 'node:path';
@@ -199,14 +200,12 @@ describe('what a job may not do', () => {
     for (const line of modes) expect(line).toMatch(/^[0-7]{3} /);
   });
 
-  it('secrets cannot replace PATH, the loader, TESTFLINGER_*, the agent\'s own variables, or use bad names', async () => {
-    agent({ test_command: 'echo "path=$PATH"; echo "preload=${LD_PRELOAD-unset}"; echo "dir=${TESTFLINGER_AGENT_DIR-unset}"; echo "agent=$agent_id"; echo "home=${HOME-unset}"; echo "good=$GOOD_TOKEN"' });
+  it("secrets cannot replace PATH, TESTFLINGER_*, the agent's own variables, or use bad names", async () => {
+    agent({ test_command: 'echo "path=$PATH"; echo "dir=${TESTFLINGER_AGENT_DIR-unset}"; echo "agent=$agent_id"; echo "good=$GOOD_TOKEN"' });
     const secrets = {
       PATH: '/attacker/bin',
-      LD_PRELOAD: '/attacker/evil.so',
       TESTFLINGER_AGENT_DIR: '/attacker/dir',
       agent_id: 'attacker-agent',
-      HOME: '/attacker/home',
       'BAD-NAME': 'bad-name-value',
       GOOD_TOKEN: 'good-secret-value',
     };
@@ -214,15 +213,33 @@ describe('what a job may not do', () => {
     await done(id);
     const out = String(server.resultView(id)?.['test_output']);
     expect(out).toContain(`path=${process.env['PATH']}`);
-    expect(out).toMatch(/^preload=unset$/m);
     expect(out).toMatch(/^dir=unset$/m);
     expect(out).toMatch(/^agent=agent-1$/m);
-    expect(out).toMatch(/^home=unset$/m);
     expect(out).toMatch(/^good=\*\*\*\*$/m);
-    for (const name of ['PATH', 'LD_PRELOAD', 'TESTFLINGER_AGENT_DIR', 'agent_id', 'HOME', 'BAD-NAME']) {
+    for (const name of ['PATH', 'TESTFLINGER_AGENT_DIR', 'agent_id', 'BAD-NAME']) {
       expect(out).toContain(`WARNING: secret ${JSON.stringify(name)} not passed to the test phase`);
     }
     expect(out).not.toContain('GOOD_TOKEN" not passed');
     expect(out).not.toMatch(/attacker|bad-name-value|good-secret-value/);
+  });
+
+  it("secrets reach the test phase only: OPENSSL_CONF in provision_data or firmware_update_data loads nothing into those phases' Node", async () => {
+    // What a job's test phase could have left on the host: an OpenSSL config that makes Node load
+    // a module at start (a missing one here: Node then aborts, which shows the config was read).
+    const conf = path.join(tempDir('openssl'), 'evil.cnf');
+    fs.writeFileSync(conf, `nodejs_conf = conf\n[conf]\nproviders = providers\n[providers]\nevil = evil\n[evil]\nmodule = ${path.dirname(conf)}/evil.so\nactivate = 1\n`);
+    const node = (phase: string) => `node -e 'console.log("${phase}: conf=" + (process.env.OPENSSL_CONF ?? "unset"))'`;
+    agent({ provision_command: node('provision'), firmware_update_command: node('firmware'), test_command: 'echo "test: token=$API_TOKEN"' });
+    const secrets = { OPENSSL_CONF: conf };
+    const id = server.submitJob({ job_queue: 'q1', provision_data: { secrets }, firmware_update_data: { secrets }, test_data: { secrets: { API_TOKEN: 'hunter2' } } });
+    await done(id);
+    const view = server.resultView(id) ?? {};
+    expect(view).toMatchObject({ provision_status: 0, firmware_update_status: 0, test_status: 0 });
+    expect(String(view['provision_output'])).toMatch(/^provision: conf=unset$/m);
+    expect(String(view['firmware_update_output'])).toMatch(/^firmware: conf=unset$/m);
+    expect(String(view['provision_output'])).toContain('WARNING: provision_data.secrets not passed: only the test phase gets secrets, as upstream');
+    expect(String(view['test_output'])).toMatch(/^test: token=\*\*\*\*$/m);
+    // The config does reach Node when it is in its environment.
+    expect(spawnSync(process.execPath, ['-e', '0'], { env: { ...process.env, OPENSSL_CONF: conf } }).status).not.toBe(0);
   });
 });

@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { RUN_TEST_CMDS } from '../helpers/phase-script';
 import { eventually } from '../helpers/tmp';
 import { UnitHost, describeOnUnitHost, labCharmConfig } from '../helpers/unithost';
 
@@ -23,8 +24,6 @@ const homeOf = (a: AgentName) => `/var/lib/testflinger-agent/home/${a}`;
 /** The charm's default for an agent whose conf names no basedirs. */
 const stateOf = (a: AgentName) => `/srv/testflinger/${a}`;
 
-/** The test phase runs the job's test_cmds from testflinger.json, as the connector does. */
-const RUN_TEST_CMDS = `sh -c "$(node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync("testflinger.json", "utf8")).test_data.test_cmds)')"`;
 
 /** No basedirs: the charm's per-agent defaults must keep the two agents apart. */
 function confOf(a: AgentName): string {
@@ -189,6 +188,28 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     const out = await testOutput(await submit('agent-a', `ssh -p ${DEVICE_PORT} root@127.0.0.1 echo device-says-hi; echo "ssh=$?"`));
     expect(out).toMatch(/^device-says-hi$/m);
     expect(out).toMatch(/ssh=0/);
+  });
+
+  it("links a job leaves in its run directory (to ~/.ssh/config, to B's marker) and FIFOs there do not steer A's agent", async () => {
+    const sshConfig = `${homeOf('agent-a')}/.ssh/config`;
+    const configBefore = await host.readFile(sshConfig);
+    const bMarker = '/tmp/TESTFLINGER-DEVICE-OFFLINE-agent-b';
+    await testOutput(
+      await submit(
+        'agent-a',
+        [
+          'ln -sf "$HOME/.ssh/config" test.log',
+          `echo 'Match exec "touch /tmp/planted-by-ssh"'`,
+          'ln -sf "$HOME/.ssh/config" cleanup.log',
+          `rm -f testflinger-outcome.json; ln -s ${bMarker} testflinger-outcome.json`,
+        ].join('; '),
+      ),
+    );
+    expect(await host.readFile(sshConfig)).toBe(configBefore);
+    expect(await host.exists(bMarker)).toBe(false);
+    // A FIFO at each name the agent opens after the test phase: the job still ends, the agent goes on.
+    await testOutput(await submit('agent-a', 'mkfifo device-info.json cleanup.log cleanup-serial.log; rm testflinger-outcome.json; mkfifo testflinger-outcome.json; mkdir artifacts; mkfifo artifacts/pipe'));
+    expect(await testOutput(await submit('agent-a', 'echo still-taking-jobs'))).toMatch(/^still-taking-jobs$/m);
   });
 
   it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {

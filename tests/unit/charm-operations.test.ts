@@ -3,6 +3,7 @@
  * event at a time through the harness, over a temp root, an in-memory supervisord and fake
  * metrics endpoints on 127.0.0.1.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { b64, labAgentConf, labRepo, markBusy, sshKeyPair } from '../helpers/charm';
@@ -115,6 +116,40 @@ describe('set-offline and set-online', () => {
     fs.writeFileSync(marker(h, 'agent1'), '');
     const on = await run('set-online');
     expect(on.actionResults['markers-removed']).toBe(marker(h, 'agent1'));
+  });
+
+  it("an agent_id with ../ names no marker: agent-status does not read the file it would name, set-online does not remove it", async () => {
+    const { h, repo, run } = await deployed(['agent-1']);
+    const victim = path.join(h.root, 'etc', 'tf-victim');
+    fs.mkdirSync(path.dirname(victim), { recursive: true });
+    fs.writeFileSync(victim, 'root-only content\n');
+    // From the config repo: the conf is refused where it enters, so no agent gets that id.
+    repo.addAgent('agent-2', labAgentConf('agent-2', { agent_id: 'x/../../etc/tf-victim' }));
+    repo.commit('an agent_id that climbs out of /tmp');
+    await h.ctx.run(h.ctx.on.configChanged(), { config: config(repo) });
+    expect(h.state().agentIds['agent-2']).toBeUndefined();
+    // A state written before the check (or edited) still names no file outside the marker dir.
+    h.editState((s) => (s.agentIds['agent-1'] = 'x/../../etc/tf-victim'));
+    const status = await run('agent-status');
+    expect(JSON.stringify(status.actionResults)).not.toMatch(/tf-victim|root-only/);
+    expect(status.actionResults['agents.agent-1.offline-marker']).toBe('none');
+    const on = await run('set-online');
+    expect(on.actionResults['markers-removed']).toBe('none');
+    expect(readText(victim)).toBe('root-only content\n');
+  });
+
+  it("a marker another account owns (a FIFO, a stranger's file) is neither read, obeyed nor removed", async () => {
+    const { h, run } = await deployed(['agent-1', 'agent-2']);
+    fs.writeFileSync(marker(h, 'agent-1'), 'planted\n');
+    fs.chownSync(marker(h, 'agent-1'), 54321, 54321);
+    execFileSync('mkfifo', [marker(h, 'agent-2')]);
+    const status = await run('agent-status');
+    expect(status.actionResults['agents.agent-1.offline-marker']).toBe(`${marker(h, 'agent-1')}: owned by uid 54321, neither the agent's user nor root`);
+    expect(status.actionResults['agents.agent-2.offline-marker']).toBe(`${marker(h, 'agent-2')}: not a regular file`);
+    const on = await run('set-online');
+    expect(on.actionResults['markers-removed']).toBe('none');
+    expect(on.actionResults['left-not-regular-files']).toBe(`${marker(h, 'agent-1')},${marker(h, 'agent-2')}`);
+    expect(readText(marker(h, 'agent-1'))).toBe('planted\n');
   });
 
   it('never writes through or removes a link planted at the marker path', async () => {
