@@ -16,7 +16,7 @@ import { agentSshFiles, writeAgentFiles } from './agentfiles';
 import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
 import type { CharmConfig } from './config';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
-import { supervisorLimits } from './limits';
+import { supervisorLimits, withAgentLimits } from './limits';
 import { installPackages, UNIT_PACKAGES } from './packages';
 import type { HostPaths } from './paths';
 import { sharedSshFiles, writeSshFiles, type SshFileSpec } from './ssh';
@@ -179,7 +179,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
       return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
     },
-    agentRun: (agent, config) => unitAgentRun(paths, agent, config['test-sandbox']),
+    agentRun: (agent, config) => withAgentLimits(unitAgentRun(paths, agent, config['test-sandbox']), config),
     agentStateDir: (agent) => paths.agentStateDir(agent),
     agentOwner: (agent) => readIdFile(passwd).get(agentUserName(agent)),
     sshFiles: (config, agents) => agents.flatMap((agent) => agentSshFiles(paths, config, agent)),
@@ -260,7 +260,7 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     },
     hostUsers: () => null,
     prepareAgents: async () => UNCHECKED,
-    agentRun: () => sandboxAgentRun(paths),
+    agentRun: (_agent, config) => withAgentLimits(sandboxAgentRun(paths), config),
     agentStateDir: () => undefined,
     agentOwner: () => undefined,
     sshFiles: (config) => sharedSshFiles(paths, config),
