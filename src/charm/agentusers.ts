@@ -93,4 +93,65 @@ export function readLockedUsers(shadowFile: string): Set<string> {
 export interface HostUsers {
   readonly all: ReadonlySet<string>;
   readonly locked: ReadonlySet<string>;
+  /** User → the agent it was made for (its home is that agent's); a user not listed is no agent's. */
+  readonly owners?: ReadonlyMap<string, string>;
+}
+
+/** User → home directory, from a passwd file (field 6). */
+function readHomes(passwdFile: string): Map<string, string> {
+  let text = '';
+  try {
+    text = fs.readFileSync(passwdFile, 'utf8');
+  } catch {
+    return new Map();
+  }
+  const homes = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const fields = line.split(':');
+    if (fields[0] && fields[5]) homes.set(fields[0], fields[5]);
+  }
+  return homes;
+}
+
+/**
+ * The host's users, and for each made for an agent (home `<homesDir>/<agent>`, as addAgentUser
+ * gives it) that agent: a user is never taken over by another agent whose name maps to it.
+ */
+export function readHostUsers(passwdFile: string, shadowFile: string, homesDir: string): HostUsers {
+  const owners = new Map<string, string>();
+  for (const [user, home] of readHomes(passwdFile)) {
+    const agent = home.startsWith(`${homesDir}/`) ? home.slice(homesDir.length + 1) : '';
+    if (SAFE_NAME.test(agent)) owners.set(user, agent);
+  }
+  return { all: new Set(readIdFile(passwdFile).keys()), locked: readLockedUsers(shadowFile), owners };
+}
+
+/**
+ * Which agent each user is for, in this charm process: two agents whose names map to one user (a
+ * long name's hash is short, so a pair can be crafted) never share it. The first to claim a user
+ * keeps it (agents are rendered in name order, and an existing user keeps the agent it was made
+ * for); the other is refused, naming it. A user that exists but was made for another agent, or
+ * for none, is never taken over: its files stay that agent's.
+ */
+export class AgentUserClaims {
+  private readonly claimed = new Map<string, string>();
+  constructor(private readonly hostUsers: () => HostUsers) {}
+
+  /** The agent's user; throws, saying why, when it is another agent's. */
+  claim(agent: string): string {
+    const user = agentUserName(agent);
+    const holder = this.claimed.get(user) ?? this.existingOwner(user);
+    if (holder !== undefined && holder !== agent) {
+      throw new Error(holder === '' ? `its user ${user} exists and is no agent's user` : `its user ${user} is agent ${JSON.stringify(holder)}'s; rename one of the directories`);
+    }
+    this.claimed.set(user, agent);
+    return user;
+  }
+
+  /** The agent an existing user was made for, '' for a user made for none; undefined when there is no such user. */
+  private existingOwner(user: string): string | undefined {
+    const users = this.hostUsers();
+    if (!users.all.has(user)) return undefined;
+    return users.owners?.get(user) ?? '';
+  }
 }

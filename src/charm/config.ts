@@ -92,7 +92,7 @@ export const charmConfigSchema = z.object({
   'test-sandbox': z.boolean().default(true),
   'agent-max-processes': z
     .number()
-    .int({ message: 'must be a whole number' })
+    .int()
     .min(MAX_PROCESSES_RANGE.min, { message: `must be at least ${MAX_PROCESSES_RANGE.min}` })
     .max(MAX_PROCESSES_RANGE.max, { message: `must be at most ${MAX_PROCESSES_RANGE.max}` })
     .default(2048),
@@ -130,6 +130,6 @@ export function parseCharmConfig(raw: Readonly<Record<string, unknown>>): CharmC
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const option = String(issue?.path[0] ?? 'config');
-  const reason = issue?.code === 'invalid_type' ? `must be a ${issue.expected}` : (issue?.message ?? 'is invalid');
+  const reason = issue?.code === 'invalid_type' ? `must be a ${issue.expected === 'integer' ? 'whole number' : issue.expected}` : (issue?.message ?? 'is invalid');
   throw new CharmConfigError(option, reason);
 }

@@ -13,7 +13,7 @@ import type { FileOwner } from '../common/privileges';
 import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
-import { addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
+import { addAgentUser, AgentUserClaims, agentUserName, ensureAgentsGroup, lockAgentUser, readHostUsers, readIdFile, unlockAgentUser, type HostUsers } from './agentusers';
 import type { CharmConfig } from './config';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits, withAgentLimits } from './limits';
@@ -156,6 +156,9 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
   let group: Promise<number> | undefined;
   const agentsGid = () => (group ??= ensureAgentsGroup(run, path.join(paths.root, 'etc/group')));
   const passwd = path.join(paths.root, 'etc/passwd');
+  const hostUsers = () => readHostUsers(passwd, path.join(paths.root, 'etc/shadow'), path.dirname(paths.agentHome('x')));
+  // An agent whose user is another agent's cannot be rendered: it is skipped, named (agentusers.ts).
+  const claims = new AgentUserClaims(hostUsers);
   return {
     kind: 'unit',
     installPackages: async () => {
@@ -166,7 +169,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       regroupTokenFile(paths.tokenFile, await agentsGid());
       installContainedWrapper(paths, charmDir);
     },
-    hostUsers: () => ({ all: new Set(readIdFile(passwd).keys()), locked: readLockedUsers(path.join(paths.root, 'etc/shadow')) }),
+    hostUsers,
     prepareAgents: async (config, options) => {
       const gid = await agentsGid();
       await changeAgentUsers(run, paths, options.users);
@@ -179,7 +182,10 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
       return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
     },
-    agentRun: (agent, config) => withAgentLimits(unitAgentRun(paths, agent, config['test-sandbox']), config),
+    agentRun: (agent, config) => {
+      claims.claim(agent);
+      return withAgentLimits(unitAgentRun(paths, agent, config['test-sandbox']), config);
+    },
     agentStateDir: (agent) => paths.agentStateDir(agent),
     agentOwner: (agent) => readIdFile(passwd).get(agentUserName(agent)),
     sshFiles: (config, agents) => agents.flatMap((agent) => agentSshFiles(paths, config, agent)),
