@@ -15,6 +15,7 @@ import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sand
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
 import { addAgentUser, AgentUserClaims, agentUserName, ensureAgentsGroup, lockAgentUser, readHostUsers, readIdFile, unlockAgentUser, type HostUsers } from './agentusers';
 import type { CharmConfig } from './config';
+import { giveAgentDir, restrictCheckouts } from './configrepo';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits, withAgentLimits } from './limits';
 import { installPackages, UNIT_PACKAGES } from './packages';
@@ -168,6 +169,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
     prepareHost: async () => {
       regroupTokenFile(paths.tokenFile, await agentsGid());
       installContainedWrapper(paths, charmDir);
+      restrictCheckouts(paths.configsDir, await agentsGid());
     },
     hostUsers,
     prepareAgents: async (config, options) => {
@@ -178,6 +180,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
         const user = users.get(agentUserName(agent));
         if (!user) throw new Error(`no user ${agentUserName(agent)} for agent ${agent}`);
         writeAgentFiles(paths, config, { name: agent, user }, gid);
+        giveAgentDir(path.join(paths.configsDir, config['config-dir'], agent), user.gid);
       }
       if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
       return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
