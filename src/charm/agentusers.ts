@@ -9,7 +9,7 @@ import type { Runner } from '../common/exec';
 import type { FileOwner } from '../common/privileges';
 import { SAFE_NAME } from './values';
 
-/** Every agent user's group: it may read the lab key and the token and run the charm's bwrap. */
+/** Every agent user's group: it may read the lab key and the config checkouts and run the charm's bwrap. */
 export const AGENTS_GROUP = 'testflinger-agents';
 /** useradd's limit on a user name (LOGIN_NAME_MAX less one on Linux). */
 const MAX_USER_NAME = 32;
@@ -62,15 +62,16 @@ const LOCKED_EXPIRY = '1';
 
 /**
  * A removed agent's user stays (its files keep their owner) but is locked: its password (a
- * system user's is locked already) and its account, expired, so no PAM login (su, ssh, cron) works.
+ * system user's is locked already) and its account, expired, so no PAM login (su, ssh, cron) works;
+ * and it leaves the agents' group, so what is left of it reads no lab key and no config checkout.
  */
 export async function lockAgentUser(run: Runner, user: string): Promise<void> {
-  await run('usermod', ['--lock', '--expiredate', LOCKED_EXPIRY, '--', user]);
+  await run('usermod', ['--lock', '--expiredate', LOCKED_EXPIRY, '--groups', '', '--', user]);
 }
 
-/** An agent that came back gets its user again: the account no longer expired. */
+/** An agent that came back gets its user again: the account no longer expired, back in the agents' group. */
 export async function unlockAgentUser(run: Runner, user: string): Promise<void> {
-  await run('usermod', ['--expiredate', '', '--', user]);
+  await run('usermod', ['--expiredate', '', '--append', '--groups', AGENTS_GROUP, '--', user]);
 }
 
 /** The users a shadow file marks locked (expired as lockAgentUser does). */

@@ -15,6 +15,7 @@ import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sand
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
 import { addAgentUser, AgentUserClaims, agentUserName, ensureAgentsGroup, lockAgentUser, readHostUsers, readIdFile, unlockAgentUser, type HostUsers } from './agentusers';
 import type { CharmConfig } from './config';
+import { prepareRootTokenFile } from './auth';
 import { giveAgentDir, restrictCheckouts } from './configrepo';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
 import { supervisorLimits, withAgentLimits } from './limits';
@@ -109,7 +110,7 @@ export interface HostDriver {
   agentOwner(agent: string): FileOwner | undefined;
   /** The SSH files the charm keeps for these agents: each agent's own, or a sandbox's shared ones. */
   sshFiles(config: CharmConfig, agents: readonly string[]): SshFileSpec[];
-  /** Owner of the refresh token file (root, the agents' group); none: ours, 0600. */
+  /** The refresh token file is root's alone (each agent gets a descriptor from its wrapper); none: ours, read by path. */
   tokenOwner(): Promise<FileOwner | undefined>;
   readonly supervisord: SupervisordDaemon;
 }
@@ -167,7 +168,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       await agentsGid();
     },
     prepareHost: async () => {
-      regroupTokenFile(paths.tokenFile, await agentsGid());
+      prepareRootTokenFile(paths.tokenFile);
       installContainedWrapper(paths, charmDir);
       restrictCheckouts(paths.configsDir, await agentsGid());
     },
@@ -192,7 +193,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
     agentStateDir: (agent) => paths.agentStateDir(agent),
     agentOwner: (agent) => readIdFile(passwd).get(agentUserName(agent)),
     sshFiles: (config, agents) => agents.flatMap((agent) => agentSshFiles(paths, config, agent)),
-    tokenOwner: async () => ({ uid: 0, gid: await agentsGid() }),
+    tokenOwner: async () => ({ uid: 0, gid: 0 }),
     supervisord: {
       // supervisord merges [supervisord] from included files: the drop-in sits beside the programs.
       limitsCurrent: (count) => limitsIn(paths.limitsFile, count),
@@ -214,17 +215,6 @@ async function changeAgentUsers(run: Runner, paths: HostPaths, change: AgentUser
   for (const agent of change.add) await addAgentUser(run, agentUserName(agent), paths.agentHome(agent));
   for (const agent of change.lock) await lockAgentUser(run, agentUserName(agent));
   for (const agent of change.unlock) await unlockAgentUser(run, agentUserName(agent));
-}
-
-/**
- * A token file obtained before per-agent users (group ubuntu) stays fresh for days: it is given
- * to the agents' group now, not when it is renewed. Its directory is root's: nothing to follow.
- */
-function regroupTokenFile(tokenFile: string, agentsGid: number): void {
-  const stat = fs.lstatSync(tokenFile, { throwIfNoEntry: false });
-  if (!stat?.isFile() || (stat.uid === 0 && stat.gid === agentsGid)) return;
-  fs.lchownSync(tokenFile, 0, agentsGid);
-  fs.chmodSync(tokenFile, 0o640);
 }
 
 /**

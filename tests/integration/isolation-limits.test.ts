@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { AgentProcess } from '../helpers/agentprocess';
+import { removeChildCgroup } from '../helpers/cgroup';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
 /** Users of their own (no passwd entry needed), so that no other test's processes count against the limit. */
@@ -107,7 +108,7 @@ describe('the root wrapper (testflinger-agent-contained) bounds the agent before
       encoding: 'utf8',
       env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', TESTFLINGER_MAX_PROCESSES: '100', TESTFLINGER_MAX_MEMORY: '536870912' },
     });
-    removeCgroupMade(name);
+    removeChildCgroup(name);
     expect(run.stdout).toMatch(/^Max data size\s+536870912\s+536870912\s+bytes/m);
     expect(run.stdout).toMatch(/^Max processes\s+100\s+100\s+processes/m);
     expect(run.stdout).toMatch(/^raise=[1-9]/m);
@@ -119,15 +120,3 @@ describe('the root wrapper (testflinger-agent-contained) bounds the agent before
     expect(run.stderr).toMatch(/not a limit: 1;id/);
   });
 });
-
-/** The wrapper makes the agent's cgroup beside (or under) this test's own; it goes once empty. */
-function removeCgroupMade(name: string): void {
-  const mount = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => / - cgroup2 /.test(l))?.split(' ')[4];
-  const own = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'))?.slice(3);
-  if (!mount || own === undefined) return;
-  try {
-    fs.rmdirSync(path.join(mount, own, name));
-  } catch {
-    // not made (no cgroup v2 here) or already gone
-  }
-}

@@ -172,8 +172,9 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     }
     expect(await host.readFile('/var/lib/testflinger-agent/home/agent-1/.ssh/id_rsa')).toBe(keys.privateKey);
     expect(await host.exists('/home/ubuntu/.ssh')).toBe(false);
-    // The token is root's, readable by the agents' group: no job can replace it.
-    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: agentsGid, mode: 0o640, type: 'regular file' });
+    // The token is root's alone: the agents signed in (waiting, above) through the descriptor their wrapper opened.
+    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: 0, mode: 0o600, type: 'regular file' });
+    expect((await host.execAs('tf-agent-1', ['cat', '/var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
     expect(await host.stat('/var/lib/testflinger-agent')).toMatchObject({ uid: 0, gid: 0, type: 'directory' });
     expect((await host.execAs('tf-agent-1', ['sh', '-c', 'echo x > /var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
     // One agent's user cannot reach another's state directory.
@@ -181,7 +182,10 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect((await host.execAs('tf-agent-1', ['cat', '/etc/shadow'])).exitCode).not.toBe(0);
     // The charm's bwrap: runnable by the agents' group only.
     expect(await host.stat('/usr/lib/testflinger-agent-host/bwrap')).toEqual({ uid: 0, gid: agentsGid, mode: 0o750, type: 'regular file' });
-    expect(await host.readFile('/etc/apparmor.d/testflinger-bwrap')).toMatch(/^profile testflinger-bwrap \/usr\/lib\/testflinger-agent-host\/bwrap flags=\(unconfined\) \{\n {2}userns,$/m);
+    const profile = await host.readFile('/etc/apparmor.d/testflinger-bwrap');
+    expect(profile).toMatch(/^profile testflinger-bwrap \/usr\/lib\/testflinger-agent-host\/bwrap flags=\(attach_disconnected,mediate_deleted\) \{$/m);
+    expect(profile).toMatch(/^ {2}userns,$/m);
+    expect(profile).toMatch(/^ {4}deny userns,$/m);
   });
 
   it("a job runs to completion through the phase scripts, its commands as its agent's user, in the sandbox's throwaway home", async () => {
