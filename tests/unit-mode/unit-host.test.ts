@@ -153,7 +153,7 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(host.status).toEqual({ status: 'active', message: '2 agents: 2 waiting' });
   });
 
-  it("each agent's home and SSH files are root's, its ssh config and state directory its user's; the key and the token its group's", async () => {
+  it("each agent's home and SSH files are root's, its ssh config and state directory its user's; the key its group's; the token root's alone; its config directory its own", async () => {
     const root = { uid: 0, gid: 0 };
     for (const name of ['agent-1', 'agent-2']) {
       const home = `/var/lib/testflinger-agent/home/${name}`;
@@ -177,6 +177,9 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect((await host.execAs('tf-agent-1', ['cat', '/var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
     expect(await host.stat('/var/lib/testflinger-agent')).toMatchObject({ uid: 0, gid: 0, type: 'directory' });
     expect((await host.execAs('tf-agent-1', ['sh', '-c', 'echo x > /var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
+    // Each agent's config directory (device credentials in default.yaml) is its own.
+    expect((await host.execAs('tf-agent-1', ['cat', '/srv/agent-configs/lab1/agent-1/default.yaml'])).exitCode).toBe(0);
+    expect((await host.execAs('tf-agent-2', ['cat', '/srv/agent-configs/lab1/agent-1/default.yaml'])).exitCode).not.toBe(0);
     // One agent's user cannot reach another's state directory.
     expect((await host.execAs('tf-agent-1', ['ls', '/srv/testflinger/agent-2'])).exitCode).not.toBe(0);
     expect((await host.execAs('tf-agent-1', ['cat', '/etc/shadow'])).exitCode).not.toBe(0);
@@ -283,10 +286,13 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(await host.pidsOf('tf-agent-3')).toEqual([]);
     expect(await expiry()).toBe('1');
     expect((await host.check(['passwd', '--status', 'tf-agent-3'])).split(' ')[1]).toBe('L');
+    // Out of the agents' group: no lab key, no config checkout.
+    expect((await host.check(['id', '-nG', 'tf-agent-3'])).trim().split(' ')).not.toContain('testflinger-agents');
     expect(await host.stat('/srv/testflinger/agent-3')).toMatchObject(await host.userIds('tf-agent-3'));
     repo.addAgent('agent-3', conf('agent-3')).commit('agent-3 is back');
     expect((await host.action('update-configs')).results).toMatchObject({ added: 'agent-3', agents: '3' });
     expect(await expiry()).toBe('');
+    expect((await host.check(['id', '-nG', 'tf-agent-3'])).trim().split(' ')).toContain('testflinger-agents');
     await allRunning(['agent-1', 'agent-2', 'agent-3']);
     await expectRunningAsOwnUsers(['agent-3']);
   });
