@@ -17,6 +17,8 @@ import { eventually, tempDir } from '../helpers/tmp';
 import { UnitHost, describeOnUnitHost } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
+/** The charm's agent-max-processes here: low enough for a fork flood to reach it quickly. */
+const MAX_PROCESSES = 256;
 const DEVICE_PORT = 2222;
 const AGENTS = ['agent-a', 'agent-b'] as const;
 type AgentName = (typeof AGENTS)[number];
@@ -54,6 +56,7 @@ function charmConfig(): { config: Record<string, unknown>; keep: string[]; publi
     'config-dir': 'lab1',
     'ssh-private-key': b64(fs.readFileSync(keys.privateKey, 'utf8')),
     'ssh-public-key': b64(`${keys.publicKey}\n`),
+    'agent-max-processes': MAX_PROCESSES,
   };
   return { config, keep: [repo.dir], publicKey: keys.publicKey };
 }
@@ -209,6 +212,32 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     expect(out).toMatch(/^device-says-hi$/m);
     expect(out).toMatch(/ssh=0/);
   });
+
+  it('a job in the sandbox cannot make a user namespace of its own (bwrap --disable-userns)', async () => {
+    const out = await testOutput(await submit('agent-a', 'unshare -Ur true; echo "userns=$?"; unshare -U true; echo "plain=$?"'));
+    expect(out).toMatch(/^userns=[1-9]/m);
+    expect(out).toMatch(/^plain=[1-9]/m);
+  });
+
+  it("a fork flood on A stops at A's process limit, and its output says so, while B takes a job and runs it", async () => {
+    // B is free again (its job from the start is cancelled): it must take a job during A's flood.
+    await api('POST', `/v1/job/${jobOnB}/action`, { action: 'cancel' });
+    await testOutput(jobOnB);
+    const flood = `sh -c 'i=0; while [ $i -lt 2000 ]; do sleep 300 & i=$((i+1)); done; echo "spawned=$i"'; exec sleep 20`;
+    const flooding = await submit('agent-a', flood);
+    await eventually(async () => (await host.pidsOf('tf-agent-a')).length >= MAX_PROCESSES / 2, "A's flood under way", 30_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    const held = (await host.pidsOf('tf-agent-a')).length;
+    const bOut = await testOutput(await submit('agent-b', 'echo b-ran'));
+    expect(bOut).toMatch(/^b-ran$/m);
+    expect((await result(flooding))['job_state']).toBe('test');
+    expect(held).toBeLessThanOrEqual(MAX_PROCESSES);
+    const aOut = await testOutput(flooding);
+    expect(aOut).not.toMatch(/spawned=2000/);
+    expect(aOut).toMatch(new RegExp(`NOTE: this phase hit its process limit \\(${MAX_PROCESSES} processes for this agent, the charm's agent-max-processes\\)`));
+    // The wrapper set it on the agent, hard: its own limit is the charm's.
+    expect(await host.readFile(`/proc/${await agentPid('agent-a')}/limits`)).toMatch(new RegExp(`^Max processes\\s+${MAX_PROCESSES}\\s+${MAX_PROCESSES}\\s`, 'm'));
+  }, 120_000);
 
   it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {
     host.setConfig({ 'test-sandbox': false });
