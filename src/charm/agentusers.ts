@@ -26,17 +26,19 @@ export function agentUserName(agent: string): string {
   return `${PREFIX}${agent.slice(0, KEPT_OF_LONG_NAME)}-${hash}`;
 }
 
+/** The lines of a passwd, group or shadow file, split on `:`; none when it is missing. */
+function readColonFile(file: string): string[][] {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').map((line) => line.split(':'));
+  } catch {
+    return [];
+  }
+}
+
 /** Name → ids of the entries of a passwd or group file (`name:x:id:...`); none when it is missing. */
 export function readIdFile(file: string): Map<string, FileOwner> {
-  let text = '';
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return new Map();
-  }
   const entries = new Map<string, FileOwner>();
-  for (const line of text.split('\n')) {
-    const [name = '', , id = '', gid = id] = line.split(':');
+  for (const [name = '', , id = '', gid = id] of readColonFile(file)) {
     if (name && /^\d+$/.test(id)) entries.set(name, { uid: Number(id), gid: Number(gid) });
   }
   return entries;
@@ -76,18 +78,7 @@ export async function unlockAgentUser(run: Runner, user: string): Promise<void> 
 
 /** The users a shadow file marks locked (expired as lockAgentUser does). */
 export function readLockedUsers(shadowFile: string): Set<string> {
-  let text = '';
-  try {
-    text = fs.readFileSync(shadowFile, 'utf8');
-  } catch {
-    return new Set();
-  }
-  const locked = new Set<string>();
-  for (const line of text.split('\n')) {
-    const fields = line.split(':');
-    if (fields[7] === LOCKED_EXPIRY && fields[0]) locked.add(fields[0]);
-  }
-  return locked;
+  return new Set(readColonFile(shadowFile).filter((fields) => fields[7] === LOCKED_EXPIRY && fields[0]).map((fields) => fields[0] as string));
 }
 
 /** The users on the host, and which of them are locked. */
@@ -98,31 +89,15 @@ export interface HostUsers {
   readonly owners?: ReadonlyMap<string, string>;
 }
 
-/** User → home directory, from a passwd file (field 6). */
-function readHomes(passwdFile: string): Map<string, string> {
-  let text = '';
-  try {
-    text = fs.readFileSync(passwdFile, 'utf8');
-  } catch {
-    return new Map();
-  }
-  const homes = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const fields = line.split(':');
-    if (fields[0] && fields[5]) homes.set(fields[0], fields[5]);
-  }
-  return homes;
-}
-
 /**
  * The host's users, and for each made for an agent (home `<homesDir>/<agent>`, as addAgentUser
  * gives it) that agent: a user is never taken over by another agent whose name maps to it.
  */
 export function readHostUsers(passwdFile: string, shadowFile: string, homesDir: string): HostUsers {
   const owners = new Map<string, string>();
-  for (const [user, home] of readHomes(passwdFile)) {
+  for (const [user = '', , , , , home = ''] of readColonFile(passwdFile)) {
     const agent = home.startsWith(`${homesDir}/`) ? home.slice(homesDir.length + 1) : '';
-    if (SAFE_NAME.test(agent)) owners.set(user, agent);
+    if (user && SAFE_NAME.test(agent)) owners.set(user, agent);
   }
   return { all: new Set(readIdFile(passwdFile).keys()), locked: readLockedUsers(shadowFile), owners };
 }
