@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { AgentProcess } from '../helpers/agentprocess';
-import { removeChildCgroup } from '../helpers/cgroup';
+import { ownCgroupDir, removeChildCgroup } from '../helpers/cgroup';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
 /** Users of their own (no passwd entry needed), so that no other test's processes count against the limit. */
@@ -114,8 +114,27 @@ describe('the root wrapper (testflinger-agent-contained) bounds the agent before
     expect(run.stdout).toMatch(/^raise=[1-9]/m);
   });
 
+  itAsRoot("started from supervisord's leaf (DelegateSubgroup=supervisord), puts the agent's cgroup beside it, not in it", () => {
+    const own = ownCgroupDir();
+    if (!own) return;
+    const service = path.join(own, `limits-svc-${process.pid}`);
+    const leaf = path.join(service, 'supervisord');
+    fs.mkdirSync(leaf, { recursive: true });
+    try {
+      const run = spawnSync('sh', ['-c', 'echo $$ >"$1/cgroup.procs" && shift && exec sh "$@"', 'enter', leaf, wrapper, 'daemon', 'agent-x', 'cat', '/proc/self/cgroup'], {
+        encoding: 'utf8',
+        env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+      });
+      expect(run.stdout).toMatch(new RegExp(`^0::/(.*/)?limits-svc-${process.pid}/agent-x$`, 'm'));
+    } finally {
+      // Deepest first; the agent's cgroup is in one of the two places (in the leaf when broken).
+      for (const dir of [path.join(service, 'agent-x'), path.join(leaf, 'agent-x'), leaf, service]) if (fs.existsSync(dir)) fs.rmdirSync(dir);
+    }
+  });
+
   itAsRoot('refuses a limit that is not a plain number', () => {
     const run = spawnSync('sh', [wrapper, 'daemon', `limits-test-${process.pid}`, 'true'], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', TESTFLINGER_MAX_PROCESSES: '1;id' } });
+    removeChildCgroup(`limits-test-${process.pid}`);
     expect(run.status).toBe(2);
     expect(run.stderr).toMatch(/not a limit: 1;id/);
   });
