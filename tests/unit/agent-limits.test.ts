@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { agentLimitsFromEnv, rlimitPrefix } from '../../src/agent/containment';
+import { agentLimitsFromEnv, chooseContainment, rlimitPrefix } from '../../src/agent/containment';
 import { CharmConfigError, parseCharmConfig } from '../../src/charm/config';
 import { apparmorProfile } from '../../src/charm/isolation';
 import { withAgentLimits } from '../../src/charm/limits';
@@ -88,5 +88,31 @@ describe("the charm's AppArmor profile for its bwrap", () => {
     const [program, ...args] = parser as string[];
     const result = spawnSync(program as string, [...args, '-Q', '-K', file], { encoding: 'utf8' });
     expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: '' });
+  });
+});
+
+describe('a phase that hits one of its agent limits is told so', () => {
+  const scopeWith = (env: Record<string, string>) => chooseContainment({ ...env, TESTFLINGER_CONTAINMENT: 'process-group' }).openPhase(false);
+
+  it('a refused fork, even split between two chunks of output, names the process limit', () => {
+    const scope = scopeWith({ TESTFLINGER_MAX_PROCESSES: '64' });
+    scope.observe?.('line one\nsh: 1: Cannot f');
+    scope.observe?.('ork\n');
+    expect(scope.limitNote?.()).toBe("NOTE: this phase hit its process limit (64 processes for this agent, the charm's agent-max-processes): a fork was refused");
+  });
+
+  it('a refused allocation names the memory limit, in its own units', () => {
+    const scope = scopeWith({ TESTFLINGER_MAX_MEMORY: String(512 * 1024 ** 2) });
+    scope.observe?.('MemoryError\n');
+    expect(scope.limitNote?.()).toBe("NOTE: this phase may have hit its memory limit (512M for this agent, the charm's agent-max-memory): an allocation was refused");
+  });
+
+  it('no note for a phase that hit nothing, nor for a limit the charm did not set', () => {
+    const quiet = scopeWith({ TESTFLINGER_MAX_PROCESSES: '64', TESTFLINGER_MAX_MEMORY: '1073741824' });
+    quiet.observe?.('all fine\n');
+    expect(quiet.limitNote?.()).toBeUndefined();
+    const memoryOnly = scopeWith({ TESTFLINGER_MAX_MEMORY: '1073741824' });
+    memoryOnly.observe?.('bash: fork: Resource temporarily unavailable\n');
+    expect(memoryOnly.limitNote?.()).toBeUndefined();
   });
 });
