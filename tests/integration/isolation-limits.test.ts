@@ -8,6 +8,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sandboxArgv, sandboxFromEnv } from '../../src/agent/containment-sandbox';
 import { DevServer } from '../../src/devserver';
 import { AgentProcess } from '../helpers/agentprocess';
 import { ownCgroupDir, removeChildCgroup } from '../helpers/cgroup';
@@ -69,6 +70,20 @@ describe('the test sandbox gives a job no user namespace of its own', () => {
     startAgent(UID_B, 'qb', probe);
     const outside = await finished(server.submitJob({ job_queue: 'qb', test_data: {} }));
     expect(String(outside['test_output'])).toMatch(/^userns=0$/m);
+  });
+});
+
+describe('a bwrap older than 0.8 (no --disable-userns)', () => {
+  itWithBwrap('still makes the sandbox, without that flag, and the agent is warned', () => {
+    // Stands for bubblewrap 0.6 (Ubuntu 22.04): refuses the flag as it does, runs the real bwrap otherwise.
+    const old = path.join(tempDir('old-bwrap'), 'bwrap');
+    fs.writeFileSync(old, '#!/bin/sh\ncase " $* " in *" --disable-userns "*) echo "bwrap: Unknown option --disable-userns" >&2; exit 1 ;; esac\nexec bwrap "$@"\n', { mode: 0o755 });
+    const warnings: string[] = [];
+    const settings = sandboxFromEnv({ TESTFLINGER_TEST_SANDBOX: 'on', TESTFLINGER_SANDBOX_PROGRAM: old }, [], (m) => warnings.push(m));
+    expect(settings).toMatchObject({ program: old, disableUserns: false });
+    expect(settings?.unusable).toBeUndefined();
+    expect(warnings).toEqual([`${old} has no --disable-userns (bubblewrap 0.8 or later has it): a job in the test sandbox can make user namespaces of its own`]);
+    expect(sandboxArgv(settings as NonNullable<typeof settings>, { runDir: '/tmp' })).not.toContain('--disable-userns');
   });
 });
 
