@@ -68,6 +68,32 @@ export interface Response {
   json<T = unknown>(): T;
 }
 
+/** Set by the root wrapper on a unit (testflinger-agent-contained): the token file's descriptor. */
+export const TOKEN_FD_ENV = 'TESTFLINGER_TOKEN_FD';
+/** Longest token file read (the charm writes 4 KiB). */
+const MAX_TOKEN_FILE = 64 * 1024;
+
+function tokenFdFromEnv(): number | undefined {
+  const value = process.env[TOKEN_FD_ENV];
+  return value !== undefined && /^[0-9]{1,4}$/.test(value) ? Number(value) : undefined;
+}
+
+/**
+ * The token file's text, or undefined when there is none (or it is blank: no token yet). Through
+ * the descriptor when there is one, read from offset 0 each time (the charm rewrites it in place).
+ */
+function readStoredToken(file: string | undefined, fd: number | undefined): string | undefined {
+  let text: string;
+  if (fd !== undefined) {
+    const buffer = Buffer.alloc(MAX_TOKEN_FILE);
+    text = buffer.subarray(0, fs.readSync(fd, buffer, 0, buffer.length, 0)).toString('utf8');
+  } else {
+    if (!file || !fs.existsSync(file)) return undefined;
+    text = fs.readFileSync(file, 'utf8');
+  }
+  return text.trim() === '' ? undefined : text;
+}
+
 export class TestflingerClient {
   private readonly cookies = new Map<string, string>();
   private accessToken: { value: string; expiresAt: number } | undefined;
@@ -79,6 +105,8 @@ export class TestflingerClient {
     private readonly clock: Clock,
     private readonly options: {
       tokenFile?: string;
+      /** A descriptor open on the token file (on a unit, from the root wrapper: the agent cannot open the file). */
+      tokenFd?: number;
       transport?: HttpTransport;
       retry?: RetryPolicy;
       /** How long before its expiry an access token is replaced (DEFAULT_TOKEN_MARGIN_MS). */
@@ -148,11 +176,11 @@ export class TestflingerClient {
 
   /** The access token, refreshed from the token file's refresh token when it runs out. */
   private async bearer(signal?: AbortSignal): Promise<string | undefined> {
-    const file = this.options.tokenFile;
-    if (!file || !fs.existsSync(file)) return undefined;
+    const text = readStoredToken(this.options.tokenFile, this.options.tokenFd ?? tokenFdFromEnv());
+    if (text === undefined) return undefined;
     const margin = this.options.tokenMarginMs ?? DEFAULT_TOKEN_MARGIN_MS;
     if (this.accessToken && this.accessToken.expiresAt - margin > this.clock.now()) return this.accessToken.value;
-    const stored = JSON.parse(fs.readFileSync(file, 'utf8')) as { refresh_token?: string };
+    const stored = JSON.parse(text) as { refresh_token?: string };
     if (!stored.refresh_token) return undefined;
     const res = await this.once('POST', '/v1/oauth2/refresh', { json: { refresh_token: stored.refresh_token }, ...(signal ? { signal } : {}) });
     const parsed = accessTokenSchema.safeParse(res.json());

@@ -3,7 +3,9 @@
  * host read-only, a private /tmp and /proc, a throwaway home with only `~/.ssh` (read-only) in
  * it, the job's run directory writable, the agents' other directories hidden, its own PID
  * namespace, the network shared so it reaches the devices. Nothing is downloaded: it is the
- * host's own root, so it works offline.
+ * host's own root, so it works offline. The job gets no user namespace of its own
+ * (`--disable-userns`, bubblewrap 0.8+): the one bwrap makes is the only one, and a job cannot
+ * make another in which it would hold every capability.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,6 +23,8 @@ export interface SandboxSettings {
   hidden: string[];
   /** Why the sandbox cannot run here; the test phase then fails rather than run bare. */
   unusable?: string;
+  /** False where this bwrap predates `--disable-userns` (before 0.8): jobs may then make user namespaces. */
+  disableUserns?: boolean;
 }
 
 export interface SandboxJob {
@@ -34,20 +38,36 @@ export function sandboxWanted(env: Record<string, string | undefined>): boolean 
   return ['on', '1', 'true', 'yes'].includes((env[TEST_SANDBOX_ENV] ?? '').toLowerCase());
 }
 
-/** A sandbox that starts and runs `true`: bwrap installed and allowed its namespaces here. */
-export function probeSandbox(program: string): string | undefined {
-  const probe = spawnSync(program, ['--ro-bind', '/', '/', '--proc', '/proc', '--unshare-pid', '--die-with-parent', '--', '/bin/true'], { encoding: 'utf8', timeout: 5000 });
+/** The user namespace bwrap makes is the sandbox's last one: nothing inside may make another. */
+export const NO_NESTED_USERNS = ['--unshare-user', '--disable-userns'];
+
+/** A sandbox that starts and runs `true`, with `extra` flags: bwrap installed and allowed its namespaces here. */
+export function probeSandbox(program: string, extra: readonly string[] = NO_NESTED_USERNS): string | undefined {
+  const probe = spawnSync(program, ['--ro-bind', '/', '/', '--proc', '/proc', '--unshare-pid', ...extra, '--die-with-parent', '--', '/bin/true'], { encoding: 'utf8', timeout: 5000 });
   if (probe.error) return `${program}: ${probe.error.message}`;
   if (probe.status !== 0) return `${program} cannot make a sandbox here: ${probe.stderr.trim().split('\n')[0] ?? `exit ${probe.status}`}`;
   return undefined;
 }
 
+/** bwrap before 0.8 does not know `--disable-userns`: its sandbox still runs, without that guard, and says so. */
+function probeWithFallback(program: string, warn: (message: string) => void): Pick<SandboxSettings, 'unusable' | 'disableUserns'> {
+  const problem = probeSandbox(program);
+  if (problem === undefined) return { disableUserns: true };
+  if (!/Unknown option --disable-userns/.test(problem)) return { unusable: problem, disableUserns: true };
+  warn(`${program} has no --disable-userns (bubblewrap 0.8 or later has it): a job in the test sandbox can make user namespaces of its own`);
+  const plain = probeSandbox(program, []);
+  return { ...(plain ? { unusable: plain } : {}), disableUserns: false };
+}
+
 /** Settings from the agent's environment, or undefined when the sandbox is off. */
-export function sandboxFromEnv(env: Record<string, string | undefined>, hidden: readonly string[]): SandboxSettings | undefined {
+export function sandboxFromEnv(
+  env: Record<string, string | undefined>,
+  hidden: readonly string[],
+  warn: (message: string) => void = (m) => process.stderr.write(`testflinger-agent: WARNING: ${m}\n`),
+): SandboxSettings | undefined {
   if (!sandboxWanted(env)) return undefined;
   const program = env[SANDBOX_PROGRAM_ENV] || DEFAULT_PROGRAM;
-  const unusable = probeSandbox(program);
-  return { program, hidden: [...hidden], ...(unusable ? { unusable } : {}) };
+  return { program, hidden: [...hidden], ...probeWithFallback(program, warn) };
 }
 
 function isRealDir(p: string): boolean {
@@ -82,6 +102,7 @@ export function sandboxArgv(settings: SandboxSettings, job: SandboxJob): string[
     '--bind', job.runDir, job.runDir,
     '--chdir', job.runDir,
     '--unshare-pid', '--unshare-ipc', '--unshare-cgroup-try',
+    ...(settings.disableUserns === false ? [] : NO_NESTED_USERNS),
     '--die-with-parent', '--new-session',
     ...(job.argsFd !== undefined ? ['--args', String(job.argsFd)] : []),
     '--',

@@ -8,6 +8,11 @@
  * - `pid-namespace`: `unshare --pid --fork --kill-child` (`--map-current-user` when not root): the
  *   kernel ends every process of the namespace when its first process exits.
  * - `process-group`: neither works; a process that leaves the group can outlive its phase.
+ *
+ * Each kind also bounds what a phase may use (the charm's agent-max-processes and
+ * agent-max-memory): on a unit the root wrapper gave the agent its rlimits (and its cgroup
+ * pids.max and memory.max) already; elsewhere each phase gets them through prlimit. A phase that
+ * hits one is told so in its output.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -47,6 +52,10 @@ export interface PhaseScope {
   signal(pid: number, signal: NodeJS.Signals): void;
   /** Kills every process still in the scope and says which ones were there. */
   end(pid: number): Promise<LeftoverProcess[]>;
+  /** Sees the phase's output as it comes (to notice a limit hit). */
+  observe?(text: string): void;
+  /** After end(): a line for the phase's output when the phase hit one of its agent's limits. */
+  limitNote?(): string | undefined;
 }
 
 /** Forces a kind (tests, operators); an unavailable one falls back to the next. */
@@ -296,8 +305,147 @@ class ProcessGroupContainment implements Containment {
   async sweep(): Promise<void> {}
 }
 
-/** Picks the best kind this process can use (or the one CONTAINMENT_ENV names, if it works). */
+// ---- what one agent may use ----
+
+/** Processes (tasks) the agent's user may have: the charm's agent-max-processes. */
+export const MAX_PROCESSES_ENV = 'TESTFLINGER_MAX_PROCESSES';
+/** Bytes of memory: the charm's agent-max-memory (unset: no limit). */
+export const MAX_MEMORY_ENV = 'TESTFLINGER_MAX_MEMORY';
+
+export interface AgentLimits {
+  processes?: number;
+  memoryBytes?: number;
+}
+
+function positiveInteger(text: string | undefined): number | undefined {
+  return text !== undefined && /^[1-9][0-9]{0,15}$/.test(text) ? Number(text) : undefined;
+}
+
+export function agentLimitsFromEnv(env: Record<string, string | undefined>): AgentLimits {
+  const processes = positiveInteger(env[MAX_PROCESSES_ENV]);
+  const memoryBytes = positiveInteger(env[MAX_MEMORY_ENV]);
+  return { ...(processes ? { processes } : {}), ...(memoryBytes ? { memoryBytes } : {}) };
+}
+
+/** This process's soft limit (`unlimited`: Infinity) from /proc/self/limits. */
+function ownRlimit(line: 'Max processes' | 'Max data size'): number {
+  const value = new RegExp(`^${line}\\s+(\\S+)`, 'm').exec(fs.readFileSync('/proc/self/limits', 'utf8'))?.[1];
+  return value === undefined || value === 'unlimited' ? Number.POSITIVE_INFINITY : Number(value);
+}
+
+/**
+ * prlimit for each phase, for the limits this process does not have already (a unit's wrapper
+ * set them on the agent, which its phases inherit; a sandbox root's agent has none).
+ */
+export function rlimitPrefix(limits: AgentLimits, own: (line: 'Max processes' | 'Max data size') => number = ownRlimit): string[] {
+  const wanted = [
+    ...(limits.processes !== undefined && own('Max processes') > limits.processes ? [`--nproc=${limits.processes}:${limits.processes}`] : []),
+    ...(limits.memoryBytes !== undefined && own('Max data size') > limits.memoryBytes ? [`--data=${limits.memoryBytes}:${limits.memoryBytes}`] : []),
+  ];
+  return wanted.length > 0 ? ['prlimit', ...wanted, '--'] : [];
+}
+
+/** How a failed fork reads in the shells, Python and node; how memory refused reads. */
+const FORK_REFUSED = /fork[^\n]{0,40}Resource temporarily unavailable|Cannot fork|can't fork|\[Errno 11\] Resource temporarily unavailable|spawn[^\n]{0,80}EAGAIN/i;
+const MEMORY_REFUSED = /Cannot allocate memory|MemoryError|std::bad_alloc/;
+/** Kept from one chunk to the next, so a message split between chunks is still seen. */
+const OUTPUT_TAIL = 128;
+
+/** Counter `key` of a cgroup's `<file>.events` (pids.events `max`, memory.events `oom_kill`); 0 without one. */
+function cgroupEvent(cgroup: string | undefined, file: string, key: string): number {
+  if (!cgroup) return 0;
+  try {
+    return Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(fs.readFileSync(path.join(cgroup, file), 'utf8'))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function formatBytes(bytes: number): string {
+  for (const [unit, size] of [['T', 1024 ** 4], ['G', 1024 ** 3], ['M', 1024 ** 2]] as const) if (bytes % size === 0) return `${bytes / size}${unit}`;
+  return `${bytes} bytes`;
+}
+
+/**
+ * Watches one phase for its agent's limits: the output (what a refused fork or allocation
+ * prints) and, where the agent's cgroup has the controllers, its pids.events and memory.events.
+ */
+class LimitWatch {
+  private tail = '';
+  private forkRefused = false;
+  private memoryRefused = false;
+  private readonly pidsMaxBefore: number;
+  private readonly oomBefore: number;
+  constructor(private readonly limits: AgentLimits, private readonly agentCgroup: string | undefined) {
+    this.pidsMaxBefore = cgroupEvent(agentCgroup, 'pids.events', 'max');
+    this.oomBefore = cgroupEvent(agentCgroup, 'memory.events', 'oom_kill');
+  }
+
+  observe(text: string): void {
+    const seen = this.tail + text;
+    if (FORK_REFUSED.test(seen)) this.forkRefused = true;
+    if (MEMORY_REFUSED.test(seen)) this.memoryRefused = true;
+    this.tail = seen.slice(-OUTPUT_TAIL);
+  }
+
+  note(): string | undefined {
+    const notes: string[] = [];
+    const pidsHit = cgroupEvent(this.agentCgroup, 'pids.events', 'max') > this.pidsMaxBefore;
+    if (this.limits.processes !== undefined && (pidsHit || this.forkRefused)) {
+      notes.push(`NOTE: this phase hit its process limit (${this.limits.processes} processes for this agent, the charm's agent-max-processes): ${pidsHit ? 'its cgroup refused a fork' : 'a fork was refused'}`);
+    }
+    const oomKilled = cgroupEvent(this.agentCgroup, 'memory.events', 'oom_kill') > this.oomBefore;
+    if (this.limits.memoryBytes !== undefined && (oomKilled || this.memoryRefused)) {
+      const what = oomKilled ? 'a process of this agent was killed for lack of memory' : 'an allocation was refused';
+      notes.push(`NOTE: this phase may have hit its memory limit (${formatBytes(this.limits.memoryBytes)} for this agent, the charm's agent-max-memory): ${what}`);
+    }
+    return notes.length > 0 ? notes.join('\n') : undefined;
+  }
+}
+
+/** A containment whose phases get the agent's limits (prlimit where needed) and are told when they hit one. */
+class LimitedContainment implements Containment {
+  constructor(
+    private readonly inner: Containment,
+    private readonly limits: AgentLimits,
+    private readonly prefix: readonly string[],
+    private readonly agentCgroup: string | undefined,
+  ) {}
+  get kind(): ContainmentKind {
+    return this.inner.kind;
+  }
+  get description(): string {
+    const bounds = [
+      ...(this.limits.processes !== undefined ? [`${this.limits.processes} processes`] : []),
+      ...(this.limits.memoryBytes !== undefined ? [`${formatBytes(this.limits.memoryBytes)} of memory`] : []),
+    ];
+    const how = this.prefix.length > 0 ? 'prlimit on each phase' : 'set on the agent at its start';
+    return `${this.inner.description}; limits: ${bounds.join(', ')} (${how})`;
+  }
+  sweep(): Promise<void> {
+    return this.inner.sweep();
+  }
+  openPhase(inNamespace: boolean): PhaseScope {
+    const scope = this.inner.openPhase(inNamespace);
+    const watch = new LimitWatch(this.limits, this.agentCgroup);
+    return { ...scope, prefix: [...this.prefix, ...scope.prefix], observe: (text) => watch.observe(text), limitNote: () => watch.note() };
+  }
+}
+
+function withLimits(inner: Containment, env: Record<string, string | undefined>): Containment {
+  const limits = agentLimitsFromEnv(env);
+  if (limits.processes === undefined && limits.memoryBytes === undefined) return inner;
+  const own = ownCgroup();
+  return new LimitedContainment(inner, limits, rlimitPrefix(limits), 'dir' in own ? own.dir : undefined);
+}
+
+/** The best kind this process can use, bounded by the agent's limits when the charm set any. */
 export function chooseContainment(env: Record<string, string | undefined> = process.env): Containment {
+  return withLimits(chooseKind(env), env);
+}
+
+/** Picks the best kind this process can use (or the one CONTAINMENT_ENV names, if it works). */
+function chooseKind(env: Record<string, string | undefined>): Containment {
   const wanted = env[CONTAINMENT_ENV];
   const reasons: string[] = [];
   if (!wanted || wanted === 'cgroup') {

@@ -92,6 +92,8 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
       for (const t of timers) clearTimeout(t);
       options.stop?.signal.removeEventListener('abort', onAbort);
       const found = child.pid === undefined ? [] : await scope.end(child.pid);
+      const limitNote = scope.limitNote?.();
+      if (limitNote) options.onOutput(`\n${limitNote}\n`);
       const leftovers = [...parseReaperReport(report), ...found];
       resolve({ exitCode: exitCode ?? 1, leftovers, ...(stoppedBy ? { stoppedBy } : {}) });
     };
@@ -101,7 +103,9 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
       const decoder = new StringDecoder('utf8');
       stream?.on('data', (chunk: Buffer) => {
         lastOutput = options.clock.now();
-        options.onOutput(decoder.write(chunk));
+        const text = decoder.write(chunk);
+        scope.observe?.(text);
+        options.onOutput(text);
       });
       stream?.on('end', () => {
         const rest = decoder.end();

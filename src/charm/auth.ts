@@ -1,6 +1,10 @@
 /**
  * Agent credentials: the charm trades the client id and secret key (a Juju secret) for a
- * refresh token at the Testflinger server, and keeps it in the token file every agent reads.
+ * refresh token at the Testflinger server, and keeps it in the token file. On a unit that file is
+ * root's alone: each agent's root wrapper opens it and hands the agent the descriptor
+ * (TESTFLINGER_TOKEN_FD), so neither a job (even one run as the agent's user, test-sandbox=false)
+ * nor another local user can read it. A renewal is written into the same file, in place, so the
+ * descriptors the agents hold see it (docs/security.md).
  */
 import * as fs from 'node:fs';
 import { nodeHttpTransport } from '../agent/http';
@@ -54,10 +58,65 @@ export async function obtainRefreshToken(server: string, credentials: Credential
 }
 
 /**
- * Writes the token file the agents read. On a unit it is root's with the agent group allowed to
- * read (0640), in a root-owned directory, so no job can replace it; in a sandbox it is ours (0600).
+ * On a unit the file always holds this many bytes (the token's JSON, padded with spaces, which
+ * JSON.parse ignores): a renewal is one write at offset 0 with nothing to truncate, so an agent
+ * reading through its descriptor never sees the file empty.
  */
-export function writeTokenFile(tokenFile: string, refreshToken: string, now: number, owner?: { uid: number; gid: number }): void {
-  const content = `${JSON.stringify({ refresh_token: refreshToken, obtained_at: new Date(now).toISOString() })}\n`;
-  writeFileAtomic(tokenFile, content, owner ? 0o640 : 0o600, { dirMode: 0o755, ...(owner ? { owner } : {}) });
+export const TOKEN_FILE_SIZE = 4096;
+
+function padded(json: string): Buffer {
+  if (Buffer.byteLength(json) >= TOKEN_FILE_SIZE) throw new AuthError(`the server's refresh token is longer than ${TOKEN_FILE_SIZE - 1} bytes`);
+  return Buffer.from(`${json}${' '.repeat(TOKEN_FILE_SIZE - 1 - Buffer.byteLength(json))}\n`);
+}
+
+/**
+ * Writes `content` over the existing file at offset 0 (same inode: the agents' descriptors see
+ * it), root's and 0600, never following a link; false when there is no regular file to write.
+ */
+function rewriteInPlace(tokenFile: string, content: Buffer): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(tokenFile, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch (error) {
+    if (['ENOENT', 'ELOOP'].includes((error as NodeJS.ErrnoException).code ?? '')) return false;
+    throw error;
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) return false;
+    fs.fchownSync(fd, 0, 0);
+    fs.fchmodSync(fd, 0o600);
+    fs.writeSync(fd, content, 0, content.length, 0);
+    fs.ftruncateSync(fd, content.length);
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Writes the token file. On a unit (`rootOnly`) it is root's, 0600, padded to TOKEN_FILE_SIZE and
+ * rewritten in place; in a sandbox it is ours (0600), replaced atomically, and the agents read it by path.
+ */
+export function writeTokenFile(tokenFile: string, refreshToken: string, now: number, rootOnly?: { uid: number; gid: number }): void {
+  const json = JSON.stringify({ refresh_token: refreshToken, obtained_at: new Date(now).toISOString() });
+  if (!rootOnly) {
+    writeFileAtomic(tokenFile, `${json}\n`, 0o600, { dirMode: 0o755 });
+    return;
+  }
+  const content = padded(json);
+  if (!rewriteInPlace(tokenFile, content)) writeFileAtomic(tokenFile, content, 0o600, { dirMode: 0o755, owner: { uid: 0, gid: 0 } });
+}
+
+/**
+ * On a unit, before any agent starts: the token file exists (blank until a token is obtained, so
+ * an agent started first still sees the first token through its descriptor) and is root's alone;
+ * a file from before (root:testflinger-agents 0640) is closed at once, its token kept.
+ */
+export function prepareRootTokenFile(tokenFile: string): void {
+  const stat = fs.lstatSync(tokenFile, { throwIfNoEntry: false });
+  if (stat && !stat.isFile()) throw new Error(`${tokenFile} is not a regular file`);
+  const text = stat ? fs.readFileSync(tokenFile, 'utf8') : '';
+  if (stat && stat.uid === 0 && stat.gid === 0 && (stat.mode & 0o777) === 0o600 && stat.size === TOKEN_FILE_SIZE) return;
+  const content = text.trim() === '' ? Buffer.from(`${' '.repeat(TOKEN_FILE_SIZE - 1)}\n`) : padded(text.trim());
+  if (!rewriteInPlace(tokenFile, content)) writeFileAtomic(tokenFile, content, 0o600, { dirMode: 0o755, owner: { uid: 0, gid: 0 } });
 }

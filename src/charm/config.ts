@@ -15,6 +15,7 @@ import {
   parseGitRemote,
   type GitRemote,
 } from './values';
+import { MAX_PROCESSES_RANGE, parseMemorySize } from './limits';
 
 const MAX_KEY_BASE64 = 32 * 1024;
 const MAX_SSH_CONFIG = 64 * 1024;
@@ -89,6 +90,20 @@ export const charmConfigSchema = z.object({
   'config-dir': required('the directory of this host\'s agents in config-repo').transform(checked(checkRelativeDir)),
   'testflinger-server': optional().transform(checked((v) => (v === '' ? '' : checkServerUrl(v)))),
   'test-sandbox': z.boolean().default(true),
+  'agent-max-processes': z
+    .number()
+    .int()
+    .min(MAX_PROCESSES_RANGE.min, { message: `must be at least ${MAX_PROCESSES_RANGE.min}` })
+    .max(MAX_PROCESSES_RANGE.max, { message: `must be at most ${MAX_PROCESSES_RANGE.max}` })
+    .default(2048),
+  'agent-max-memory': z.string().trim().default('4G').transform((value, ctx) => {
+    try {
+      return parseMemorySize(value) ?? null;
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      return z.NEVER;
+    }
+  }),
   'agent-source-repo': optional().transform(checked(orEmpty(parseGitRemote))),
   'credentials-secret': optional().refine((id) => id === '' || /^secret:(?:\/\/[A-Za-z0-9-]{1,64}\/)?[A-Za-z0-9]{1,64}$/.test(id), {
     message: 'must be a Juju secret URI (secret:...)',
@@ -115,6 +130,6 @@ export function parseCharmConfig(raw: Readonly<Record<string, unknown>>): CharmC
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const option = String(issue?.path[0] ?? 'config');
-  const reason = issue?.code === 'invalid_type' ? `must be a ${issue.expected}` : (issue?.message ?? 'is invalid');
+  const reason = issue?.code === 'invalid_type' ? `must be a ${issue.expected === 'integer' ? 'whole number' : issue.expected}` : (issue?.message ?? 'is invalid');
   throw new CharmConfigError(option, reason);
 }

@@ -1,7 +1,11 @@
 /**
  * The config repository: cloned shallow into a new directory beside the live one, checked, then
  * switched in with one symlink rename, so agents never see a half-written tree and a failed
- * clone leaves the previous tree in place. The clone is root's; its `.git` is root-only.
+ * clone leaves the previous tree in place. The clone is root's; its `.git` is root-only. Each
+ * agent's directory in it is readable by that agent alone (its confs hold device credentials):
+ * before the switch, a directory the live tree has already gets the same owner and mode there
+ * (the charm gave it to its agent: root:<agent's group> 0750); a new one is root's alone (0700)
+ * until the charm has made its agent's user and gives it (docs/security.md).
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -121,6 +125,7 @@ export async function syncConfigRepo(link: string, source: RepoSource, env: Reco
   }
   // Agents read their directories; git's own files are root's alone.
   fs.chmodSync(path.join(staging, '.git'), 0o700);
+  inheritAgentDirAccess(live, staging, source.requiredDir);
   fs.writeFileSync(path.join(staging, '.git', STAMP), `${sourceId(source)}\n${revision}\n`, { mode: 0o600 });
   const target = path.join(store, `${revision.slice(0, 12)}-${randomBytes(3).toString('hex')}`);
   fs.renameSync(staging, target);
@@ -131,6 +136,28 @@ export async function syncConfigRepo(link: string, source: RepoSource, env: Reco
     if (oldPath !== target) fs.rmSync(oldPath, { recursive: true, force: true });
   }
   return { revision, changed: revision !== liveRevision || !sameSource };
+}
+
+/** A real directory (not a link) at `p`, or undefined. */
+function realDir(p: string): fs.Stats | undefined {
+  const stat = fs.lstatSync(p, { throwIfNoEntry: false });
+  return stat?.isDirectory() ? stat : undefined;
+}
+
+/**
+ * Each agent directory of the new tree as the live tree has it (owner, group, mode), or root's
+ * alone when the live tree has none: an agent never loses its confs at the switch, and no other
+ * agent gains them. Links and files are left (agents.ts skips them).
+ */
+function inheritAgentDirAccess(live: string | undefined, staging: string, agentsDir: string): void {
+  const dir = path.join(staging, agentsDir);
+  const asRoot = process.getuid?.() === 0;
+  for (const name of fs.readdirSync(dir)) {
+    if (!realDir(path.join(dir, name))) continue;
+    const before = live ? realDir(path.join(live, agentsDir, name)) : undefined;
+    if (before && asRoot) fs.lchownSync(path.join(dir, name), before.uid, before.gid);
+    fs.chmodSync(path.join(dir, name), before ? before.mode & 0o7777 : 0o700);
+  }
 }
 
 /** A plain directory left by an older charm is moved aside once, so the link can take its place. */
@@ -145,4 +172,42 @@ function readStamp(checkout: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** Opens a real directory without following a link at its last step (the steps before are root's). */
+function openRealDir(dir: string): number | undefined {
+  try {
+    return fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+  } catch (error) {
+    if (['ENOENT', 'ELOOP', 'ENOTDIR'].includes((error as NodeJS.ErrnoException).code ?? '')) return undefined;
+    throw error;
+  }
+}
+
+/** Owner and mode set through a descriptor (no path is followed); false when `dir` is no real directory. */
+function setDirAccess(dir: string, uid: number, gid: number, mode: number): boolean {
+  const fd = openRealDir(dir);
+  if (fd === undefined) return false;
+  try {
+    fs.fchownSync(fd, uid, gid);
+    fs.fchmodSync(fd, mode);
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Every checkout lives in `<link>.d`: root's, with only the agents' group let in (0750), so no
+ * other local user reaches any agent's conf; agents reach theirs through the link.
+ */
+export function restrictCheckouts(link: string, agentsGid: number): void {
+  const store = `${link}.d`;
+  fs.mkdirSync(store, { recursive: true, mode: 0o750 });
+  setDirAccess(store, 0, agentsGid, 0o750);
+}
+
+/** The agent's directory in the live checkout, readable by root and the agent's own group (0750). */
+export function giveAgentDir(agentDir: string, agentGid: number): void {
+  setDirAccess(agentDir, 0, agentGid, 0o750);
 }

@@ -13,11 +13,13 @@ import type { FileOwner } from '../common/privileges';
 import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
-import { AGENTS_GROUP, addAgentUser, agentUserName, ensureAgentsGroup, lockAgentUser, readIdFile, readLockedUsers, unlockAgentUser, type HostUsers } from './agentusers';
+import { AGENTS_GROUP, addAgentUser, AgentUserClaims, agentUserName, ensureAgentsGroup, lockAgentUser, readHostUsers, readIdFile, unlockAgentUser, type HostUsers } from './agentusers';
 import { agentUids, basedirProblems, tmpfilesLines, walkAgentBasedirs, type AgentBasedirs, type BasedirOwners } from './basedirs';
 import type { CharmConfig } from './config';
+import { prepareRootTokenFile } from './auth';
+import { giveAgentDir, restrictCheckouts } from './configrepo';
 import { delegationCurrent, installContainedWrapper, installSandboxProgram, loadApparmorProfile, sandboxProblem, writeDelegation } from './isolation';
-import { supervisorLimits } from './limits';
+import { supervisorLimits, withAgentLimits } from './limits';
 import { installPackages, UNIT_PACKAGES } from './packages';
 import type { HostPaths } from './paths';
 import { sharedSshFiles, writeSshFiles, type SshFileSpec } from './ssh';
@@ -119,7 +121,7 @@ export interface HostDriver {
   agentOwner(agent: string): FileOwner | undefined;
   /** The SSH files the charm keeps for these agents: each agent's own, or a sandbox's shared ones. */
   sshFiles(config: CharmConfig, agents: readonly string[]): SshFileSpec[];
-  /** Owner of the refresh token file (root, the agents' group); none: ours, 0600. */
+  /** The refresh token file is root's alone (each agent gets a descriptor from its wrapper); none: ours, read by path. */
   tokenOwner(): Promise<FileOwner | undefined>;
   readonly supervisord: SupervisordDaemon;
 }
@@ -167,6 +169,9 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
   let group: Promise<number> | undefined;
   const agentsGid = () => (group ??= ensureAgentsGroup(run, path.join(paths.root, 'etc/group')));
   const passwd = path.join(paths.root, 'etc/passwd');
+  const hostUsers = () => readHostUsers(passwd, path.join(paths.root, 'etc/shadow'), path.dirname(paths.agentHome('x')));
+  // An agent whose user is another agent's cannot be rendered: it is skipped, named (agentusers.ts).
+  const claims = new AgentUserClaims(hostUsers);
   return {
     kind: 'unit',
     installPackages: async () => {
@@ -174,10 +179,11 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
       await agentsGid();
     },
     prepareHost: async () => {
-      regroupTokenFile(paths.tokenFile, await agentsGid());
+      prepareRootTokenFile(paths.tokenFile);
       installContainedWrapper(paths, charmDir);
+      restrictCheckouts(paths.configsDir, await agentsGid());
     },
-    hostUsers: () => ({ all: new Set(readIdFile(passwd).keys()), locked: readLockedUsers(path.join(paths.root, 'etc/shadow')) }),
+    hostUsers,
     prepareAgents: async (config, options) => {
       const gid = await agentsGid();
       await changeAgentUsers(run, paths, options.users);
@@ -186,12 +192,16 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
         const user = users.get(agentUserName(agent));
         if (!user) throw new Error(`no user ${agentUserName(agent)} for agent ${agent}`);
         writeAgentFiles(paths, config, { name: agent, user }, gid);
+        giveAgentDir(path.join(paths.configsDir, config['config-dir'], agent), user.gid);
       }
       if (options.basedirs) await makeBasedirs(run, paths, options.basedirs, options.log);
       if (!config['test-sandbox'] || options.agents.length === 0) return UNCHECKED;
       return prepareSandbox(run, paths, gid, agentUserName(options.agents[0] as string), options);
     },
-    agentRun: (agent, config) => unitAgentRun(paths, agent, config['test-sandbox']),
+    agentRun: (agent, config) => {
+      claims.claim(agent);
+      return withAgentLimits(unitAgentRun(paths, agent, config['test-sandbox']), config);
+    },
     agentStateDir: (agent) => paths.agentStateDir(agent),
     refusedBasedirs: async (agents) => {
       const problems = basedirProblems(agents, paths);
@@ -204,7 +214,7 @@ export function unitDriver(paths: HostPaths, run: Runner, renderer: TemplateRend
     },
     agentOwner: (agent) => readIdFile(passwd).get(agentUserName(agent)),
     sshFiles: (config, agents) => agents.flatMap((agent) => agentSshFiles(paths, config, agent)),
-    tokenOwner: async () => ({ uid: 0, gid: await agentsGid() }),
+    tokenOwner: async () => ({ uid: 0, gid: 0 }),
     supervisord: {
       // supervisord merges [supervisord] from included files: the drop-in sits beside the programs.
       limitsCurrent: (count) => limitsIn(paths.limitsFile, count),
@@ -232,7 +242,14 @@ async function changeAgentUsers(run: Runner, paths: HostPaths, change: AgentUser
 function basedirOwners(paths: HostPaths): (agent: string) => BasedirOwners {
   const users = readIdFile(path.join(paths.root, 'etc/passwd'));
   const names = new Map([...users].map(([name, ids]) => [ids.uid, name]));
+  // An agent user is a member of the agents' group or, once locked (it leaves the group), a user
+  // made for an agent (its home is an agent's): a removed agent's user is never "the host's own".
+  const madeForAgents = readHostUsers(path.join(paths.root, 'etc/passwd'), path.join(paths.root, 'etc/shadow'), path.dirname(paths.agentHome('x'))).owners ?? new Map<string, string>();
   const uids = agentUids(readIfExists(path.join(paths.root, 'etc/group')), AGENTS_GROUP, (user) => users.get(user)?.uid);
+  for (const user of madeForAgents.keys()) {
+    const uid = users.get(user)?.uid;
+    if (uid !== undefined) uids.add(uid);
+  }
   return (agent) => ({ ownName: agentUserName(agent), own: users.get(agentUserName(agent)), agentUids: uids, nameOf: (uid) => names.get(uid) ?? `uid ${uid}` });
 }
 
@@ -263,17 +280,6 @@ function writeTmpfilesLines(paths: HostPaths, agents: readonly AgentBasedirs[]):
   if (lines === '' && !fs.existsSync(file)) return;
   fs.mkdirSync(path.dirname(file), { recursive: true });
   writeFileAtomic(file, `# Made by the testflinger-agent-host charm: its agents' basedirs in /tmp and /var/tmp, made again at boot.\n${lines}\n`);
-}
-
-/**
- * A token file obtained before per-agent users (group ubuntu) stays fresh for days: it is given
- * to the agents' group now, not when it is renewed. Its directory is root's: nothing to follow.
- */
-function regroupTokenFile(tokenFile: string, agentsGid: number): void {
-  const stat = fs.lstatSync(tokenFile, { throwIfNoEntry: false });
-  if (!stat?.isFile() || (stat.uid === 0 && stat.gid === agentsGid)) return;
-  fs.lchownSync(tokenFile, 0, agentsGid);
-  fs.chmodSync(tokenFile, 0o640);
 }
 
 /**
@@ -318,7 +324,7 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     },
     hostUsers: () => null,
     prepareAgents: async () => UNCHECKED,
-    agentRun: () => sandboxAgentRun(paths),
+    agentRun: (_agent, config) => withAgentLimits(sandboxAgentRun(paths), config),
     agentStateDir: () => undefined,
     // One user for every agent: the confs' basedirs are used as they are.
     refusedBasedirs: async () => new Map(),

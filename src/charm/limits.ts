@@ -3,6 +3,9 @@
  * can give them. Limits move in steps so adding one agent does not mean a supervisord restart.
  */
 import * as fs from 'node:fs';
+import { MAX_MEMORY_ENV, MAX_PROCESSES_ENV } from '../agent/containment';
+import type { CharmConfig } from './config';
+import type { AgentRun } from './driver';
 
 /** supervisord holds per child three pipe ends and one or two log files; 7 leaves room. */
 const FDS_PER_AGENT = 7;
@@ -52,4 +55,38 @@ export function capacityProblem(agentCount: number, capacity: HostCapacity): str
     return `host too small: ${agentCount} agents need about ${memoryMb} MB of memory; the host has ${capacity.memTotalMb} MB`;
   }
   return undefined;
+}
+
+// ---- what one agent may use (the charm's agent-max-processes and agent-max-memory) ----
+
+/** Processes (tasks: threads count) one agent's user may have, its agent included. */
+export const MAX_PROCESSES_RANGE = { min: 64, max: 4_194_304 } as const;
+/** Below this the agent itself (node, ~100 MB) and a phase's ssh and connector do not fit. */
+const MIN_AGENT_MEMORY = 256 * 1024 ** 2;
+const MAX_AGENT_MEMORY = 1024 ** 5;
+const UNITS: Readonly<Record<string, number>> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/**
+ * `agent-max-memory`: a size with an optional binary unit (`512M`, `4G`, `4294967296`), or `max`
+ * (no limit: cgroup v2's own word). Returns bytes, or undefined for `max`; throws with the reason.
+ */
+export function parseMemorySize(text: string): number | undefined {
+  if (text === 'max') return undefined;
+  const m = /^([1-9][0-9]{0,15})([KMGT]?)$/.exec(text);
+  if (!m) throw new Error('must be a size such as 4G, 512M or 4294967296 (bytes), or max for no limit');
+  const bytes = Number(m[1]) * (UNITS[m[2] as string] as number);
+  if (bytes < MIN_AGENT_MEMORY) throw new Error('must be at least 256M (the agent itself needs about 100M)');
+  if (bytes > MAX_AGENT_MEMORY) throw new Error('must be at most 1024T');
+  return bytes;
+}
+
+/**
+ * The agent's run with its limits in its environment: the unit's wrapper (root) sets them on the
+ * agent and its cgroup before it drops to the agent's user; a sandbox root's agent sets them on
+ * each phase (src/agent/containment.ts).
+ */
+export function withAgentLimits(run: AgentRun, config: CharmConfig): AgentRun {
+  const memory = config['agent-max-memory'];
+  const limits = { [MAX_PROCESSES_ENV]: String(config['agent-max-processes']), ...(memory === null ? {} : { [MAX_MEMORY_ENV]: String(memory) }) };
+  return { ...run, env: { ...run.env, ...limits } };
 }

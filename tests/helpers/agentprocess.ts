@@ -11,7 +11,8 @@ import { repoRoot, tempDir } from './tmp';
 export class AgentProcess {
   private child: ChildProcess | undefined;
   /** `dir`: an earlier agent's, to start where it was killed. */
-  constructor(private readonly env: Record<string, string> = {}, readonly dir = tempDir('unpriv-agent'), private readonly asRoot = false) {}
+  /** `uid`: the user it runs as when not root (nobody unless told). */
+  constructor(private readonly env: Record<string, string> = {}, readonly dir = tempDir('unpriv-agent'), private readonly asRoot = false, private readonly uid = 65534) {}
 
   start(serverUrl: string, conf: Record<string, unknown>): this {
     const run = (p: string) => path.join(this.dir, p);
@@ -21,8 +22,8 @@ export class AgentProcess {
       setup_command: 'true', cleanup_command: 'echo cleanup phase', ...conf,
     });
     fs.writeFileSync(run('agent.conf'), text);
-    fs.chownSync(this.dir, 65534, 65534);
-    const asNobody = this.asRoot ? [] : ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--'];
+    fs.chownSync(this.dir, this.uid, this.uid);
+    const asNobody = this.asRoot ? [] : ['setpriv', `--reuid=${this.uid}`, `--regid=${this.uid}`, '--clear-groups', '--'];
     const [file, ...args] = [
       ...asNobody,
       process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', run('agent.conf'), '--token-file', run('no-token'),

@@ -14,6 +14,8 @@ import { eventually } from '../helpers/tmp';
 import { UnitHost, describeOnUnitHost, labCharmConfig } from '../helpers/unithost';
 
 const SERVER = 'http://127.0.0.1:8000';
+/** The charm's agent-max-processes here: low enough for a fork flood to reach it quickly. */
+const MAX_PROCESSES = 256;
 const DEVICE_PORT = 2222;
 const AGENTS = ['agent-a', 'agent-b'] as const;
 type AgentName = (typeof AGENTS)[number];
@@ -93,7 +95,9 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
   let jobOnB: string;
 
   beforeAll(async () => {
-    const { config, keep, publicKey } = labCharmConfig(Object.fromEntries(AGENTS.map((a) => [a, confOf(a)])));
+    const lab = labCharmConfig(Object.fromEntries(AGENTS.map((a) => [a, confOf(a)])));
+    const { keep, publicKey } = lab;
+    const config = { ...lab.config, 'agent-max-processes': MAX_PROCESSES };
     host = await UnitHost.start({ config, keep });
     await host.devServer({ port: 8000 });
     await host.sshd(DEVICE_PORT, publicKey);
@@ -211,6 +215,32 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     await testOutput(await submit('agent-a', 'mkfifo device-info.json cleanup.log cleanup-serial.log; rm testflinger-outcome.json; mkfifo testflinger-outcome.json; mkdir artifacts; mkfifo artifacts/pipe'));
     expect(await testOutput(await submit('agent-a', 'echo still-taking-jobs'))).toMatch(/^still-taking-jobs$/m);
   });
+
+  it('a job in the sandbox cannot make a user namespace of its own (bwrap --disable-userns)', async () => {
+    const out = await testOutput(await submit('agent-a', 'unshare -Ur true; echo "userns=$?"; unshare -U true; echo "plain=$?"'));
+    expect(out).toMatch(/^userns=[1-9]/m);
+    expect(out).toMatch(/^plain=[1-9]/m);
+  });
+
+  it("a fork flood on A stops at A's process limit, and its output says so, while B takes a job and runs it", async () => {
+    // B is free again (its job from the start is cancelled): it must take a job during A's flood.
+    await api('POST', `/v1/job/${jobOnB}/action`, { action: 'cancel' });
+    await testOutput(jobOnB);
+    const flood = `sh -c 'i=0; while [ $i -lt 2000 ]; do sleep 300 & i=$((i+1)); done; echo "spawned=$i"'; exec sleep 20`;
+    const flooding = await submit('agent-a', flood);
+    await eventually(async () => (await host.pidsOf('tf-agent-a')).length >= MAX_PROCESSES / 2, "A's flood under way", 30_000);
+    await new Promise((r) => setTimeout(r, 2000));
+    const held = (await host.pidsOf('tf-agent-a')).length;
+    const bOut = await testOutput(await submit('agent-b', 'echo b-ran'));
+    expect(bOut).toMatch(/^b-ran$/m);
+    expect((await result(flooding))['job_state']).toBe('test');
+    expect(held).toBeLessThanOrEqual(MAX_PROCESSES);
+    const aOut = await testOutput(flooding);
+    expect(aOut).not.toMatch(/spawned=2000/);
+    expect(aOut).toMatch(new RegExp(`NOTE: this phase hit its process limit \\(${MAX_PROCESSES} processes for this agent, the charm's agent-max-processes\\)`));
+    // The wrapper set it on the agent, hard: its own limit is the charm's.
+    expect(await host.readFile(`/proc/${await agentPid('agent-a')}/limits`)).toMatch(new RegExp(`^Max processes\\s+${MAX_PROCESSES}\\s+${MAX_PROCESSES}\\s`, 'm'));
+  }, 120_000);
 
   it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {
     host.setConfig({ 'test-sandbox': false });

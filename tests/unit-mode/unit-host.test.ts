@@ -153,7 +153,7 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(host.status).toEqual({ status: 'active', message: '2 agents: 2 waiting' });
   });
 
-  it("each agent's home and SSH files are root's, its ssh config and state directory its user's; the key and the token its group's", async () => {
+  it("each agent's home and SSH files are root's, its ssh config and state directory its user's; the key its group's; the token root's alone; its config directory its own", async () => {
     const root = { uid: 0, gid: 0 };
     for (const name of ['agent-1', 'agent-2']) {
       const home = `/var/lib/testflinger-agent/home/${name}`;
@@ -172,16 +172,23 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     }
     expect(await host.readFile('/var/lib/testflinger-agent/home/agent-1/.ssh/id_rsa')).toBe(keys.privateKey);
     expect(await host.exists('/home/ubuntu/.ssh')).toBe(false);
-    // The token is root's, readable by the agents' group: no job can replace it.
-    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: agentsGid, mode: 0o640, type: 'regular file' });
+    // The token is root's alone: the agents signed in (waiting, above) through the descriptor their wrapper opened.
+    expect(await host.stat('/var/lib/testflinger-agent/refresh_token')).toEqual({ uid: 0, gid: 0, mode: 0o600, type: 'regular file' });
+    expect((await host.execAs('tf-agent-1', ['cat', '/var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
     expect(await host.stat('/var/lib/testflinger-agent')).toMatchObject({ uid: 0, gid: 0, type: 'directory' });
     expect((await host.execAs('tf-agent-1', ['sh', '-c', 'echo x > /var/lib/testflinger-agent/refresh_token'])).exitCode).not.toBe(0);
+    // Each agent's config directory (device credentials in default.yaml) is its own.
+    expect((await host.execAs('tf-agent-1', ['cat', '/srv/agent-configs/lab1/agent-1/default.yaml'])).exitCode).toBe(0);
+    expect((await host.execAs('tf-agent-2', ['cat', '/srv/agent-configs/lab1/agent-1/default.yaml'])).exitCode).not.toBe(0);
     // One agent's user cannot reach another's state directory.
     expect((await host.execAs('tf-agent-1', ['ls', '/srv/testflinger/agent-2'])).exitCode).not.toBe(0);
     expect((await host.execAs('tf-agent-1', ['cat', '/etc/shadow'])).exitCode).not.toBe(0);
     // The charm's bwrap: runnable by the agents' group only.
     expect(await host.stat('/usr/lib/testflinger-agent-host/bwrap')).toEqual({ uid: 0, gid: agentsGid, mode: 0o750, type: 'regular file' });
-    expect(await host.readFile('/etc/apparmor.d/testflinger-bwrap')).toMatch(/^profile testflinger-bwrap \/usr\/lib\/testflinger-agent-host\/bwrap flags=\(unconfined\) \{\n {2}userns,$/m);
+    const profile = await host.readFile('/etc/apparmor.d/testflinger-bwrap');
+    expect(profile).toMatch(/^profile testflinger-bwrap \/usr\/lib\/testflinger-agent-host\/bwrap flags=\(attach_disconnected,mediate_deleted\) \{$/m);
+    expect(profile).toMatch(/^ {2}userns,$/m);
+    expect(profile).toMatch(/^ {4}deny userns,$/m);
   });
 
   it("a job runs to completion through the phase scripts, its commands as its agent's user, in the sandbox's throwaway home", async () => {
@@ -279,10 +286,13 @@ describeOnUnitHost(`a unit (no AGENT_HOST_ROOT), for real in private namespaces`
     expect(await host.pidsOf('tf-agent-3')).toEqual([]);
     expect(await expiry()).toBe('1');
     expect((await host.check(['passwd', '--status', 'tf-agent-3'])).split(' ')[1]).toBe('L');
+    // Out of the agents' group: no lab key, no config checkout.
+    expect((await host.check(['id', '-nG', 'tf-agent-3'])).trim().split(' ')).not.toContain('testflinger-agents');
     expect(await host.stat('/srv/testflinger/agent-3')).toMatchObject(await host.userIds('tf-agent-3'));
     repo.addAgent('agent-3', conf('agent-3')).commit('agent-3 is back');
     expect((await host.action('update-configs')).results).toMatchObject({ added: 'agent-3', agents: '3' });
     expect(await expiry()).toBe('');
+    expect((await host.check(['id', '-nG', 'tf-agent-3'])).trim().split(' ')).toContain('testflinger-agents');
     await allRunning(['agent-1', 'agent-2', 'agent-3']);
     await expectRunningAsOwnUsers(['agent-3']);
   });
