@@ -14,13 +14,14 @@ import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
 import { checkHealth, withHealth, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
-import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
+import { agentLogs, agentStatus, charmSecrets, maskSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { buildRuntimeFromSource, currentRuntimeVersion, installRuntime } from './runtime';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
-import { expectedPrograms, statusNeedsPrograms, unitStatus } from './unitstatus';
+import { processControlFor } from './supervisorops';
+import { expectedPrograms, lastErrorLine, programsToExplain, statusNeedsPrograms, unitStatus } from './unitstatus';
 
 const updateConfigsParams = z.object({}).strict();
 // Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
@@ -28,8 +29,8 @@ const updateConfigsParams = z.object({}).strict();
 const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
 /** As metadata.yaml names the charm: dashboards and rules are tagged with it. */
 const CHARM_NAME = 'testflinger-agent-host';
-/** Longer than the program files' startsecs (1 s): how long the status waits for STARTING agents. */
-const STARTING_SETTLE_MS = 2500;
+/** How much of a down agent's log the status reads for its last error: a few lines, never the whole. */
+const START_ERROR_TAIL_BYTES = 4096;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -44,6 +45,8 @@ export class AgentHostCharm extends CharmBase {
   private parsedConfig: Promise<CharmConfig | CharmConfigError> | undefined;
   /** The summary line update-status's health check took ("12 agents: 9 waiting, ..."). */
   private healthSummary: string | undefined;
+  /** Agents this event's health check started again after they failed (the status names them). */
+  private retried: readonly string[] = [];
   /** supervisord's programs as the last reconcile read them, if nothing was asked of it since. */
   private programsRead: ProgramStatus[] | null | undefined;
 
@@ -259,6 +262,7 @@ export class AgentHostCharm extends CharmBase {
     const { health, staleAgents, restartRequests, restarted, refused, summary } = result;
     this.state = { ...this.state, health, staleAgents, restartRequests };
     this.healthSummary = summary;
+    this.retried = restarted;
     if (restarted.length + Object.keys(refused).length === 0) return;
     // supervisord was asked something: the status reads its programs afresh.
     this.programsRead = undefined;
@@ -385,22 +389,31 @@ export class AgentHostCharm extends CharmBase {
   override async collectUnitStatus(): Promise<StatusBase | undefined> {
     if (this.removing) return undefined;
     const config = await this.configOrError();
-    const programs = statusNeedsPrograms(config, this.state) ? await this.settledPrograms(expectedPrograms(this.state)) : null;
-    return withHealth(unitStatus(config, this.state, programs), this.state, this.healthSummary, Date.now());
+    // Read once, never waited on: agents this hook started show as starting (waiting), and the
+    // next event (update-status) shows how they settled.
+    const programs = statusNeedsPrograms(config, this.state) ? (this.programsRead !== undefined ? this.programsRead : await this.host.supervisor.readPrograms()) : null;
+    const startErrors = programs && !(config instanceof CharmConfigError) ? await this.startErrors(config, programsToExplain(expectedPrograms(this.state), programs, this.retried)) : undefined;
+    return withHealth(unitStatus(config, this.state, programs, startErrors, this.retried), this.state, this.healthSummary, Date.now());
   }
 
   /**
-   * supervisord's states, after giving agents this hook just started their `startsecs` to become
-   * RUNNING (or to fail): the status then says what is true for the next minutes, not a transient.
+   * The named agents' own last errors, from the tail of the log supervisord keeps of each (one
+   * bounded read per agent, only for agents that failed). The charm's secrets are masked first;
+   * an agent whose log cannot be read is named without one.
    */
-  private async settledPrograms(expected: readonly string[]): Promise<ProgramStatus[] | null> {
-    const deadline = Date.now() + STARTING_SETTLE_MS;
-    let programs = this.programsRead !== undefined ? this.programsRead : await this.host.supervisor.readPrograms();
-    const starting = () => programs?.some((p) => p.state === 'STARTING' && expected.includes(p.name)) ?? false;
-    while (starting() && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      programs = await this.host.supervisor.readPrograms();
-    }
-    return programs;
+  private async startErrors(config: CharmConfig, names: readonly string[]): Promise<Map<string, string>> {
+    const errors = new Map<string, string>();
+    if (names.length === 0) return errors;
+    // The key and the token file only: reading the credentials secret would cost a hook-tool call.
+    const secrets = await charmSecrets(this.host, config, async () => ({}));
+    const control = processControlFor(this.host);
+    await Promise.all(
+      names.map(async (name) => {
+        const tail = await control.tailLog(name, START_ERROR_TAIL_BYTES).catch(() => undefined);
+        const line = tail && lastErrorLine(maskSecrets(tail.text, secrets), tail.cut);
+        if (line) errors.set(name, line);
+      }),
+    );
+    return errors;
   }
 }
