@@ -12,6 +12,29 @@ import { parseStatus, type ProgramStatus } from '../charm/supervisor';
 import { createEmulatedUnit, dispatchEvent, type DispatchOptions, type DispatchResult, type EmulatedUnit } from '../hooktools/emulator';
 
 const SHUTDOWN_WAIT_MS = 15_000;
+/**
+ * Directories every unit has before the charm runs, which the charm writes into without making
+ * them (an offline marker goes straight into /tmp): a sandbox root has them too, with a unit's modes.
+ */
+const UNIT_DIRECTORIES: ReadonlyArray<readonly [string, number]> = [
+  ['tmp', 0o1777],
+  ['var/tmp', 0o1777],
+  ['home/ubuntu', 0o755],
+  ['usr/local/bin', 0o755],
+  ['var/lib', 0o755],
+  ['var/log', 0o755],
+];
+
+/** Makes the directories a unit always has under `root` (those there already are left as they are). */
+export function layOutUnitDirectories(root: string): void {
+  for (const [dir, mode] of UNIT_DIRECTORIES) {
+    const full = path.join(root, dir);
+    if (fs.existsSync(full)) continue;
+    fs.mkdirSync(full, { recursive: true });
+    // chmod, not mkdir's mode: the umask would take the sticky and world bits away.
+    fs.chmodSync(full, mode);
+  }
+}
 
 export interface SandboxHostOptions {
   root: string;
@@ -32,6 +55,7 @@ export class SandboxHost {
     this.root = options.root;
     this.charmDir = options.charmDir;
     this.paths = hostPaths(options.root);
+    layOutUnitDirectories(options.root);
     this.unit = createEmulatedUnit(path.join(options.root, '.juju-unit'), options.hooktool, options.charmDir, { config: options.config ?? {} });
   }
 
