@@ -12,7 +12,7 @@ import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
-import { checkHealth, withHealth, type HealthResult } from './operations-health';
+import { checkHealth, healthNotes, withHealth, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
 import { agentLogs, agentStatus, charmSecrets, maskSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
@@ -21,7 +21,7 @@ import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
 import { processControlFor } from './supervisorops';
-import { expectedPrograms, lastErrorLine, programsToExplain, statusNeedsPrograms, unitStatus } from './unitstatus';
+import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
 
 const updateConfigsParams = z.object({}).strict();
 // Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
@@ -392,8 +392,12 @@ export class AgentHostCharm extends CharmBase {
     // Read once, never waited on: agents this hook started show as starting (waiting), and the
     // next event (update-status) shows how they settled.
     const programs = statusNeedsPrograms(config, this.state) ? (this.programsRead !== undefined ? this.programsRead : await this.host.supervisor.readPrograms()) : null;
+    const now = Date.now();
     const startErrors = programs && !(config instanceof CharmConfigError) ? await this.startErrors(config, programsToExplain(expectedPrograms(this.state), programs, this.retried)) : undefined;
-    return withHealth(unitStatus(config, this.state, programs, startErrors, this.retried), this.state, this.healthSummary, Date.now());
+    // The health notes withHealth may put before the message: the quoted errors leave them room.
+    const notes = healthNotes(this.state, now).join('; ');
+    const why = { ...(startErrors ? { startErrors } : {}), retried: this.retried, room: STATUS_MAX - (notes ? notes.length + 2 : 0) };
+    return withHealth(unitStatus(config, this.state, programs, why), this.state, this.healthSummary, now);
   }
 
   /**

@@ -100,11 +100,10 @@ export function lastErrorLine(tail: string, cut: boolean): string | undefined {
 /**
  * @param programs supervisord's programs, or null when it is not answering; read only when
  *   `statusNeedsPrograms` says so.
- * @param startErrors the last error line of down agents (`lastErrorLine`), by name.
- * @param retried agents this hook's health check started again after they failed.
+ * @param why what explains agents that are down (WhyDown); none by default.
  */
-export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, startErrors: ReadonlyMap<string, string> = new Map(), retried: readonly string[] = []): StatusBase {
-  const status = statusBeforeEliding(config, state, programs, { startErrors, retried });
+export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: Partial<WhyDown> = {}): StatusBase {
+  const status = statusBeforeEliding(config, state, programs, { startErrors: new Map(), retried: [], room: STATUS_MAX, ...why });
   // Long values (a 5,000-character branch, a long reason from git) never reach `juju status` whole.
   const short = elide(status.message, STATUS_MAX);
   return short === status.message ? status : new (status.constructor as new (message: string) => StatusBase)(short);
@@ -129,17 +128,28 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
   return statusFromPrograms(config, state, expected, invalid, programs, why);
 }
 
-interface WhyDown {
+export interface WhyDown {
+  /** The last error line of down agents (`lastErrorLine`), by name. */
   startErrors: ReadonlyMap<string, string>;
+  /** Agents this hook's health check started again after they failed. */
   retried: readonly string[];
+  /** How many characters the message may take: less than STATUS_MAX when notes go before it. */
+  room: number;
+}
+
+/** Cut in the middle: an error's end (`...: permission denied`) says most, its start says where. */
+function elideMiddle(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const head = Math.floor((max - 1) / 3);
+  return `${text.slice(0, head)}…${text.slice(text.length - (max - 1 - head))}`;
 }
 
 /**
  * `agent-2 cannot start: "<its last error>", agent-3 FATAL and 2 more; 1 of 5 agents running`:
  * each named agent with its own last error when there is one, the errors cut so that the whole
- * line stays within STATUS_MAX (an error left with less than START_ERROR_MIN is left out).
+ * line stays within `room` (an error left with less than START_ERROR_MIN is left out).
  */
-function downText(down: readonly string[], stateOf: (name: string) => string, startErrors: ReadonlyMap<string, string>, suffix: string): string {
+function downText(down: readonly string[], stateOf: (name: string) => string, startErrors: ReadonlyMap<string, string>, suffix: string, room: number): string {
   const shown = down.slice(0, STATUS_NAMES_SHOWN);
   const more = down.length > STATUS_NAMES_SHOWN ? ` and ${down.length - STATUS_NAMES_SHOWN} more` : '';
   const plain = (n: string) => `${n} ${stateOf(n)}`;
@@ -148,9 +158,9 @@ function downText(down: readonly string[], stateOf: (name: string) => string, st
   let withError = shown.filter((n) => startErrors.has(n));
   while (withError.length > 0) {
     const fixed = shown.map((n) => (withError.includes(n) ? explained(n, '') : plain(n))).join(', ').length + more.length + suffix.length;
-    const each = Math.floor((STATUS_MAX - fixed) / withError.length);
+    const each = Math.floor((room - fixed) / withError.length);
     if (each >= START_ERROR_MIN) {
-      const parts = shown.map((n) => (withError.includes(n) ? explained(n, elide(startErrors.get(n) as string, each)) : plain(n)));
+      const parts = shown.map((n) => (withError.includes(n) ? explained(n, elideMiddle(startErrors.get(n) as string, each)) : plain(n)));
       return `${parts.join(', ')}${more}${suffix}`;
     }
     withError = withError.slice(0, -1);
@@ -167,13 +177,13 @@ function statusFromPrograms(config: CharmConfig, state: HostState, expected: rea
   const starting = expected.filter((n) => stateOf(n) === 'STARTING' && !retrying.includes(n));
   const running = expected.length - down.length - starting.length;
   const badConf = invalid.length > 0 ? `; bad conf: ${listNames(invalid)}` : '';
-  if (down.length > 0) return new BlockedStatus(downText(down, stateOf, why.startErrors, `; ${running} of ${expected.length} agents running${badConf}`));
+  if (down.length > 0) return new BlockedStatus(downText(down, stateOf, why.startErrors, `; ${running} of ${expected.length} agents running${badConf}`, why.room));
   if (invalid.length > 0) return new BlockedStatus(`${running} agents running; bad conf: ${listNames(invalid)} (see juju debug-log)`);
   // Not waited for: the hook that started them ends now, and update-status says how they settled
   // (supervisord's startsecs is 1 s; one that fails shows as BACKOFF or FATAL with its error).
-  if (starting.length > 0) return new WaitingStatus(running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`);
+  const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';
+  if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${sandboxOff}`);
   if (state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(state.pendingRestart)}`);
   const pending = state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
-  const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';
   return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${sandboxOff}${pending}`);
 }

@@ -8,6 +8,7 @@ import { DevServer } from '../../src/devserver';
 import { STATUS_MAX } from '../../src/charm/unitstatus';
 import { ConfigRepo, agentConf } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
+import { expectStartingOrRunning } from '../helpers/status';
 import { eventually, onCleanup } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
@@ -40,8 +41,9 @@ it('the first config-changed does not wait for agents to start: it says they are
   const { sandbox } = await labWithTwoAgents();
   await sandbox.hook('install');
   await sandbox.hook('config-changed');
-  // Read once at the end of the hook, right after supervisord spawned them (startsecs=1).
-  expect(sandbox.status).toEqual({ status: 'waiting', message: '2 agents starting' });
+  // Read once at the end of the hook, right after supervisord spawned them (startsecs=1): starting,
+  // unless this host was slow enough for them to be RUNNING already (tests/unit has the exact case).
+  expectStartingOrRunning(sandbox.status, 2);
   await eventually(() => [...sandbox.programs().values()].every((p) => p.state === 'RUNNING'), 'both agents RUNNING', 30_000, 200);
   await sandbox.hook('update-status');
   expect(sandbox.status?.status).toBe('active');
@@ -65,13 +67,13 @@ it('an agent whose conf is bad stops being restarted and blocks the unit, naming
   const log = fs.readFileSync(path.join(sandbox.root, 'var/log/supervisor/supervisord.log'), 'utf8');
   await sandbox.hook('config-changed');
   expect(sandbox.status?.status).toBe('blocked');
-  expect(sandbox.status?.message).toMatch(/^agent-2 cannot start: ".*agent-2\/testflinger-agent\.conf: .*"; 1 of 2 agents running$/);
+  expect(sandbox.status?.message).toMatch(/^agent-2 cannot start: "[^"]*agent-2\/testflinger-agent\.conf'"; 1 of 2 agents running$/);
   expect(fs.readFileSync(path.join(sandbox.root, 'var/log/supervisor/supervisord.log'), 'utf8').slice(log.length)).not.toMatch(/spawned: 'agent-2'/);
   // update-status's health loop tries it once more, within its backoff, and still names it with
   // the error of its last try (the hook does not wait to see this one fail).
   await sandbox.hook('update-status');
   expect(sandbox.status?.status).toBe('blocked');
-  expect(sandbox.status?.message).toMatch(/^agent-2 cannot start( \(retrying\))?: ".*agent-2\/testflinger-agent\.conf: .*"; 1 of 2 agents running/);
+  expect(sandbox.status?.message).toMatch(/^agent-2 cannot start( \(retrying\))?: "[^"]*agent-2\/testflinger-agent\.conf'"; 1 of 2 agents running/);
   expect(sandbox.programs().get('agent-1')?.state).toBe('RUNNING');
 });
 
@@ -89,7 +91,8 @@ it('an agent that fails as it starts (its log folder cannot be made) is named wi
   const message = sandbox.status?.message ?? '';
   expect(sandbox.status?.status).toBe('blocked');
   expect(message).toMatch(/^agent-2 cannot start: "fatal: ENOTDIR: not a directory, mkdir '[^"]*"; 1 of 2 agents running$/);
-  expect(message).toMatch(/not-a-folder\/logs'"|…"/);
+  // A long path is cut in its middle: the end, which says what failed, stays.
+  expect(message).toMatch(/not-a-folder\/logs'"; 1 of 2 agents running$/);
   expect(message.length).toBeLessThanOrEqual(STATUS_MAX);
   // The stack the agent printed before it is in the log, not in the status.
   expect(message).not.toMatch(/ at /);

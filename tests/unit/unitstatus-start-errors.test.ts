@@ -3,6 +3,7 @@ import { BlockedStatus, WaitingStatus } from '../../src/ops';
 import { parseCharmConfig } from '../../src/charm/config';
 import { emptyHostState, type HostState } from '../../src/charm/state';
 import { lastErrorLine, programsToExplain, STATUS_MAX, unitStatus } from '../../src/charm/unitstatus';
+import { charmHarness, labRepo } from '../helpers/charm';
 
 const config = parseCharmConfig({ 'config-repo': 'https://git.example/lab.git', 'config-dir': 'lab1' });
 const applied = (names: string[]): HostState => ({ ...emptyHostState(), appliedPrograms: Object.fromEntries(names.map((n) => [n, 'hash'])) });
@@ -30,16 +31,20 @@ describe('the last error line of an agent log', () => {
 
 describe('the status of agents that do not run', () => {
   it('names the agent with its own last error, quoted', () => {
-    const status = unitStatus(config, applied(['agent-a', 'agent-b']), programs({ 'agent-a': 'RUNNING', 'agent-b': 'FATAL' }), new Map([['agent-b', 'cannot create /tmp/tfa/agent-b: permission denied']]));
+    const status = unitStatus(config, applied(['agent-a', 'agent-b']), programs({ 'agent-a': 'RUNNING', 'agent-b': 'FATAL' }), { startErrors: new Map([['agent-b', 'cannot create /tmp/tfa/agent-b: permission denied']]) });
     expect(status).toEqual(new BlockedStatus('agent-b cannot start: "cannot create /tmp/tfa/agent-b: permission denied"; 1 of 2 agents running'));
   });
 
   it('cuts long errors so that the whole line stays within 200 characters, and names agents without an error by state', () => {
     const names = ['agent-a', 'agent-b', 'agent-c', 'agent-d', 'agent-e'];
-    const long = 'x'.repeat(500);
-    const status = unitStatus(config, applied(names), programs({ 'agent-a': 'BACKOFF', 'agent-b': 'FATAL', 'agent-c': 'EXITED', 'agent-d': 'FATAL', 'agent-e': 'RUNNING' }), new Map([['agent-a', long], ['agent-c', long]]));
+    const long = `${'x'.repeat(500)}: the reason`;
+    const status = unitStatus(config, applied(names), programs({ 'agent-a': 'BACKOFF', 'agent-b': 'FATAL', 'agent-c': 'EXITED', 'agent-d': 'FATAL', 'agent-e': 'RUNNING' }), { startErrors: new Map([['agent-a', long], ['agent-c', long]]) });
     expect(status.message.length).toBeLessThanOrEqual(STATUS_MAX);
-    expect(status.message).toMatch(/^agent-a cannot start: "x+…", agent-b FATAL, agent-c cannot start: "x+…" and 1 more; 1 of 5 agents running$/);
+    expect(status.message).toMatch(/^agent-a cannot start: "x+…x+: the reason", agent-b FATAL, agent-c cannot start: "x+…x+: the reason" and 1 more; 1 of 5 agents running$/);
+    // Notes the health check puts first (a crash loop) get their room: the line still ends whole.
+    const roomy = unitStatus(config, applied(names), programs({ 'agent-a': 'FATAL', 'agent-b': 'RUNNING', 'agent-c': 'RUNNING', 'agent-d': 'RUNNING', 'agent-e': 'RUNNING' }), { startErrors: new Map([['agent-a', long]]), room: 120 });
+    expect(roomy.message.length).toBe(120);
+    expect(roomy.message).toMatch(/^agent-a cannot start: "x+…x+: the reason"; 4 of 5 agents running$/);
   });
 
   it('reads the logs of failed agents only: not of running, starting or stopped ones, unless the health check just retried them', () => {
@@ -51,6 +56,22 @@ describe('the status of agents that do not run', () => {
   it('says agents are starting without waiting for them; a retried one is named with the error of its last try', () => {
     expect(unitStatus(config, applied(['a', 'b']), programs({ a: 'STARTING', b: 'STARTING' }))).toEqual(new WaitingStatus('2 agents starting'));
     expect(unitStatus(config, applied(['a', 'b']), programs({ a: 'RUNNING', b: 'STARTING' }))).toEqual(new WaitingStatus('1 agents running, 1 starting'));
-    expect(unitStatus(config, applied(['a', 'b']), programs({ a: 'RUNNING', b: 'STARTING' }), new Map([['b', 'no conf']]), ['b'])).toEqual(new BlockedStatus('b cannot start (retrying): "no conf"; 1 of 2 agents running'));
+    expect(unitStatus(config, applied(['a', 'b']), programs({ a: 'RUNNING', b: 'STARTING' }), { startErrors: new Map([['b', 'no conf']]), retried: ['b'] })).toEqual(new BlockedStatus('b cannot start (retrying): "no conf"; 1 of 2 agents running'));
+  });
+});
+
+describe('the charm, at the end of a hook', () => {
+  it('reads supervisord once and says agents are starting, without waiting for them to run', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const lab = { 'config-repo': labRepo('agent-1', 'agent-2').url, 'config-dir': 'lab1' };
+    await ctx.run(ctx.on.configChanged(), { config: lab });
+    // As supervisord has them for startsecs after it spawned them.
+    for (const name of ['agent-1', 'agent-2']) supervisor.states.set(name, 'STARTING');
+    const reads = jest.spyOn(supervisor, 'readPrograms');
+    const started = Date.now();
+    const out = await ctx.run(ctx.on.configChanged(), { config: lab });
+    expect(out.unitStatus).toEqual(new WaitingStatus('2 agents starting'));
+    expect(reads).toHaveBeenCalledTimes(1);
+    expect(Date.now() - started).toBeLessThan(2000);
   });
 });
