@@ -9,7 +9,7 @@ export interface ConfigOption {
 }
 
 export interface ActionSpec {
-  params?: Record<string, { type?: string; enum?: unknown[] }>;
+  params?: Record<string, { type?: string }>;
   required?: string[];
   additionalProperties?: boolean;
 }
