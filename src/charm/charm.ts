@@ -36,6 +36,18 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/**
+ * supervisord's programs when this reconcile (re)added every expected one (a fresh unit): each is
+ * STARTING, as supervisord made it. Reading them would only wait for supervisord to finish forking
+ * them all (a third of a second for 100); update-status reads how they settled. Undefined (read
+ * them) when any expected agent was left as it was.
+ */
+function justStarted(expected: readonly string[], started: readonly string[]): ProgramStatus[] | undefined {
+  const startedNow = new Set(started);
+  if (expected.length === 0 || !expected.every((n) => startedNow.has(n))) return undefined;
+  return expected.map((name) => ({ name, state: 'STARTING', description: 'added by this hook' }));
+}
+
 export class AgentHostCharm extends CharmBase {
   private readonly host: Host;
   private state: HostState;
@@ -158,7 +170,7 @@ export class AgentHostCharm extends CharmBase {
       const { state, report, programs } = await reconcile(this.host, config, this.state, { ...options, log: (m) => this.log.warning(m) });
       // A retry carries out what was pending; it does not clear a failure it did not retry.
       this.state = { ...state, problem: options.mode === 'retry' ? state.problem : null };
-      this.programsRead = programs;
+      this.programsRead = programs ?? justStarted(expectedPrograms(this.state), [...report.added, ...report.forced]);
       // One log line when something happened; a quiet run costs no extra hook-tool call.
       if (report.added.length + report.removed.length + report.changed.length + report.restarted.length > 0) {
         await this.log.info(`agents: ${report.agents.length}; added [${report.added}] removed [${report.removed}] changed [${report.changed}] restarting [${report.restarted}]`);

@@ -178,7 +178,8 @@ function statusFromPrograms(config: CharmConfig, state: HostState, expected: rea
   const running = expected.length - down.length - starting.length;
   const badConf = invalid.length > 0 ? `; bad conf: ${listNames(invalid)}` : '';
   if (down.length > 0) return new BlockedStatus(downText(down, stateOf, why.startErrors, `; ${running} of ${expected.length} agents running${badConf}`, why.room));
-  if (invalid.length > 0) return new BlockedStatus(`${running} agents running; bad conf: ${listNames(invalid)} (see juju debug-log)`);
+  const startingToo = starting.length > 0 ? `, ${starting.length} starting` : '';
+  if (invalid.length > 0) return new BlockedStatus(`${running} agents running${startingToo}; bad conf: ${listNames(invalid)} (see juju debug-log)`);
   // Not waited for: the hook that started them ends now, and update-status says how they settled
   // (supervisord's startsecs is 1 s; one that fails shows as BACKOFF or FATAL with its error).
   const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';

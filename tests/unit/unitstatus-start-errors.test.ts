@@ -74,4 +74,13 @@ describe('the charm, at the end of a hook', () => {
     expect(reads).toHaveBeenCalledTimes(1);
     expect(Date.now() - started).toBeLessThan(2000);
   });
+
+  it('after adding every agent (a fresh unit) says they are starting without asking supervisord again', async () => {
+    const { ctx, supervisor } = charmHarness();
+    const reads = jest.spyOn(supervisor, 'readPrograms');
+    const out = await ctx.run(ctx.on.configChanged(), { config: { 'config-repo': labRepo('agent-1', 'agent-2').url, 'config-dir': 'lab1' } });
+    expect(out.unitStatus).toEqual(new WaitingStatus('2 agents starting'));
+    // Once, before the plan (does supervisord run?); none at the end, which would wait for it to fork them all.
+    expect(reads).toHaveBeenCalledTimes(1);
+  });
 });
