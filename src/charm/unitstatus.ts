@@ -59,7 +59,9 @@ const START_FAILED_STATES = new Set(['BACKOFF', 'FATAL', 'EXITED']);
  */
 export function programsToExplain(expected: readonly string[], programs: readonly ProgramStatus[], retried: readonly string[] = []): string[] {
   const failed = new Set(programs.filter((p) => START_FAILED_STATES.has(p.state) || (p.state === 'STARTING' && retried.includes(p.name))).map((p) => p.name));
-  return [...downPrograms(expected, programs).slice(0, STATUS_NAMES_SHOWN), ...retried].filter((n, i, all) => failed.has(n) && all.indexOf(n) === i);
+  // In the order the status names them, and no more than it names: one log read each.
+  const named = [...new Set([...downPrograms(expected, programs), ...retried.filter((n) => expected.includes(n))])].slice(0, STATUS_NAMES_SHOWN);
+  return named.filter((n) => failed.has(n));
 }
 
 /** A line of the agent's log file format (logger.ts) at ERROR or above: its message. */

@@ -51,6 +51,9 @@ describe('the status of agents that do not run', () => {
     const states = programs({ a: 'RUNNING', b: 'STARTING', c: 'STOPPED', d: 'BACKOFF', e: 'EXITED', f: 'FATAL', g: 'STARTING' });
     expect(programsToExplain(['a', 'b', 'c', 'd', 'e', 'f', 'g'], states)).toEqual(['d', 'e']);
     expect(programsToExplain(['a', 'b', 'g'], states, ['g'])).toEqual(['g']);
+    // No more than the status names, however many the health check retried.
+    const many = programs(Object.fromEntries(['p', 'q', 'r', 's', 't'].map((n) => [n, 'STARTING'])));
+    expect(programsToExplain(['p', 'q', 'r', 's', 't'], many, ['p', 'q', 'r', 's', 't'])).toEqual(['p', 'q', 'r']);
   });
 
   it('says agents are starting without waiting for them; a retried one is named with the error of its last try', () => {
