@@ -8,7 +8,7 @@ type Level = keyof typeof LEVELS;
 const KEPT_FILES = 6;
 
 /** Control characters (newlines included) in a message are shown escaped: one message, one line. */
-function oneLine(message: string): string {
+export function oneLine(message: string): string {
   // eslint-disable-next-line no-control-regex
   return message.replace(/[\u0000-\u001f\u007f]/g, (c) => ({ '\n': '\\n', '\r': '\\r', '\t': '\\t' })[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -11,7 +11,7 @@ import { TestflingerClient } from './client';
 import { systemClock } from './clock';
 import { ConfigError, loadAgentConfig, serverUrl, STATE_DIR_ENV, stateDirNote } from './config';
 import { acquireAgentLock, AgentLockError, defaultLockScope, LOCK_SCOPE_ENV } from './lock';
-import { AgentLogger } from './logger';
+import { AgentLogger, oneLine } from './logger';
 import { AgentMetrics } from './metrics';
 import { defaultContainment } from './containment';
 import { sandboxFromEnv } from './containment-sandbox';
@@ -20,6 +20,11 @@ import { sandboxFromEnv } from './containment-sandbox';
 const EXIT_BAD_CONFIG = 2;
 const EXIT_LOCKED = 3;
 const DEFAULT_TOKEN_FILE = '/var/lib/testflinger-agent/refresh_token';
+
+/** Why the agent cannot go on, as its last line on stderr: one line, which `juju status` quotes. */
+function fatal(message: string): void {
+  process.stderr.write(`testflinger-agent: ${oneLine(message)}\n`);
+}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -38,12 +43,12 @@ async function main(): Promise<number> {
   try {
     config = loadAgentConfig(confPath);
   } catch (error) {
-    process.stderr.write(`testflinger-agent: ${error instanceof ConfigError ? error.message : String(error)}\n`);
+    fatal(error instanceof ConfigError ? error.message : String(error));
     return EXIT_BAD_CONFIG;
   }
   const address = config.server_address ?? process.env['TESTFLINGER_SERVER'];
   if (!address) {
-    process.stderr.write(`testflinger-agent: ${confPath}: server_address: required (or TESTFLINGER_SERVER in the environment)\n`);
+    fatal(`${confPath}: server_address: required (or TESTFLINGER_SERVER in the environment)`);
     return EXIT_BAD_CONFIG;
   }
   const log = new AgentLogger(config.agent_id, config.logging_level, path.join(config.logging_basedir, `testflinger-agent-${config.agent_id}.log`), config.logging_quiet);
@@ -121,7 +126,9 @@ main().then(
     setTimeout(() => process.exit(code), 100).unref();
   },
   (error: unknown) => {
-    process.stderr.write(`testflinger-agent: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    // The stack for whoever debugs it, then the one line that says why (the unit's status quotes it).
+    if (error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    fatal(`fatal: ${error instanceof Error ? error.message : String(error)}`);
     process.exitCode = 1;
   },
 );

@@ -12,16 +12,17 @@ import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
-import { checkHealth, withHealth, type HealthResult } from './operations-health';
+import { checkHealth, healthNotes, withHealth, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
-import { agentLogs, agentStatus, charmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
+import { agentLogs, agentStatus, charmSecrets, maskSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { currentRuntimeVersion, installRuntime } from './runtime';
 import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { writeProgramFiles, type ProgramStatus } from './supervisor';
-import { expectedPrograms, statusNeedsPrograms, unitStatus } from './unitstatus';
+import { processControlFor } from './supervisorops';
+import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
 
 const updateConfigsParams = z.object({}).strict();
 // Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
@@ -29,11 +30,23 @@ const updateConfigsParams = z.object({}).strict();
 const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
 /** As metadata.yaml names the charm: dashboards and rules are tagged with it. */
 const CHARM_NAME = 'testflinger-agent-host';
-/** Longer than the program files' startsecs (1 s): how long the status waits for STARTING agents. */
-const STARTING_SETTLE_MS = 2500;
+/** How much of a down agent's log the status reads for its last error: a few lines, never the whole. */
+const START_ERROR_TAIL_BYTES = 4096;
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * supervisord's programs when this reconcile (re)added every expected one (a fresh unit): each is
+ * STARTING, as supervisord made it. Reading them would only wait for supervisord to finish forking
+ * them all (a third of a second for 100); update-status reads how they settled. Undefined (read
+ * them) when any expected agent was left as it was.
+ */
+function justStarted(expected: readonly string[], started: readonly string[]): ProgramStatus[] | undefined {
+  const startedNow = new Set(started);
+  if (expected.length === 0 || !expected.every((n) => startedNow.has(n))) return undefined;
+  return expected.map((name) => ({ name, state: 'STARTING', description: 'added by this hook' }));
 }
 
 export class AgentHostCharm extends CharmBase {
@@ -45,6 +58,8 @@ export class AgentHostCharm extends CharmBase {
   private parsedConfig: Promise<CharmConfig | CharmConfigError> | undefined;
   /** The summary line update-status's health check took ("12 agents: 9 waiting, ..."). */
   private healthSummary: string | undefined;
+  /** Agents this event's health check started again after they failed (the status names them). */
+  private retried: readonly string[] = [];
   /** supervisord's programs as the last reconcile read them, if nothing was asked of it since. */
   private programsRead: ProgramStatus[] | null | undefined;
 
@@ -156,7 +171,7 @@ export class AgentHostCharm extends CharmBase {
       const { state, report, programs } = await reconcile(this.host, config, this.state, { ...options, log: (m) => this.log.warning(m) });
       // A retry carries out what was pending; it does not clear a failure it did not retry.
       this.state = { ...state, problem: options.mode === 'retry' ? state.problem : null };
-      this.programsRead = programs;
+      this.programsRead = programs ?? justStarted(expectedPrograms(this.state), [...report.added, ...report.forced]);
       // One log line when something happened; a quiet run costs no extra hook-tool call.
       if (report.added.length + report.removed.length + report.changed.length + report.restarted.length > 0) {
         await this.log.info(`agents: ${report.agents.length}; added [${report.added}] removed [${report.removed}] changed [${report.changed}] restarting [${report.restarted}]`);
@@ -260,6 +275,7 @@ export class AgentHostCharm extends CharmBase {
     const { health, staleAgents, restartRequests, restarted, refused, summary } = result;
     this.state = { ...this.state, health, staleAgents, restartRequests };
     this.healthSummary = summary;
+    this.retried = restarted;
     if (restarted.length + Object.keys(refused).length === 0) return;
     // supervisord was asked something: the status reads its programs afresh.
     this.programsRead = undefined;
@@ -388,22 +404,35 @@ export class AgentHostCharm extends CharmBase {
   override async collectUnitStatus(): Promise<StatusBase | undefined> {
     if (this.removing) return undefined;
     const config = await this.configOrError();
-    const programs = statusNeedsPrograms(config, this.state) ? await this.settledPrograms(expectedPrograms(this.state)) : null;
-    return withHealth(unitStatus(config, this.state, programs), this.state, this.healthSummary, Date.now());
+    // Read once, never waited on: agents this hook started show as starting (waiting), and the
+    // next event (update-status) shows how they settled.
+    const programs = statusNeedsPrograms(config, this.state) ? (this.programsRead !== undefined ? this.programsRead : await this.host.supervisor.readPrograms()) : null;
+    const now = Date.now();
+    const startErrors = programs && !(config instanceof CharmConfigError) ? await this.startErrors(config, programsToExplain(expectedPrograms(this.state), programs, this.retried)) : undefined;
+    // The health notes withHealth may put before the message: the quoted errors leave them room.
+    const notes = healthNotes(this.state, now).join('; ');
+    const why = { ...(startErrors ? { startErrors } : {}), retried: this.retried, room: STATUS_MAX - (notes ? notes.length + 2 : 0) };
+    return withHealth(unitStatus(config, this.state, programs, why), this.state, this.healthSummary, now);
   }
 
   /**
-   * supervisord's states, after giving agents this hook just started their `startsecs` to become
-   * RUNNING (or to fail): the status then says what is true for the next minutes, not a transient.
+   * The named agents' own last errors, from the tail of the log supervisord keeps of each (one
+   * bounded read per agent, only for agents that failed). The charm's secrets are masked first;
+   * an agent whose log cannot be read is named without one.
    */
-  private async settledPrograms(expected: readonly string[]): Promise<ProgramStatus[] | null> {
-    const deadline = Date.now() + STARTING_SETTLE_MS;
-    let programs = this.programsRead !== undefined ? this.programsRead : await this.host.supervisor.readPrograms();
-    const starting = () => programs?.some((p) => p.state === 'STARTING' && expected.includes(p.name)) ?? false;
-    while (starting() && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      programs = await this.host.supervisor.readPrograms();
-    }
-    return programs;
+  private async startErrors(config: CharmConfig, names: readonly string[]): Promise<Map<string, string>> {
+    const errors = new Map<string, string>();
+    if (names.length === 0) return errors;
+    // The key and the token file only: reading the credentials secret would cost a hook-tool call.
+    const secrets = await charmSecrets(this.host, config, async () => ({}));
+    const control = processControlFor(this.host);
+    await Promise.all(
+      names.map(async (name) => {
+        const tail = await control.tailLog(name, START_ERROR_TAIL_BYTES).catch(() => undefined);
+        const line = tail && lastErrorLine(maskSecrets(tail.text, secrets), tail.cut);
+        if (line) errors.set(name, line);
+      }),
+    );
+    return errors;
   }
 }

@@ -13,6 +13,7 @@ import type { FileOwner } from '../common/privileges';
 import { STATE_DIR_ENV } from '../agent/config';
 import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
+import { layOutUnitDirectories } from './unitdirs';
 import { AGENTS_GROUP, addAgentUser, AgentUserClaims, agentUserName, ensureAgentsGroup, lockAgentUser, readHostUsers, readIdFile, unlockAgentUser, type HostUsers } from './agentusers';
 import { agentUids, basedirProblems, tmpfilesLines, walkAgentBasedirs, type AgentBasedirs, type BasedirOwners } from './basedirs';
 import type { CharmConfig } from './config';
@@ -320,6 +321,7 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
     installPackages: (log) => log(`sandbox root ${paths.root}: skipping packages (${UNIT_PACKAGES.join(', ')}) and the agents' users`),
     // One user for every agent (ours): the SSH files are the shared home's.
     prepareHost: async (config) => {
+      layOutUnitDirectories(paths.root);
       writeSshFiles(paths, config, undefined);
     },
     hostUsers: () => null,

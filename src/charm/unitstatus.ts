@@ -33,18 +33,85 @@ function sandboxBlocks(config: CharmConfig, state: HostState): boolean {
   return config['test-sandbox'] && state.sandboxProblem !== null;
 }
 
+/** States in which an agent is up, or on its way up; every other one is a failure to show. */
+const UP_STATES = new Set(['RUNNING', 'STARTING']);
+/** A start error quoted in the status is cut to fit; below this it says nothing and is left out. */
+const START_ERROR_MIN = 16;
+
+/**
+ * The expected agents supervisord does not have up (BACKOFF, FATAL, EXITED, STOPPED, missing),
+ * in the order the status names them; the first STATUS_NAMES_SHOWN are named.
+ */
+export function downPrograms(expected: readonly string[], programs: readonly ProgramStatus[]): string[] {
+  const up = new Set(programs.filter((p) => UP_STATES.has(p.state)).map((p) => p.name));
+  return expected.filter((n) => !up.has(n));
+}
+
+/**
+ * States of an agent that failed to start or exited on its own: its log's last error says why.
+ * Not STOPPED (an operator stopped it; its last error may be old) nor a program supervisord lacks.
+ */
+const START_FAILED_STATES = new Set(['BACKOFF', 'FATAL', 'EXITED']);
+
+/**
+ * The agents whose start error the status may quote: the down ones it names, if they failed, and
+ * the ones this hook's health check started again after they failed (`retried`, still STARTING).
+ */
+export function programsToExplain(expected: readonly string[], programs: readonly ProgramStatus[], retried: readonly string[] = []): string[] {
+  const failed = new Set(programs.filter((p) => START_FAILED_STATES.has(p.state) || (p.state === 'STARTING' && retried.includes(p.name))).map((p) => p.name));
+  // In the order the status names them, and no more than it names: one log read each.
+  const named = [...new Set([...downPrograms(expected, programs), ...retried.filter((n) => expected.includes(n))])].slice(0, STATUS_NAMES_SHOWN);
+  return named.filter((n) => failed.has(n));
+}
+
+/** A line of the agent's log file format (logger.ts) at ERROR or above: its message. */
+const LOGGED_ERROR = /^\d{4}-\d\d-\d\dT[\d:.]+Z \S+ (?:ERROR|CRITICAL) (.+)$/;
+/** A line the agent (main.ts) or its wrapper writes to stderr when it cannot go on: its message. */
+const PROGRAM_ERROR = /^testflinger-agent(?:-contained)?: (.+)$/;
+/**
+ * Characters a status line must not carry: C0/C1 controls, and the invisible ones that reorder
+ * or hide text (bidi controls, zero-width, line separators).
+ */
+// eslint-disable-next-line no-control-regex
+const UNSHOWABLE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+/g;
+/**
+ * Long runs of token characters: agents never log a secret, but should one ever reach a log
+ * line, a token, key or password-like run is not repeated in `juju status`.
+ */
+const TOKEN_LIKE = /[A-Za-z0-9+=_-]{32,}/g;
+
+/**
+ * The agent's own last error, from the tail of its supervisord log (stdout and stderr in one):
+ * the last line that is an error, sanitised and with token-like runs masked, or undefined. The
+ * caller masks the charm's known secrets in the tail first.
+ * @param cut whether the tail starts mid-line (its first line is then a fragment, and dropped).
+ */
+export function lastErrorLine(tail: string, cut: boolean): string | undefined {
+  const lines = tail.split('\n');
+  if (cut) lines.shift();
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const line = (lines[i] as string).replace(/\r$/, '');
+    const found = LOGGED_ERROR.exec(line)?.[1] ?? PROGRAM_ERROR.exec(line)?.[1];
+    if (found === undefined) continue;
+    const text = found.replace(UNSHOWABLE, ' ').replace(TOKEN_LIKE, '***').replace(/\s+/g, ' ').trim();
+    if (text) return text;
+  }
+  return undefined;
+}
+
 /**
  * @param programs supervisord's programs, or null when it is not answering; read only when
  *   `statusNeedsPrograms` says so.
+ * @param why what explains agents that are down (WhyDown); none by default.
  */
-export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null): StatusBase {
-  const status = statusBeforeEliding(config, state, programs);
+export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: Partial<WhyDown> = {}): StatusBase {
+  const status = statusBeforeEliding(config, state, programs, { startErrors: new Map(), retried: [], room: STATUS_MAX, ...why });
   // Long values (a 5,000-character branch, a long reason from git) never reach `juju status` whole.
   const short = elide(status.message, STATUS_MAX);
   return short === status.message ? status : new (status.constructor as new (message: string) => StatusBase)(short);
 }
 
-function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null): StatusBase {
+function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: WhyDown): StatusBase {
   if (config instanceof CharmConfigError) return new BlockedStatus(`${config.message}; host unchanged`);
   if (state.problem) return new BlockedStatus(state.problem);
   if (state.capacityProblem) return new BlockedStatus(state.capacityProblem);
@@ -60,25 +127,66 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
       : new BlockedStatus('no agents found under config-dir');
   }
   if (programs === null) return new BlockedStatus('supervisord is not running');
-  return statusFromPrograms(config, state, expected, invalid, programs);
+  return statusFromPrograms(config, state, expected, invalid, programs, why);
 }
 
-function statusFromPrograms(config: CharmConfig, state: HostState, expected: readonly string[], invalid: readonly string[], programs: readonly ProgramStatus[]): StatusBase {
+export interface WhyDown {
+  /** The last error line of down agents (`lastErrorLine`), by name. */
+  startErrors: ReadonlyMap<string, string>;
+  /** Agents this hook's health check started again after they failed. */
+  retried: readonly string[];
+  /** How many characters the message may take: less than STATUS_MAX when notes go before it. */
+  room: number;
+}
+
+/** Cut in the middle: an error's end (`...: permission denied`) says most, its start says where. */
+function elideMiddle(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const head = Math.floor((max - 1) / 3);
+  return `${text.slice(0, head)}…${text.slice(text.length - (max - 1 - head))}`;
+}
+
+/**
+ * `agent-2 cannot start: "<its last error>", agent-3 FATAL and 2 more; 1 of 5 agents running`:
+ * each named agent with its own last error when there is one, the errors cut so that the whole
+ * line stays within `room` (an error left with less than START_ERROR_MIN is left out).
+ */
+function downText(down: readonly string[], stateOf: (name: string) => string, startErrors: ReadonlyMap<string, string>, suffix: string, room: number): string {
+  const shown = down.slice(0, STATUS_NAMES_SHOWN);
+  const more = down.length > STATUS_NAMES_SHOWN ? ` and ${down.length - STATUS_NAMES_SHOWN} more` : '';
+  const plain = (n: string) => `${n} ${stateOf(n)}`;
+  // STARTING here: the health check started it again after it failed; the error is its last.
+  const explained = (n: string, error: string) => `${n} cannot start${stateOf(n) === 'STARTING' ? ' (retrying)' : ''}: "${error}"`;
+  let withError = shown.filter((n) => startErrors.has(n));
+  while (withError.length > 0) {
+    const fixed = shown.map((n) => (withError.includes(n) ? explained(n, '') : plain(n))).join(', ').length + more.length + suffix.length;
+    const each = Math.floor((room - fixed) / withError.length);
+    if (each >= START_ERROR_MIN) {
+      const parts = shown.map((n) => (withError.includes(n) ? explained(n, elideMiddle(startErrors.get(n) as string, each)) : plain(n)));
+      return `${parts.join(', ')}${more}${suffix}`;
+    }
+    withError = withError.slice(0, -1);
+  }
+  return `${shown.map(plain).join(', ')}${more}${suffix}`;
+}
+
+function statusFromPrograms(config: CharmConfig, state: HostState, expected: readonly string[], invalid: readonly string[], programs: readonly ProgramStatus[], why: WhyDown): StatusBase {
   const byName = new Map<string, ProgramStatus>(programs.map((s) => [s.name, s]));
   const stateOf = (name: string) => byName.get(name)?.state ?? 'MISSING';
-  const failing = expected.filter((n) => !['RUNNING', 'STARTING'].includes(stateOf(n)));
-  const starting = expected.filter((n) => stateOf(n) === 'STARTING');
-  const running = expected.length - failing.length - starting.length;
+  // An agent started again after it failed is still down until it runs: named, with its error.
+  const retrying = expected.filter((n) => stateOf(n) === 'STARTING' && why.retried.includes(n) && why.startErrors.has(n));
+  const down = [...downPrograms(expected, programs), ...retrying];
+  const starting = expected.filter((n) => stateOf(n) === 'STARTING' && !retrying.includes(n));
+  const running = expected.length - down.length - starting.length;
   const badConf = invalid.length > 0 ? `; bad conf: ${listNames(invalid)}` : '';
-  if (failing.length > 0) {
-    const shown = failing.slice(0, STATUS_NAMES_SHOWN).map((n) => `${n} ${stateOf(n)}`);
-    const more = failing.length > STATUS_NAMES_SHOWN ? ` and ${failing.length - STATUS_NAMES_SHOWN} more` : '';
-    return new BlockedStatus(`${shown.join(', ')}${more}; ${running} of ${expected.length} agents running${badConf}`);
-  }
-  if (invalid.length > 0) return new BlockedStatus(`${running} agents running; bad conf: ${listNames(invalid)} (see juju debug-log)`);
-  if (starting.length > 0) return new WaitingStatus(`${running} agents running, ${starting.length} starting`);
+  if (down.length > 0) return new BlockedStatus(downText(down, stateOf, why.startErrors, `; ${running} of ${expected.length} agents running${badConf}`, why.room));
+  const startingToo = starting.length > 0 ? `, ${starting.length} starting` : '';
+  if (invalid.length > 0) return new BlockedStatus(`${running} agents running${startingToo}; bad conf: ${listNames(invalid)} (see juju debug-log)`);
+  // Not waited for: the hook that started them ends now, and update-status says how they settled
+  // (supervisord's startsecs is 1 s; one that fails shows as BACKOFF or FATAL with its error).
+  const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';
+  if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${sandboxOff}`);
   if (state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(state.pendingRestart)}`);
   const pending = state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
-  const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';
   return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${sandboxOff}${pending}`);
 }

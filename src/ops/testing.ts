@@ -13,6 +13,7 @@
  */
 import * as fs from 'node:fs';
 import { charmSpecFrom, configDefaults, endpointsOf, type CharmSpec } from '../hooktools/charmspec';
+import { parseJujuRunArgs } from '../hooktools/jujurun';
 import { emptyState, type EmulatedRelation, type EmulatorState, type HookRelation } from '../hooktools/state';
 import { runTool } from '../hooktools/tools';
 import { HookToolBackend } from './backend';
@@ -24,6 +25,7 @@ import type { LogLevel, ToolRunner } from './hookcmds';
 import { statusFromName, type StatusBase } from './status';
 
 export { configDefaultsFrom } from '../hooktools/charmspec';
+export { JujuRunError, parseJujuRunArgs } from '../hooktools/jujurun';
 export { InconsistentScenarioError } from './consistency';
 
 /** One relation as the unit sees it. Build it with `relation()`, which gives it an id. */
@@ -118,6 +120,14 @@ export const on = {
     dispatchPath: `actions/${name}`,
     actionParams: params,
   }),
+  /**
+   * The action a `juju run` command line asks for (the words after `juju run`), with its values
+   * read as Juju reads them; throws JujuRunError where Juju's client would refuse the command.
+   */
+  jujuRun: (argv: readonly string[]): EventSpec => {
+    const { action, params } = parseJujuRunArgs(argv);
+    return on.action(action, params);
+  },
 };
 
 /** Runs the emulated tools in this process; a refusal throws as a failed tool program would. */

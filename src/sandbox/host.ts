@@ -7,12 +7,12 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHost } from '../charm/host';
+import { layOutUnitDirectories } from '../charm/unitdirs';
 import { hostPaths, type HostPaths } from '../charm/paths';
 import { parseStatus, type ProgramStatus } from '../charm/supervisor';
 import { createEmulatedUnit, dispatchEvent, type DispatchOptions, type DispatchResult, type EmulatedUnit } from '../hooktools/emulator';
 
 const SHUTDOWN_WAIT_MS = 15_000;
-
 export interface SandboxHostOptions {
   root: string;
   /** The charm to run: a checkout with dist/ built, or an unpacked .charm. */
@@ -32,6 +32,7 @@ export class SandboxHost {
     this.root = options.root;
     this.charmDir = options.charmDir;
     this.paths = hostPaths(options.root);
+    layOutUnitDirectories(options.root);
     this.unit = createEmulatedUnit(path.join(options.root, '.juju-unit'), options.hooktool, options.charmDir, { config: options.config ?? {} });
   }
 

@@ -53,7 +53,7 @@ describe('config-repo over HTTP with credentials in the URL', () => {
     const good = { 'config-repo': server.url('lab.git', `lab:${SECRET}`), 'config-dir': 'lab1' };
 
     const out = await ctx.run(ctx.on.configChanged(), { config: good });
-    expect(out.unitStatus?.message).toBe('1 agent running');
+    expect(out.unitStatus?.message).toBe('1 agent starting');
     expect(server.authorizations).toContain(`Basic ${b64(`lab:${SECRET}`)}`);
     const checkout = fs.realpathSync(path.join(root, 'srv/agent-configs'));
     expect(fs.statSync(path.join(checkout, '.git')).mode & 0o777).toBe(0o700);
@@ -117,7 +117,7 @@ describe('config-repo over SSH', () => {
     expect(refused.unitStatus?.message).toMatch(/^config-repo: host key refused/);
 
     const pinned = await ctx.run(ctx.on.configChanged(), { config: { ...lab.config, 'config-repo-known-hosts': `${lab.hostKey}\n` } });
-    expect(pinned.unitStatus?.message).toBe('1 agent running');
+    expect(pinned.unitStatus?.message).toBe('1 agent starting');
     // A job rewrites the agents' ssh config; the charm's next fetch must not read it either.
     fs.appendFileSync(path.join(root, 'home/ubuntu/.ssh/config'), `Host 127.0.0.1\n  ProxyCommand touch ${lab.marker}\n`);
     await ctx.run(ctx.on.action('update-configs'), { config: { ...lab.config, 'config-repo-known-hosts': `${lab.hostKey}\n` } });
@@ -128,7 +128,7 @@ describe('config-repo over SSH', () => {
     const lab = await sshLab();
     const { ctx, root } = charmHarness();
     const first = await ctx.run(ctx.on.configChanged(), { config: lab.config });
-    expect(first.unitStatus?.message).toBe('1 agent running');
+    expect(first.unitStatus?.message).toBe('1 agent starting');
     const firstSeen = path.join(root, 'var/lib/testflinger-agent-host/git/known_hosts.first-seen');
     expect(fs.readFileSync(firstSeen, 'utf8')).toContain(lab.hostKey.split(' ')[2]);
     expect(fs.statSync(firstSeen).mode & 0o777).toBe(0o600);

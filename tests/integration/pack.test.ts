@@ -10,6 +10,7 @@ import { labAgentConf } from '../helpers/charm';
 import { ConfigRepo } from '../helpers/gitrepo';
 import { Sandbox } from '../helpers/sandbox';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+import { expectStartingOrRunning } from '../helpers/status';
 
 jest.setTimeout(120_000);
 
@@ -66,7 +67,7 @@ it('unpacked, its dispatch runs the charm on the shipped node, which installs an
   try {
     await sandbox.hook('install');
     await sandbox.hook('config-changed');
-    expect(sandbox.status).toEqual({ status: 'active', message: '1 agent running' });
+    expectStartingOrRunning(sandbox.status, 1);
     await eventually(() => sandbox.programs().get('agent-a')?.state === 'RUNNING', 'agent-a RUNNING');
     expect(fs.readlinkSync(path.join(sandbox.root, 'srv/testflinger-agent/current'))).toMatch(/^versions\/charm-/);
     // The charm ran on the shipped node (a sandbox's wrappers run the node that runs the charm).

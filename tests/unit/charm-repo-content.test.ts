@@ -23,7 +23,7 @@ describe('config-repo content', () => {
     fs.symlinkSync('/dev/zero', path.join(repo.dir, 'lab1', 'agent-zero', 'testflinger-agent.conf'));
     repo.commit();
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    expect(out.unitStatus?.message).toMatch(/1 agents running; bad conf: agent-zero/);
+    expect(out.unitStatus?.message).toMatch(/^0 agents running, 1 starting; bad conf: agent-zero/);
     expect(out.logs.some((l) => /"agent-zero": "testflinger-agent.conf is a link/.test(l.message))).toBe(true);
     expect(programs(root)).toEqual(['agent-1.conf']);
   });
@@ -44,7 +44,7 @@ describe('config-repo content', () => {
     repo.commit();
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(out.unitStatus?.name).toBe('blocked');
-    expect(out.unitStatus?.message).toMatch(/^2 agents running; bad conf: agent-x+…/);
+    expect(out.unitStatus?.message).toMatch(/^0 agents running, 2 starting; bad conf: agent-x+…/);
     expect(out.unitStatus?.message.length).toBeLessThanOrEqual(200);
     expect(programs(root)).toEqual(['agent-1.conf', 'agent-2.conf']);
   });
@@ -65,7 +65,7 @@ describe('config-repo content', () => {
     const repo = new ConfigRepo('lab1').addAgent('agent-1').addAgent('agent-1b', agentConf('agent-1')).addAgent('agent-2');
     repo.commit();
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    expect(out.unitStatus?.message).toMatch(/^1 agents running; bad conf: agent-1, agent-1b/);
+    expect(out.unitStatus?.message).toMatch(/^0 agents running, 1 starting; bad conf: agent-1, agent-1b/);
     expect(out.logs.some((l) => /"agent-1b": "agent_id \\"agent-1\\" is also the agent_id of agent-1"/.test(l.message))).toBe(true);
     expect(programs(root)).toEqual(['agent-2.conf']);
   });

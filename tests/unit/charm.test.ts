@@ -2,7 +2,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
-import { ActiveStatus } from '../../src/ops';
+import { ActiveStatus, WaitingStatus } from '../../src/ops';
 import { hostPaths } from '../../src/charm/paths';
 import { parseAgentConfig } from '../../src/agent/config';
 import { parseCharmConfig } from '../../src/charm/config';
@@ -89,7 +89,8 @@ describe('config-changed with a good config', () => {
     const out = await ctx.run(ctx.on.configChanged(), {
       config: config(repo, { 'ssh-private-key': b64(keys.privateKey), 'ssh-public-key': b64(keys.publicKey) }),
     });
-    expect(out.unitStatus).toEqual(new ActiveStatus('2 agents running'));
+    // Just added: supervisord is starting them (the next update-status reads how they settled).
+    expect(out.unitStatus).toEqual(new WaitingStatus('2 agents starting'));
     const ssh = path.join(root, 'home/ubuntu/.ssh');
     expect(fs.readFileSync(path.join(ssh, 'id_rsa'), 'utf8')).toBe(keys.privateKey);
     expect(fs.statSync(path.join(ssh, 'id_rsa')).mode & 0o777).toBe(0o600);
@@ -199,7 +200,7 @@ describe('config-changed with a good config', () => {
     const repo = new ConfigRepo('lab1');
     repo.addAgent('agent002', labAgentConf('agent-002')).commit();
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
-    expect(out.unitStatus).toEqual(new ActiveStatus('1 agent running'));
+    expect(out.unitStatus).toEqual(new WaitingStatus('1 agent starting'));
     expect(fs.readFileSync(path.join(programDir(root), 'agent002.conf'), 'utf8')).toMatch(/TESTFLINGER_AGENT_DIR="[^"]*\/lab1\/agent002"/);
   });
 
@@ -209,7 +210,7 @@ describe('config-changed with a good config', () => {
     repo.addAgent('agent-bad', 'agent_id: agent-bad\njob_queues: []\nserver_address: x\n').commit();
     const out = await ctx.run(ctx.on.configChanged(), { config: config(repo) });
     expect(out.unitStatus?.name).toBe('blocked');
-    expect(out.unitStatus?.message).toMatch(/1 agents running; bad conf: agent-bad/);
+    expect(out.unitStatus?.message).toMatch(/^0 agents running, 1 starting; bad conf: agent-bad/);
     expect(out.logs.some((l) => /skipping agent "agent-bad": "testflinger-agent.conf: job_queues/.test(l.message))).toBe(true);
     expect(fs.existsSync(path.join(programDir(root), 'agent-bad.conf'))).toBe(false);
   });
@@ -263,7 +264,7 @@ describe('agent credentials', () => {
     const repo = labRepo('agent-1');
     const cfg = config(repo, { 'testflinger-server': server.url, 'credentials-secret': 'secret:cred123' });
     const out = await ctx.run(ctx.on.configChanged(), { config: cfg, secrets });
-    expect(out.unitStatus).toEqual(new ActiveStatus('1 agent running'));
+    expect(out.unitStatus).toEqual(new WaitingStatus('1 agent starting'));
     const tokenFile = path.join(root, 'var/lib/testflinger-agent/refresh_token');
     expect(fs.statSync(tokenFile).mode & 0o777).toBe(0o600);
     const { refresh_token } = JSON.parse(fs.readFileSync(tokenFile, 'utf8')) as { refresh_token: string };
