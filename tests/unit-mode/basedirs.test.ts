@@ -110,6 +110,8 @@ describeOnUnitHost("a lab's upstream-shaped confs, with a ubuntu user (home 0750
       `skipping agent "outside": "logging_basedir /etc/testflinger/logs: must be under /tmp, /var/tmp, /srv or /home/<user>/<dir>, where a directory an agent owns runs nothing of root or another user"`,
     );
     expect(logs).toContain(`skipping agent "taken": "results_basedir /tmp/taken/results: /tmp/taken/results exists, owned by nobody; it must be tf-taken's"`);
+    // The install hook leaves the agents starting; update-status confirms how they settled.
+    await host.hook('update-status');
     expect(host.status).toEqual({ status: 'blocked', message: '7 agents running; bad conf: clash-1, clash-2, outside and 1 more (see juju debug-log)' });
     const programs = await host.programs();
     expect([...programs.keys()].sort()).toEqual(Object.keys(lab).sort());
@@ -177,7 +179,8 @@ describeOnUnitHost("upstream's reference basedirs under /home/ubuntu, on a machi
 
   it("both agents run a job as their own users in their own directories; the path to them is root's", async () => {
     await expectOwnDirs(host, lab);
-    expect(host.status).toEqual({ status: 'active', message: '2 agents running' });
+    await host.hook('update-status');
+    expect(host.status).toEqual({ status: 'active', message: '2 agents: 2 waiting' });
     for (const dir of ['/home/ubuntu', '/home/ubuntu/testflinger']) expect({ dir, ...(await host.stat(dir)) }).toEqual({ dir, uid: 0, gid: 0, mode: 0o755, type: 'directory' });
   }, 120_000);
 });
