@@ -1,0 +1,74 @@
+/**
+ * The control-host family: device types whose provisioning runs on a control host next to the
+ * device, driven through its REST API (./run.ts). Each checks its job before the control host
+ * hears anything.
+ */
+import { ConnectorError } from '../../errors';
+import { runTest, testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { waitForSsh } from '../../steps';
+import type { DeviceType } from '../types';
+import { controlHostConfig, controlHostConfigSchema, readTimeoutSeconds, type ControlHostConfig } from './config';
+import { IOT_METHOD, iotProvision, iotRequest } from './iot';
+import { KVM_METHOD, kvmProvision, kvmRequest } from './kvm';
+import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
+import { provisionOnControlHost, setupControlHost } from './run';
+
+/** Upstream power cycles the control host first with this script; this connector does not (yet). */
+function noteRebootScript(ctx: PhaseContext): void {
+  if (ctx.device['control_host_reboot_script'] !== undefined) ctx.print('control_host_reboot_script is set: this connector does not power cycle the control host before provisioning (upstream does)');
+}
+
+/** Prepares the control host (best effort), runs the provisioning there, and waits for its end. */
+async function provisionThrough(ctx: PhaseContext, config: ControlHostConfig, method: string, kwargs: Record<string, unknown>): Promise<void> {
+  noteRebootScript(ctx);
+  await setupControlHost(ctx, config, 'provisioning');
+  await provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(ctx.job) }, method, kwargs);
+  ctx.print(`the control host finished ${method}`);
+}
+
+/** As upstream, the control host is asked (best effort) to prepare for the test phase first. */
+const test: PhaseFn = async (ctx) => {
+  if (ctx.device['control_host'] !== undefined) await setupControlHost(ctx, controlHostConfig(ctx.device), 'test');
+  return runTest(ctx);
+};
+
+const kvmProvisionPhase: PhaseFn = async (ctx) => {
+  const data = kvmProvision(ctx.job);
+  const kwargs = kvmRequest(ctx, data);
+  await provisionThrough(ctx, controlHostConfig(ctx.device), KVM_METHOD, kwargs);
+  writeDeviceInfo(ctx);
+  return 0;
+};
+
+/**
+ * Upstream then copies the agent's key to the device with the job's password (ssh-copy-id); this
+ * connector logs in with keys only, so it waits until the device takes the agents' key.
+ */
+async function awaitAgentAccess(ctx: PhaseContext): Promise<void> {
+  try {
+    await waitForSsh(ctx, testUsername(ctx));
+  } catch (error) {
+    throw new ConnectorError(`${(error as Error).message}; the provisioned system must accept the agents' key (this connector does not log in with test_password as upstream's does)`);
+  }
+}
+
+const iotProvisionPhase: PhaseFn = async (ctx) => {
+  const data = iotProvision(ctx.job);
+  const kwargs = iotRequest(ctx, data);
+  await provisionThrough(ctx, controlHostConfig(ctx.device), IOT_METHOD, kwargs);
+  if (data.agent_ssh_access && !data.ubuntu_sso_email) await awaitAgentAccess(ctx);
+  writeDeviceInfo(ctx);
+  return 0;
+};
+
+const oemAutoinstallProvisionPhase: PhaseFn = async (ctx) => {
+  const data = oemAutoinstallProvision(ctx.job);
+  if (usesIso(data)) await provisionThrough(ctx, controlHostConfig(ctx.device), OEM_METHOD, oemRequest(ctx, data));
+  else ctx.print('no control_host_iso_url, control_host_iso_type or url in provision_data: nothing to provision');
+  writeDeviceInfo(ctx);
+  return 0;
+};
+
+export const control_host_kvm: DeviceType = { name: 'control_host_kvm', phases: { provision: kvmProvisionPhase, test }, configSchema: controlHostConfigSchema };
+export const control_host_iot: DeviceType = { name: 'control_host_iot', phases: { provision: iotProvisionPhase, test }, configSchema: controlHostConfigSchema };
+export const oem_autoinstall: DeviceType = { name: 'oem_autoinstall', phases: { provision: oemAutoinstallProvisionPhase, test }, configSchema: oemAutoinstallConfigSchema };
