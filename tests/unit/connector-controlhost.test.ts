@@ -145,10 +145,12 @@ describe('the log stream and the outcome', () => {
   });
 
   it('a malformed entry is reported, not counted, and does not move the resume cursor', async () => {
-    const { host, lines, provision } = await harness({ logs: entries(2), preamble: 'id: 7\ndata: {not json\n\n', drops: [1] });
+    const { host, lines, provision } = await harness({ logs: entries(2), preamble: 'id: 7\ndata: {not json\n\n', drops: [0] });
     await provision();
     expect(lines).toContain('Malformed SSE data: "{not json"');
-    expect(host.logConnections).toEqual([null, '1']);
+    // The first connection brought only the malformed entry (id 7): the second starts from scratch.
+    expect(host.logConnections).toEqual([null, null]);
+    expect(shown(lines)).toEqual(['[control-host] step 1', '[control-host] step 2']);
   });
 
   it('a control host silent for longer than provisioning_timeout fails the provisioning', async () => {
