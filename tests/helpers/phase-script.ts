@@ -23,6 +23,31 @@ export function phaseScript(phase: string): string {
   return file;
 }
 
+/**
+ * testflinger-agent.conf for the real agent program in `agentDir`: one queue, fast polling, its
+ * run, log and result dirs in a fresh temp dir, and the rendered tf-* scripts for `phases`.
+ */
+export function writeAgentConf(agentDir: string, conf: { agentId: string; serverUrl: string; queue: string; provisionType: string; phases: readonly string[] }): string {
+  const base = tempDir('agent-run');
+  const file = path.join(agentDir, 'testflinger-agent.conf');
+  const commands = Object.fromEntries(conf.phases.map((phase) => [`${phase}_command`, phaseScript(phase)]));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      agent_id: conf.agentId,
+      server_address: conf.serverUrl,
+      job_queues: [conf.queue],
+      polling_interval: 0.2,
+      provision_type: conf.provisionType,
+      execution_basedir: path.join(base, 'run'),
+      logging_basedir: path.join(base, 'logs'),
+      results_basedir: path.join(base, 'results'),
+      ...commands,
+    }),
+  );
+  return file;
+}
+
 export interface PhaseRun {
   code: number | null;
   out: string;

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { EmulatedControlHost } from '../helpers/controlhost';
-import { phaseScript } from '../helpers/phase-script';
+import { writeAgentConf } from '../helpers/phase-script';
 import { sshKeygen } from '../helpers/sshd';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
@@ -40,29 +40,14 @@ async function agentFor(type: string): Promise<{ host: EmulatedControlHost; queu
   hosts.push(host);
   const home = tempDir('agent-home');
   sshKeygen(path.join(home, '.ssh', 'id_rsa'));
-  const base = tempDir('agent-run');
   const agentDir = tempDir('agent-conf');
   const queue = `${type}-q`;
-  const commands = Object.fromEntries(['setup', 'provision', 'test', 'cleanup'].map((phase) => [`${phase}_command`, phaseScript(phase)]));
-  fs.writeFileSync(
-    path.join(agentDir, 'testflinger-agent.conf'),
-    JSON.stringify({
-      agent_id: `${type}-agent`,
-      server_address: server.url,
-      job_queues: [queue],
-      polling_interval: 0.2,
-      provision_type: type,
-      execution_basedir: path.join(base, 'run'),
-      logging_basedir: path.join(base, 'logs'),
-      results_basedir: path.join(base, 'results'),
-      ...commands,
-    }),
-  );
+  const conf = writeAgentConf(agentDir, { agentId: `${type}-agent`, serverUrl: server.url, queue, provisionType: type, phases: ['setup', 'provision', 'test', 'cleanup'] });
   fs.writeFileSync(
     path.join(agentDir, 'default.yaml'),
     JSON.stringify({ device_ip: '127.0.0.1', agent_name: `${type}-agent`, control_host: '127.0.0.1', control_host_rest_port: host.port, reboot_script: ['pdu-cycle 4'] }),
   );
-  agents.push(spawn(process.execPath, [AGENT, '-c', path.join(agentDir, 'testflinger-agent.conf')], { env: { PATH: process.env['PATH'], HOME: home, TESTFLINGER_AGENT_DIR: agentDir }, stdio: 'ignore' }));
+  agents.push(spawn(process.execPath, [AGENT, '-c', conf], { env: { PATH: process.env['PATH'], HOME: home, TESTFLINGER_AGENT_DIR: agentDir }, stdio: 'ignore' }));
   return { host, queue };
 }
 

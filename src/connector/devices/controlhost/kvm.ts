@@ -3,13 +3,12 @@
  * The connector sends the image URL, the job's credentials, the robot tasks the control host
  * drives the installer with, the autoinstall settings, and the agent's public key.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { describeIssues, type JobFile } from '../../config';
-import { ConnectorError, JobError } from '../../errors';
+import { JobError } from '../../errors';
 import type { PhaseContext } from '../../phases';
+import { agentPublicKey } from '../../ssh';
 import { jobCredentials } from './config';
 
 export const KVM_METHOD = 'ProvisioningKVM';
@@ -84,15 +83,6 @@ function autoinstallConf(data: Record<string, unknown>): Record<string, unknown>
   return Object.keys(conf).length > 0 ? conf : null;
 }
 
-function agentPublicKey(): string {
-  const file = path.join(process.env['HOME'] ?? '', '.ssh', 'id_rsa.pub');
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ConnectorError(`cannot read the agent's public key ${file}, which the provisioned system must accept: ${(error as Error).message}`);
-  }
-}
-
 /** The request's kwargs, key for key as upstream builds them. */
 export function kvmRequest(ctx: PhaseContext, data: KvmProvision): Record<string, unknown> {
   const { username, password } = jobCredentials(ctx.job, { username: 'ubuntu', password: 'ubuntu' });
@@ -106,7 +96,7 @@ export function kvmRequest(ctx: PhaseContext, data: KvmProvision): Record<string
   } else {
     request = { url: data.url, username, password, autoinstall_conf: autoinstallConf(given), robot_tasks: data.robot_tasks };
   }
-  request['authorized_keys'] = [agentPublicKey()];
+  request['authorized_keys'] = [agentPublicKey('the provisioned system')];
   for (const key of KVM_OPTIONAL_KEYS) if (key in given) request[key] = given[key];
   return request;
 }
