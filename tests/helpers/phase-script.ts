@@ -3,7 +3,7 @@
  * directory, with the agent's environment ($provision_type, $agent_id, TESTFLINGER_AGENT_DIR),
  * calling the built connector. Asynchronous, so a test can play the device meanwhile.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TemplateRenderer } from '../../src/charm/templates';
@@ -11,6 +11,7 @@ import { PHASE_SCRIPT_TEMPLATE, phaseScriptName } from '../../src/charm/scripts'
 import { repoRoot, tempDir } from './tmp';
 
 export const CONNECTOR = path.join(repoRoot, 'dist', 'testflinger-device-connector.js');
+export const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 const scriptsDir = tempDir('tf-scripts');
 
 /** The charm's tf-<phase> script, rendered to call the built connector. */
@@ -46,6 +47,26 @@ export function writeAgentConf(agentDir: string, conf: { agentId: string; server
     }),
   );
   return file;
+}
+
+/** Agent programs started by `spawnAgent`, ended by `stopAgents` (after each test file). */
+const agents: ChildProcess[] = [];
+
+/** Starts the real agent program on `conf` with `env` (HOME, TESTFLINGER_AGENT_DIR, ...). */
+export function spawnAgent(conf: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const agent = spawn(process.execPath, [AGENT, '-c', conf], { env, stdio: 'ignore' });
+  agents.push(agent);
+  return agent;
+}
+
+/** Ends every agent `spawnAgent` started that still runs, and waits for each. */
+export async function stopAgents(): Promise<void> {
+  for (const agent of agents.splice(0)) {
+    if (agent.exitCode !== null || agent.signalCode !== null) continue;
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill('SIGTERM');
+    await exited;
+  }
 }
 
 export interface PhaseRun {

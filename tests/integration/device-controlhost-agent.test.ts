@@ -3,20 +3,17 @@
  * takes the job from the dev server and runs the charm's rendered tf-* scripts, which run the
  * connector against the emulated control host.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { EmulatedControlHost } from '../helpers/controlhost';
-import { writeAgentConf } from '../helpers/phase-script';
+import { spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
 import { sshKeygen } from '../helpers/sshd';
-import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+import { eventually, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
 
-const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 let server: DevServer;
-const agents: ChildProcess[] = [];
 const hosts: EmulatedControlHost[] = [];
 
 beforeAll(async () => {
@@ -24,12 +21,7 @@ beforeAll(async () => {
   await server.start();
 });
 afterAll(async () => {
-  for (const agent of agents) {
-    if (agent.exitCode !== null) continue;
-    const exited = new Promise((r) => agent.once('exit', r));
-    agent.kill('SIGTERM');
-    await exited;
-  }
+  await stopAgents();
   for (const host of hosts) await host.stop();
   await server.stop();
 });
@@ -47,7 +39,7 @@ async function agentFor(type: string): Promise<{ host: EmulatedControlHost; queu
     path.join(agentDir, 'default.yaml'),
     JSON.stringify({ device_ip: '127.0.0.1', agent_name: `${type}-agent`, control_host: '127.0.0.1', control_host_rest_port: host.port, reboot_script: ['pdu-cycle 4'] }),
   );
-  agents.push(spawn(process.execPath, [AGENT, '-c', conf], { env: { PATH: process.env['PATH'], HOME: home, TESTFLINGER_AGENT_DIR: agentDir }, stdio: 'ignore' }));
+  spawnAgent(conf, { PATH: process.env['PATH'], HOME: home, TESTFLINGER_AGENT_DIR: agentDir });
   return { host, queue };
 }
 

@@ -4,30 +4,22 @@
  * tf-provision and tf-cleanup of a multi agent against the dev server with no child agents, so
  * children that never allocate, a parent cancelled meanwhile and cleanup can be seen.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
-import { agentWithJob, runPhase, writeAgentConf } from '../helpers/phase-script';
-import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+import { agentWithJob, runPhase, spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
+import { eventually, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
 
-const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 let server: DevServer;
-const agents: ChildProcess[] = [];
 
 beforeAll(async () => {
   server = new DevServer();
   await server.start();
 });
 afterAll(async () => {
-  for (const agent of agents) {
-    if (agent.exitCode !== null) continue;
-    const exited = new Promise((r) => agent.once('exit', r));
-    agent.kill('SIGTERM');
-    await exited;
-  }
+  await stopAgents();
   await server.stop();
 });
 
@@ -35,7 +27,7 @@ function startAgent(name: string, type: string, queue: string, device: Record<st
   const agentDir = tempDir('agent-conf');
   const conf = writeAgentConf(agentDir, { agentId: name, serverUrl: server.url, queue, provisionType: type, phases: ['setup', 'provision', 'test', 'allocate', 'cleanup'] });
   fs.writeFileSync(path.join(agentDir, 'default.yaml'), JSON.stringify({ agent_name: name, ...device }));
-  agents.push(spawn(process.execPath, [AGENT, '-c', conf], { env: { PATH: process.env['PATH'], HOME: tempDir('agent-home'), TESTFLINGER_AGENT_DIR: agentDir }, stdio: 'ignore' }));
+  spawnAgent(conf, { PATH: process.env['PATH'], HOME: tempDir('agent-home'), TESTFLINGER_AGENT_DIR: agentDir });
 }
 
 const state = (id: string) => server.resultView(id)?.['job_state'];
