@@ -6,6 +6,7 @@
  * several that bring nothing), a stream cut off (its socket destroyed), a request body refused with 422 (a missing field, an unknown
  * preset), a slow job.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -33,6 +34,13 @@ export interface ControlHostBehaviour {
   cutAfter?: number;
   /** Raw text the stream sends first on each connection (a malformed entry, say). */
   preamble?: string;
+  /**
+   * After POST /api/v1/system/poweroff the host is down (it resets every connection) until this
+   * file exists: the test's control_host_reboot_script creates it, as a PDU would power it on.
+   */
+  powerOnFlag?: string;
+  /** The answer to POST /api/v1/system/poweroff (a control host without that endpoint: 404). */
+  poweroffStatus: number;
   /** The presets this control host knows; a request naming another is refused (422). */
   presets: string[];
 }
@@ -68,10 +76,13 @@ export class EmulatedControlHost {
   /** The Last-Event-ID each log connection came with (null: none). */
   readonly logConnections: (string | null)[] = [];
   private readonly jobs = new Map<string, Job>();
+  private down = false;
+  /** How many times it was powered back on. */
+  boots = 0;
   private readonly server = http.createServer((req, res) => void this.handle(req, res));
 
   constructor(behaviour: Partial<ControlHostBehaviour> = {}) {
-    this.behaviour = { logs: [{ level: 'INFO', message: 'provisioning started' }, { level: 'INFO', message: 'provisioning done' }], entryMs: 20, outcome: 'completed', presets: ['desktop-noble', 'core24'], drops: [], ...behaviour };
+    this.behaviour = { logs: [{ level: 'INFO', message: 'provisioning started' }, { level: 'INFO', message: 'provisioning done' }], entryMs: 20, outcome: 'completed', presets: ['desktop-noble', 'core24'], drops: [], poweroffStatus: 200, ...behaviour };
   }
 
   async start(): Promise<this> {
@@ -95,12 +106,19 @@ export class EmulatedControlHost {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://control-host');
     this.calls.push(`${req.method} ${url.pathname}`);
+    if (this.down && !this.poweredOn()) {
+      req.socket.destroy();
+      return;
+    }
     const body = await readBody(req);
     const route = `${req.method} ${url.pathname}`;
     let match: RegExpExecArray | null;
     if (route === 'GET /health') return send(res, 200, { status: 'ok' });
     if ((match = /^POST \/api\/v1\/system\/setup\/(provisioning|test)$/.exec(route))) return send(res, 200, { phase: match[1] });
-    if (route === 'POST /api/v1/system/poweroff') return send(res, 200, {});
+    if (route === 'POST /api/v1/system/poweroff') {
+      this.down = this.behaviour.poweroffStatus === 200;
+      return send(res, this.behaviour.poweroffStatus, {});
+    }
     if (route === 'POST /api/v1/provision') return this.provision(res, parseJson(body.toString('utf8')));
     if (route === 'POST /api/v1/provision/multipart') return this.provisionMultipart(req, res, body);
     if ((match = /^GET \/api\/v1\/provision\/([^/]+)\/logs$/.exec(route))) return this.streamLogs(req, res, match[1] ?? '');
@@ -111,6 +129,15 @@ export class EmulatedControlHost {
       return send(res, 200, { job_id: job.id, status: job.status, ...(failed ? { error: this.behaviour.error } : {}) });
     }
     send(res, 404, { detail: 'Not Found' });
+  }
+
+  private poweredOn(): boolean {
+    const flag = this.behaviour.powerOnFlag;
+    if (!flag || !fs.existsSync(flag)) return false;
+    fs.rmSync(flag);
+    this.down = false;
+    this.boots++;
+    return true;
   }
 
   private async provisionMultipart(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): Promise<void> {

@@ -130,12 +130,14 @@ describe('control_host_kvm', () => {
 describe('control_host_iot', () => {
   const PLAN = { config: { project_name: 'core24', username: 'admin', password: 'admin' }, run_stage: [{ initial_login: { method: 'system-user' } }, { deploy: { utility: 'utp_com' } }] };
 
-  it("sends upstream's ProvisioningIoT request with the plan's credentials replaced by the job's, then waits until the device takes the agents' key", async () => {
-    const host = await controlHost();
+  it("power cycles the control host (the DUT off meanwhile), sends upstream's ProvisioningIoT request with the plan's credentials replaced by the job's, then waits until the device takes the agents' key", async () => {
+    const lab = tempDir('iot-lab');
+    const host = await controlHost({ powerOnFlag: path.join(lab, 'power-on') });
+    const power = { control_host_reboot_script: [`touch ${path.join(lab, 'power-on')}`], control_host_offline_wait_seconds: 0, poweroff_script: [`touch ${path.join(lab, 'dut-off')}`], poweron_script: [`touch ${path.join(lab, 'dut-on')}`] };
     const sshd = await new TestSshd().start([key.publicKey]);
     stops.push(() => sshd.stopAndWait());
     const user = os.userInfo().username;
-    const dirs = agentWithJob(deviceConfig(host.port, { ssh_port: sshd.port, provision_ssh_wait: 20 }), {
+    const dirs = agentWithJob(deviceConfig(host.port, { ssh_port: sshd.port, provision_ssh_wait: 20, ...power }), {
       provision_data: { urls: ['https://images.example/core24-pi.img.xz'], provision_plan: PLAN },
       test_data: { test_username: user, test_password: 'pw' },
     });
@@ -151,6 +153,9 @@ describe('control_host_iot', () => {
       agent_name: 'lab-dut-7',
     });
     expect(run.out).toContain('answers over SSH');
+    expect(host.calls.slice(0, 4)).toEqual(['POST /api/v1/system/poweroff', 'GET /health', 'POST /api/v1/system/setup/provisioning', 'POST /api/v1/provision']);
+    expect(host.boots).toBe(1);
+    expect(fs.readdirSync(lab).sort()).toEqual(['dut-off', 'dut-on']);
   });
 
   it('a console-conf login without ubuntu_sso_email, or a malformed url, fails the job naming it; nothing is sent', async () => {

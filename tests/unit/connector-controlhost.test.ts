@@ -9,6 +9,7 @@ import { jobFileSchema } from '../../src/connector/config';
 import { ConnectorError } from '../../src/connector/errors';
 import type { PhaseContext } from '../../src/connector/phases';
 import { controlHostConfigSchema, readTimeoutSeconds } from '../../src/connector/devices/controlhost/config';
+import { powerCycleControlHost } from '../../src/connector/devices/controlhost/powercycle';
 import { provisionOnControlHost } from '../../src/connector/devices/controlhost/run';
 import { EmulatedControlHost, type ControlHostBehaviour } from '../helpers/controlhost';
 import { freePort } from '../helpers/sshd';
@@ -26,6 +27,7 @@ interface Harness {
   pauses: number[];
   runDir: string;
   provision(kwargs?: Record<string, unknown>): Promise<void>;
+  powerCycle(manageDutPower: boolean): Promise<void>;
 }
 
 async function harness(behaviour: Partial<ControlHostBehaviour> = {}, options: { device?: Record<string, unknown>; provisionData?: Record<string, unknown>; port?: number } = {}): Promise<Harness> {
@@ -47,7 +49,7 @@ async function harness(behaviour: Partial<ControlHostBehaviour> = {}, options: {
   const ctx: PhaseContext = { device: config, job, runDir, print: (line) => lines.push(line), sleep: async (ms) => void pauses.push(ms / 1000) };
   const provision = (kwargs: Record<string, unknown> = { url: 'http://images/x.iso', username: 'ubuntu', password: 'ubuntu' }) =>
     provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(job) }, 'ProvisioningKVM', kwargs);
-  return { host, lines, pauses, runDir, provision };
+  return { host, lines, pauses, runDir, provision, powerCycle: (manageDutPower) => powerCycleControlHost(ctx, config, manageDutPower) };
 }
 
 const entries = (n: number) => Array.from({ length: n }, (_, i) => ({ level: 'INFO', message: `step ${i + 1}` }));
@@ -156,5 +158,54 @@ describe('the log stream and the outcome', () => {
   it('a control host silent for longer than provisioning_timeout fails the provisioning', async () => {
     const { provision } = await harness({ logs: entries(1), entryMs: 1500 }, { provisionData: { provisioning_timeout: 0.5 } });
     await expect(provision()).rejects.toThrow(/the control host sent nothing for 0.5s/);
+  });
+});
+
+describe('the power cycle before provisioning (control_host_reboot_script)', () => {
+  /** A lab: the reboot script "powers on" the emulated host; the DUT scripts leave marks. */
+  async function lab(options: { rebootPowersOn: boolean; readyWait?: number }) {
+    const dir = tempDir('ch-power');
+    const flag = path.join(dir, 'power-on');
+    const device = {
+      control_host_reboot_script: [options.rebootPowersOn ? `touch ${flag}` : 'true'],
+      control_host_offline_wait_seconds: 0,
+      control_host_ready_wait_seconds: options.readyWait ?? 30,
+      poweroff_script: [`touch ${path.join(dir, 'dut-off')}`],
+      poweron_script: [`touch ${path.join(dir, 'dut-on')}`],
+    };
+    const h = await harness({ powerOnFlag: flag }, { device });
+    return { ...h, marks: () => ['dut-off', 'dut-on'].filter((f) => fs.existsSync(path.join(dir, f))) };
+  }
+
+  it('powers the control host off through its API, runs the reboot script, and waits until /health answers; the DUT is off meanwhile', async () => {
+    const { host, lines, marks, powerCycle } = await lab({ rebootPowersOn: true });
+    await powerCycle(true);
+    expect(host.calls).toEqual(['POST /api/v1/system/poweroff', 'GET /health']);
+    expect(host.boots).toBe(1);
+    expect(marks()).toEqual(['dut-off', 'dut-on']);
+    expect(lines).toContain('Attempt to power cycle the control host.');
+  });
+
+  it('control_host_kvm leaves the DUT alone (only control_host_iot manages its power)', async () => {
+    const { marks, powerCycle } = await lab({ rebootPowersOn: true });
+    await powerCycle(false);
+    expect(marks()).toEqual([]);
+  });
+
+  it('a control host whose API does not come back fails the provisioning; the DUT is powered on again all the same', async () => {
+    const { marks, powerCycle } = await lab({ rebootPowersOn: false, readyWait: 0.5 });
+    await expect(powerCycle(true)).rejects.toThrow("the control host's REST API did not come back within 0.5s after its power cycle");
+    expect(marks()).toEqual(['dut-off', 'dut-on']);
+  });
+
+  it('DISABLE_CONTROL_HOST_POWERCYCLE skips it', async () => {
+    const { host, powerCycle } = await lab({ rebootPowersOn: true });
+    process.env['DISABLE_CONTROL_HOST_POWERCYCLE'] = '1';
+    try {
+      await powerCycle(true);
+    } finally {
+      delete process.env['DISABLE_CONTROL_HOST_POWERCYCLE'];
+    }
+    expect(host.calls).toEqual([]);
   });
 });

@@ -26,6 +26,12 @@ export const controlHostKeys = {
   poweroff_script: commandList.nullish(),
   serial_host: z.string().optional(),
   serial_port: z.number().int().optional(),
+  /** Run on this host to power the control host back on after its REST poweroff (each command split on spaces, no shell). */
+  control_host_reboot_script: commandList.optional(),
+  /** Ours: how long the control host may take to stop answering ping after its poweroff (upstream: 30 s). */
+  control_host_offline_wait_seconds: z.number().nonnegative().default(30),
+  /** Ours: how long its REST API may take to come back after the reboot script (upstream: 300 s). */
+  control_host_ready_wait_seconds: z.number().nonnegative().default(300),
   /** Ours: the control host's REST port (upstream's is always 8000). */
   control_host_rest_port: z.number().int().min(1).max(65535).default(UPSTREAM_REST_PORT),
   /** Ours: the first pause before reconnecting to a dropped log stream (upstream: 2 s). */

@@ -11,16 +11,16 @@ import { controlHostConfig, controlHostConfigSchema, readTimeoutSeconds, type Co
 import { IOT_METHOD, iotProvision, iotRequest } from './iot';
 import { KVM_METHOD, kvmProvision, kvmRequest } from './kvm';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
+import { powerCycleControlHost } from './powercycle';
 import { provisionOnControlHost, setupControlHost } from './run';
 
-/** Upstream power cycles the control host first with this script; this connector does not (yet). */
-function noteRebootScript(ctx: PhaseContext): void {
-  if (ctx.device['control_host_reboot_script'] !== undefined) ctx.print('control_host_reboot_script is set: this connector does not power cycle the control host before provisioning (upstream does)');
-}
-
-/** Prepares the control host (best effort), runs the provisioning there, and waits for its end. */
-async function provisionThrough(ctx: PhaseContext, config: ControlHostConfig, method: string, kwargs: Record<string, unknown>): Promise<void> {
-  noteRebootScript(ctx);
+/**
+ * Upstream's pre-provision hook (a power cycle of the control host, then a best-effort setup
+ * request), then the provisioning on the control host, followed to its end. `manageDutPower`:
+ * the device is kept off while the control host reboots (control_host_iot).
+ */
+async function provisionThrough(ctx: PhaseContext, config: ControlHostConfig, method: string, kwargs: Record<string, unknown>, manageDutPower = false): Promise<void> {
+  await powerCycleControlHost(ctx, config, manageDutPower);
   await setupControlHost(ctx, config, 'provisioning');
   await provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(ctx.job) }, method, kwargs);
   ctx.print(`the control host finished ${method}`);
@@ -55,7 +55,7 @@ async function awaitAgentAccess(ctx: PhaseContext): Promise<void> {
 const iotProvisionPhase: PhaseFn = async (ctx) => {
   const data = iotProvision(ctx.job);
   const kwargs = iotRequest(ctx, data);
-  await provisionThrough(ctx, controlHostConfig(ctx.device), IOT_METHOD, kwargs);
+  await provisionThrough(ctx, controlHostConfig(ctx.device), IOT_METHOD, kwargs, true);
   if (data.agent_ssh_access && !data.ubuntu_sso_email) await awaitAgentAccess(ctx);
   writeDeviceInfo(ctx);
   return 0;
