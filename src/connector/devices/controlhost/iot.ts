@@ -26,7 +26,8 @@ export const iotProvisionSchema = z
     urls: z.array(z.string()).optional(),
     preset: z.string().nullish(),
     preset_kwargs: z.record(z.string(), z.unknown()).nullish(),
-    provision_plan: planSchema.optional(),
+    /** As upstream, an empty plan is no plan. */
+    provision_plan: z.preprocess((plan) => (typeof plan === 'object' && plan !== null && Object.keys(plan).length === 0 ? undefined : plan), planSchema.optional()),
     ubuntu_sso_email: z.string().email().optional(),
     /** false: the device will not let the agent in over SSH, so the connector does not try. */
     agent_ssh_access: z.boolean().default(true),

@@ -15,7 +15,8 @@ export const KVM_METHOD = 'ProvisioningKVM';
 /** Upstream's preset whose image the control host only restores; its oemscript then installs the test image. */
 export const JAMMY_OEM_PRESET = 'desktop-jammy-oem';
 
-const httpUrl = z.string().url().refine((url) => /^(https?|ftp):\/\//i.test(url), 'an http(s) or ftp URL');
+/** Upstream does not check image URLs (the control host fetches them); here they must at least be URLs, on one line. */
+const imageUrl = z.string().url().refine((url) => !/[\s\x00-\x1f\x7f]/.test(url), 'a URL without spaces or control characters');
 const commandList = z.array(z.string());
 
 /** autoinstall_base_user_data: base64 of a YAML document, as upstream checks it. */
@@ -37,9 +38,9 @@ export const KVM_OPTIONAL_KEYS = ['cmdline_append', 'skip_download', 'wait_until
 
 export const kvmProvisionSchema = z
   .object({
-    url: httpUrl.optional(),
+    url: imageUrl.optional(),
     preset: z.string().min(1).optional(),
-    alloem_url: httpUrl.optional(),
+    alloem_url: imageUrl.optional(),
     oem: z.string().optional(),
     robot_tasks: z.array(z.string().min(1)).optional(),
     autoinstall_oem: z.boolean().optional(),
