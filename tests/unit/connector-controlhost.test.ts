@@ -92,6 +92,13 @@ describe('the provisioning request', () => {
     expect(host.calls).toEqual(['POST /api/v1/provision']);
   });
 
+  it("the job's password, quoted back in a refusal, is masked in the message", async () => {
+    const { provision } = await harness();
+    const refused = provision({ preset: 'secret-Pw-42', username: 'u', password: 'secret-Pw-42' });
+    await expect(refused).rejects.toThrow('unknown preset \\"***\\"');
+    await expect(refused).rejects.not.toThrow('secret-Pw-42');
+  });
+
   it('an unreachable control host fails the provisioning, naming the URL', async () => {
     const { provision } = await harness({}, { port: await freePort() });
     await expect(provision()).rejects.toThrow(/POST http:\/\/127\.0\.0\.1:\d+\/api\/v1\/provision failed: fetch failed: .*ECONNREFUSED/);

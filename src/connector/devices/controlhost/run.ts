@@ -89,6 +89,12 @@ function printEntry(ctx: PhaseContext, payload: string): boolean {
   return true;
 }
 
+/** A refusal may quote the request back (FastAPI's 422 does): the job's password is masked in it. */
+function withoutPassword(error: unknown, password: unknown): unknown {
+  if (!(error instanceof ConnectorError) || typeof password !== 'string' || password === '' || !error.message.includes(password)) return error;
+  return new ConnectorError(error.message.split(password).join('***'));
+}
+
 /** Starts the provisioning: with the provision attachment as a multipart upload, else as JSON. */
 async function submit(run: ControlHostRun, api: ControlHostApi, request: string): Promise<string> {
   const attachment = openProvisionAttachment(run.ctx.runDir);
@@ -150,7 +156,9 @@ export async function provisionOnControlHost(run: ControlHostRun, method: string
   const { ctx, config } = run;
   const api = controlHostApi(config);
   const request = JSON.stringify({ method, args: [], kwargs: requestKwargs(config, kwargs) });
-  const jobId = await submit(run, api, request);
+  const jobId = await submit(run, api, request).catch((error: unknown) => {
+    throw withoutPassword(error, kwargs['password']);
+  });
   ctx.print(`the control host runs ${method} as job ${jobId}`);
   const baseDelay = config.control_host_reconnect_seconds;
   let delay = baseDelay;
