@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EmulatedControlHost, type ControlHostBehaviour } from '../helpers/controlhost';
@@ -170,12 +171,18 @@ describe('control_host_iot', () => {
     expect(host.calls).toEqual([]);
   });
 
-  it('with agent_ssh_access false, a preset job ends when the control host is done', async () => {
+  it("with agent_ssh_access false, a preset job ends when the control host is done; the device's serial console is logged meanwhile", async () => {
     const host = await controlHost();
-    const dirs = agentWithJob(deviceConfig(host.port), { provision_data: { preset: 'core24', preset_kwargs: { channel: 'edge' }, url: 'https://images.example/a.img', agent_ssh_access: false } });
+    const consoleServer = net.createServer((socket) => socket.write('U-Boot 2024.01 (core24)\r\nStarting kernel ...\r\n'));
+    await new Promise<void>((r) => consoleServer.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise((r) => consoleServer.close(() => r())));
+    const serial = { serial_host: '127.0.0.1', serial_port: (consoleServer.address() as net.AddressInfo).port };
+    const dirs = agentWithJob(deviceConfig(host.port, serial), { provision_data: { preset: 'core24', preset_kwargs: { channel: 'edge' }, url: 'https://images.example/a.img', agent_ssh_access: false } });
     const run = await provision(dirs, 'control_host_iot');
     expect(run).toMatchObject({ code: 0 });
     expect(host.provisions[0]?.kwargs).toMatchObject({ username: 'ubuntu', password: 'ubuntu', preset: 'core24', preset_kwargs: { channel: 'edge' }, urls: ['https://images.example/a.img'] });
+    expect(fs.readFileSync(path.join(dirs.runDir, 'provision-serial.log'), 'utf8')).toBe('U-Boot 2024.01 (core24)\r\nStarting kernel ...\r\n');
+    expect(run.out).toContain('Successfully connected to serial logging server');
   });
 });
 

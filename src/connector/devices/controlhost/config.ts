@@ -24,8 +24,9 @@ export const controlHostKeys = {
   reboot_script: commandList,
   poweron_script: commandList.nullish(),
   poweroff_script: commandList.nullish(),
-  serial_host: z.string().optional(),
-  serial_port: z.number().int().optional(),
+  /** The device's serial console (a TCP console server), logged by control_host_iot while it provisions. */
+  serial_host: sshHostSchema.optional(),
+  serial_port: z.number().int().min(1).max(65535).optional(),
   /** Run on this host to power the control host back on after its REST poweroff (each command split on spaces, no shell). */
   control_host_reboot_script: commandList.optional(),
   /** Ours: how long the control host may take to stop answering ping after its poweroff (upstream: 30 s). */

@@ -5,6 +5,7 @@
  */
 import { ConnectorError } from '../../errors';
 import { runTest, testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { startSerialLog } from '../../serial';
 import { waitForSsh } from '../../steps';
 import type { DeviceType } from '../types';
 import { controlHostConfig, controlHostConfigSchema, readTimeoutSeconds, type ControlHostConfig } from './config';
@@ -52,11 +53,18 @@ async function awaitAgentAccess(ctx: PhaseContext): Promise<void> {
   }
 }
 
+/** As upstream, control_host_iot logs the device's serial console while it provisions. */
 const iotProvisionPhase: PhaseFn = async (ctx) => {
   const data = iotProvision(ctx.job);
   const kwargs = iotRequest(ctx, data);
-  await provisionThrough(ctx, controlHostConfig(ctx.device), IOT_METHOD, kwargs, true);
-  if (data.agent_ssh_access && !data.ubuntu_sso_email) await awaitAgentAccess(ctx);
+  const config = controlHostConfig(ctx.device);
+  const serial = startSerialLog(ctx.print, ctx.runDir, 'provision', config.serial_host, config.serial_port);
+  try {
+    await provisionThrough(ctx, config, IOT_METHOD, kwargs, true);
+    if (data.agent_ssh_access && !data.ubuntu_sso_email) await awaitAgentAccess(ctx);
+  } finally {
+    serial.stop();
+  }
   writeDeviceInfo(ctx);
   return 0;
 };
