@@ -10,7 +10,7 @@ import { ConnectorError } from '../../src/connector/errors';
 import type { PhaseContext } from '../../src/connector/phases';
 import { controlHostConfigSchema, readTimeoutSeconds } from '../../src/connector/devices/controlhost/config';
 import { powerCycleControlHost } from '../../src/connector/devices/controlhost/powercycle';
-import { provisionOnControlHost } from '../../src/connector/devices/controlhost/run';
+import { jobSecrets, provisionOnControlHost } from '../../src/connector/devices/controlhost/run';
 import { EmulatedControlHost, type ControlHostBehaviour } from '../helpers/controlhost';
 import { freePort } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
@@ -30,7 +30,7 @@ interface Harness {
   powerCycle(manageDutPower: boolean): Promise<void>;
 }
 
-async function harness(behaviour: Partial<ControlHostBehaviour> = {}, options: { device?: Record<string, unknown>; provisionData?: Record<string, unknown>; port?: number } = {}): Promise<Harness> {
+async function harness(behaviour: Partial<ControlHostBehaviour> = {}, options: { device?: Record<string, unknown>; provisionData?: Record<string, unknown>; testData?: Record<string, unknown>; port?: number } = {}): Promise<Harness> {
   const host = await new EmulatedControlHost(behaviour).start();
   hosts.push(host);
   const lines: string[] = [];
@@ -45,10 +45,10 @@ async function harness(behaviour: Partial<ControlHostBehaviour> = {}, options: {
     env: { CID: '202507-01234' },
     ...options.device,
   });
-  const job = jobFileSchema.parse({ job_id: 'j1', provision_data: options.provisionData ?? {} });
+  const job = jobFileSchema.parse({ job_id: 'j1', provision_data: options.provisionData ?? {}, test_data: options.testData ?? {} });
   const ctx: PhaseContext = { device: config, job, runDir, print: (line) => lines.push(line), sleep: async (ms) => void pauses.push(ms / 1000) };
   const provision = (kwargs: Record<string, unknown> = { url: 'http://images/x.iso', username: 'ubuntu', password: 'ubuntu' }) =>
-    provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(job) }, 'ProvisioningKVM', kwargs);
+    provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(job), secrets: jobSecrets(job) }, 'ProvisioningKVM', kwargs);
   return { host, lines, pauses, runDir, provision, powerCycle: (manageDutPower) => powerCycleControlHost(ctx, config, manageDutPower) };
 }
 
@@ -93,7 +93,7 @@ describe('the provisioning request', () => {
   });
 
   it("the job's password, quoted back in a refusal, is masked in the message", async () => {
-    const { provision } = await harness();
+    const { provision } = await harness({}, { testData: { test_password: 'secret-Pw-42' } });
     const refused = provision({ preset: 'secret-Pw-42', username: 'u', password: 'secret-Pw-42' });
     await expect(refused).rejects.toThrow('unknown preset \\"***\\"');
     await expect(refused).rejects.not.toThrow('secret-Pw-42');

@@ -62,8 +62,10 @@ function describeFailure(method: string, url: string, error: unknown): Connector
   return new ConnectorError(`${method} ${url} failed: ${messageOf(error)}${cause}`, { cause: error });
 }
 
-/** A refusal's reason: FastAPI's `detail` when the answer has one, else the answer's text. */
-function refusalReason(body: string): string {
+/** A refusal's reason: FastAPI's `detail` when the answer has one, else the answer's text; `secrets` masked. */
+function refusalReason(answer: string, secrets: readonly string[]): string {
+  // A refusal may quote the request back, as FastAPI's 422 does.
+  const body = secrets.reduce((text, secret) => text.split(secret).join('***'), answer);
   try {
     const detail = (JSON.parse(body) as { detail?: unknown }).detail;
     if (detail !== undefined) return quote(typeof detail === 'string' ? detail : JSON.stringify(detail));
@@ -74,7 +76,10 @@ function refusalReason(body: string): string {
 }
 
 export class ControlHostApi {
-  constructor(readonly baseUrl: string) {}
+  constructor(
+    readonly baseUrl: string,
+    private readonly secrets: readonly string[] = [],
+  ) {}
 
   /** Sends a request; any answer but 2xx fails with the status and the start of the body. */
   async request(method: 'GET' | 'POST', endpoint: string, init: { body?: string | ReadableStream<Uint8Array>; headers?: Record<string, string>; limits?: Limits } = {}): Promise<ApiResponse> {
@@ -92,7 +97,7 @@ export class ControlHostApi {
     const response = this.wrap(res, watchdog, limits, `${method} ${endpoint}`);
     if (res.status < 200 || res.status > 299) {
       const body = await response.text().catch(() => '');
-      throw new ConnectorError(`${method} ${url} answered HTTP ${res.status}: ${refusalReason(body)}`);
+      throw new ConnectorError(`${method} ${url} answered HTTP ${res.status}: ${refusalReason(body, this.secrets)}`);
     }
     return response;
   }

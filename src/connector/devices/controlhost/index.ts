@@ -13,7 +13,7 @@ import { IOT_METHOD, iotProvision, iotRequest } from './iot';
 import { KVM_METHOD, kvmProvision, kvmRequest } from './kvm';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
 import { powerCycleControlHost } from './powercycle';
-import { provisionOnControlHost, setupControlHost } from './run';
+import { jobSecrets, provisionOnControlHost, setupControlHost } from './run';
 
 /**
  * Upstream's pre-provision hook (a power cycle of the control host, then a best-effort setup
@@ -23,7 +23,7 @@ import { provisionOnControlHost, setupControlHost } from './run';
 async function provisionThrough(ctx: PhaseContext, config: ControlHostConfig, method: string, kwargs: Record<string, unknown>, manageDutPower = false): Promise<void> {
   await powerCycleControlHost(ctx, config, manageDutPower);
   await setupControlHost(ctx, config, 'provisioning');
-  await provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(ctx.job) }, method, kwargs);
+  await provisionOnControlHost({ ctx, config, readTimeoutSeconds: readTimeoutSeconds(ctx.job), secrets: jobSecrets(ctx.job) }, method, kwargs);
   ctx.print(`the control host finished ${method}`);
 }
 

@@ -10,6 +10,7 @@
  */
 import { z } from 'zod';
 import { ConnectorError } from '../../errors';
+import type { JobFile } from '../../config';
 import type { PhaseContext } from '../../phases';
 import { quote } from '../../validate';
 import { openProvisionAttachment, multipartBody } from './attachment';
@@ -33,10 +34,19 @@ export interface ControlHostRun {
   config: ControlHostConfig;
   /** The read timeout: provision_data.provisioning_timeout, else upstream's 90 minutes. */
   readTimeoutSeconds: number;
+  /** The job's own passwords: masked wherever the control host's answer quotes them back. */
+  secrets: readonly string[];
 }
 
-export function controlHostApi(config: ControlHostConfig): ControlHostApi {
-  return new ControlHostApi(controlHostUrl(config));
+export function controlHostApi(config: ControlHostConfig, secrets: readonly string[] = []): ControlHostApi {
+  return new ControlHostApi(controlHostUrl(config), secrets);
+}
+
+/** The passwords a job gave (test_data.test_password, a provision plan's); upstream's defaults are no secrets. */
+export function jobSecrets(job: JobFile): string[] {
+  const testPassword = (job.test_data as Record<string, unknown> | null | undefined)?.['test_password'];
+  const plan = job.provision_data?.['provision_plan'] as { config?: { password?: unknown } } | undefined;
+  return [testPassword, plan?.config?.password].filter((p): p is string => typeof p === 'string' && p !== '');
 }
 
 /** Asks the control host to prepare for a phase; as upstream, a failure is noted and never fatal. */
@@ -87,12 +97,6 @@ function printEntry(ctx: PhaseContext, payload: string): boolean {
   }
   for (const line of logLine(name, typeof message === 'string' ? message : payload)) ctx.print(line);
   return true;
-}
-
-/** A refusal may quote the request back (FastAPI's 422 does): the job's password is masked in it. */
-function withoutPassword(error: unknown, password: unknown): unknown {
-  if (!(error instanceof ConnectorError) || typeof password !== 'string' || password === '' || !error.message.includes(password)) return error;
-  return new ConnectorError(error.message.split(password).join('***'));
 }
 
 /** Starts the provisioning: with the provision attachment as a multipart upload, else as JSON. */
@@ -154,11 +158,9 @@ async function streamOnce(run: ControlHostRun, api: ControlHostApi, jobId: strin
  */
 export async function provisionOnControlHost(run: ControlHostRun, method: string, kwargs: Record<string, unknown>): Promise<void> {
   const { ctx, config } = run;
-  const api = controlHostApi(config);
+  const api = controlHostApi(config, run.secrets);
   const request = JSON.stringify({ method, args: [], kwargs: requestKwargs(config, kwargs) });
-  const jobId = await submit(run, api, request).catch((error: unknown) => {
-    throw withoutPassword(error, kwargs['password']);
-  });
+  const jobId = await submit(run, api, request);
   ctx.print(`the control host runs ${method} as job ${jobId}`);
   const baseDelay = config.control_host_reconnect_seconds;
   let delay = baseDelay;
