@@ -38,8 +38,9 @@ function deviceConfig(port: number, extra: Record<string, unknown> = {}): Record
   return { device_ip: '127.0.0.1', agent_name: 'lab-dut-7', control_host: '127.0.0.1', control_host_rest_port: port, reboot_script: ['snmpset -c private -v2c 10.0.0.2 .1.3.6.1 i 0'], env: { CID: '202507-01234' }, ...extra };
 }
 
-function provision(dirs: AgentDir, type: string): Promise<PhaseRun> {
-  return runPhase(dirs, type, 'provision', { HOME: home, PATH: process.env['PATH'] ?? '' });
+function provision(dirs: AgentDir, type: string, pathFirst?: string): Promise<PhaseRun> {
+  const PATH = [pathFirst, process.env['PATH']].filter(Boolean).join(':');
+  return runPhase(dirs, type, 'provision', { HOME: home, PATH });
 }
 
 const KVM_JOB = {
@@ -131,18 +132,29 @@ describe('control_host_kvm', () => {
 describe('control_host_iot', () => {
   const PLAN = { config: { project_name: 'core24', username: 'admin', password: 'admin' }, run_stage: [{ initial_login: { method: 'system-user' } }, { deploy: { utility: 'utp_com' } }] };
 
-  it("power cycles the control host (the DUT off meanwhile), sends upstream's ProvisioningIoT request with the plan's credentials replaced by the job's, then waits until the device takes the agents' key", async () => {
+  it("power cycles the control host (the DUT off meanwhile), sends upstream's ProvisioningIoT request with the plan's credentials replaced by the job's, then copies the agents' key with the job's password", async () => {
     const lab = tempDir('iot-lab');
     const host = await controlHost({ powerOnFlag: path.join(lab, 'power-on') });
     const power = { control_host_reboot_script: [`touch ${path.join(lab, 'power-on')}`], control_host_offline_wait_seconds: 0, poweroff_script: [`touch ${path.join(lab, 'dut-off')}`], poweron_script: [`touch ${path.join(lab, 'dut-on')}`] };
-    const sshd = await new TestSshd().start([key.publicKey]);
+    // The provisioned device does not take the agents' key yet.
+    const sshd = await new TestSshd().start([]);
     stops.push(() => sshd.stopAndWait());
     const user = os.userInfo().username;
+    // A stand-in ssh-copy-id (the test's sshd has no password logins): it records its arguments,
+    // asks SSH_ASKPASS for the password as ssh would, and installs the key when it is right.
+    const bin = path.join(lab, 'bin');
+    fs.mkdirSync(bin);
+    const args = path.join(lab, 'copy-id.args');
+    fs.writeFileSync(
+      path.join(bin, 'ssh-copy-id'),
+      `#!/bin/sh\nprintf '%s\\n' "$@" > ${args}\npw=$("$SSH_ASKPASS" "password: ")\n[ "$pw" = pw ] || { echo "Permission denied (password)" >&2; exit 1; }\nwhile [ $# -gt 0 ]; do [ "$1" = -i ] && key=$2; shift; done\ncat "$key" >> ${sshd.deviceHome}/.ssh/authorized_keys\n`,
+      { mode: 0o755 },
+    );
     const dirs = agentWithJob(deviceConfig(host.port, { ssh_port: sshd.port, provision_ssh_wait: 20, ...power }), {
       provision_data: { urls: ['https://images.example/core24-pi.img.xz'], provision_plan: PLAN },
       test_data: { test_username: user, test_password: 'pw' },
     });
-    const run = await provision(dirs, 'control_host_iot');
+    const run = await provision(dirs, 'control_host_iot', bin);
     expect(run).toMatchObject({ code: 0 });
     expect(host.provisions[0]?.kwargs).toMatchObject({
       username: user,
@@ -153,10 +165,14 @@ describe('control_host_iot', () => {
       urls: ['https://images.example/core24-pi.img.xz'],
       agent_name: 'lab-dut-7',
     });
-    expect(run.out).toContain('answers over SSH');
+    expect(run.out).toContain("Copying the agent's SSH public key to the DUT.");
+    const copyArgs = fs.readFileSync(args, 'utf8').trimEnd().split('\n');
+    expect(copyArgs).toEqual(expect.arrayContaining(['-f', '-i', path.join(home, '.ssh', 'id_rsa.pub'), 'StrictHostKeyChecking=no', '-p', String(sshd.port), `${user}@127.0.0.1`]));
+    expect(copyArgs).not.toContain('pw');
+    expect(fs.readFileSync(path.join(sshd.deviceHome, '.ssh', 'authorized_keys'), 'utf8')).toContain(key.publicKey);
+    expect(fs.readdirSync(lab).sort()).toEqual(['bin', 'copy-id.args', 'dut-off', 'dut-on']);
     expect(host.calls.slice(0, 4)).toEqual(['POST /api/v1/system/poweroff', 'GET /health', 'POST /api/v1/system/setup/provisioning', 'POST /api/v1/provision']);
     expect(host.boots).toBe(1);
-    expect(fs.readdirSync(lab).sort()).toEqual(['dut-off', 'dut-on']);
   });
 
   it('a console-conf login without ubuntu_sso_email, or a malformed url, fails the job naming it; nothing is sent', async () => {

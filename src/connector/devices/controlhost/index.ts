@@ -3,12 +3,11 @@
  * device, driven through its REST API (./run.ts). Each checks its job before the control host
  * hears anything.
  */
-import { ConnectorError } from '../../errors';
 import { runTest, testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
 import { startSerialLog } from '../../serial';
-import { waitForSsh } from '../../steps';
 import type { DeviceType } from '../types';
-import { controlHostConfig, controlHostConfigSchema, readTimeoutSeconds, type ControlHostConfig } from './config';
+import { controlHostConfig, controlHostConfigSchema, jobCredentials, readTimeoutSeconds, type ControlHostConfig } from './config';
+import { copyAgentKey } from './copy-id';
 import { IOT_METHOD, iotProvision, iotRequest } from './iot';
 import { KVM_METHOD, kvmProvision, kvmRequest } from './kvm';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
@@ -41,18 +40,6 @@ const kvmProvisionPhase: PhaseFn = async (ctx) => {
   return 0;
 };
 
-/**
- * Upstream then copies the agent's key to the device with the job's password (ssh-copy-id); this
- * connector logs in with keys only, so it waits until the device takes the agents' key.
- */
-async function awaitAgentAccess(ctx: PhaseContext): Promise<void> {
-  try {
-    await waitForSsh(ctx, testUsername(ctx));
-  } catch (error) {
-    throw new ConnectorError(`${(error as Error).message}; the provisioned system must accept the agents' key (this connector does not log in with test_password as upstream's does)`);
-  }
-}
-
 /** As upstream, control_host_iot logs the device's serial console while it provisions. */
 const iotProvisionPhase: PhaseFn = async (ctx) => {
   const data = iotProvision(ctx.job);
@@ -61,7 +48,8 @@ const iotProvisionPhase: PhaseFn = async (ctx) => {
   const serial = startSerialLog(ctx.print, ctx.runDir, 'provision', config.serial_host, config.serial_port);
   try {
     await provisionThrough(ctx, config, IOT_METHOD, kwargs, true);
-    if (data.agent_ssh_access && !data.ubuntu_sso_email) await awaitAgentAccess(ctx);
+    // As upstream: the test user and password of test_data (ubuntu/ubuntu by default), not the provisioning ones.
+    if (data.agent_ssh_access && !data.ubuntu_sso_email) await copyAgentKey(ctx, testUsername(ctx), jobCredentials(ctx.job, { username: 'ubuntu', password: 'ubuntu' }).password);
   } finally {
     serial.stop();
   }
