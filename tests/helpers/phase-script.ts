@@ -11,7 +11,6 @@ import { PHASE_SCRIPT_TEMPLATE, phaseScriptName } from '../../src/charm/scripts'
 import { repoRoot, tempDir } from './tmp';
 
 export const CONNECTOR = path.join(repoRoot, 'dist', 'testflinger-device-connector.js');
-export const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 const scriptsDir = tempDir('tf-scripts');
 
 /** The charm's tf-<phase> script, rendered to call the built connector. */
@@ -49,6 +48,7 @@ export function writeAgentConf(agentDir: string, conf: { agentId: string; server
   return file;
 }
 
+export const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 /** Agent programs started by `spawnAgent`, ended by `stopAgents` (after each test file). */
 const agents: ChildProcess[] = [];
 
