@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { DeviceConfig } from './config';
+import { ConnectorError } from './errors';
 import type { SshUser } from './validate';
 
 export interface SshResult {
@@ -44,6 +45,16 @@ export function sshArgs(device: DeviceConfig, user: SshUser, configFile: string,
   const key = homeSshFile(env, 'id_rsa');
   const port = device.ssh_port === undefined ? [] : ['-p', String(device.ssh_port)];
   return ['-F', configFile, '-o', 'BatchMode=yes', ...(key ? ['-i', key] : []), ...port, '-l', user, '--', device.device_ip];
+}
+
+/** The agents' public key ($HOME/.ssh/id_rsa.pub), which `system` must accept after provisioning. */
+export function agentPublicKey(system: string): string {
+  const file = path.join(process.env['HOME'] ?? '', '.ssh', 'id_rsa.pub');
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConnectorError(`cannot read the agent's public key ${file}, which ${system} must accept: ${(error as Error).message}`);
+  }
 }
 
 /** Runs a command on the device; `input` is its stdin. A command still running after `timeoutMs` is killed (exit 124). */

@@ -3,7 +3,7 @@
  * directory, with the agent's environment ($provision_type, $agent_id, TESTFLINGER_AGENT_DIR),
  * calling the built connector. Asynchronous, so a test can play the device meanwhile.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TemplateRenderer } from '../../src/charm/templates';
@@ -23,6 +23,52 @@ export function phaseScript(phase: string): string {
     fs.writeFileSync(file, text, { mode: 0o755 });
   }
   return file;
+}
+
+/**
+ * testflinger-agent.conf for the real agent program in `agentDir`: one queue, fast polling, its
+ * run, log and result dirs in a fresh temp dir, and the rendered tf-* scripts for `phases`.
+ */
+export function writeAgentConf(agentDir: string, conf: { agentId: string; serverUrl: string; queue: string; provisionType: string; phases: readonly string[] }): string {
+  const base = tempDir('agent-run');
+  const file = path.join(agentDir, 'testflinger-agent.conf');
+  const commands = Object.fromEntries(conf.phases.map((phase) => [`${phase}_command`, phaseScript(phase)]));
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      agent_id: conf.agentId,
+      server_address: conf.serverUrl,
+      job_queues: [conf.queue],
+      polling_interval: 0.2,
+      provision_type: conf.provisionType,
+      execution_basedir: path.join(base, 'run'),
+      logging_basedir: path.join(base, 'logs'),
+      results_basedir: path.join(base, 'results'),
+      ...commands,
+    }),
+  );
+  return file;
+}
+
+export const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
+/** Agent programs started by `spawnAgent`, ended by `stopAgents` (after each test file). */
+const agents: ChildProcess[] = [];
+
+/** Starts the real agent program on `conf` with `env` (HOME, TESTFLINGER_AGENT_DIR, ...). */
+export function spawnAgent(conf: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const agent = spawn(process.execPath, [AGENT, '-c', conf], { env, stdio: 'ignore' });
+  agents.push(agent);
+  return agent;
+}
+
+/** Ends every agent `spawnAgent` started that still runs, and waits for each. */
+export async function stopAgents(): Promise<void> {
+  for (const agent of agents.splice(0)) {
+    if (agent.exitCode !== null || agent.signalCode !== null) continue;
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill('SIGTERM');
+    await exited;
+  }
 }
 
 export interface PhaseRun {

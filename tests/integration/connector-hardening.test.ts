@@ -237,7 +237,7 @@ describe("upstream's command line", () => {
   it.each([['zapper_kvm', 'control_host_kvm'], ['zapper_iot', 'control_host_iot']])("refuses %s as upstream's former name of %s", (type, now) => {
     const { code, err } = phase(runDir({}), type, 'provision');
     expect(code).toBe(2);
-    expect(err).toContain(`device type ${type} is upstream's former name of ${now}, which is not supported by this connector yet`);
+    expect(err).toContain(`device type ${type} is upstream's former name of ${now}; use ${now}`);
   });
 
   it('refuses a name upstream does not know either, differently', () => {

@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { EmulatedMaas } from '../helpers/maas';
-import { phaseScript } from '../helpers/phase-script';
+import { writeAgentConf } from '../helpers/phase-script';
 import { freePort, sshKeygen, TestSshd } from '../helpers/sshd';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
@@ -39,28 +39,13 @@ it('the agent provisions a maas2 device through tf-provision, runs test_cmds on 
   const key = sshKeygen(path.join(home, '.ssh', 'id_rsa'));
   const maas = new EmulatedMaas();
   const port = await freePort();
-  const base = tempDir('agent-run');
   const agentDir = tempDir('agent-conf');
-  const commands = Object.fromEntries(['setup', 'provision', 'test', 'cleanup'].map((phase) => [`${phase}_command`, phaseScript(phase)]));
-  fs.writeFileSync(
-    path.join(agentDir, 'testflinger-agent.conf'),
-    JSON.stringify({
-      agent_id: 'maas-agent-1',
-      server_address: server.url,
-      job_queues: ['maas-q'],
-      polling_interval: 0.2,
-      provision_type: 'maas2',
-      execution_basedir: path.join(base, 'run'),
-      logging_basedir: path.join(base, 'logs'),
-      results_basedir: path.join(base, 'results'),
-      ...commands,
-    }),
-  );
+  const conf = writeAgentConf(agentDir, { agentId: 'maas-agent-1', serverUrl: server.url, queue: 'maas-q', provisionType: 'maas2', phases: ['setup', 'provision', 'test', 'cleanup'] });
   fs.writeFileSync(
     path.join(agentDir, 'default.yaml'),
     JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5 }),
   );
-  agent = spawn(process.execPath, [AGENT, '-c', path.join(agentDir, 'testflinger-agent.conf')], {
+  agent = spawn(process.execPath, [AGENT, '-c', conf], {
     env: { ...maas.env(), HOME: home, TESTFLINGER_AGENT_DIR: agentDir },
     stdio: 'ignore',
   });

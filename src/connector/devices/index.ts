@@ -1,13 +1,17 @@
 /** The device types this connector knows; one file each, registered here. */
 import { UsageError } from '../errors';
 import { quote } from '../validate';
+import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlhost';
 import { fake } from './fake';
 import { maas2 } from './maas2';
+import { multi } from './multi';
 import { noprovision } from './noprovision';
 import { dell_oemscript, hp_oemscript, lenovo_oemscript, oemscript } from './oemscript';
 import type { DeviceType } from './types';
 
-export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map([noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript].map((t) => [t.name, t]));
+export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi].map((t) => [t.name, t]),
+);
 
 /** Upstream's names for types we implement under another name. */
 export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['fake_connector', fake]]);
@@ -15,13 +19,9 @@ export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['f
 /** Device types upstream's connector has and this one does not (yet). */
 export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
   'cm3',
-  'control_host_iot',
-  'control_host_kvm',
   'dragonboard',
-  'multi',
   'muxpi',
   'netboot',
-  'oem_autoinstall',
   'oemrecovery',
 ];
 
@@ -43,7 +43,8 @@ export function resolveDeviceType(name: string): DeviceType {
   // Names from our own lists are safe to print as they are; anything else is quoted.
   if (UPSTREAM_ONLY_DEVICE_TYPES.includes(name)) throw new UsageError(`device type ${name} is not supported by this connector yet; ${supported}`);
   const renamed = UPSTREAM_FORMER_NAMES.get(name);
-  if (renamed) throw new UsageError(`device type ${name} is upstream's former name of ${renamed}, which is not supported by this connector yet; ${supported}`);
+  // Upstream dropped these names with the rename: its connector refuses them too.
+  if (renamed) throw new UsageError(`device type ${name} is upstream's former name of ${renamed}; use ${renamed}`);
   throw new UsageError(`unknown device type ${quote(name)} (not a type of this connector or of upstream's); ${supported}`);
 }
 

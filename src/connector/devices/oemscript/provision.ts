@@ -3,11 +3,9 @@
  * put the job's image on its recovery partition and restore from it, wait for the restored
  * system to come back and finish installing, and check that it is a new system.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { ConnectorError } from '../../errors';
 import { describeTarget, testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
-import { sshRun } from '../../ssh';
+import { agentPublicKey, sshRun } from '../../ssh';
 import { copyToDevice, pollUntil, recoveryFailed, runCommand, runOnDevice, shellWords, waitForSsh } from '../../steps';
 import { quote, type SshUser } from '../../validate';
 import { oemScriptConfig, oemScriptProvision, type OemScriptConfig } from './config';
@@ -57,21 +55,12 @@ async function freshBoot(run: Run): Promise<void> {
   await waitForSsh(run.ctx, run.user, { seconds: run.config.oem_boot_wait_seconds, everySeconds: run.config.oem_poll_seconds });
 }
 
-function agentPublicKey(): string {
-  const file = path.join(process.env['HOME'] ?? '', '.ssh', 'id_rsa.pub');
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ConnectorError(`cannot read the agent's public key ${file}, which the restored system must accept: ${(error as Error).message}`);
-  }
-}
-
 async function runRecoveryScript(run: Run, url: string, method: RestoreMethod): Promise<void> {
   const script = `${RECOVERY_DIR}/oem-recovery.sh`;
   const key = `${RECOVERY_DIR}/authorized_keys`;
   await runOnDevice(run.ctx, run.user, ['mkdir', '-p', RECOVERY_DIR]);
   await copyToDevice(run.ctx, run.user, RECOVERY_SCRIPT, script, '0755');
-  await copyToDevice(run.ctx, run.user, agentPublicKey(), key);
+  await copyToDevice(run.ctx, run.user, agentPublicKey('the restored system'), key);
   run.ctx.print(`running the recovery script (${method}) with ${quote(url)}`);
   const result = await sshRun(run.ctx.device, run.user, shellWords(['sh', script, url, method, key]), undefined, RECOVERY_SCRIPT_TIMEOUT_MS);
   for (const line of result.output.trimEnd().split('\n')) run.ctx.print(`device: ${line}`);

@@ -1,0 +1,65 @@
+/**
+ * oem_autoinstall: OEM images from Ubuntu 24.04 on, installed by autoinstall. Upstream's connector
+ * has two routes, taken in turn: with control_host_iso_url/control_host_iso_type, the control
+ * host flashes an ISO onto the device (ProvisioningOEM); with url, the agent host runs OEM's
+ * provision-image.sh against the device. This connector has the first.
+ */
+import { z } from 'zod';
+import { deviceConfigSchema, describeIssues, type JobFile } from '../../config';
+import { JobError } from '../../errors';
+import type { PhaseContext } from '../../phases';
+import { controlHostKeys, jobCredentials } from './config';
+
+export const OEM_METHOD = 'ProvisioningOEM';
+export const ISO_TYPES = ['bootstrap', 'stock', 'bios', 'dummyefi'] as const;
+
+/** The control host's keys apply only to the ISO route, so here they are all optional. */
+export const oemAutoinstallConfigSchema = deviceConfigSchema.extend(Object.fromEntries(Object.entries(controlHostKeys).map(([key, schema]) => [key, schema.optional()])) as { [K in keyof typeof controlHostKeys]: z.ZodOptional<(typeof controlHostKeys)[K]> });
+
+export const oemAutoinstallProvisionSchema = z
+  .object({
+    control_host_iso_url: z.string().url().optional(),
+    control_host_iso_type: z.string().optional(),
+    update_user_data: z.boolean().default(false),
+    url: z.string().optional(),
+    provisioning_timeout: z.number().positive().nullish(),
+  })
+  .passthrough();
+export type OemAutoinstallProvision = z.output<typeof oemAutoinstallProvisionSchema>;
+
+export function oemAutoinstallProvision(job: JobFile): OemAutoinstallProvision {
+  const parsed = oemAutoinstallProvisionSchema.safeParse(job.provision_data ?? {});
+  if (!parsed.success) throw new JobError(`bad provision_data: ${describeIssues('testflinger.json', parsed.error, ['provision_data'])}`);
+  const data = parsed.data;
+  if (usesIso(data)) {
+    if (!data.control_host_iso_url) throw new JobError('An ISO URL (e.g. control_host_iso_url) is required in provision_data. Set the ISO image to be flashed to the DUT.');
+    if (!data.control_host_iso_type) throw new JobError('An ISO type (e.g. control_host_iso_type) is required in provision_data. Based on the ISO type of the ISO URL.');
+    if (!(ISO_TYPES as readonly string[]).includes(data.control_host_iso_type)) throw new JobError(`Unsupported ISO type: ${JSON.stringify(data.control_host_iso_type)}. Supported types: ${ISO_TYPES.join(', ')}`);
+    // Upstream sends its own meta-data, user-data and grub.cfg with a stock ISO; this connector does not carry them.
+    if (data.control_host_iso_type === 'stock') throw new JobError('provision_data.control_host_iso_type "stock" is not supported by this connector yet (upstream sends its own autoinstall files with it)');
+  }
+  if (data.url) throw new JobError("provision_data.url is not supported by this connector yet (upstream runs OEM's provision-image.sh from the agent host)");
+  return data;
+}
+
+/** Upstream takes the ISO route when either of its keys is set. */
+export function usesIso(data: OemAutoinstallProvision): boolean {
+  return Boolean(data.control_host_iso_url || data.control_host_iso_type);
+}
+
+/** The request's kwargs as upstream builds them for an ISO that is not stock (its files are null then). */
+export function oemRequest(ctx: PhaseContext, data: OemAutoinstallProvision): Record<string, unknown> {
+  const { username, password } = jobCredentials(ctx.job, { username: 'ubuntu', password: 'insecure' });
+  return {
+    control_host_iso_url: data.control_host_iso_url,
+    control_host_iso_type: data.control_host_iso_type,
+    update_user_data: data.update_user_data,
+    device_ip: ctx.device.device_ip,
+    username,
+    password,
+    reboot_script: ctx.device.reboot_script ?? null,
+    meta_data_b64: null,
+    user_data_b64: null,
+    grub_cfg_b64: null,
+  };
+}

@@ -1,0 +1,50 @@
+/**
+ * The device's serial console, logged to <phase>-serial.log in the run directory while a phase
+ * runs (the agent streams that file to the server), as upstream's SerialLogger: a TCP connection
+ * to serial_host:serial_port (a console server), reopened 30 s after it fails or closes.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+const RECONNECT_MS = 30_000;
+
+export interface SerialLog {
+  stop(): void;
+}
+
+/** Starts logging when both host and port are set; otherwise a logger that does nothing. */
+export function startSerialLog(print: (line: string) => void, runDir: string, phase: string, host: string | undefined, port: number | undefined): SerialLog {
+  if (!host || !port) return { stop: () => undefined };
+  // The run directory is the agent's, but a file in it is never followed if it is a link.
+  const fd = fs.openSync(path.join(runDir, `${phase}-serial.log`), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
+  let socket: net.Socket | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  let warned = false;
+  const connect = (): void => {
+    if (stopped) return;
+    const s = net.connect({ host, port });
+    socket = s;
+    s.on('connect', () => print('Successfully connected to serial logging server'));
+    s.on('data', (data: Buffer) => fs.writeSync(fd, data));
+    s.on('error', () => {
+      if (!warned) print('Error connecting to serial logging server. Retrying in the background...');
+      warned = true;
+    });
+    s.on('close', () => {
+      if (stopped) return;
+      timer = setTimeout(connect, RECONNECT_MS);
+      timer.unref();
+    });
+  };
+  connect();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      socket?.destroy();
+      fs.closeSync(fd);
+    },
+  };
+}

@@ -1,0 +1,106 @@
+/**
+ * What each control-host type makes of a job's provision_data: the request it sends, key for key
+ * as upstream's connectors build it, and the jobs it refuses before any request (naming the key).
+ */
+import * as path from 'node:path';
+import { jobFileSchema } from '../../src/connector/config';
+import type { PhaseContext } from '../../src/connector/phases';
+import { controlHostConfigSchema } from '../../src/connector/devices/controlhost/config';
+import { iotProvision, iotRequest } from '../../src/connector/devices/controlhost/iot';
+import { kvmProvision, kvmRequest } from '../../src/connector/devices/controlhost/kvm';
+import { oemAutoinstallProvision, usesIso } from '../../src/connector/devices/controlhost/oem-autoinstall';
+import { sshKeygen } from '../helpers/sshd';
+import { tempDir } from '../helpers/tmp';
+
+const lines: string[] = [];
+function ctxFor(job: Record<string, unknown>): PhaseContext {
+  const device = controlHostConfigSchema.parse({ device_ip: '10.0.0.5', agent_name: 'a1', control_host: 'ch-1.lab', reboot_script: [] });
+  return { device, job: jobFileSchema.parse(job), runDir: tempDir('jobs'), print: (l) => lines.push(l), sleep: async () => undefined };
+}
+
+let publicKey: string;
+beforeAll(() => {
+  const home = tempDir('home');
+  publicKey = sshKeygen(path.join(home, '.ssh', 'id_rsa')).publicKey;
+  process.env['HOME'] = home;
+});
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+describe('control_host_kvm', () => {
+  const request = (provision_data: Record<string, unknown>, test_data?: Record<string, unknown>) => {
+    const ctx = ctxFor({ provision_data, ...(test_data ? { test_data } : {}) });
+    return kvmRequest(ctx, kvmProvision(ctx.job));
+  };
+
+  it('with a preset, forwards every key but the autoinstall ones, which become autoinstall_conf', () => {
+    expect(request({ preset: 'desktop-noble', url: 'http://x/y.iso', oem: 'dell', autoinstall_storage_layout: 'lvm', robot_retries: 2 }, { test_username: 'qa', test_password: 'pw' })).toEqual({
+      preset: 'desktop-noble',
+      url: 'http://x/y.iso',
+      oem: 'dell',
+      robot_retries: 2,
+      username: 'qa',
+      password: 'pw',
+      autoinstall_conf: { storage_layout: 'lvm' },
+      authorized_keys: [`${publicKey}\n`],
+    });
+  });
+
+  it('without autoinstall keys, sends autoinstall_conf null; a valid base64 YAML user-data passes', () => {
+    expect(request({ url: 'http://x/y.iso', robot_tasks: ['a.robot'] })).toMatchObject({ autoinstall_conf: null, username: 'ubuntu', password: 'ubuntu' });
+    expect(request({ url: 'http://x/y.iso', robot_tasks: ['a.robot'], autoinstall_base_user_data: b64('#cloud-config\nusers: []\n') })).toMatchObject({ autoinstall_conf: { base_user_data: b64('#cloud-config\nusers: []\n') } });
+  });
+
+  it.each([
+    [{ url: 'http://x', robot_tasks: [], autoinstall_base_user_data: 'not base64!' }, 'provision_data.autoinstall_base_user_data: Provided `base_user_data` is not base64 encoded.'],
+    [{ url: 'http://x', robot_tasks: [], autoinstall_base_user_data: b64('a: [b\n') }, 'provision_data.autoinstall_base_user_data: Provided `base_user_data` is not a valid YAML.'],
+    [{ robot_tasks: [] }, 'provision_data.url: Required (or a preset, or an alloem_url)'],
+    [{ url: 'http://x/a b.iso', robot_tasks: [] }, 'provision_data.url: a URL without spaces or control characters'],
+    [{ alloem_url: 'http://x/alloem.iso', robot_tasks: [] }, 'alloem_url is not supported by this connector yet'],
+    [{ preset: 'desktop-jammy-oem' }, 'preset desktop-jammy-oem is not supported by this connector yet'],
+    [{ url: 'http://x', robot_tasks: [], autoinstall_oem: true }, 'autoinstall_oem is not supported by this connector yet'],
+  ])('refuses %j', (provisionData, message) => {
+    expect(() => kvmProvision(ctxFor({ provision_data: provisionData }).job)).toThrow(message);
+  });
+});
+
+describe('control_host_iot', () => {
+  const request = (provision_data: Record<string, unknown>, test_data?: Record<string, unknown>) => {
+    const ctx = ctxFor({ provision_data, ...(test_data ? { test_data } : {}) });
+    return iotRequest(ctx, iotProvision(ctx.job));
+  };
+
+  it('url wins over urls; an empty plan is no plan; the user is ubuntu_sso_email when given', () => {
+    expect(request({ url: 'https://a/1.img', urls: ['https://a/2.img'], provision_plan: {}, ubuntu_sso_email: 'qa@example.com' })).toEqual({ username: 'qa@example.com', password: 'ubuntu', preset: null, preset_kwargs: null, urls: ['https://a/1.img'] });
+  });
+
+  it("the plan's credentials are the default for the job's, and a difference from the test phase's is warned about", () => {
+    lines.length = 0;
+    const plan = { config: { username: 'admin', password: 'secret' }, run_stage: [] };
+    expect(request({ urls: [], provision_plan: plan })).toMatchObject({ username: 'admin', password: 'secret', custom_provision_plan: plan });
+    expect(lines).toContain('Provisioning is using a username different from what the test phase expects, which may prevent it from accessing the DUT later on.');
+  });
+
+  it.each([
+    [{ urls: ['ftp//nope'] }, 'url format is not correct'],
+    [{ provision_plan: { run_stage: [] } }, 'provision_data.provision_plan.config: Required'],
+    [{ provision_plan: { config: {}, run_stage: [{ initial_login: { method: 'console-conf' } }] } }, 'ubuntu_sso_email is required when initial login using console-conf'],
+  ])('refuses %j', (provisionData, message) => {
+    expect(() => iotProvision(ctxFor({ provision_data: provisionData }).job)).toThrow(message);
+  });
+});
+
+describe('oem_autoinstall', () => {
+  it('takes the ISO route when either ISO key is set, and needs both then', () => {
+    expect(usesIso(oemAutoinstallProvision(ctxFor({ provision_data: {} }).job))).toBe(false);
+    expect(() => oemAutoinstallProvision(ctxFor({ provision_data: { control_host_iso_type: 'bios' } }).job)).toThrow('An ISO URL (e.g. control_host_iso_url) is required in provision_data.');
+    expect(() => oemAutoinstallProvision(ctxFor({ provision_data: { control_host_iso_url: 'http://x/a.iso' } }).job)).toThrow('An ISO type (e.g. control_host_iso_type) is required in provision_data.');
+  });
+
+  it.each([
+    [{ control_host_iso_url: 'http://x/a.iso', control_host_iso_type: 'stock' }, '"stock" is not supported by this connector yet'],
+    [{ url: 'http://x/oem.iso' }, 'provision_data.url is not supported by this connector yet'],
+  ])('refuses %j, naming what upstream does', (provisionData, message) => {
+    expect(() => oemAutoinstallProvision(ctxFor({ provision_data: provisionData }).job)).toThrow(message);
+  });
+});
