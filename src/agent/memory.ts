@@ -23,35 +23,24 @@ export function jobEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined && !Object.hasOwn(AGENT_MALLOC_ENV, e[0])));
 }
 
-/**
- * V8's gc(), defined when node runs with --expose-gc (the charm's wrapper passes it). The
- * 'last-resort' flavour also hands the pages V8 keeps pooled for reuse back to the system.
- */
-type Gc = (options: { type: 'major'; execution: 'sync'; flavor?: 'last-resort' }) => void;
+/** V8's gc(), defined when node runs with --expose-gc (the charm's wrapper passes it). */
+type Gc = (options: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
 
 /** First reduction once start-up's garbage is done with, then one every so often. */
 export const FIRST_REDUCTION_MS = 30_000;
 export const REDUCTION_EVERY_MS = 10 * 60_000;
 /**
- * Full collections per reduction. With --bytecode-old-age=1 a function's bytecode is dropped at
- * the second collection that finds it unused (it is compiled again if it ever runs), with
- * --compact-on-every-full-gc the pages it leaves are emptied, and the last collection, a
- * last-resort one, gives them back (without it the compaction leaves the heap bigger).
- */
-export const COLLECTIONS_PER_REDUCTION = 3;
-
-/**
- * Runs a few full collections now and then. V8 collects when the heap grows, which an idle
- * agent's heap hardly does, so start-up's garbage and the bytecode of code that only ran once
- * (config parsing, the first poll, the last job) would otherwise stay for hours. A reduction
- * costs a few milliseconds of CPU; without --expose-gc there is no gc() and nothing is scheduled.
+ * Runs a last-resort collection now and then: V8 collects when the heap grows, which an idle
+ * agent's heap hardly does, so start-up's garbage and the bytecode of code that ran once (config
+ * parsing, the first poll, the last job) would otherwise stay for hours. A last-resort collection
+ * is several full ones in a row: with --bytecode-old-age=1 bytecode unused across two of them is
+ * dropped (it is compiled again if it ever runs), --compact-on-every-full-gc empties the pages it
+ * leaves, and the pages are handed back rather than pooled. About 0.07 s of CPU each (measured:
+ * one does as well as three); without --expose-gc there is no gc() and nothing is scheduled.
  */
 export function scheduleMemoryReduction(gc: Gc | undefined = (globalThis as { gc?: Gc }).gc): { stop(): void } {
   if (typeof gc !== 'function') return { stop() {} };
-  const reduce = () => {
-    for (let i = 1; i < COLLECTIONS_PER_REDUCTION; i++) gc({ type: 'major', execution: 'sync' });
-    gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
-  };
+  const reduce = () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   let periodic: NodeJS.Timeout | undefined;
   const first = setTimeout(() => {
     reduce();
