@@ -93,7 +93,7 @@ function privateDirtyByKind(pid: number, nodePath: string): Record<Kind, number>
 
 /** One idle agent as the charm runs it, over http and https, against Node 20 and an idle node in the same run. */
 export async function benchFootprint(): Promise<void> {
-  say('\n# Agent footprint (idle, polling the dev server every 10 s, after its first memory reduction)');
+  say('\n# Agent footprint (idle, polling the dev server every 10 s, from after its first memory reduction)');
   const server = new DevServer();
   const url = await server.start();
   const dir = tmp('agents');
@@ -111,12 +111,14 @@ export async function benchFootprint(): Promise<void> {
   const many: ChildProcess[] = [];
   try {
     await waitUntil('the agents to report in', 30_000, () => ['idle-agent', 'idle-agent-20', 'idle-agent-https', 'idle-agent-20-https'].every((a) => server.agents.get(a)?.['state'] === 'waiting'));
+    // More idle agents meanwhile, for the host's total.
+    many.push(...Array.from({ length: QUICK ? 10 : 50 }, (_, i) => startAgent(agentConf(dir, url, `pss-agent-${i}`))));
+    // CPU is the steady state's: from after the first memory reduction, over the window.
+    await sleep(SETTLE_MS);
     const cpu0 = cpuSeconds(agents.ours.pid as number);
     const baseCpu0 = cpuSeconds(baseline.pid as number);
     const from = Date.now();
-    // More idle agents meanwhile, for the host's total.
-    many.push(...Array.from({ length: QUICK ? 10 : 50 }, (_, i) => startAgent(agentConf(dir, url, `pss-agent-${i}`))));
-    await sleep(Math.max(windowS * 1000, SETTLE_MS));
+    await sleep(windowS * 1000);
     const cpu = cpuSeconds(agents.ours.pid as number) - cpu0;
     const baseCpu = cpuSeconds(baseline.pid as number) - baseCpu0;
     const [memory, on20, https, on20Https, base] = [agents.ours, agents.on20, agents.oursHttps, agents.on20Https, baseline].map((p) => processMemory(p.pid as number)) as [Memory, Memory, Memory, Memory, Memory];
@@ -241,7 +243,7 @@ export function memoryMethod(): string {
   const versions = (Object.keys(NODE_RELEASES) as NodeLine[]).map((l) => NODE_RELEASES[l].version).join(', ');
   return [
     `- Node.js: agents run on the pinned node-linux-${process.arch === 'arm64' ? 'arm64' : 'x64'} binaries (${versions}); "${shipped().label}" is what the charm installs: Node ${NODE_RELEASES[SHIPPED_NODE_LINE].version} with \`${charmSettings()}\` (VAR=value items in the environment, the rest node flags, as the charm's wrapper runs it). "Node 20, defaults" is the same agent on Node ${NODE_RELEASES['20'].version} without flags (what the charm shipped before), running at the same time.`,
-    `- Footprint: real agent processes polling the dev server every 10 s (over https: through a TLS front on 127.0.0.1 with a throwaway certificate the agent trusts via NODE_EXTRA_CA_CERTS); memory from /proc/<pid>/smaps_rollup at the end of the window, at least ${SETTLE_MS / 1000} s after start (past the agent's first memory reduction at 30 s); CPU from /proc/<pid>/stat over the window; requests counted at the server. Baseline: an idle \`node -e setInterval\` on the same line with the same settings. The total PSS is of ${QUICK ? 10 : 50} more idle agents started meanwhile (shared pages of the Node binary counted once).`,
+    `- Footprint: real agent processes polling the dev server every 10 s (over https: through a TLS front on 127.0.0.1 with a throwaway certificate the agent trusts via NODE_EXTRA_CA_CERTS); the window starts ${SETTLE_MS / 1000} s after they reported in (past the agent's first memory reduction at 30 s, which costs about 0.07 s of CPU and recurs every 10 minutes); memory from /proc/<pid>/smaps_rollup at the end of the window; CPU from /proc/<pid>/stat over the window; requests counted at the server. Baseline: an idle \`node -e setInterval\` on the same line with the same settings. The total PSS is of ${QUICK ? 10 : 50} more idle agents started meanwhile (shared pages of the Node binary counted once).`,
     `- Lines and settings: ${REPLICAS} idle agents per line and setting, all started together (round-robin) against one dev server, polling every 10 s; after all reported in and ${SETTLE_MS / 1000} s more, /proc/<pid>/smaps_rollup is read three times ${QUICK ? 2 : 10} s apart; the figure is the median over samples and agents, each agent's own median in brackets. One agent's figure moves by up to 1 MB with when V8 last collected garbage, so differences under ~0.5 MB are noise.`,
     '- Mapping kinds are told from /proc/<pid>/smaps alone: anonymous 256 KiB-aligned mappings below 0x7f0000000000 are V8 heap pages, anonymous executable ones V8 code, anonymous read-only ones V8 read-only space, 8 MiB anonymous mappings after a guard page thread stacks, the other anonymous ones large mallocs (glibc mmaps chunks of 128 KiB and more), thread-local data and, on Node 24 and 26, the 1 MiB graph of abseil\'s mutex deadlock detection, which those builds keep on.',
   ].join('\n');
