@@ -85,8 +85,8 @@ export function currentRuntimeVersion(paths: HostPaths): string | null {
 export function wrapperScript(paths: HostPaths, program: RuntimeProgram, node: { copied: true } | { path: string }): string {
   const nodeCommand = 'copied' in node ? path.join(paths.runtimeCurrent, 'node') : node.path;
   const env = Object.entries(NODE_ENV[program]).map(([name, value]) => `${name}=${value}`);
-  const command = [...(env.length ? ['/usr/bin/env', ...env] : []), nodeCommand, ...NODE_FLAGS[program], path.join(paths.runtimeCurrent, `${program}.js`), '"$@"'].join(' ');
-  return `#!/bin/sh\n# ${program}, the version ${paths.runtimeCurrent} points at (managed by the charm).\nexec ${command}\n`;
+  const command = [nodeCommand, ...NODE_FLAGS[program], path.join(paths.runtimeCurrent, `${program}.js`), '"$@"'].join(' ');
+  return `#!/bin/sh\n# ${program}, the version ${paths.runtimeCurrent} points at (managed by the charm).\n${env.length ? `export ${env.join(' ')}\n` : ''}exec ${command}\n`;
 }
 
 /**
