@@ -2,7 +2,7 @@
  * npm run bench: hook latency at scale, agent footprint, job overhead, live-log latency and
  * sizes, each against a baseline taken in the same run. Writes bench/results.md.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,56 +12,19 @@ import { createHost } from '../src/charm/host';
 import { DevServer } from '../src/devserver';
 import type { EmulatedUnit } from '../src/hooktools/emulator';
 import { SandboxHost } from '../src/sandbox/host';
-import { NODE_FLAGS } from '../src/charm/runtime';
-import { CHARM_ARCHES, NODE_RELEASES, SHIPPED_NODE_LINE, defaultCacheDir, hostArch, nodeBinary, type NodeLine } from '../src/pack/noderuntime';
+import { CHARM_ARCHES, NODE_RELEASES, type NodeLine } from '../src/pack/noderuntime';
 import { packCharm } from '../src/pack/pack';
+import { CHARM_DIR, QUICK, agentConf, asRuntime, node20, shipped, startAgent, tmp, type AgentRuntime } from './agents';
 import { measureIsolation, measureJobs } from './isolation';
-import { cpuSeconds, dirBytes, median, percentile, processMemory, sleep, waitUntil, type Memory } from './measure';
+import { dirBytes, median, percentile, sleep, waitUntil } from './measure';
+import { benchFootprint, benchNodeLines, lineRows, memoryMethod } from './memory';
+import { ms, notes, row, rows, say } from './report';
 
-const CHARM_DIR = path.resolve(__dirname, '..');
-const AGENT = path.join(CHARM_DIR, 'dist', 'testflinger-agent.js');
-const QUICK = process.argv.includes('--quick');
-const NODE_CACHE = defaultCacheDir(CHARM_DIR);
-
-/** A Node.js to run an agent on: a pinned line's binary and the flags given it. */
-interface AgentRuntime {
-  label: string;
-  node: string;
-  flags: readonly string[];
-  env?: Record<string, string>;
-}
-const pinnedNode = (line: NodeLine) => nodeBinary(hostArch(), NODE_CACHE, line);
-/** What the charm installs: the shipped line with the agent's flags. */
-const shipped = (): AgentRuntime => ({ label: `Node ${SHIPPED_NODE_LINE}, charm's flags (${NODE_FLAGS['testflinger-agent'].join(' ') || 'none'})`, node: pinnedNode(SHIPPED_NODE_LINE), flags: NODE_FLAGS['testflinger-agent'] });
-/** The baseline the issue measured: Node 20 with V8's defaults. */
-const node20 = (): AgentRuntime => ({ label: 'Node 20, defaults', node: pinnedNode('20'), flags: [] });
-/** `--agents=100`: time the hooks with this many agents only. */
 const AGENT_COUNTS = process.argv.find((a) => a.startsWith('--agents='))?.slice('--agents='.length).split(',').map(Number);
 const GIT_ENV = { ...process.env, GIT_AUTHOR_NAME: 'bench', GIT_AUTHOR_EMAIL: 'b@localhost', GIT_COMMITTER_NAME: 'bench', GIT_COMMITTER_EMAIL: 'b@localhost' };
 
-interface Row {
-  figure: string;
-  value: string;
-  baseline: string;
-  ratio: string;
-  target: string;
-}
-const rows: Row[] = [];
-const notes: string[] = [];
-const say = (line: string) => process.stdout.write(`${line}\n`);
-const ms = (v: number) => `${v.toFixed(0)} ms`;
-const mb = (kb: number) => `${(kb / 1024).toFixed(1)} MB`;
-function row(figure: string, value: string, baseline: string, ratio: number | string, target: string): void {
-  rows.push({ figure, value, baseline, ratio: typeof ratio === 'number' ? `${ratio.toFixed(2)}×` : ratio, target });
-  say(`  ${figure}: ${value} (baseline ${baseline}; ${typeof ratio === 'number' ? ratio.toFixed(2) + '×' : ratio}; target ${target})`);
-}
-
 function git(cwd: string, ...args: string[]): void {
   execFileSync('git', args, { cwd, env: GIT_ENV, stdio: 'ignore' });
-}
-
-function tmp(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `bench-${prefix}-`));
 }
 
 // ---------- hooks ----------
@@ -230,162 +193,6 @@ async function benchHooks(): Promise<number> {
   return runtimeBytes;
 }
 
-// ---------- agents ----------
-
-function agentConf(dir: string, server: string, name: string, extra: Record<string, unknown> = {}): string {
-  const file = path.join(dir, `${name}.conf`);
-  fs.writeFileSync(
-    file,
-    stringify({
-      agent_id: name,
-      server_address: server,
-      job_queues: [`${name}-q`],
-      polling_interval: 10,
-      execution_basedir: path.join(dir, name, 'run'),
-      logging_basedir: path.join(dir, name, 'logs'),
-      results_basedir: path.join(dir, name, 'results'),
-      ...extra,
-    }),
-  );
-  return file;
-}
-
-function startAgent(conf: string, runtime: AgentRuntime = shipped()): ChildProcess {
-  return spawn(runtime.node, [...runtime.flags, AGENT, '-c', conf], { stdio: 'ignore', env: { ...process.env, ...runtime.env } });
-}
-
-async function benchFootprint(): Promise<void> {
-  say('\n# Agent footprint (idle, polling the dev server every 10 s)');
-  const server = new DevServer();
-  const url = await server.start();
-  const dir = tmp('agents');
-  const ours = shipped();
-  const baseline = spawn(ours.node, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' });
-  const agent = startAgent(agentConf(dir, url, 'idle-agent'), ours);
-  // The same agent on Node 20 with V8's defaults, meanwhile: what the charm ran before.
-  const agentOn20 = startAgent(agentConf(dir, url, 'idle-agent-20'), node20());
-  const windowS = QUICK ? 20 : 60;
-  try {
-    await waitUntil('the agents to report in', 20_000, () => ['idle-agent', 'idle-agent-20'].every((a) => server.agents.get(a)?.['state'] === 'waiting'));
-    await sleep(3000);
-    const memory = processMemory(agent.pid as number);
-    const memoryOn20 = processMemory(agentOn20.pid as number);
-    const base = processMemory(baseline.pid as number);
-    const cpu0 = cpuSeconds(agent.pid as number);
-    const baseCpu0 = cpuSeconds(baseline.pid as number);
-    const from = Date.now();
-    // 50 more idle agents meanwhile, for the host's total.
-    const many = Array.from({ length: QUICK ? 10 : 50 }, (_, i) => startAgent(agentConf(dir, url, `pss-agent-${i}`)));
-    await sleep(windowS * 1000);
-    const cpu = cpuSeconds(agent.pid as number) - cpu0;
-    const baseCpu = cpuSeconds(baseline.pid as number) - baseCpu0;
-    const window = server.requests.filter((r) => r.agent === 'idle-agent' && r.at >= from);
-    const polls = window.filter((r) => r.path === '/v1/job').length;
-    const pssTotal = many.reduce((sum, p) => sum + processMemory(p.pid as number).pssKb, 0);
-    for (const p of many) p.kill('SIGTERM');
-    row(`idle agent RSS (${ours.label})`, mb(memory.rssKb), `${node20().label} ${mb(memoryOn20.rssKb)}; idle node ${mb(base.rssKb)}`, memory.rssKb / memoryOn20.rssKb, '—  (upstream 35 MB)');
-    row(`idle agent Private_Dirty (${ours.label})`, mb(memory.privateDirtyKb), `${node20().label} ${mb(memoryOn20.privateDirtyKb)}; idle node ${mb(base.privateDirtyKb)}`, memory.privateDirtyKb / memoryOn20.privateDirtyKb, '≤ 8 MiB (was 11.4 MB; upstream 24 MB)');
-    row('idle agent PSS', mb(memory.pssKb), `idle node ${mb(base.pssKb)}`, memory.pssKb / base.pssKb, '—');
-    row(`idle agent CPU over ${windowS} s`, `${cpu.toFixed(2)} s`, `idle node ${baseCpu.toFixed(2)} s`, baseCpu > 0 ? cpu / baseCpu : 'n/a (baseline 0)', '— (upstream 0.05–0.07 s/min)');
-    row('requests per idle poll', (window.length / Math.max(1, polls)).toFixed(1), 'upstream 7 (recorded)', (window.length / Math.max(1, polls)) / 7, '≤ 3');
-    row(`total PSS of ${many.length} idle agents`, mb(pssTotal), `${many.length} × one agent's RSS ${mb(memory.rssKb * many.length)}`, pssTotal / (memory.rssKb * many.length), '—');
-  } finally {
-    agent.kill('SIGTERM');
-    agentOn20.kill('SIGTERM');
-    baseline.kill('SIGTERM');
-    await server.stop();
-  }
-}
-
-// ---------- Node.js lines and V8 flags ----------
-
-/** Each flag alone, then the set the charm uses; measured on every pinned line. */
-const FLAG_SETS: readonly (readonly string[])[] = [
-  [],
-  ['MALLOC_ARENA_MAX=1'],
-  ['--max-semi-space-size=1'],
-  ['--max-old-space-size=64'],
-  ['--stack-size=256'],
-  ['--single-threaded-gc'],
-  ['--single-threaded'],
-  ['--v8-pool-size=0'],
-  ['--optimize-for-size'],
-  ['--lite-mode'],
-  ['--jitless'],
-  ['MALLOC_ARENA_MAX=1', '--lite-mode', '--single-threaded', '--max-semi-space-size=1'],
-];
-/** A set's VAR=value items go to the environment (glibc's malloc reads MALLOC_ARENA_MAX), the rest are node's flags. */
-const asRuntime = (line: NodeLine, set: readonly string[]): AgentRuntime => ({
-  label: `Node ${line} (${NODE_RELEASES[line].version}) ${set.length ? set.join(' ') : 'defaults'}`,
-  node: pinnedNode(line),
-  flags: set.filter((f) => f.startsWith('--')),
-  env: Object.fromEntries(set.filter((f) => !f.startsWith('--')).map((f) => f.split('=') as [string, string])),
-});
-
-interface Sampled {
-  runtime: AgentRuntime;
-  name: string;
-  process: ChildProcess;
-  memory: Memory[];
-  cpu0: number;
-  cpu: number;
-  threads: number;
-}
-
-const lineRuntimes = (): AgentRuntime[] => {
-  const chosen = NODE_FLAGS['testflinger-agent'];
-  const sets = [...FLAG_SETS, ...(FLAG_SETS.some((f) => f.join(' ') === chosen.join(' ')) ? [] : [chosen])];
-  return (Object.keys(NODE_RELEASES) as NodeLine[]).flatMap((line) => sets.map((set) => asRuntime(line, set)));
-};
-
-/** Agents per line and flag set: one agent's figure moves by 2 MB with when its last GC ran. */
-const REPLICAS = QUICK ? 1 : 3;
-
-/**
- * Idle agents on every line with every flag set, REPLICAS of each, all at once against one server
- * (same machine, same moment), started round-robin so that no set is always started first:
- * memory sampled three times after they settle; the median over samples and replicas is kept.
- */
-async function benchNodeLines(): Promise<void> {
-  say('\n# Idle agent memory by Node.js line and V8 flags (all running side by side)');
-  const server = new DevServer();
-  const url = await server.start();
-  const dir = tmp('lines');
-  const runtimes = lineRuntimes();
-  const agents: Sampled[] = Array.from({ length: REPLICAS }, () => runtimes).flat().map((runtime, i) => {
-    const name = `line-agent-${i}`;
-    return { runtime, name, process: startAgent(agentConf(dir, url, name), runtime), memory: [], cpu0: 0, cpu: 0, threads: 0 };
-  });
-  try {
-    await waitUntil('every agent to report in', 180_000, () => agents.every((a) => server.agents.get(a.name)?.['state'] === 'waiting'));
-    // Past a poll or two (every 10 s), so the polling path has run and its garbage been collected.
-    await sleep(QUICK ? 5_000 : 20_000);
-    for (const a of agents) a.cpu0 = cpuSeconds(a.process.pid as number);
-    for (let i = 0; i < 3; i++) {
-      for (const a of agents) a.memory.push(processMemory(a.process.pid as number));
-      await sleep(QUICK ? 2_000 : 10_000);
-    }
-    for (const a of agents) a.cpu = cpuSeconds(a.process.pid as number) - a.cpu0;
-    for (const a of agents) a.threads = fs.readdirSync(`/proc/${a.process.pid as number}/task`).length;
-  } finally {
-    for (const a of agents) a.process.kill('SIGTERM');
-    await server.stop();
-  }
-  const of = (runtime: AgentRuntime) => agents.filter((a) => a.runtime === runtime);
-  const med = (runtime: AgentRuntime, field: keyof Memory) => median(of(runtime).flatMap((a) => a.memory.map((m) => m[field])));
-  const reference = runtimes.find((r) => r.node === pinnedNode('20') && r.flags.length === 0 && !Object.keys(r.env ?? {}).length) as AgentRuntime;
-  const windowS = QUICK ? 6 : 30;
-  lineRows.push(`| Node.js line, flags (${REPLICAS} agents each) | Private_Dirty | ratio to Node 20 defaults | RSS | PSS | CPU over ${windowS} s (median) | threads |`, '|---|---|---|---|---|---|---|');
-  for (const runtime of runtimes) {
-    const ratio = med(runtime, 'privateDirtyKb') / med(reference, 'privateDirtyKb');
-    const cpu = median(of(runtime).map((a) => a.cpu));
-    const range = of(runtime).map((a) => mb(median(a.memory.map((m) => m.privateDirtyKb)))).join(', ');
-    lineRows.push(`| ${runtime.label} | ${mb(med(runtime, 'privateDirtyKb'))} (${range}) | ${ratio.toFixed(2)}× | ${mb(med(runtime, 'rssKb'))} | ${mb(med(runtime, 'pssKb'))} | ${cpu.toFixed(2)} s | ${of(runtime)[0]?.threads} |`);
-    say(`  ${runtime.label}: Private_Dirty ${mb(med(runtime, 'privateDirtyKb'))} [${range}] (${ratio.toFixed(2)}×), RSS ${mb(med(runtime, 'rssKb'))}, PSS ${mb(med(runtime, 'pssKb'))}, CPU ${cpu.toFixed(2)} s`);
-  }
-}
-const lineRows: string[] = [];
-
 const SEVEN_PHASES = { setup_command: 'true', provision_command: 'true', firmware_update_command: 'true', test_command: 'true', allocate_command: 'true', reserve_command: 'true', cleanup_command: 'true' };
 const SEVEN_PHASE_JOB = { provision_data: {}, firmware_update_data: {}, test_data: {}, allocate_data: {}, reserve_data: { timeout: 60 } };
 
@@ -483,8 +290,9 @@ async function benchIsolation(): Promise<void> {
 async function main(): Promise<void> {
   const started = Date.now();
   say(`testflinger-agent-host benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores, node ${process.version}${QUICK ? ' (quick)' : ''}`);
-  // --only=agents,memory: just those parts (hooks, agents, memory, jobs).
-  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length);
+  // --only=agents,memory (or the words alone: `npm run bench -- memory`): just those parts (hooks, agents, memory, jobs, isolation).
+  const words = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? (words.length ? words.join(',') : undefined);
   const runs = (part: string) => !only || only.split(',').includes(part);
   const runtimeBytes = runs('hooks') ? await benchHooks() : 0;
   if (runs('agents')) await benchFootprint();
@@ -501,15 +309,13 @@ async function main(): Promise<void> {
   const table = ['| figure | value | baseline (same run) | ratio | target |', '|---|---|---|---|---|', ...rows.map((r) => `| ${r.figure} | ${r.value} | ${r.baseline} | ${r.ratio} | ${r.target} |`)].join('\n');
   const method = `## Method
 - Hooks: the real \`dispatch\` run as Juju runs it (environment built from scratch, emulated hook tools on PATH), \`AGENT_HOST_ROOT\` in a temp dir, a real git config repo, the real supervisord the charm starts. Agent programs are replaced by \`sleep\` after install, so the figure is the charm's own cost. "Fresh unit" is the first config-changed after install (clone, render, add every program to the supervisord that install started); "nothing changed" is five more config-changed runs; restarts are counted from supervisord's pids before and after. Baseline: \`node -e 0\` started the same way, median of 10.
-- Node.js: agents run on the pinned node-linux-${hostArch() === 'amd64' ? 'x64' : 'arm64'} binaries (${(Object.keys(NODE_RELEASES) as NodeLine[]).map((l) => NODE_RELEASES[l].version).join(', ')}), \`${shipped().label}\` being what the charm installs (flags: \`${NODE_FLAGS['testflinger-agent'].join(' ') || 'none'}\`); "Node 20, defaults" is the same agent on Node ${NODE_RELEASES['20'].version} without flags, running at the same time.
-- Lines and flags: ${REPLICAS} idle agents per line and flag set, all started together (round-robin) against one dev server, polling every 10 s; after all reported in and ${QUICK ? 5 : 20} s more, /proc/<pid>/smaps_rollup is read three times ${QUICK ? 2 : 10} s apart; the figure is the median over samples and agents, each agent's own median in brackets. VAR=value items are set in the agent's environment, the rest are node flags. One agent's figure moves by up to 2 MB with when V8 last collected garbage, so differences under ~0.5 MB are noise.
+${memoryMethod()}
 - Where an unchanged config-changed spends its time: each part timed apart, in the same run, median of 5: \`node --version\` (dispatch's check) and \`node -e 0\` (the charm's own start), compiling dist/charm.js in a \`vm.Script\` (minus a bare start), the hook-tool calls the hook made times one call's cost, \`git ls-remote\` of the config repo as the charm runs it, and one read of supervisord's programs over its socket. The rest is the charm's own work (parsing the config, hashing, the state file). The unchanged hook parses no agent conf and renders no program file: it compares the hash of its inputs with the one it applied.
-- Footprint: one real agent process polling the dev server every 10 s; memory from /proc/<pid>/smaps_rollup after it reported in; CPU from /proc/<pid>/stat over the window; requests counted at the server. Baseline: an idle \`node -e setInterval\` process. The total PSS is of ${QUICK ? 10 : 50} more idle agents started meanwhile (shared pages of the Node binary counted once).
 - Jobs: a real agent process with \`true\` as every phase command, five 7-phase jobs; pickup is the server's 200 to \`GET /v1/job\`, complete is when the server holds \`job_state: complete\`. Baseline: the seven commands run directly with /bin/sh. Live log: 40 lines stamped with the time they were printed, latency to the server's receipt of their fragment.
 - Upstream figures are those recorded in the project's issue on a machine of this kind; the upstream agent cannot be installed here (no PyPI), so it was not rerun.
 ${notes.map((n) => `- ${n}`).join('\n')}
 `;
-  const lines = lineRows.length ? `\n\n## Idle agent memory by Node.js line and V8 flags\n\n${lineRows.join('\n')}` : '';
+  const lines = lineRows.length ? `\n\n## Idle agent memory by Node.js line and setting\n\n${lineRows.join('\n')}` : '';
   const doc = `# Benchmark results\n\n\`npm run bench${only ? ` -- --only=${only}` : ''}\`, ${new Date().toISOString()}, ${os.cpus().length} cores, Node ${process.version}, took ${seconds} s.\n\n${table}${lines}\n\n${method}`;
   fs.mkdirSync(path.join(CHARM_DIR, 'bench'), { recursive: true });
   const file = path.join(CHARM_DIR, 'bench', 'results.md');

@@ -6,7 +6,6 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as https from 'node:https';
 
 /**
  * Default cap of a reply held in memory. Agent replies are kilobytes, but a job's result view
@@ -44,10 +43,23 @@ export class BodyTooLargeError extends Error {
 
 export type HttpTransport = (url: URL, request: HttpRequest) => Promise<HttpResponse>;
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 4 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 4 }),
-};
+const AGENT_OPTIONS: http.AgentOptions = { keepAlive: true, maxSockets: 4 };
+const httpAgent = new http.Agent(AGENT_OPTIONS);
+let httpsClient: { module: typeof import('node:https'); agent: http.Agent } | undefined;
+
+/**
+ * node:https is loaded on the first https URL: on Node 24 loading TLS costs every agent about
+ * 2 MB of malloc'd memory, which an agent talking plain http never needs.
+ */
+function clientFor(url: URL): { module: typeof http | typeof import('node:https'); agent: http.Agent } {
+  if (url.protocol !== 'https:') return { module: http, agent: httpAgent };
+  if (!httpsClient) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const module = require('node:https') as typeof import('node:https');
+    httpsClient = { module, agent: new module.Agent(AGENT_OPTIONS) };
+  }
+  return httpsClient;
+}
 
 /** Where a reply's body goes: memory (capped) or a file (capped); `add` throws past the cap. */
 interface BodySink {
@@ -96,7 +108,7 @@ function fileSink(file: string, limit: number): BodySink {
 
 export const nodeHttpTransport: HttpTransport = (url, request) =>
   new Promise((resolve, reject) => {
-    const module = url.protocol === 'https:' ? https : http;
+    const client = clientFor(url);
     const headers = { ...request.headers, ...(request.body ? { 'content-length': String(request.body.length) } : {}) };
     let sink: BodySink | undefined;
     let settled = false;
@@ -122,7 +134,7 @@ export const nodeHttpTransport: HttpTransport = (url, request) =>
       fail(error);
       req.destroy();
     }
-    const req = module.request(url, { method: request.method, headers, agent: agents[url.protocol as 'http:' | 'https:'] }, (res) => {
+    const req = client.module.request(url, { method: request.method, headers, agent: client.agent }, (res) => {
       const status = res.statusCode ?? 0;
       const toFile = request.download && status >= 200 && status < 300 ? request.download : undefined;
       const limit = toFile?.maxBytes ?? request.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;

@@ -13,10 +13,10 @@
  * name the running process in its refusal, or to stop an orphan of a crashed supervisord that
  * runs the same conf before taking over. The pid file is written for operators only.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { sha256Hex } from './sha256';
 
 export class AgentLockError extends Error {
   override readonly name = 'AgentLockError';
@@ -45,7 +45,7 @@ export function defaultLockScope(loggingBasedir: string): string {
 
 /** An abstract socket name (leading NUL): no file, nothing left behind. */
 export function lockSocketName(agentId: string, scope: string): string {
-  const digest = createHash('sha256').update(`${scope}\0${agentId}`).digest('hex').slice(0, 40);
+  const digest = sha256Hex(`${scope}\0${agentId}`).slice(0, 40);
   return `\0testflinger-agent/${digest}`;
 }
 

@@ -15,6 +15,7 @@ import { AgentLogger, oneLine } from './logger';
 import { AgentMetrics } from './metrics';
 import { defaultContainment } from './containment';
 import { sandboxFromEnv } from './containment-sandbox';
+import { jobEnv, scheduleMemoryReduction } from './memory';
 
 /** Exit codes: a bad conf or a second instance should not be restarted in a tight loop by hand. */
 const EXIT_BAD_CONFIG = 2;
@@ -93,7 +94,7 @@ async function main(): Promise<number> {
     clock: systemClock,
     log,
     metrics,
-    baseEnv: Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined)),
+    baseEnv: jobEnv(process.env),
     markerDir: process.env['TESTFLINGER_OFFLINE_MARKER_DIR'] ?? '/tmp',
     containment,
     ...(testSandbox ? { testSandbox } : {}),
@@ -109,11 +110,13 @@ async function main(): Promise<number> {
     });
   }
   log.info(`agent ${JSON.stringify(config.agent_id)} serving queues ${config.job_queues.map((q) => JSON.stringify(q)).join(', ')} from ${JSON.stringify(client.baseUrl)}`);
+  const memoryReduction = scheduleMemoryReduction();
   try {
     const exit = await agent.run(shutdown.signal);
     log.info(exit === 'restart' ? 'exiting for a safe restart' : 'stopped');
     return 0;
   } finally {
+    memoryReduction.stop();
     metricsServer?.close();
     releaseLock();
   }

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
+import { AGENT_MALLOC_ENV } from '../agent/memory';
 import type { HostPaths } from './paths';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
@@ -21,15 +22,23 @@ export const SHIPPED_NODE = 'node/bin/node';
 export const SHIPPED_NPM_DIR = 'node/lib/node_modules/npm';
 
 /**
- * Node flags per program, chosen by measurement (bench/results.md): on Node 20 no V8 flag moved
- * an idle agent's private memory by more than noise (±0.4 MB of 9.5 MB), and --single-threaded
- * even left a freshly started agent 2 MB bigger, so the agent runs on V8's defaults. On Node 22
- * and 24 --lite-mode saves 0.5-3 MB; revisit with the line. MALLOC_ARENA_MAX=1 saves 5-11% on
- * every line but is left out: set in the wrapper, every job's commands would inherit it.
+ * Node flags per program, chosen by measurement (bench/results.md, "Where an idle agent's
+ * private memory is"). On Node 24 the agent runs V8's interpreter only (--lite-mode: no
+ * compiled code, smaller feedback; the agent waits on the network and on its jobs' processes,
+ * so it does not need optimised JavaScript), and with gc() exposed so that, once idle, it
+ * drops start-up's garbage and the bytecode of code that ran once (see src/agent/memory.ts:
+ * --bytecode-old-age=1 and --compact-on-every-full-gc let those collections give pages back).
+ * Together with AGENT_MALLOC_ENV they take an idle agent from 20 MB to 11-12 MB private.
  */
 export const NODE_FLAGS: Record<RuntimeProgram, readonly string[]> = {
-  'testflinger-agent': [],
+  'testflinger-agent': ['--lite-mode', '--expose-gc', '--bytecode-old-age=1', '--compact-on-every-full-gc'],
   'testflinger-device-connector': [],
+};
+
+/** Environment per program, set by its wrapper (the agent keeps its malloc settings from its jobs). */
+export const NODE_ENV: Record<RuntimeProgram, Readonly<Record<string, string>>> = {
+  'testflinger-agent': AGENT_MALLOC_ENV,
+  'testflinger-device-connector': {},
 };
 
 export class RuntimeError extends Error {
@@ -73,8 +82,9 @@ export function currentRuntimeVersion(paths: HostPaths): string | null {
  */
 export function wrapperScript(paths: HostPaths, program: RuntimeProgram, node: { copied: true } | { path: string }): string {
   const nodeCommand = 'copied' in node ? path.join(paths.runtimeCurrent, 'node') : node.path;
+  const env = Object.entries(NODE_ENV[program]).map(([name, value]) => `${name}=${value}`);
   const command = [nodeCommand, ...NODE_FLAGS[program], path.join(paths.runtimeCurrent, `${program}.js`), '"$@"'].join(' ');
-  return `#!/bin/sh\n# ${program}, the version ${paths.runtimeCurrent} points at (managed by the charm).\nexec ${command}\n`;
+  return `#!/bin/sh\n# ${program}, the version ${paths.runtimeCurrent} points at (managed by the charm).\n${env.length ? `export ${env.join(' ')}\n` : ''}exec ${command}\n`;
 }
 
 /**

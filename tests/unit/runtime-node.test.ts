@@ -6,13 +6,14 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hostPaths } from '../../src/charm/paths';
-import { NODE_FLAGS, installRuntime, npmCommand, runtimeNodePath } from '../../src/charm/runtime';
+import { AGENT_MALLOC_ENV } from '../../src/agent/memory';
+import { NODE_ENV, NODE_FLAGS, installRuntime, npmCommand, runtimeNodePath } from '../../src/charm/runtime';
 import { tempDir } from '../helpers/tmp';
 
-/** Bundles that print which node runs them and with which flags. */
+/** Bundles that print which node runs them, with which flags and which program environment. */
 function bundles(): string {
   const dir = tempDir('bundles');
-  const report = `process.stdout.write(JSON.stringify({ execPath: process.execPath, execArgv: process.execArgv, args: process.argv.slice(2) }));\n`;
+  const report = `process.stdout.write(JSON.stringify({ execPath: process.execPath, execArgv: process.execArgv, args: process.argv.slice(2), env: Object.fromEntries(${JSON.stringify(Object.keys(AGENT_MALLOC_ENV))}.map((k) => [k, process.env[k]])) }));\n`;
   for (const p of ['testflinger-agent', 'testflinger-device-connector']) fs.writeFileSync(path.join(dir, `${p}.js`), report);
   return dir;
 }
@@ -27,9 +28,9 @@ function charmNode(tag: string): string {
 }
 
 const runWrapper = (root: string, program: string, ...args: string[]) =>
-  JSON.parse(execFileSync(path.join(root, 'srv/testflinger-agent/bin', program), args, { encoding: 'utf8' })) as { execPath: string; execArgv: string[]; args: string[] };
+  JSON.parse(execFileSync(path.join(root, 'srv/testflinger-agent/bin', program), args, { encoding: 'utf8', env: { PATH: process.env['PATH'] } })) as { execPath: string; execArgv: string[]; args: string[]; env: Record<string, string | undefined> };
 
-it('copies the node into the version; the wrappers run it with the program flags, and keep running it once the charm is gone', () => {
+it('copies the node into the version; the wrappers run it with the program flags and environment, and keep running it once the charm is gone', () => {
   // The shipped flags may be none (the measured choice): give the agent one, to see it arrive.
   const shippedFlags = NODE_FLAGS['testflinger-agent'];
   NODE_FLAGS['testflinger-agent'] = ['--stack-size=900'];
@@ -46,7 +47,10 @@ it('copies the node into the version; the wrappers run it with the program flags
     expect(agent.execPath).toBe(copied);
     expect(agent.execArgv).toEqual(['--stack-size=900']);
     expect(agent.args).toEqual(['-c', 'x.conf']);
-    expect(runWrapper(root, 'testflinger-device-connector').execArgv).toEqual(NODE_FLAGS['testflinger-device-connector']);
+    expect(agent.env).toEqual(NODE_ENV['testflinger-agent']);
+    const connector = runWrapper(root, 'testflinger-device-connector');
+    expect(connector.execArgv).toEqual(NODE_FLAGS['testflinger-device-connector']);
+    expect(Object.values(connector.env).filter((v) => v !== undefined)).toEqual([]);
   } finally {
     NODE_FLAGS['testflinger-agent'] = shippedFlags;
   }
