@@ -20,8 +20,8 @@ import { currentRuntimeVersion, installRuntime } from './runtime';
 import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
-import { writeProgramFiles, type ProgramStatus } from './supervisor';
-import { processControlFor } from './supervisorops';
+import { writeProgramFiles } from './programfiles';
+import type { ProgramStatus } from './supervisor';
 import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
 
 const updateConfigsParams = z.object({}).strict();
@@ -425,7 +425,7 @@ export class AgentHostCharm extends CharmBase {
     if (names.length === 0) return errors;
     // The key and the token file only: reading the credentials secret would cost a hook-tool call.
     const secrets = await charmSecrets(this.host, config, async () => ({}));
-    const control = processControlFor(this.host);
+    const control = this.host.supervisor;
     await Promise.all(
       names.map(async (name) => {
         const tail = await control.tailLog(name, START_ERROR_TAIL_BYTES).catch(() => undefined);

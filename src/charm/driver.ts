@@ -24,8 +24,8 @@ import { supervisorLimits, withAgentLimits } from './limits';
 import { installPackages, UNIT_PACKAGES } from './packages';
 import type { HostPaths } from './paths';
 import { sharedSshFiles, writeSshFiles, type SshFileSpec } from './ssh';
+import type { SupervisorControl } from './supervisor';
 import type { TemplateRenderer } from './templates';
-import { callOverSocket } from './xmlrpc';
 
 export type DriverKind = 'unit' | 'sandbox';
 
@@ -65,8 +65,8 @@ export interface SupervisordDaemon {
   writeDelegation(): Promise<boolean>;
   /** Starts supervisord; returns once it was asked to (the caller waits for its socket). */
   start(): Promise<void>;
-  /** Restarts supervisord, whose programs the caller has stopped already. */
-  restart(): Promise<void>;
+  /** Restarts supervisord, whose programs the caller (its client) has stopped already. */
+  restart(client: Pick<SupervisorControl, 'shutdown'>): Promise<void>;
 }
 
 /** What one event changes about the agents' users, by agent name (plan.ts decides). */
@@ -344,8 +344,8 @@ export function sandboxDriver(paths: HostPaths, renderer: TemplateRenderer): Hos
       delegationCurrent: () => true,
       writeDelegation: async () => false,
       start,
-      restart: async () => {
-        await callOverSocket(paths.supervisorSocket, 'supervisor.shutdown');
+      restart: async (client) => {
+        await client.shutdown();
         await waitForPidFileGone(paths);
         await start();
       },

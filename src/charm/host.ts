@@ -46,7 +46,7 @@ export function createHost(options: HostOptions): Host {
     nodePath: options.nodePath ?? runtimeNodePath(options.charmDir, driver.kind === 'sandbox'),
     run,
     renderer,
-    supervisor: options.supervisor ?? new Supervisor(options.paths, run, renderer, driver.supervisord),
+    supervisor: options.supervisor ?? new Supervisor(options.paths.supervisorSocket, driver.supervisord),
     isPortFree: options.isPortFree ?? portIsFree,
     capacity: options.capacity ?? (() => readHostCapacity()),
   };

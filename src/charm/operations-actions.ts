@@ -13,7 +13,7 @@ import type { Host } from './host';
 import { gatherFacts, resultKeys, selectAgents, shortDuration, summaryLine, type AgentFacts } from './operations';
 import { REASON_MAX, REASON_PATTERN, removeMarkers, writeMarker } from './operations-markers';
 import type { HostState } from './state';
-import { processControlFor, type ProcessInfo } from './supervisorops';
+import type { ProcessInfo } from './supervisor';
 import { expectedPrograms } from './unitstatus';
 import { elide } from './values';
 
@@ -30,7 +30,7 @@ export interface Operation {
 
 /** supervisord's programs; an operation cannot go on without them. */
 async function processes(op: Operation): Promise<ProcessInfo[]> {
-  const answer = await processControlFor(op.host).processes();
+  const answer = await op.host.supervisor.processes();
   if (answer === null) throw new OperationError('supervisord is not running');
   return answer;
 }
@@ -144,7 +144,7 @@ export async function restartAgents(op: Operation, selection: string, mode: Rest
   const busy = facts.filter((f) => f.busy).map((f) => f.name);
   const refusedBusy = force ? [] : busy;
   const chosen = names.filter((n) => !refusedBusy.includes(n));
-  const control = processControlFor(op.host);
+  const control = op.host.supervisor;
   const stopRefused = await control.stop(chosen);
   const startRefused = await control.start(chosen.filter((n) => !(n in stopRefused)));
   const failed = { ...stopRefused, ...startRefused };
@@ -189,7 +189,7 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
 /** The last `lines` lines of the agent's log, within LOG_MAX_BYTES, with the charm's secrets masked. */
 export async function agentLogs(op: Operation, agent: string, lines: number, secrets: readonly string[]): Promise<ActionResults> {
   if (!expectedPrograms(op.state).includes(agent)) throw new OperationError(`agent: no agent named ${JSON.stringify(elide(agent, 64))} on this host`);
-  const tail = await processControlFor(op.host).tailLog(agent, LOG_MAX_BYTES);
+  const tail = await op.host.supervisor.tailLog(agent, LOG_MAX_BYTES);
   let all = tail.text.split('\n');
   if (all[all.length - 1] === '') all.pop();
   // A tail that starts mid-line (the log is longer than we read) drops that partial line.

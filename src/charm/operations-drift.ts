@@ -14,7 +14,6 @@ import { currentRuntimeVersion } from './runtime';
 import { phaseScripts } from './scripts';
 import type { HostState } from './state';
 import { renderAgentProgram } from './reconcile';
-import { processControlFor } from './supervisorops';
 
 export interface Drift {
   /** The file, as the operator knows it (`agent-1.conf`, `tf-test`, `~ubuntu/.ssh/config`). */
@@ -144,7 +143,7 @@ export function driftText(drift: readonly Drift[]): string {
 
 /** Each program's pid (0 when down), to tell afterwards which ones a fix restarted. */
 export async function processIds(host: Host): Promise<Map<string, number>> {
-  return new Map(((await processControlFor(host).processes()) ?? []).map((p) => [p.name, p.pid]));
+  return new Map(((await host.supervisor.processes()) ?? []).map((p) => [p.name, p.pid]));
 }
 
 export function changedPids(before: ReadonlyMap<string, number>, after: ReadonlyMap<string, number>): string[] {

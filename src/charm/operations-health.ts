@@ -10,7 +10,6 @@ import { BlockedStatus, type StatusBase } from '../ops';
 import { gatherFacts, shortDuration, summaryLine, type AgentFacts } from './operations';
 import type { Operation } from './operations-actions';
 import type { AgentHealth, HostState } from './state';
-import { processControlFor } from './supervisorops';
 import { STATUS_MAX } from './unitstatus';
 import { elide } from './values';
 
@@ -57,7 +56,7 @@ function decide(facts: AgentFacts, entry: AgentHealth | undefined, nowMs: number
 }
 
 export async function checkHealth(op: Operation, nowMs: number): Promise<HealthResult | undefined> {
-  const control = processControlFor(op.host);
+  const control = op.host.supervisor;
   const processes = await control.processes();
   if (processes === null) return undefined;
   // An agent whose conf is bad exits 2 at every start: restarting it cannot help.

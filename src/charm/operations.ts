@@ -14,7 +14,7 @@ import type { Host } from './host';
 import { readMarkers, type Marker } from './operations-markers';
 import { MetricsPortError, metricsOwnerOf, scrapeAgent, SCRAPES_TOTAL_DEADLINE_MS, type AgentView } from './operations-metrics';
 import type { HostState } from './state';
-import type { ProcessInfo } from './supervisorops';
+import type { ProcessInfo } from './supervisor';
 import { elide } from './values';
 
 /** Names or globs, comma-separated; `*` and `?` are the only special characters. */

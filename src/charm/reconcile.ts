@@ -22,7 +22,8 @@ import { assignMetricsPorts } from './ports';
 import { currentRuntimeVersion } from './runtime';
 import { PHASE_SCRIPT_TEMPLATE, phaseScripts, writePhaseScripts } from './scripts';
 import type { HostState } from './state';
-import { PROGRAM_TEMPLATE, renderProgramFile, writeProgramFiles, type ProgramStatus } from './supervisor';
+import { PROGRAM_TEMPLATE, renderProgramFile, writeProgramFiles } from './programfiles';
+import type { ProgramStatus } from './supervisor';
 import { quoted } from './values';
 
 export interface ReconcileReport {

@@ -1,37 +1,29 @@
 /**
- * supervisord: the program files of the agents, and its XML-RPC interface (over its unix socket)
- * for update, signal, stop and status. How the daemon itself is started, restarted and given its
- * limits is the driver's (driver.ts).
+ * The one client of supervisord: every call the charm makes of it, over its XML-RPC unix socket
+ * (xmlrpc.ts), with one reading of its faults and one stop-and-wait. How the daemon itself is
+ * started, restarted and given its limits is the driver's (driver.ts, SupervisordDaemon); the
+ * program files are programfiles.ts's.
  */
-import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as path from 'node:path';
-import type { Runner } from '../common/exec';
-import { writeFileAtomic } from '../common/fsutil';
-import { sandboxDriver, type AgentRun, type SupervisordDaemon } from './driver';
+import type { SupervisordDaemon } from './driver';
 import { callOverSocket, type RpcValue } from './xmlrpc';
-import type { HostPaths } from './paths';
-import type { TemplateRenderer } from './templates';
 
-/** First line of every program file the charm writes; files without it are never touched. */
-export const MANAGED_MARKER = '; Managed by the testflinger-agent-host charm';
-export const PROGRAM_TEMPLATE = 'templates/supervisor-program.conf.hbs';
 const SOCKET_WAIT_MS = 15_000;
-/** Agents get this long to stop (report a job, exit) before supervisord shuts down anyway. */
+/** Agents get this long to stop (report a job, exit) before supervisord shuts down or rereads anyway. */
 const STOP_ALL_WAIT_MS = 60_000;
+/** How long an operator's stop waits for the programs to go down. */
+const STOP_WAIT_MS = 30_000;
+/** States a stopped program has left (supervisor/states.py); the stop-and-wait waits them out. */
 const ACTIVE_STATES = new Set(['RUNNING', 'STARTING', 'STOPPING', 'BACKOFF']);
-/** supervisord's fault codes (supervisor/xmlrpc.py). */
-const FAULT_BAD_NAME = 10;
-const FAULT_NOT_RUNNING = 70;
 
-export interface ProgramSpec {
-  name: string;
-  confPath: string;
-  agentDir: string;
-  metricsPort: number;
-  /** Extra environment for the agent, e.g. TESTFLINGER_SERVER. */
-  extraEnv: Record<string, string>;
-}
+/**
+ * supervisord's fault codes (supervisor/xmlrpc.py) that mean "already so" to the charm: starting
+ * a started program, stopping a stopped one; an unknown one is gone (stop) or not running (signal).
+ */
+const FAULT_BAD_NAME = 10;
+const FAULT_ALREADY_STARTED = 60;
+const FAULT_NOT_RUNNING = 70;
+const GONE = [FAULT_NOT_RUNNING, FAULT_BAD_NAME];
 
 export interface ProgramStatus {
   name: string;
@@ -40,112 +32,83 @@ export interface ProgramStatus {
   description: string;
 }
 
-/** supervisord's multicall gives each result bare (not wrapped in a list), or a fault struct. */
-function isFault(answer: RpcValue): answer is { faultCode: number; faultString?: string } {
-  return typeof answer === 'object' && !Array.isArray(answer) && 'faultCode' in answer;
+/** One program as `getAllProcessInfo` tells it: times are supervisord's, in Unix seconds. */
+export interface ProcessInfo {
+  name: string;
+  /** RUNNING, STARTING, BACKOFF, STOPPED, EXITED, FATAL, ... */
+  state: string;
+  pid: number;
+  /** When the process last started (0: never). */
+  start: number;
+  /** supervisord's clock at the time of the answer. */
+  now: number;
+  exitStatus: number;
+}
+
+/** A tail of a program's log: the bytes, and whether more was there than asked for. */
+export interface LogTail {
+  text: string;
+  cut: boolean;
+}
+
+/** Refusals by program name: supervisord's fault string. */
+export type Refusals = Record<string, string>;
+
+/** What the charm asks of supervisord; the tests' in-memory supervisords implement it too. */
+export interface SupervisorControl {
+  /** Whether supervisord answers on its socket. */
+  isRunning(): Promise<boolean>;
+  /** Every program's state in one call, or null when supervisord is not answering. */
+  readPrograms(): Promise<ProgramStatus[] | null>;
+  /** Starts supervisord if it is not running, with limits for this many agents. */
+  ensureRunning(agentCount: number): Promise<'already-running' | 'started'>;
+  /** Writes the limits for this many agents; true when they changed (they apply at a restart). */
+  writeLimits(agentCount: number): boolean;
+  /** Restarts supervisord, and with it every agent: only when none is running a job. */
+  restart(): Promise<void>;
+  /** Applies added, changed and removed program files; says what it did. */
+  update(): Promise<string>;
+  /** Signals the named programs; one not running is no failure (named in notRunning). */
+  signal(names: readonly string[], signal?: string): Promise<{ signalled: string[]; notRunning: string[] }>;
+  status(): Promise<ProgramStatus[]>;
+  /** Every program with its times, or null when supervisord is not answering. */
+  processes(): Promise<ProcessInfo[] | null>;
+  /** Starts the named programs without waiting for them; returns the refusals. */
+  start(names: readonly string[]): Promise<Refusals>;
+  /** Stops the named programs and waits (bounded) until they are down; returns the refusals. */
+  stop(names: readonly string[]): Promise<Refusals>;
+  tailLog(name: string, bytes: number): Promise<LogTail>;
+  /** Stops every program and then supervisord (the sandbox's, for the demo and the tests). */
+  shutdown(): Promise<void>;
 }
 
 export class SupervisorError extends Error {
   override readonly name = 'SupervisorError';
 }
 
-/**
- * A value for `environment=`. supervisord expands `%(name)s` and splits on commas and quotes with
- * its own rules, so a value that needs escaping is refused, never escaped (docs/security.md).
- */
-function supervisorValue(key: string, value: string): string {
-  if (!/^[A-Za-z0-9._~:/@+=-]*$/.test(value)) throw new SupervisorError(`${key} has characters a program file cannot carry safely`);
-  return `"${value}"`;
+type Fault = { faultCode: number; faultString?: string };
+
+/** supervisord's multicall gives each result bare (not wrapped in a list), or a fault struct. */
+function isFault(answer: RpcValue): answer is Fault {
+  return typeof answer === 'object' && !Array.isArray(answer) && 'faultCode' in answer;
 }
 
-export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, spec: ProgramSpec, run: AgentRun): string {
-  if (!PROGRAM_NAME.test(spec.name)) throw new SupervisorError('not a safe program name');
-  const env: Record<string, string> = {
-    ...run.env,
-    PATH: [paths.binDir, paths.runtimeBinDir, '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'),
-    TESTFLINGER_AGENT_DIR: spec.agentDir,
-    TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
-    // One process per agent_id on this host, whatever each conf's logging_basedir says.
-    TESTFLINGER_AGENT_LOCK_SCOPE: paths.root,
-    ...spec.extraEnv,
+const faultText = (fault: Fault) => fault.faultString ?? `fault ${fault.faultCode}`;
+
+/** A group of one process is named as the group; any other process as group:name. */
+function processInfo(info: Record<string, RpcValue>): ProcessInfo & { description: string } {
+  return {
+    name: info['group'] === info['name'] ? String(info['name']) : `${info['group']}:${info['name']}`,
+    state: String(info['statename']),
+    pid: Number(info['pid'] ?? 0),
+    start: Number(info['start'] ?? 0),
+    now: Number(info['now'] ?? 0),
+    exitStatus: Number(info['exitstatus'] ?? 0),
+    description: String(info['description'] ?? ''),
   };
-  const content = renderer.render(PROGRAM_TEMPLATE, {
-    name: spec.name,
-    commandPrefix: run.commandPrefix.map(checkedWord),
-    agentProgram: checkedPath(paths.agentProgram),
-    confPath: checkedPath(spec.confPath),
-    metricsPort: spec.metricsPort,
-    tokenFile: checkedPath(paths.tokenFile),
-    directory: checkedPath(run.home),
-    environment: Object.entries(env)
-      .map(([k, v]) => `${checkedEnvName(k)}=${supervisorValue(k, v)}`)
-      .join(','),
-    user: run.user === undefined ? undefined : checkedWord(run.user),
-  });
-  verifyProgramFile(content, spec.name);
-  return content;
 }
 
-const PROGRAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const PROGRAM_KEYS = new Set(['command', 'directory', 'autostart', 'autorestart', 'exitcodes', 'startsecs', 'startretries', 'stopsignal', 'stopwaitsecs', 'redirect_stderr', 'stdout_logfile_maxbytes', 'stdout_logfile_backups', 'environment', 'user', 'killasgroup', 'stopasgroup']);
-
-function checkedPath(value: string): string {
-  if (!/^\/[A-Za-z0-9._/+-]*$/.test(value)) throw new SupervisorError('a host path has characters a program file cannot carry safely');
-  return value;
-}
-
-/** One word of `command=` (a path, a user, a cgroup name): supervisord splits it on spaces only. */
-function checkedWord(value: string): string {
-  if (!/^[A-Za-z0-9_/][A-Za-z0-9._/+-]*$/.test(value)) throw new SupervisorError('a command word has characters a program file cannot carry safely');
-  return value;
-}
-
-function checkedEnvName(name: string): string {
-  if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new SupervisorError('an environment name has characters a program file cannot carry safely');
-  return name;
-}
-
-/**
- * The rendered file, read back as supervisord's INI reader would see it: one section, ours, and
- * only the keys we write. A file that fails this is never written.
- */
-export function verifyProgramFile(content: string, name: string): void {
-  const sections: string[] = [];
-  for (const line of content.split('\n')) {
-    if (line === '' || line.startsWith(';')) continue;
-    if (/[\u0000-\u001f\u007f]/.test(line)) throw new SupervisorError('program file would hold a control character');
-    const section = /^\[(.*)\]$/.exec(line);
-    if (section) {
-      sections.push(section[1] as string);
-      continue;
-    }
-    const key = /^([a-z_]+)=/.exec(line)?.[1];
-    if (!key || !PROGRAM_KEYS.has(key)) throw new SupervisorError(`program file would hold an unexpected line`);
-  }
-  if (sections.length !== 1 || sections[0] !== `program:${name}`) throw new SupervisorError('program file would hold another section');
-}
-
-/** Names of the agents whose program files the charm wrote earlier. */
-export function managedProgramNames(paths: HostPaths): string[] {
-  if (!fs.existsSync(paths.programDir)) return [];
-  return fs
-    .readdirSync(paths.programDir)
-    .filter((f) => f.endsWith('.conf'))
-    .filter((f) => fs.readFileSync(path.join(paths.programDir, f), 'utf8').startsWith(MANAGED_MARKER))
-    .map((f) => f.slice(0, -'.conf'.length));
-}
-
-/**
- * Writes the given program files and deletes managed files of other agents, except those in
- * `keep` (agents kept on their last good file).
- */
-export function writeProgramFiles(paths: HostPaths, files: ReadonlyMap<string, string>, keep: ReadonlySet<string> = new Set()): { written: string[]; removed: string[] } {
-  const written = [...files].filter(([name, content]) => writeFileAtomic(paths.programFile(name), content, 0o644)).map(([n]) => n);
-  const removed = managedProgramNames(paths).filter((name) => !files.has(name) && !keep.has(name));
-  for (const name of removed) fs.rmSync(paths.programFile(name), { force: true });
-  return { written, removed };
-}
-
+/** supervisorctl's `status` table (what the sandbox and the unit-mode tests read). */
 export function parseStatus(out: string): ProgramStatus[] {
   return out
     .split('\n')
@@ -160,49 +123,42 @@ export function parseStatus(out: string): ProgramStatus[] {
     .filter((s) => /^[A-Z]+$/.test(s.state));
 }
 
-/** What the charm asks of supervisord; tests may pass an in-memory one of the same shape. */
-export interface SupervisorControl {
-  isRunning(): Promise<boolean>;
-  /** Every program's state in one call, or null when supervisord is not answering. */
-  readPrograms(): Promise<ProgramStatus[] | null>;
-  /**
-   * Starts supervisord if it is not running, with limits for this many agents. Reports whether
-   * the limits it runs with are now out of date (they apply only when supervisord restarts).
-   */
-  ensureRunning(agentCount: number): Promise<'already-running' | 'started'>;
-  /** Writes the limits for this many agents; true when they changed. */
-  writeLimits(agentCount: number): boolean;
-  /** Restarts supervisord, and with it every agent: only when none is running a job. */
-  restart(): Promise<void>;
-  update(): Promise<string>;
-  signal(names: readonly string[], signal?: string): Promise<{ signalled: string[]; notRunning: string[] }>;
-  status(): Promise<ProgramStatus[]>;
-  shutdown(): Promise<void>;
-}
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Supervisor implements SupervisorControl {
-  private readonly daemon: SupervisordDaemon;
-  /**
-   * The host's driver gives the daemon; without one, supervisord is run as in a sandbox (the
-   * tests of supervisord itself). The runner is unused since the daemon took over systemctl.
-   */
+  /** The daemon is the driver's (how supervisord is started and restarted on this host). */
   constructor(
-    private readonly paths: HostPaths,
-    _run: Runner,
-    renderer: TemplateRenderer,
-    daemon?: SupervisordDaemon,
-  ) {
-    this.daemon = daemon ?? sandboxDriver(paths, renderer).supervisord;
-  }
+    private readonly socketPath: string,
+    private readonly daemon: SupervisordDaemon,
+  ) {}
 
   private rpc(method: string, params: RpcValue[] = []): Promise<RpcValue> {
-    return callOverSocket(this.paths.supervisorSocket, method, params);
+    return callOverSocket(this.socketPath, method, params);
+  }
+
+  /**
+   * One multicall of `method(name, ...extra)` for each name. The names whose fault is one of
+   * `alreadySo` are `already`; any other fault is a refusal, by name.
+   */
+  private async eachName(method: string, names: readonly string[], extra: RpcValue[], alreadySo: readonly number[]): Promise<{ refused: Refusals; already: string[] }> {
+    const refused: Refusals = {};
+    const already: string[] = [];
+    if (names.length === 0) return { refused, already };
+    const calls = names.map((name) => ({ methodName: method, params: [name, ...extra] }));
+    const answers = (await this.rpc('system.multicall', [calls])) as RpcValue[];
+    answers.forEach((answer, i) => {
+      const name = names[i] as string;
+      if (!isFault(answer)) return;
+      if (alreadySo.includes(answer.faultCode)) already.push(name);
+      else refused[name] = faultText(answer);
+    });
+    return { refused, already };
   }
 
   /** Whether supervisord answers on its socket (checked without starting a Python process). */
   isRunning(): Promise<boolean> {
     return new Promise((resolve) => {
-      const socket = net.createConnection(this.paths.supervisorSocket);
+      const socket = net.createConnection(this.socketPath);
       socket.once('connect', () => {
         socket.destroy();
         resolve(true);
@@ -216,8 +172,8 @@ export class Supervisor implements SupervisorControl {
   }
 
   async restart(): Promise<void> {
-    await this.stopAllPrograms();
-    await this.daemon.restart();
+    await this.stopAll();
+    await this.daemon.restart(this);
     await this.waitForSocket();
   }
 
@@ -237,9 +193,26 @@ export class Supervisor implements SupervisorControl {
     const deadline = Date.now() + SOCKET_WAIT_MS;
     while (Date.now() < deadline) {
       if (await this.isRunning()) return;
-      await new Promise((r) => setTimeout(r, 50));
+      await pause(50);
     }
-    throw new SupervisorError(`supervisord did not answer on ${this.paths.supervisorSocket} within ${SOCKET_WAIT_MS / 1000}s`);
+    throw new SupervisorError(`supervisord did not answer on ${this.socketPath} within ${SOCKET_WAIT_MS / 1000}s`);
+  }
+
+  private async processInfos(): Promise<(ProcessInfo & { description: string })[]> {
+    return ((await this.rpc('supervisor.getAllProcessInfo')) as Record<string, RpcValue>[]).map(processInfo);
+  }
+
+  async status(): Promise<ProgramStatus[]> {
+    return (await this.processInfos()).map(({ name, state, description, pid }) => ({ name, state, description, ...(pid ? { pid } : {}) }));
+  }
+
+  async processes(): Promise<ProcessInfo[] | null> {
+    try {
+      return (await this.processInfos()).map(({ description: _, ...info }) => info);
+    } catch (error) {
+      if (['ENOENT', 'ECONNREFUSED'].includes((error as NodeJS.ErrnoException).code ?? '')) return null;
+      throw error;
+    }
   }
 
   /**
@@ -247,33 +220,41 @@ export class Supervisor implements SupervisorControl {
    * `stopProcess(name, wait=false)`, which returns as soon as the signal is sent. Not
    * `stopProcessGroup`: its answer is deferred, and supervisord's multicall waits for each
    * deferred answer before the next call, about a second each, as its own update does. Then
-   * waits, bounded, until none of them is running.
+   * waits, bounded, until none of those it did not refuse is active. Returns the refusals.
    */
-  private async stopGroups(names: readonly string[]): Promise<void> {
-    if (names.length === 0) return;
-    const calls = names.map((name) => ({ methodName: 'supervisor.stopProcess', params: [name, false] as RpcValue[] }));
-    const answers = (await this.rpc('system.multicall', [calls])) as RpcValue[];
-    // One already stopped (NOT_RUNNING) or unknown (BAD_NAME) is what we want anyway.
-    const refused = names.filter((_, i) => {
-      const answer = answers[i] as RpcValue;
-      return isFault(answer) && answer.faultCode !== FAULT_NOT_RUNNING && answer.faultCode !== FAULT_BAD_NAME;
-    });
-    if (refused.length > 0) throw new SupervisorError(`stop: ${refused.join(', ')} refused`);
-    const wanted = new Set(names);
-    const deadline = Date.now() + STOP_ALL_WAIT_MS;
-    while (Date.now() < deadline && (await this.status()).some((p) => wanted.has(p.name) && ACTIVE_STATES.has(p.state))) await new Promise((r) => setTimeout(r, 50));
+  private async stopAndWait(names: readonly string[], waitMs: number, alreadySo: readonly number[]): Promise<Refusals> {
+    const { refused } = await this.eachName('supervisor.stopProcess', names, [false], alreadySo);
+    const wanted = new Set(names.filter((n) => !(n in refused)));
+    if (wanted.size > 0) await this.waitDown((name) => wanted.has(name), waitMs);
+    return refused;
+  }
+
+  /** Waits, bounded, until none of the programs chosen is active. */
+  private async waitDown(chosen: (name: string) => boolean, waitMs: number): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    while (Date.now() < deadline && (await this.status()).some((p) => chosen(p.name) && ACTIVE_STATES.has(p.state))) await pause(50);
+  }
+
+  /** An operator's stop: a program unknown to supervisord is a refusal. */
+  stop(names: readonly string[]): Promise<Refusals> {
+    return this.stopAndWait(names, STOP_WAIT_MS, [FAULT_NOT_RUNNING]);
+  }
+
+  async start(names: readonly string[]): Promise<Refusals> {
+    return (await this.eachName('supervisor.startProcess', names, [false], [FAULT_ALREADY_STARTED])).refused;
   }
 
   /**
    * Applies added, changed and removed program files, as supervisorctl's `update` does:
    * untouched programs keep running; changed ones are stopped and started again. The removed and
-   * changed ones are stopped all at once first (see stopGroups), then one round trip removes
-   * and adds the groups.
+   * changed ones are stopped all at once first (stopAndWait; one unknown to supervisord is gone
+   * already, as is one stopped), then one round trip removes and adds the groups.
    */
   async update(): Promise<string> {
     const [groups] = (await this.rpc('supervisor.reloadConfig')) as [[string[], string[], string[]]];
     const [added, changed, removed] = groups;
-    await this.stopGroups([...removed, ...changed]);
+    const refused = Object.keys(await this.stopAndWait([...removed, ...changed], STOP_ALL_WAIT_MS, GONE));
+    if (refused.length > 0) throw new SupervisorError(`stop: ${refused.join(', ')} refused`);
     const call = (methodName: string, ...params: RpcValue[]) => ({ methodName, params });
     const calls = [...[...removed, ...changed].map((name) => call('supervisor.removeProcessGroup', name)), ...[...changed, ...added].map((name) => call('supervisor.addProcessGroup', name))];
     if (calls.length > 0) this.checkMulticall('update', calls, (await this.rpc('system.multicall', [calls])) as RpcValue[]);
@@ -288,41 +269,24 @@ export class Supervisor implements SupervisorControl {
   }
 
   /**
-   * Sends a signal to the named programs in one round trip. A program that is not running is no
-   * failure here (it will start with the new settings anyway); any other refusal is.
+   * Sends a signal to the named programs in one round trip. A program that is not running (or
+   * unknown) is no failure here (it will start with the new settings anyway); any other refusal is.
    */
   async signal(names: readonly string[], signal = 'USR1'): Promise<{ signalled: string[]; notRunning: string[] }> {
-    if (names.length === 0) return { signalled: [], notRunning: [] };
-    const calls = names.map((name) => ({ methodName: 'supervisor.signalProcess', params: [name, signal] }));
-    const answers = (await this.rpc('system.multicall', [calls])) as RpcValue[];
-    const signalled: string[] = [];
-    const notRunning: string[] = [];
-    const problems: string[] = [];
-    answers.forEach((answer, i) => {
-      const name = names[i] as string;
-      const fault = isFault(answer) ? answer : undefined;
-      if (!fault) signalled.push(name);
-      else if (fault.faultCode === FAULT_NOT_RUNNING || fault.faultCode === FAULT_BAD_NAME) notRunning.push(name);
-      else problems.push(`${name}: ${fault.faultString ?? 'refused'}`);
-    });
+    const { refused, already: notRunning } = await this.eachName('supervisor.signalProcess', names, [signal], GONE);
+    const problems = Object.entries(refused).map(([name, why]) => `${name}: ${why}`);
     if (problems.length > 0) throw new SupervisorError(`signal ${signal}: ${problems.join('; ')}`);
-    return { signalled, notRunning };
+    return { signalled: names.filter((n) => !(n in refused) && !notRunning.includes(n)), notRunning };
   }
 
-  async status(): Promise<ProgramStatus[]> {
-    const infos = (await this.rpc('supervisor.getAllProcessInfo')) as { name: string; group: string; statename: string; pid: number; description: string }[];
-    return infos.map((info) => ({
-      name: info.group === info.name ? info.name : `${info.group}:${info.name}`,
-      state: info.statename,
-      description: info.description,
-      ...(info.pid ? { pid: info.pid } : {}),
-    }));
+  async tailLog(name: string, bytes: number): Promise<LogTail> {
+    const [text, , overflow] = (await this.rpc('supervisor.tailProcessStdoutLog', [name, 0, bytes])) as [string, number, boolean];
+    return { text: String(text), cut: !!overflow };
   }
 
-  /** Stops the sandbox supervisord (the demo and the tests clean up with it). */
   async shutdown(): Promise<void> {
     if (!(await this.isRunning())) return;
-    await this.stopAllPrograms();
+    await this.stopAll();
     await this.rpc('supervisor.shutdown');
   }
 
@@ -330,9 +294,8 @@ export class Supervisor implements SupervisorControl {
    * supervisord alone stops one group per turn of its loop, about a second each: stopping them
    * all at once first makes a shutdown or restart take seconds, not minutes.
    */
-  private async stopAllPrograms(): Promise<void> {
+  private async stopAll(): Promise<void> {
     await this.rpc('supervisor.stopAllProcesses', [false]);
-    const deadline = Date.now() + STOP_ALL_WAIT_MS;
-    while (Date.now() < deadline && (await this.status()).some((p) => ACTIVE_STATES.has(p.state))) await new Promise((r) => setTimeout(r, 100));
+    await this.waitDown(() => true, STOP_ALL_WAIT_MS);
   }
 }

@@ -1,6 +1,6 @@
 /**
  * The charm harness of tests/helpers/charm.ts with an in-memory supervisord that also answers
- * the operations' calls (process times, start, stop, log tail: src/charm/supervisorops.ts), and
+ * the operations' calls (process times, start, stop, log tail: src/charm/supervisor.ts), and
  * fake agent metrics endpoints on 127.0.0.1.
  */
 import * as fs from 'node:fs';
@@ -9,14 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { AgentHostCharm } from '../../src/charm/charm';
 import type { Host } from '../../src/charm/host';
 import { loadHostState, saveHostState, type HostState } from '../../src/charm/state';
-import type { LogTail, ProcessControl, ProcessInfo } from '../../src/charm/supervisorops';
+import type { LogTail, ProcessInfo, Refusals } from '../../src/charm/supervisor';
 import { Context } from '../../src/ops/testing';
 import { charmHarness, FakeSupervisor, type CharmHarness } from './charm';
 import { onCleanup, repoRoot } from './tmp';
 
 const DOWN = new Set(['STOPPED', 'EXITED', 'FATAL']);
 
-export class OpsFakeSupervisor extends FakeSupervisor implements ProcessControl {
+export class OpsFakeSupervisor extends FakeSupervisor {
   /** supervisord's clock, in Unix seconds; tests move it. */
   nowSeconds = 1_800_000_000;
   readonly pids = new Map<string, number>();
@@ -26,7 +26,7 @@ export class OpsFakeSupervisor extends FakeSupervisor implements ProcessControl 
   /** The state a start leaves the program in (a crashing agent: FATAL). */
   readonly startsAs = new Map<string, string>();
 
-  async processes(): Promise<ProcessInfo[] | null> {
+  override async processes(): Promise<ProcessInfo[] | null> {
     if (!this.running) return null;
     return [...this.states].map(([name, state]) => {
       if (!this.pids.has(name)) this.pids.set(name, this.nextPid++);
@@ -34,8 +34,8 @@ export class OpsFakeSupervisor extends FakeSupervisor implements ProcessControl 
       return { name, state, pid: up ? (this.pids.get(name) as number) : 0, start: this.started.get(name) ?? this.nowSeconds - 3600, now: this.nowSeconds, exitStatus: 0 };
     });
   }
-  async start(names: readonly string[]) {
-    const refused: Record<string, string> = {};
+  override async start(names: readonly string[]): Promise<Refusals> {
+    const refused: Refusals = {};
     for (const name of names) {
       const state = this.states.get(name);
       if (state === undefined) refused[name] = 'BAD_NAME';
@@ -49,7 +49,7 @@ export class OpsFakeSupervisor extends FakeSupervisor implements ProcessControl 
     }
     return refused;
   }
-  async stop(names: readonly string[]) {
+  override async stop(names: readonly string[]): Promise<Refusals> {
     for (const name of names) {
       if (!this.states.has(name) || DOWN.has(this.states.get(name) as string)) continue;
       this.calls.push(['stopProcess', name]);
@@ -57,7 +57,7 @@ export class OpsFakeSupervisor extends FakeSupervisor implements ProcessControl 
     }
     return {};
   }
-  async tailLog(name: string, bytes: number): Promise<LogTail> {
+  override async tailLog(name: string, bytes: number): Promise<LogTail> {
     const log = this.logs.get(name) ?? '';
     return { text: log.slice(-bytes), cut: log.length > bytes };
   }

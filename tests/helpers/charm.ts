@@ -7,7 +7,8 @@ import { AgentHostCharm } from '../../src/charm/charm';
 import type { SupervisordDaemon } from '../../src/charm/driver';
 import { createHost, type Host } from '../../src/charm/host';
 import { hostPaths, type HostPaths } from '../../src/charm/paths';
-import { managedProgramNames, type ProgramStatus, type SupervisorControl } from '../../src/charm/supervisor';
+import { managedProgramNames } from '../../src/charm/programfiles';
+import type { LogTail, ProcessInfo, ProgramStatus, Refusals, SupervisorControl } from '../../src/charm/supervisor';
 import { Context } from '../../src/ops/testing';
 import { ConfigRepo, agentConf } from './gitrepo';
 import { repoRoot, tempDir } from './tmp';
@@ -17,7 +18,9 @@ const SIGNALLABLE = new Set(['RUNNING', 'STARTING', 'STOPPING']);
 
 /**
  * An in-memory supervisord: programs and their states, every call recorded. Its limits go
- * through the host's real daemon driver (a file under the root), as the real one's do.
+ * through the host's real daemon driver (a file under the root), as the real one's do. It
+ * answers the reconcile's calls only: to the operations' (process times, start, stop, log tail)
+ * it is a supervisord that does not answer; OpsFakeSupervisor (charm-operations.ts) answers them.
  */
 export class FakeSupervisor implements SupervisorControl {
   running = false;
@@ -62,6 +65,18 @@ export class FakeSupervisor implements SupervisorControl {
   }
   async shutdown() {
     this.running = false;
+  }
+  async processes(): Promise<ProcessInfo[] | null> {
+    return null;
+  }
+  async start(_names: readonly string[]): Promise<Refusals> {
+    throw new Error('FakeSupervisor: start is not answered here (opsHarness)');
+  }
+  async stop(_names: readonly string[]): Promise<Refusals> {
+    throw new Error('FakeSupervisor: stop is not answered here (opsHarness)');
+  }
+  async tailLog(_name: string, _bytes: number): Promise<LogTail> {
+    throw new Error('FakeSupervisor: tailLog is not answered here (opsHarness)');
   }
   writeLimits(agentCount: number) {
     if (!this.daemon) throw new Error('FakeSupervisor: no daemon to write limits with');

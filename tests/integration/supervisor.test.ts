@@ -3,7 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runCommand } from '../../src/common/exec';
 import { hostPaths } from '../../src/charm/paths';
-import { Supervisor, writeProgramFiles } from '../../src/charm/supervisor';
+import { sandboxDriver } from '../../src/charm/driver';
+import { writeProgramFiles } from '../../src/charm/programfiles';
+import { Supervisor } from '../../src/charm/supervisor';
 import { TemplateRenderer } from '../../src/charm/templates';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
@@ -11,7 +13,7 @@ jest.setTimeout(60_000);
 
 it('starts with limits for its agents, restarts to raise them, and signals programs by name', async () => {
   const paths = hostPaths(tempDir('sup'));
-  const supervisor = new Supervisor(paths, runCommand, new TemplateRenderer(repoRoot));
+  const supervisor = new Supervisor(paths.supervisorSocket, sandboxDriver(paths, new TemplateRenderer(repoRoot)).supervisord);
   const pid = () => Number(fs.readFileSync(paths.supervisorPidFile, 'utf8'));
   try {
     expect(await supervisor.ensureRunning(2)).toBe('started');

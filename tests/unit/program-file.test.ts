@@ -3,7 +3,7 @@ import { sandboxAgentRun, unitAgentRun } from '../../src/charm/driver';
 import { hostPaths } from '../../src/charm/paths';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { managedProgramNames, MANAGED_MARKER, renderProgramFile, writeProgramFiles } from '../../src/charm/supervisor';
+import { managedProgramNames, MANAGED_MARKER, renderProgramFile, writeProgramFiles } from '../../src/charm/programfiles';
 import { TemplateRenderer } from '../../src/charm/templates';
 import { parseWithSupervisord } from '../helpers/supervisord-parse';
 import { repoRoot, tempDir } from '../helpers/tmp';
