@@ -40,3 +40,34 @@ it('starts with limits for its agents, restarts to raise them, and signals progr
     await supervisor.shutdown();
   }
 });
+
+it('starts, stops and tails programs by name: "already so" is no refusal, an unknown name is refused, and a stop waits until the program is down', async () => {
+  const paths = hostPaths(tempDir('sup'));
+  const supervisor = new Supervisor(paths.supervisorSocket, sandboxDriver(paths, new TemplateRenderer(repoRoot)).supervisord);
+  const program = path.join(paths.root, 'talk.sh');
+  // It ignores TERM for a moment, so a stop that did not wait would find it still STOPPING.
+  fs.writeFileSync(program, `#!/bin/sh\ntrap 'sleep 1; exit 0' TERM\necho hello from talk\nwhile true; do sleep 0.1; done\n`, { mode: 0o755 });
+  try {
+    expect(await supervisor.processes()).toBeNull();
+    await supervisor.ensureRunning(1);
+    writeProgramFiles(paths, new Map([['talk', `; Managed by the testflinger-agent-host charm\n[program:talk]\ncommand=${program}\nstartsecs=0\nredirect_stderr=true\n`]]));
+    await supervisor.update();
+    await eventually(async () => (await supervisor.status()).find((s) => s.name === 'talk')?.state === 'RUNNING', 'talk RUNNING');
+    const [talk] = (await supervisor.processes()) ?? [];
+    expect(talk).toMatchObject({ name: 'talk', state: 'RUNNING', exitStatus: 0 });
+    expect(talk?.pid).toBeGreaterThan(0);
+    expect(talk?.now).toBeGreaterThanOrEqual(talk?.start ?? Infinity);
+
+    expect(await supervisor.start(['talk'])).toEqual({});
+    expect(await supervisor.start(['nope'])).toEqual({ nope: expect.stringMatching(/^BAD_NAME/) });
+    await eventually(async () => (await supervisor.tailLog('talk', 1024)).text.includes('hello from talk'), 'the program log');
+    expect(await supervisor.tailLog('talk', 4)).toEqual({ text: 'alk\n', cut: true });
+
+    expect(await supervisor.stop(['talk', 'nope'])).toEqual({ nope: expect.stringMatching(/^BAD_NAME/) });
+    expect((await supervisor.status()).find((s) => s.name === 'talk')?.state).toBe('STOPPED');
+    expect(await supervisor.stop(['talk'])).toEqual({});
+    expect(await supervisor.signal(['talk', 'nope'])).toEqual({ signalled: [], notRunning: ['talk', 'nope'] });
+  } finally {
+    await supervisor.shutdown();
+  }
+});
