@@ -76,6 +76,10 @@ it('unpacked, its dispatch runs the charm on the shipped node, which installs an
     const agentPid = sandbox.programs().get('agent-a')!.pid!;
     expect(fs.readlinkSync(`/proc/${agentPid}/exe`)).toBe(fs.realpathSync(path.join(unpacked, 'node/bin/node')));
     expect(execFileSync(path.join(unpacked, 'node/bin/node'), ['--version'], { encoding: 'utf8' }).trim()).toBe(`v${NODE_RELEASES[SHIPPED_NODE_LINE].version}`);
+    // The shipped node keeps the bundle's compiled code between hooks, in the charm's own directory.
+    expect(fs.readdirSync(path.join(unpacked, '.node-compile-cache')).length).toBeGreaterThan(0);
+    // ... and what the charm started did not inherit the cache (the agent runs the same node).
+    expect(fs.readFileSync(`/proc/${agentPid}/environ`, 'utf8').split('\0')).not.toContainEqual(expect.stringMatching(/^NODE_COMPILE_CACHE=/));
   } finally {
     await sandbox.shutdown();
   }
