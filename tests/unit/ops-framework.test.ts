@@ -1,14 +1,20 @@
 import { z } from 'zod';
-import { ActiveStatus, BlockedStatus, CharmBase, type Framework, type HookName } from '../../src/ops';
+import { ActiveStatus, BlockedStatus, CharmBase, highestPriority, MaintenanceStatus, WaitingStatus, type Framework, type HookEvent, type HookName } from '../../src/ops';
 import { Context } from '../../src/ops/testing';
 
 /** A charm that records what reached it. */
 class RecordingCharm extends CharmBase {
   static seen: string[] = [];
+  static events: HookEvent[] = [];
+  static unit = '';
   constructor(framework: Framework) {
     super(framework);
+    RecordingCharm.unit = framework.context.unitName;
     for (const hook of ['install', 'start', 'stop', 'remove', 'config-changed', 'upgrade-charm', 'update-status', 'leader-elected', 'secret-changed'] as HookName[]) {
-      this.observe(hook, (e) => void RecordingCharm.seen.push(e.name));
+      this.observe(hook, (e) => {
+        RecordingCharm.seen.push(e.name);
+        RecordingCharm.events.push(e);
+      });
     }
     this.observe('remove', () => {
       throw new Error('disk on fire');
@@ -23,16 +29,26 @@ class RecordingCharm extends CharmBase {
     this.observeAction('explode', z.object({}), () => {
       throw new Error('kaboom');
     });
-  }
-  override async collectUnitStatus() {
-    const config = await this.model.getConfig();
-    return config['name'] ? new ActiveStatus(`hello ${String(config['name'])}`) : new BlockedStatus('name is not set');
+    // Two components of the status: the name's, and the work's.
+    this.observeCollectUnitStatus(async (event) => {
+      const config = await this.model.getConfig();
+      event.addStatus(config['name'] ? new ActiveStatus(`hello ${String(config['name'])}`) : new BlockedStatus('name is not set'));
+    });
+    this.observeCollectUnitStatus(async (event) => {
+      const config = await this.model.getConfig();
+      if (config['busy']) event.addStatus(new WaitingStatus('queued'));
+      if (config['busy']) event.addStatus(new MaintenanceStatus('busy'));
+    });
   }
 }
 
+/** A charm with no status component: the status stays as it was. */
+class QuietCharm extends CharmBase {}
+
 /** What the recording charm declares. `times` has no type, so the charm's own schema is what refuses "many". */
 const spec = {
-  config: { options: { name: { type: 'string' as const } } },
+  metadata: { name: 'recorder' },
+  config: { options: { name: { type: 'string' as const }, busy: { type: 'boolean' as const } } },
   actions: {
     greet: { params: { name: {}, times: {}, opts: { type: 'object' } } },
     'bad-key': {},
@@ -44,8 +60,11 @@ const spec = {
 
 const ctx = new Context((fw) => new RecordingCharm(fw), { charmDir: '/nonexistent', spec });
 
+const secrets = { 'secret:abc123': { password: 'p' } };
+
 beforeEach(() => {
   RecordingCharm.seen = [];
+  RecordingCharm.events = [];
 });
 
 describe('hook events', () => {
@@ -57,9 +76,9 @@ describe('hook events', () => {
     ['upgrade-charm', ctx.on.upgradeCharm()],
     ['update-status', ctx.on.updateStatus()],
     ['leader-elected', ctx.on.leaderElected()],
-    ['secret-changed', ctx.on.secretChanged()],
+    ['secret-changed', ctx.on.secretChanged({ id: 'secret:abc123' })],
   ])('%s reaches its handler', async (name, event) => {
-    await ctx.run(event, {});
+    await ctx.run(event, { secrets });
     expect(RecordingCharm.seen).toEqual([name]);
   });
 
@@ -67,6 +86,47 @@ describe('hook events', () => {
     const out = await ctx.run(ctx.on.configChanged(), { config: { name: 'lab' } });
     expect(out.unitStatus).toEqual(new ActiveStatus('hello lab'));
     expect(out.unitStatusHistory).toHaveLength(1);
+  });
+
+  it('sets the most urgent of the statuses its components add, once', async () => {
+    const busy = await ctx.run(ctx.on.configChanged(), { config: { name: 'lab', busy: true } });
+    expect(busy.unitStatus).toEqual(new MaintenanceStatus('busy'));
+    expect(busy.unitStatusHistory).toHaveLength(1);
+    const unnamed = await ctx.run(ctx.on.configChanged(), { config: { busy: true } });
+    expect(unnamed.unitStatus).toEqual(new BlockedStatus('name is not set'));
+  });
+
+  it('ranks statuses as ops does, the first added winning a tie', () => {
+    const [active, waiting, maintenance, blocked] = [new ActiveStatus('a'), new WaitingStatus('w'), new MaintenanceStatus('m'), new BlockedStatus('b')];
+    expect(highestPriority([active, waiting, maintenance, blocked])).toBe(blocked);
+    expect(highestPriority([active, maintenance, waiting])).toBe(maintenance);
+    expect(highestPriority([active, waiting])).toBe(waiting);
+    expect(highestPriority([new ActiveStatus('first'), new ActiveStatus('second')])?.message).toBe('first');
+    expect(highestPriority([])).toBeUndefined();
+  });
+
+  it('leaves the status as it was when no component adds one, and the state out is the next state in', async () => {
+    const first = await ctx.run(ctx.on.configChanged(), { config: { name: 'lab' }, leader: true, secrets });
+    const quiet = new Context((fw) => new QuietCharm(fw), { charmDir: '/nonexistent', spec });
+    const next = await quiet.run(quiet.on.updateStatus(), first);
+    expect(next.unitStatus).toEqual(new ActiveStatus('hello lab'));
+    expect(next.unitStatusHistory).toEqual([]);
+    expect(next).toMatchObject({ config: { name: 'lab' }, leader: true, secrets });
+  });
+
+  it('secret-changed carries the secret Juju names, and needs one this unit can see', async () => {
+    await ctx.run(ctx.on.secretChanged({ id: 'secret:abc123', label: 'db-password', revision: 3 }), { secrets });
+    expect(RecordingCharm.events[0]?.secret).toEqual({ id: 'secret:abc123', label: 'db-password', revision: 3 });
+    await expect(ctx.run(ctx.on.secretChanged({ id: 'secret:nope' }), { secrets })).rejects.toThrow(/secret secret:nope is not in the state/);
+  });
+
+  it('takes the unit from the charm\'s metadata.yaml name, or refuses to guess', async () => {
+    await ctx.run(ctx.on.install(), {});
+    expect(RecordingCharm.unit).toBe('recorder/0');
+    const named = new Context((fw) => new RecordingCharm(fw), { charmDir: '/nonexistent', spec, unitName: 'other/3' });
+    await named.run(named.on.install(), {});
+    expect(RecordingCharm.unit).toBe('other/3');
+    expect(() => new Context((fw) => new QuietCharm(fw), { charmDir: '/nonexistent', spec: { config: spec.config } })).toThrow(/no unit name given, and no metadata.yaml with a name/);
   });
 
   it('turns an uncaught error into a hook error with the message logged', async () => {
