@@ -259,7 +259,7 @@ export class AgentHostCharm extends CharmBase {
     try {
       const credentials = credentialsFromSecret(await this.model.getSecret({ id: secretId }, { refresh: !!options.force }));
       const token = await obtainRefreshToken(config['testflinger-server'], credentials);
-      // root:ubuntu 0640 on a unit: the agents read it, and no job can replace it.
+      // Root's alone (0600) on a unit: each agent reads it through a descriptor its wrapper opens.
       writeTokenFile(this.paths.tokenFile, token, now, await this.host.driver.tokenOwner());
       this.state.tokenSource = source;
       this.state.authProblem = null;
