@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ActiveStatus, BlockedStatus, CharmBase, highestPriority, MaintenanceStatus, WaitingStatus, type Framework, type HookEvent, type HookName } from '../../src/ops';
+import { ActiveStatus, BlockedStatus, CharmBase, HookToolBackend, highestPriority, jujuContextFromEnv, MaintenanceStatus, runEvent, WaitingStatus, type Framework, type HookEvent, type HookName } from '../../src/ops';
 import { Context } from '../../src/ops/testing';
 
 /** A charm that records what reached it. */
@@ -118,6 +118,18 @@ describe('hook events', () => {
     await ctx.run(ctx.on.secretChanged({ id: 'secret:abc123', label: 'db-password', revision: 3 }), { secrets });
     expect(RecordingCharm.events[0]?.secret).toEqual({ id: 'secret:abc123', label: 'db-password', revision: 3 });
     await expect(ctx.run(ctx.on.secretChanged({ id: 'secret:nope' }), { secrets })).rejects.toThrow(/secret secret:nope is not in the state/);
+  });
+
+  it('fails secret-changed when Juju names no secret, before any handler runs', async () => {
+    const calls: string[][] = [];
+    const backend = new HookToolBackend(async (tool, args) => {
+      calls.push([tool, ...args]);
+      return '';
+    });
+    const context = jujuContextFromEnv({ JUJU_UNIT_NAME: 'recorder/0', JUJU_DISPATCH_PATH: 'hooks/secret-changed' }, 'x', '/nonexistent');
+    expect(await runEvent((fw) => new RecordingCharm(fw), context, backend)).toBe(1);
+    expect(RecordingCharm.seen).toEqual([]);
+    expect(calls).toContainEqual(expect.arrayContaining([expect.stringMatching(/Juju gave no JUJU_SECRET_ID/)]));
   });
 
   it('takes the unit from the charm\'s metadata.yaml name, or refuses to guess', async () => {
