@@ -124,6 +124,31 @@ export class Model {
   }
 }
 
+/**
+ * The charm's own key-value state, kept by the controller from one event to the next (state-get,
+ * state-set, state-delete; Juju 2.8 on), where ops keeps StoredState when told to use Juju for
+ * storage. Read at most once per event; Juju commits the writes only if the hook succeeds.
+ */
+export class StoredState {
+  private values?: Promise<Record<string, string>>;
+  constructor(private readonly backend: Backend) {}
+  async all(): Promise<Readonly<Record<string, string>>> {
+    this.values ??= this.backend.stateGet();
+    return { ...(await this.values) };
+  }
+  async get(key: string): Promise<string | undefined> {
+    return (await this.all())[key];
+  }
+  async set(values: Readonly<Record<string, string>>): Promise<void> {
+    await this.backend.stateSet(values);
+    if (this.values) Object.assign(await this.values, values);
+  }
+  async delete(key: string): Promise<void> {
+    await this.backend.stateDelete(key);
+    if (this.values) delete (await this.values)[key];
+  }
+}
+
 /** Logging to Juju's debug-log; never to stdout, which Juju folds into action results. */
 export class JujuLogger {
   constructor(private readonly backend: Backend) {}
@@ -151,9 +176,11 @@ export class JujuLogger {
 export class Framework {
   readonly model: Model;
   readonly log: JujuLogger;
+  readonly stored: StoredState;
   constructor(readonly context: JujuContext, readonly backend: Backend) {
     this.model = new Model(backend, context);
     this.log = new JujuLogger(backend);
+    this.stored = new StoredState(backend);
   }
 }
 

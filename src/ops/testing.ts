@@ -69,6 +69,8 @@ export interface State {
   /** Secret content by id and by label. */
   secrets?: Record<string, Record<string, string>>;
   relations?: RelationState[];
+  /** The charm's stored state on the controller (Framework.stored: state-get and state-set). */
+  storedState?: Record<string, string>;
 }
 
 /** The state after the event (pass it to the next `run` as its state) and what the event did. */
@@ -81,6 +83,7 @@ export interface Output extends State {
   secrets: Record<string, Record<string, string>>;
   /** The relations after the event, with the bags as the charm left them. */
   relations: RelationState[];
+  storedState: Record<string, string>;
   /** Every status-set of this event in order, unit ones only. */
   unitStatusHistory: StatusBase[];
   logs: { level: LogLevel; message: string }[];
@@ -170,6 +173,7 @@ function emulatorStateFor(state: State, spec: CharmSpec, unitName: string, event
     appStatus: asEmulated(state.appStatus),
     workloadVersion: state.workloadVersion ?? null,
     secrets: structuredClone(state.secrets ?? {}),
+    charmState: structuredClone(state.storedState ?? {}),
     relations: structuredClone(state.relations ?? []) as EmulatedRelation[],
     hookRelation: event.relation ?? null,
   };
@@ -191,6 +195,7 @@ function outputFrom(emulated: EmulatorState, exitCode: number): Output {
     config: emulated.config,
     leader: emulated.leader,
     secrets: emulated.secrets,
+    storedState: emulated.charmState,
     unitStatus: asStatus(emulated.unitStatus),
     appStatus: asStatus(emulated.appStatus),
     unitStatusHistory: emulated.unitStatusHistory.map((s) => statusFromName(s.status, s.message)),

@@ -46,6 +46,20 @@ describe('the emulated hook tools refuse what Juju refuses', () => {
     expect(s.logs).toEqual([{ level: 'INFO', message: 'hi there' }]);
   });
 
+  it('state-get, state-set and state-delete: the whole map or one key, --strict for a missing one, --file under the arguments', () => {
+    const state = { ...emptyState(), charmState: { a: '1' } };
+    const stdin = { readInput: (p: string) => (p === '-' ? 'b: two\nc: 3\n' : '') };
+    expect(runTool('state-set', ['--file', '-', 'c=three'], state, stdin)).toMatchObject({ exitCode: 0 });
+    expect(runTool('state-get', ['--format=json'], state).stdout).toBe('{"a":"1","b":"two","c":"three"}\n');
+    expect(runTool('state-get', ['b'], state).stdout).toBe('two\n');
+    expect(runTool('state-get', ['nope'], state)).toMatchObject({ exitCode: 0, stdout: '' });
+    expect(runTool('state-get', ['--strict', 'nope'], state)).toMatchObject({ exitCode: 1, stderr: 'ERROR "nope" not found\n' });
+    expect(runTool('state-set', ['a=1', 'a=2'], state)).toMatchObject({ exitCode: 2 });
+    expect(runTool('state-set', ['novalue'], state)).toMatchObject({ exitCode: 2 });
+    runTool('state-delete', ['a'], state);
+    expect(state.charmState).toEqual({ b: 'two', c: 'three' });
+  });
+
   it('answers an unknown tool as the unit agent does', () => {
     expect(runTool('relation-frob', [], emptyState())).toMatchObject({ exitCode: 1 });
   });

@@ -45,6 +45,20 @@ class RecordingCharm extends CharmBase {
 /** A charm with no status component: the status stays as it was. */
 class QuietCharm extends CharmBase {}
 
+/** Counts its starts in the stored state, and forgets a key on stop. */
+class CountingCharm extends CharmBase {
+  constructor(framework: Framework) {
+    super(framework);
+    this.observe('start', async () => {
+      const { stored } = this.framework;
+      const starts = Number((await stored.get('starts')) ?? '0') + 1;
+      await stored.set({ starts: String(starts), [`start-${starts}`]: 'x'.repeat(3) });
+      expect(await stored.get('starts')).toBe(String(starts));
+    });
+    this.observe('stop', () => this.framework.stored.delete('start-1'));
+  }
+}
+
 /** What the recording charm declares. `times` has no type, so the charm's own schema is what refuses "many". */
 const spec = {
   metadata: { name: 'recorder' },
@@ -112,6 +126,20 @@ describe('hook events', () => {
     expect(next.unitStatus).toEqual(new ActiveStatus('hello lab'));
     expect(next.unitStatusHistory).toEqual([]);
     expect(next).toMatchObject({ config: { name: 'lab' }, leader: true, secrets });
+  });
+
+  it('keeps stored state on the controller from one run to the next: read once, written through stdin', async () => {
+    const counting = new Context((fw) => new CountingCharm(fw), { charmDir: '/nonexistent', spec });
+    const first = await counting.run(counting.on.start(), {});
+    expect(first.storedState).toEqual({ starts: '1', 'start-1': 'xxx' });
+    const second = await counting.run(counting.on.start(), first);
+    expect(second.storedState).toEqual({ starts: '2', 'start-1': 'xxx', 'start-2': 'xxx' });
+    expect(second.toolCalls).toEqual([
+      ['state-get', '--format=json'],
+      ['state-set', '--file', '-'],
+    ]);
+    const stopped = await counting.run(counting.on.stop(), second);
+    expect(stopped.storedState).toEqual({ starts: '2', 'start-2': 'xxx' });
   });
 
   it('secret-changed carries the secret Juju names, and needs one this unit can see', async () => {
