@@ -1,18 +1,19 @@
 /**
  * The Testflinger agent host charm: one handler per event over the Host (host.ts). The state is
  * loaded once when the charm is built and saved once when the event's handler ends; the status
- * is set once from facts (unitstatus.ts). See docs/architecture.md and docs/security.md.
+ * is set once from its components: the agents' (unitstatus.ts) and the health loop's
+ * (operations-health.ts), the framework taking the most urgent. See docs/architecture.md and docs/security.md.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type Framework, type HookName, type StatusBase } from '../ops';
+import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type CollectStatusEvent, type Framework, type HookEvent, type HookName, type StatusBase } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
-import { checkHealth, healthNotes, withHealth, type HealthResult } from './operations-health';
+import { checkHealth, crashLoopStatus, healthNotes, staleNotes, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
 import { agentLogs, agentStatus, charmSecrets, maskSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
@@ -32,6 +33,12 @@ const updateTestflingerParams = z.object({ branch: z.string().default('') }).str
 const CHARM_NAME = 'testflinger-agent-host';
 /** How much of a down agent's log the status reads for its last error: a few lines, never the whole. */
 const START_ERROR_TAIL_BYTES = 4096;
+
+/** `secret:ID` and `secret://<model-uuid>/ID` name the same secret: the ID is what counts. */
+function sameSecret(a: string, b: string): boolean {
+  const idOf = (uri: string) => uri.slice(uri.lastIndexOf('/') + 1).replace(/^secret:/, '');
+  return b !== '' && idOf(a) === idOf(b);
+}
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -62,6 +69,8 @@ export class AgentHostCharm extends CharmBase {
   private retried: readonly string[] = [];
   /** supervisord's programs as the last reconcile read them, if nothing was asked of it since. */
   private programsRead: ProgramStatus[] | null | undefined;
+  /** The agents' component of the status, worked out once per event (both components need it). */
+  private agentsStatusOnce: Promise<StatusBase> | undefined;
 
   constructor(framework: Framework, host?: Host) {
     super(framework);
@@ -72,7 +81,10 @@ export class AgentHostCharm extends CharmBase {
     this.handle('upgrade-charm', () => this.onUpgradeCharm());
     this.handle('update-status', () => this.onUpdateStatus());
     this.handle('remove', () => this.onRemove());
-    this.handle('secret-changed', () => this.onSecretChanged());
+    this.observe('secret-changed', (event) => this.savingState(() => this.onSecretChanged(event)));
+    // A crash loop is named first among blocked statuses (the first added wins a tie).
+    this.observeCollectUnitStatus((event) => this.collectHealthStatus(event));
+    this.observeCollectUnitStatus((event) => this.collectAgentsStatus(event));
     // A Grafana Agent that joins, or asks again, gets the data at once; broken needs nothing:
     // the agents carry on unobserved.
     for (const kind of ['joined', 'changed'] as const) this.observeRelation('cos-agent', kind, () => this.savingState(() => this.publishCosAgent({ force: true })));
@@ -219,10 +231,15 @@ export class AgentHostCharm extends CharmBase {
     this.removing = true;
   }
 
-  /** The credentials were rotated: fetch their new revision and a new token. */
-  private async onSecretChanged(): Promise<void> {
+  /** The credentials were rotated: fetch their new revision and a new token. Other secrets are not ours. */
+  private async onSecretChanged(event: HookEvent): Promise<void> {
     const config = await this.config();
-    if (config) await this.ensureAgentToken(config, { force: true });
+    if (!config) return;
+    if (event.secret && !sameSecret(event.secret.id, config['credentials-secret'])) {
+      await this.log.debug(`secret-changed for ${event.secret.id}, not credentials-secret: nothing to do`);
+      return;
+    }
+    await this.ensureAgentToken(config, { force: true });
   }
 
   /**
@@ -242,7 +259,7 @@ export class AgentHostCharm extends CharmBase {
     try {
       const credentials = credentialsFromSecret(await this.model.getSecret({ id: secretId }, { refresh: !!options.force }));
       const token = await obtainRefreshToken(config['testflinger-server'], credentials);
-      // root:ubuntu 0640 on a unit: the agents read it, and no job can replace it.
+      // Root's alone (0600) on a unit: each agent reads it through a descriptor its wrapper opens.
       writeTokenFile(this.paths.tokenFile, token, now, await this.host.driver.tokenOwner());
       this.state.tokenSource = source;
       this.state.authProblem = null;
@@ -401,18 +418,34 @@ export class AgentHostCharm extends CharmBase {
     return undefined;
   }
 
-  override async collectUnitStatus(): Promise<StatusBase | undefined> {
-    if (this.removing) return undefined;
+  /** The agents' component: what the config, the state and supervisord's programs call for. */
+  private async collectAgentsStatus(event: CollectStatusEvent): Promise<void> {
+    if (!this.removing) event.addStatus(await this.agentsStatus());
+  }
+
+  /** The health loop's component: a crash loop blocks (operations-health.ts). */
+  private async collectHealthStatus(event: CollectStatusEvent): Promise<void> {
+    if (this.removing) return;
+    const crashLoop = crashLoopStatus(this.state, await this.agentsStatus(), Date.now());
+    if (crashLoop) event.addStatus(crashLoop);
+  }
+
+  private agentsStatus(): Promise<StatusBase> {
+    this.agentsStatusOnce ??= this.readAgentsStatus();
+    return this.agentsStatusOnce;
+  }
+
+  private async readAgentsStatus(): Promise<StatusBase> {
     const config = await this.configOrError();
     // Read once, never waited on: agents this hook started show as starting (waiting), and the
     // next event (update-status) shows how they settled.
     const programs = statusNeedsPrograms(config, this.state) ? (this.programsRead !== undefined ? this.programsRead : await this.host.supervisor.readPrograms()) : null;
     const now = Date.now();
     const startErrors = programs && !(config instanceof CharmConfigError) ? await this.startErrors(config, programsToExplain(expectedPrograms(this.state), programs, this.retried)) : undefined;
-    // The health notes withHealth may put before the message: the quoted errors leave them room.
+    // The health notes said around the message (a crash loop before it): the quoted errors leave them room.
     const notes = healthNotes(this.state, now).join('; ');
     const why = { ...(startErrors ? { startErrors } : {}), retried: this.retried, room: STATUS_MAX - (notes ? notes.length + 2 : 0) };
-    return withHealth(unitStatus(config, this.state, programs, why), this.state, this.healthSummary, now);
+    return unitStatus(config, this.state, programs, why, { summary: this.healthSummary, notes: staleNotes(this.state) });
   }
 
   /**

@@ -87,35 +87,35 @@ function names(list: readonly string[], describe: (name: string) => string): str
   return list.length > NAMES_SHOWN ? `${shown.join(', ')} and ${list.length - NAMES_SHOWN} more` : shown.join(', ');
 }
 
-/** "crash loop: agent-2 (3 restarts, next restart in 4m at the earliest)", "stale: agent-3 (no poll for 5m)". */
-export function healthNotes(state: HostState, nowMs: number): string[] {
+/** "crash loop: agent-2 (3 restarts, next restart in 4m at the earliest)", or undefined. */
+function crashLoopNote(state: HostState, nowMs: number): string | undefined {
   const looping = Object.keys(state.health)
     .filter((n) => (state.health[n]?.restarts ?? 0) >= CRASH_LOOP_RESTARTS)
     .sort();
+  if (looping.length === 0) return undefined;
+  // "next restart": when the loop may start it again if it is found down (it may be up now).
+  const wait = (n: string) => Math.max(0, ((state.health[n]?.nextTryAt ?? nowMs) - nowMs) / 1000);
+  return `crash loop: ${names(looping, (n) => `${state.health[n]?.restarts} restarts, next restart in ${shortDuration(wait(n))} at the earliest`)}`;
+}
+
+/** "stale: agent-3 (no poll for 5m)": said after the agents' status (unitStatus's notes). */
+export function staleNotes(state: HostState): string[] {
   const stale = Object.keys(state.staleAgents).sort();
-  const notes: string[] = [];
-  if (looping.length > 0) {
-    // "next restart": when the loop may start it again if it is found down (it may be up now).
-    const wait = (n: string) => Math.max(0, ((state.health[n]?.nextTryAt ?? nowMs) - nowMs) / 1000);
-    notes.push(`crash loop: ${names(looping, (n) => `${state.health[n]?.restarts} restarts, next restart in ${shortDuration(wait(n))} at the earliest`)}`);
-  }
-  if (stale.length > 0) notes.push(`stale: ${names(stale, (n) => `no poll for ${shortDuration(state.staleAgents[n] ?? 0)}`)}`);
-  return notes;
+  return stale.length > 0 ? [`stale: ${names(stale, (n) => `no poll for ${shortDuration(state.staleAgents[n] ?? 0)}`)}`] : [];
+}
+
+/** Every note the health loop adds to the status, in the order said: what they take of its line. */
+export function healthNotes(state: HostState, nowMs: number): string[] {
+  const crashLoop = crashLoopNote(state, nowMs);
+  return [...(crashLoop ? [crashLoop] : []), ...staleNotes(state)];
 }
 
 /**
- * The unit status with the health loop's findings: an active status reads as the summary line
- * when update-status took one; a crash loop blocks and is named first; stale agents are named
- * last. At most STATUS_MAX characters.
+ * The health loop's own component of the unit status: a crash loop needs an operator whatever
+ * else the status says, so it blocks, named before the agents' status. Undefined without one.
+ * At most STATUS_MAX characters.
  */
-export function withHealth(status: StatusBase, state: HostState, summary: string | undefined, nowMs: number): StatusBase {
-  if (Object.keys(state.appliedPrograms).length === 0 || status.name === 'maintenance') return status;
-  const notes = healthNotes(state, nowMs);
-  const base = summary !== undefined && status.name === 'active' ? summary : status.message;
-  if (notes.length === 0 && base === status.message) return status;
-  // A crash loop needs an operator, whatever else the status says: it comes first, and blocks.
-  const crashLoop = notes.filter((n) => n.startsWith('crash loop'));
-  const message = elide([...crashLoop, base, ...notes.filter((n) => !crashLoop.includes(n))].join('; '), STATUS_MAX);
-  if (crashLoop.length > 0) return new BlockedStatus(message);
-  return new (status.constructor as new (message: string) => StatusBase)(message);
+export function crashLoopStatus(state: HostState, agents: StatusBase, nowMs: number): StatusBase | undefined {
+  const note = Object.keys(state.appliedPrograms).length > 0 ? crashLoopNote(state, nowMs) : undefined;
+  return note ? new BlockedStatus(elide(`${note}; ${agents.message}`, STATUS_MAX)) : undefined;
 }

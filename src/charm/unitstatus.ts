@@ -2,7 +2,7 @@
  * The unit's status, from facts alone: the config (or why it is bad), the state the event left,
  * and supervisord's programs. Pure; the charm reads the facts once at the end of every event.
  */
-import { ActiveStatus, BlockedStatus, WaitingStatus, type StatusBase } from '../ops';
+import { ActiveStatus, BlockedStatus, statusFromName, WaitingStatus, type StatusBase } from '../ops';
 import { CharmConfigError, type CharmConfig } from './config';
 import type { HostState } from './state';
 import type { ProgramStatus } from './supervisor';
@@ -99,19 +99,29 @@ export function lastErrorLine(tail: string, cut: boolean): string | undefined {
   return undefined;
 }
 
+/** What update-status's health check adds to the agents' status. */
+export interface HealthFindings {
+  /** The summary line ("3 agents: 2 waiting, 1 test") said instead of the count when all run. */
+  summary?: string | undefined;
+  /** Said after the status once agents were applied ("stale: agent-3 (no poll for 5m)"). */
+  notes?: readonly string[];
+}
+
 /**
  * @param programs supervisord's programs, or null when it is not answering; read only when
  *   `statusNeedsPrograms` says so.
  * @param why what explains agents that are down (WhyDown); none by default.
  */
-export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: Partial<WhyDown> = {}): StatusBase {
-  const status = statusBeforeEliding(config, state, programs, { startErrors: new Map(), retried: [], room: STATUS_MAX, ...why });
+export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: Partial<WhyDown> = {}, health: HealthFindings = {}): StatusBase {
+  const status = statusBeforeEliding(config, state, programs, { startErrors: new Map(), retried: [], room: STATUS_MAX, ...why }, health.summary);
+  const notes = expectedPrograms(state).length > 0 ? (health.notes ?? []) : [];
+  const full = [status.message, ...notes].join('; ');
   // Long values (a 5,000-character branch, a long reason from git) never reach `juju status` whole.
-  const short = elide(status.message, STATUS_MAX);
-  return short === status.message ? status : new (status.constructor as new (message: string) => StatusBase)(short);
+  const short = elide(full, STATUS_MAX);
+  return short === status.message ? status : statusFromName(status.name, short);
 }
 
-function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: WhyDown): StatusBase {
+function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: WhyDown, summary: string | undefined): StatusBase {
   if (config instanceof CharmConfigError) return new BlockedStatus(`${config.message}; host unchanged`);
   if (state.problem) return new BlockedStatus(state.problem);
   if (state.capacityProblem) return new BlockedStatus(state.capacityProblem);
@@ -127,7 +137,7 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
       : new BlockedStatus('no agents found under config-dir');
   }
   if (programs === null) return new BlockedStatus('supervisord is not running');
-  return statusFromPrograms(config, state, expected, invalid, programs, why);
+  return statusFromPrograms(config, state, expected, invalid, programs, why, summary);
 }
 
 export interface WhyDown {
@@ -170,7 +180,8 @@ function downText(down: readonly string[], stateOf: (name: string) => string, st
   return `${shown.map(plain).join(', ')}${more}${suffix}`;
 }
 
-function statusFromPrograms(config: CharmConfig, state: HostState, expected: readonly string[], invalid: readonly string[], programs: readonly ProgramStatus[], why: WhyDown): StatusBase {
+/** @param summary said instead of "N agents running" when all run (update-status's health summary). */
+function statusFromPrograms(config: CharmConfig, state: HostState, expected: readonly string[], invalid: readonly string[], programs: readonly ProgramStatus[], why: WhyDown, summary: string | undefined): StatusBase {
   const byName = new Map<string, ProgramStatus>(programs.map((s) => [s.name, s]));
   const stateOf = (name: string) => byName.get(name)?.state ?? 'MISSING';
   // An agent started again after it failed is still down until it runs: named, with its error.
@@ -188,5 +199,5 @@ function statusFromPrograms(config: CharmConfig, state: HostState, expected: rea
   if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${sandboxOff}`);
   if (state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(state.pendingRestart)}`);
   const pending = state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
-  return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${sandboxOff}${pending}`);
+  return new ActiveStatus(`${summary ?? `${running} agent${running === 1 ? '' : 's'} running`}${sandboxOff}${pending}`);
 }

@@ -20,6 +20,8 @@ export interface EndpointSpec {
 }
 
 export interface CharmSpec {
+  /** metadata.yaml's `name`: the application a unit of the charm belongs to by default. */
+  name: string | undefined;
   config: Record<string, ConfigOption>;
   actions: Record<string, ActionSpec>;
   /** Every relation endpoint: requires, provides and peers. */
@@ -39,13 +41,29 @@ export function endpointsOf(metadata: unknown): CharmSpec['endpoints'] {
   return endpoints;
 }
 
+export function charmNameOf(metadata: unknown): string | undefined {
+  const name = (metadata as { name?: unknown } | undefined)?.name;
+  return typeof name === 'string' && name ? name : undefined;
+}
+
+/**
+ * The unit a test or the emulator runs as when the caller names none: unit 0 of the charm's
+ * own application, as metadata.yaml names the charm.
+ */
+export function defaultUnitName(spec: Pick<CharmSpec, 'name'>, whose: string): string {
+  if (!spec.name) throw new Error(`${whose}: no unit name given, and no metadata.yaml with a name to take it from`);
+  return `${spec.name}/0`;
+}
+
 /** A file that is absent declares nothing. */
 export function charmSpecFrom(charmDir: string): CharmSpec {
   const config = readYaml(path.join(charmDir, 'config.yaml')) as { options?: CharmSpec['config'] } | undefined;
+  const metadata = readYaml(path.join(charmDir, 'metadata.yaml'));
   return {
+    name: charmNameOf(metadata),
     config: config?.options ?? {},
     actions: (readYaml(path.join(charmDir, 'actions.yaml')) as CharmSpec['actions'] | undefined) ?? {},
-    endpoints: endpointsOf(readYaml(path.join(charmDir, 'metadata.yaml'))),
+    endpoints: endpointsOf(metadata),
   };
 }
 

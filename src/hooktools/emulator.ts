@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import execa from 'execa';
-import { configDefaultsFrom } from './charmspec';
+import { charmSpecFrom, configDefaultsFrom, defaultUnitName } from './charmspec';
 import { emptyState, readState, writeState, type EmulatorState, type HookRelation } from './state';
 import { TOOL_NAMES } from './tools';
 
@@ -44,8 +44,16 @@ export function createEmulatedUnit(dir: string, hooktoolBundle: string, charmDir
   };
 }
 
+/** The secret a secret hook is about, as Juju names it in JUJU_SECRET_ID, _LABEL and _REVISION. */
+export interface HookSecret {
+  id: string;
+  label?: string;
+  revision?: number;
+}
+
 export interface DispatchOptions {
   charmDir: string;
+  /** By default unit 0 of the application the charm dir's metadata.yaml names. */
   unitName?: string;
   /** Extra variables, e.g. AGENT_HOST_ROOT for the sandbox. */
   env?: Record<string, string>;
@@ -53,6 +61,8 @@ export interface DispatchOptions {
   viaHookFile?: boolean;
   /** For a relation hook: the relation (in the unit's state) and the remote side Juju names. */
   relation?: HookRelation;
+  /** For a secret hook (secret-changed): the secret. */
+  secret?: HookSecret;
 }
 
 export interface DispatchResult {
@@ -70,7 +80,7 @@ export async function dispatchEvent(
 ): Promise<DispatchResult> {
   const isAction = dispatchPath.startsWith('actions/');
   const name = dispatchPath.split('/')[1] ?? '';
-  const unitName = options.unitName ?? 'testflinger-agent-host/0';
+  const unitName = options.unitName ?? defaultUnitName(charmSpecFrom(options.charmDir), 'dispatchEvent');
   const hookRelation = options.relation ? completeHookRelation(unit.state(), options.relation) : null;
   unit.update((s) => {
     s.unitName = unitName;
@@ -93,6 +103,7 @@ export async function dispatchEvent(
     LANG: 'C.UTF-8',
     ...(isAction ? { JUJU_ACTION_NAME: name, JUJU_ACTION_UUID: '1', JUJU_ACTION_TAG: 'action-1' } : {}),
     ...(hookRelation ? relationEnvironment(unit.state(), hookRelation) : {}),
+    ...(options.secret ? secretEnvironment(options.secret) : {}),
     ...options.env,
   };
   const program = options.viaHookFile ? path.join(options.charmDir, dispatchPath) : path.join(options.charmDir, 'dispatch');
@@ -116,6 +127,14 @@ function relationIn(state: EmulatorState, id: number) {
 /** Juju always names the remote application in a relation hook. */
 function completeHookRelation(state: EmulatorState, hook: HookRelation): HookRelation {
   return { ...hook, remoteApp: hook.remoteApp ?? relationIn(state, hook.id).remoteApp };
+}
+
+/** The variables Juju sets for a secret hook: the revision only when it is above 0. */
+function secretEnvironment(secret: HookSecret): Record<string, string> {
+  const env: Record<string, string> = { JUJU_SECRET_ID: secret.id };
+  if (secret.label) env['JUJU_SECRET_LABEL'] = secret.label;
+  if (secret.revision && secret.revision > 0) env['JUJU_SECRET_REVISION'] = String(secret.revision);
+  return env;
 }
 
 /** The variables Juju sets for a relation hook. */

@@ -60,7 +60,7 @@ function readBag(state: EmulatorState, relation: EmulatedRelation, target: strin
 }
 
 /** The YAML (or JSON) map given with --file: scalar values only, kept as text; null removes the key. */
-function settingsFromFile(text: string): Record<string, string> {
+export function settingsFromFile(text: string): Record<string, string> {
   const doc: unknown = yamlModule().parse(text);
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== 'object' || Array.isArray(doc)) throw new RunError('yaml: unmarshal errors: the settings file must hold a map');
@@ -73,7 +73,7 @@ function settingsFromFile(text: string): Record<string, string> {
 }
 
 /** `key=value` arguments; an empty value is allowed (it removes the key), a repeated key is not. */
-function settingsFromArgs(args: string[]): Record<string, string> {
+export function settingsFromArgs(args: string[]): Record<string, string> {
   const settings: Record<string, string> = {};
   for (const arg of args) {
     const eq = arg.indexOf('=');

@@ -46,6 +46,8 @@ export interface EmulatorState {
   actionMessage: string;
   actionLogs: string[];
   secrets: Record<string, Record<string, string>>;
+  /** The charm's own key-value state on the controller (state-get, state-set, state-delete). */
+  charmState: Record<string, string>;
   relations: EmulatedRelation[];
   /** Set while a relation hook runs. */
   hookRelation: HookRelation | null;
@@ -70,6 +72,7 @@ export function emptyState(): EmulatorState {
     actionMessage: '',
     actionLogs: [],
     secrets: {},
+    charmState: {},
     relations: [],
     hookRelation: null,
     calls: [],

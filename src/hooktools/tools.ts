@@ -4,6 +4,7 @@
 import { ACTION_KEY_SEGMENT, RESERVED_ACTION_KEY_SEGMENTS, SETTABLE_STATUSES } from '../ops/jujurules';
 import { parseFlags } from './flags';
 import { relationTools } from './relationtools';
+import { stateTools } from './statetools';
 import type { EmulatorState } from './state';
 import { format, NO_INPUT, noExtra, OUTPUT_FLAGS, RunError, UsageError, type Tool, type ToolIO } from './toolkit';
 
@@ -145,6 +146,7 @@ const tools: Record<string, Tool> = {
     return format(key ? (content[key] ?? null) : content, fmt);
   },
   ...relationTools,
+  ...stateTools,
 };
 
 export const TOOL_NAMES = Object.keys(tools);

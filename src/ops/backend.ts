@@ -24,6 +24,9 @@ export interface Backend {
   relationRemoteApp(relationId: number): Promise<string | undefined>;
   relationGet(relationId: number, unitOrApp: string, options?: { app?: boolean }): Promise<Record<string, string>>;
   relationSet(relationId: number, values: Readonly<Record<string, string>>, options?: { app?: boolean }): Promise<void>;
+  stateGet(): Promise<Record<string, string>>;
+  stateSet(values: Readonly<Record<string, string>>): Promise<void>;
+  stateDelete(key: string): Promise<void>;
 }
 
 export class HookToolBackend implements Backend {
@@ -75,5 +78,14 @@ export class HookToolBackend implements Backend {
   }
   relationSet(relationId: number, values: Readonly<Record<string, string>>, options?: { app?: boolean }) {
     return cmds.relationSet(this.run, relationId, values, options);
+  }
+  stateGet() {
+    return cmds.stateGet(this.run);
+  }
+  stateSet(values: Readonly<Record<string, string>>) {
+    return cmds.stateSet(this.run, values);
+  }
+  stateDelete(key: string) {
+    return cmds.stateDelete(this.run, key);
   }
 }

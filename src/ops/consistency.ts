@@ -24,8 +24,10 @@ export interface ScenarioInput {
   dispatchPath: string;
   actionParams?: Record<string, unknown>;
   relation?: { id: number; remoteUnit?: string; departingUnit?: string };
+  secret?: { id: string };
   config?: Record<string, unknown>;
   relations?: readonly RelationInput[];
+  secrets?: Readonly<Record<string, unknown>>;
 }
 
 const CONFIG_TYPE_CHECKS: Record<ConfigOption['type'], (value: unknown) => boolean> = {
@@ -106,11 +108,18 @@ function checkRelationEvent(spec: CharmSpec, input: ScenarioInput, endpoint: str
   return problems;
 }
 
+/** A secret hook names its secret, and this unit can see that secret (it is in the state). */
+function checkSecretEvent(name: string, input: ScenarioInput): string[] {
+  if (!input.secret) return [`event ${name} names no secret`];
+  return input.secrets?.[input.secret.id] ? [] : [`event ${name}: secret ${input.secret.id} is not in the state`];
+}
+
 export function checkEvent(spec: CharmSpec, input: ScenarioInput): string[] {
   const [location, name = ''] = input.dispatchPath.split('/');
   if (location === 'actions') return checkAction(spec, name, input.actionParams);
   const relationHook = parseRelationHookName(name);
   if (relationHook) return checkRelationEvent(spec, input, relationHook.endpoint, relationHook.kind);
+  if (name === 'secret-changed') return checkSecretEvent(name, input);
   return (HOOK_NAMES as readonly string[]).includes(name) ? [] : [`hook "${name}" is not one the framework knows`];
 }
 

@@ -21,6 +21,10 @@ export interface JujuContext {
   readonly remoteApp: string | undefined;
   /** In relation-departed: the unit that is leaving (maybe this one). */
   readonly departingUnit: string | undefined;
+  /** In a secret hook (secret-changed ...): the secret's URI, its label here if it has one, and its revision when Juju gives one (above 0). */
+  readonly secretId: string | undefined;
+  readonly secretLabel: string | undefined;
+  readonly secretRevision: number | undefined;
 }
 
 const envSchema = z.object({
@@ -38,6 +42,9 @@ const envSchema = z.object({
   JUJU_REMOTE_UNIT: z.string().optional(),
   JUJU_REMOTE_APP: z.string().optional(),
   JUJU_DEPARTING_UNIT: z.string().optional(),
+  JUJU_SECRET_ID: z.string().optional(),
+  JUJU_SECRET_LABEL: z.string().optional(),
+  JUJU_SECRET_REVISION: z.string().optional(),
 });
 
 /**
@@ -67,7 +74,15 @@ export function jujuContextFromEnv(
     // Older Juju sets no JUJU_REMOTE_APP; the remote unit's name holds it.
     remoteApp: vars.JUJU_REMOTE_APP || vars.JUJU_REMOTE_UNIT?.split('/')[0] || undefined,
     departingUnit: vars.JUJU_DEPARTING_UNIT || undefined,
+    secretId: vars.JUJU_SECRET_ID || undefined,
+    secretLabel: vars.JUJU_SECRET_LABEL || undefined,
+    secretRevision: parseSecretRevision(vars.JUJU_SECRET_REVISION),
   });
+}
+
+/** Juju sets the revision only when it is above 0; anything but a positive integer is no revision. */
+function parseSecretRevision(text: string | undefined): number | undefined {
+  return text && /^[1-9]\d{0,9}$/.test(text) ? Number(text) : undefined;
 }
 
 function dispatchPathFromInvocation(invokedAs: string): string {

@@ -6,7 +6,7 @@ import { TooManyRelatedAppsError } from './errors';
 import type { LogLevel } from './hookcmds';
 import { parseRelationHookName, type RelationHookKind } from './jujurules';
 import { Relation, type RelationEvent } from './relations';
-import type { StatusBase } from './status';
+import { highestPriority, type StatusBase } from './status';
 
 export const HOOK_NAMES = [
   'install',
@@ -21,9 +21,39 @@ export const HOOK_NAMES = [
 ] as const;
 export type HookName = (typeof HOOK_NAMES)[number];
 
+/** The secret a secret hook is about, as Juju names it (JUJU_SECRET_ID, _LABEL, _REVISION). */
+export interface SecretInfo {
+  readonly id: string;
+  /** This unit's label for it, if it gave one. */
+  readonly label: string | undefined;
+  readonly revision: number | undefined;
+}
+
 export interface HookEvent {
   readonly kind: 'hook';
   readonly name: HookName;
+  /** In secret-changed: the secret that has a new revision (always there: Juju names it). */
+  readonly secret?: SecretInfo;
+}
+
+/** Hooks about one secret: Juju gives them JUJU_SECRET_ID. */
+const SECRET_HOOKS: ReadonlySet<HookName> = new Set(['secret-changed']);
+
+/**
+ * Gathers the unit status from components at the end of every event, as ops' collect-status:
+ * each handler adds the statuses its part calls for, and the framework sets the most urgent one
+ * (highestPriority) once, so an early Blocked cannot be hidden by a later Active line.
+ */
+export class CollectStatusEvent {
+  readonly kind = 'collect-status';
+  private readonly added: StatusBase[] = [];
+  addStatus(status: StatusBase): void {
+    this.added.push(status);
+  }
+  /** @internal */
+  get statuses(): readonly StatusBase[] {
+    return this.added;
+  }
 }
 
 /** What a charm reads about its unit and application; each tool is asked at most once per event. */
@@ -94,6 +124,31 @@ export class Model {
   }
 }
 
+/**
+ * The charm's own key-value state, kept by the controller from one event to the next (state-get,
+ * state-set, state-delete; Juju 2.8 on), where ops keeps StoredState when told to use Juju for
+ * storage. Read at most once per event; Juju commits the writes only if the hook succeeds.
+ */
+export class StoredState {
+  private values?: Promise<Record<string, string>>;
+  constructor(private readonly backend: Backend) {}
+  async all(): Promise<Readonly<Record<string, string>>> {
+    this.values ??= this.backend.stateGet();
+    return { ...(await this.values) };
+  }
+  async get(key: string): Promise<string | undefined> {
+    return (await this.all())[key];
+  }
+  async set(values: Readonly<Record<string, string>>): Promise<void> {
+    await this.backend.stateSet(values);
+    if (this.values) Object.assign(await this.values, values);
+  }
+  async delete(key: string): Promise<void> {
+    await this.backend.stateDelete(key);
+    if (this.values) delete (await this.values)[key];
+  }
+}
+
 /** Logging to Juju's debug-log; never to stdout, which Juju folds into action results. */
 export class JujuLogger {
   constructor(private readonly backend: Backend) {}
@@ -121,9 +176,11 @@ export class JujuLogger {
 export class Framework {
   readonly model: Model;
   readonly log: JujuLogger;
+  readonly stored: StoredState;
   constructor(readonly context: JujuContext, readonly backend: Backend) {
     this.model = new Model(backend, context);
     this.log = new JujuLogger(backend);
+    this.stored = new StoredState(backend);
   }
 }
 
@@ -155,11 +212,13 @@ export class ActionEvent<Params> {
 type HookHandler = (event: HookEvent) => Promise<void> | void;
 type RelationHandler = (event: RelationEvent) => Promise<void> | void;
 type ActionHandler = (event: ActionEvent<unknown>) => Promise<void> | void;
+type CollectStatusHandler = (event: CollectStatusEvent) => Promise<void> | void;
 
 export abstract class CharmBase {
   private readonly hookHandlers = new Map<HookName, HookHandler[]>();
   private readonly relationHandlers = new Map<string, RelationHandler[]>();
   private readonly actionHandlers = new Map<string, { schema: z.ZodTypeAny; handler: ActionHandler }>();
+  private readonly collectStatusHandlers: CollectStatusHandler[] = [];
 
   constructor(readonly framework: Framework) {}
 
@@ -190,11 +249,19 @@ export abstract class CharmBase {
   }
 
   /**
-   * The unit status that the facts call for, set once at the end of every event (so an early
-   * Blocked cannot be hidden by a later Active line). Undefined leaves the status alone.
+   * A component of the unit status: the handler runs at the end of every event that ended well
+   * and adds the statuses its part calls for (CollectStatusEvent). When no handler adds one, the
+   * status is left as it was.
    */
-  collectUnitStatus(): Promise<StatusBase | undefined> | StatusBase | undefined {
-    return undefined;
+  protected observeCollectUnitStatus(handler: CollectStatusHandler): void {
+    this.collectStatusHandlers.push(handler);
+  }
+
+  /** @internal The most urgent status the components added, or undefined. */
+  async collectUnitStatus(): Promise<StatusBase | undefined> {
+    const event = new CollectStatusEvent();
+    for (const handler of this.collectStatusHandlers) await handler(event);
+    return highestPriority(event.statuses);
   }
 
   /** @internal */
@@ -208,9 +275,17 @@ export abstract class CharmBase {
       await this.log.debug(`no handler for hook ${name}`);
       return;
     }
-    for (const handler of this.hookHandlers.get(name as HookName) ?? []) {
-      await handler({ kind: 'hook', name: name as HookName });
+    const hook = name as HookName;
+    const secret = SECRET_HOOKS.has(hook) ? this.hookSecret(name) : undefined;
+    for (const handler of this.hookHandlers.get(hook) ?? []) {
+      await handler({ kind: 'hook', name: hook, ...(secret ? { secret } : {}) });
     }
+  }
+
+  private hookSecret(name: string): SecretInfo {
+    const { secretId, secretLabel, secretRevision } = this.framework.context;
+    if (!secretId) throw new Error(`${name}: Juju gave no JUJU_SECRET_ID`);
+    return { id: secretId, label: secretLabel, revision: secretRevision };
   }
 
   private async dispatchRelationHook(name: string, endpoint: string, kind: RelationHookKind): Promise<void> {

@@ -158,6 +158,22 @@ export async function relationSet(
   await run('relation-set', ['-r', String(relationId), ...(options.app ? ['--app'] : []), '--file', '-'], JSON.stringify(values));
 }
 
+/** The charm's whole state on the controller (state-get with no key). */
+export async function stateGet(run: ToolRunner): Promise<Record<string, string>> {
+  const content = asObject('state-get', parseJson('state-get', await run('state-get', ['--format=json'])));
+  return Object.fromEntries(Object.entries(content).map(([k, v]) => [k, String(v)]));
+}
+
+/** Values go on stdin, never argv (a value may be long, or one the process list should not show). */
+export async function stateSet(run: ToolRunner, values: Readonly<Record<string, string>>): Promise<void> {
+  if (Object.keys(values).length === 0) return;
+  await run('state-set', ['--file', '-'], JSON.stringify(values));
+}
+
+export async function stateDelete(run: ToolRunner, key: string): Promise<void> {
+  await run('state-delete', [key]);
+}
+
 function asStringList(tool: string, value: unknown): string[] {
   if (value === null) return [];
   if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {

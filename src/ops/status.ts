@@ -40,3 +40,16 @@ export function statusFromName(name: string, message = ''): StatusBase {
   }
 }
 
+
+/**
+ * ops' order of statuses, most urgent first: of the statuses a collect-status event gathers, the
+ * one set is the highest here (error and unknown only rank: status-set refuses them).
+ */
+const PRIORITY: Readonly<Record<string, number>> = { error: 5, blocked: 4, maintenance: 3, waiting: 2, active: 1, unknown: 0 };
+
+/** The most urgent status, the first added on a tie (as ops picks); undefined when none was added. */
+export function highestPriority(statuses: readonly StatusBase[]): StatusBase | undefined {
+  let highest: StatusBase | undefined;
+  for (const status of statuses) if (!highest || (PRIORITY[status.name] ?? 0) > (PRIORITY[highest.name] ?? 0)) highest = status;
+  return highest;
+}

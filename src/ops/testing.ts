@@ -5,6 +5,7 @@
  *   const ctx = new Context((fw) => new MyCharm(fw), { charmDir });
  *   const out = await ctx.run(ctx.on.configChanged(), { config: { 'config-dir': 'lab1' } });
  *   expect(out.unitStatus.name).toBe('active');
+ *   const next = await ctx.run(ctx.on.updateStatus(), out); // the state out is the next state in
  *
  * The fake Juju is the emulated hook tools of src/hooktools, run in-process: every call the
  * charm makes goes through the same argv parsing and refusals as on a real unit. Before the event
@@ -12,7 +13,7 @@
  * metadata.yaml (see consistency.ts).
  */
 import * as fs from 'node:fs';
-import { charmSpecFrom, configDefaults, endpointsOf, type CharmSpec } from '../hooktools/charmspec';
+import { charmNameOf, charmSpecFrom, configDefaults, defaultUnitName, endpointsOf, type CharmSpec } from '../hooktools/charmspec';
 import { parseJujuRunArgs } from '../hooktools/jujurun';
 import { emptyState, type EmulatedRelation, type EmulatorState, type HookRelation } from '../hooktools/state';
 import { runTool } from '../hooktools/tools';
@@ -58,6 +59,7 @@ export function relation(spec: { endpoint: string; id?: number } & Partial<Omit<
   };
 }
 
+/** What Juju holds for the unit before an event; a run's Output is one too, for the next event. */
 export interface State {
   config?: Record<string, unknown>;
   leader?: boolean;
@@ -67,30 +69,45 @@ export interface State {
   /** Secret content by id and by label. */
   secrets?: Record<string, Record<string, string>>;
   relations?: RelationState[];
+  /** The charm's stored state on the controller (Framework.stored: state-get and state-set). */
+  storedState?: Record<string, string>;
 }
 
-export interface Output {
+/** The state after the event (pass it to the next `run` as its state) and what the event did. */
+export interface Output extends State {
+  config: Record<string, unknown>;
+  leader: boolean;
   unitStatus: StatusBase | undefined;
   appStatus: StatusBase | undefined;
-  /** Every status-set in order, unit ones only. */
-  unitStatusHistory: StatusBase[];
   workloadVersion: string | undefined;
+  secrets: Record<string, Record<string, string>>;
+  /** The relations after the event, with the bags as the charm left them. */
+  relations: RelationState[];
+  storedState: Record<string, string>;
+  /** Every status-set of this event in order, unit ones only. */
+  unitStatusHistory: StatusBase[];
   logs: { level: LogLevel; message: string }[];
   actionResults: Record<string, string>;
   actionLogs: string[];
   /** The action-fail message, if the action failed. */
   actionFailure: string | undefined;
   exitCode: number;
-  /** The relations after the event, with the bags as the charm left them. */
-  relations: RelationState[];
-  /** Every hook tool call, as argv, refused ones included. */
+  /** Every hook tool call of this event, as argv, refused ones included. */
   toolCalls: string[][];
+}
+
+/** The secret a secret hook is about: its URI (a key of State.secrets), label and revision. */
+export interface SecretSpec {
+  id: string;
+  label?: string;
+  revision?: number;
 }
 
 export interface EventSpec {
   dispatchPath: string;
   actionParams?: Record<string, unknown>;
   relation?: HookRelation;
+  secret?: SecretSpec;
 }
 
 const hook = (name: HookName): EventSpec => ({ dispatchPath: `hooks/${name}` });
@@ -109,7 +126,7 @@ export const on = {
   upgradeCharm: () => hook('upgrade-charm'),
   updateStatus: () => hook('update-status'),
   leaderElected: () => hook('leader-elected'),
-  secretChanged: () => hook('secret-changed'),
+  secretChanged: (secret: SecretSpec): EventSpec => ({ ...hook('secret-changed'), secret }),
   relationCreated: (rel: RelationState) => relationHook('created', rel),
   relationJoined: (rel: RelationState, remote: { remoteUnit: string }) => relationHook('joined', rel, remote),
   relationChanged: (rel: RelationState, remote: { remoteUnit: string }) => relationHook('changed', rel, remote),
@@ -156,6 +173,7 @@ function emulatorStateFor(state: State, spec: CharmSpec, unitName: string, event
     appStatus: asEmulated(state.appStatus),
     workloadVersion: state.workloadVersion ?? null,
     secrets: structuredClone(state.secrets ?? {}),
+    charmState: structuredClone(state.storedState ?? {}),
     relations: structuredClone(state.relations ?? []) as EmulatedRelation[],
     hookRelation: event.relation ?? null,
   };
@@ -174,6 +192,10 @@ function flatten(results: Record<string, unknown>, prefix = ''): Record<string, 
 
 function outputFrom(emulated: EmulatorState, exitCode: number): Output {
   return {
+    config: emulated.config,
+    leader: emulated.leader,
+    secrets: emulated.secrets,
+    storedState: emulated.charmState,
     unitStatus: asStatus(emulated.unitStatus),
     appStatus: asStatus(emulated.appStatus),
     unitStatusHistory: emulated.unitStatusHistory.map((s) => statusFromName(s.status, s.message)),
@@ -198,7 +220,10 @@ export interface InlineCharmSpec {
 export class Context {
   readonly on = on;
   private readonly spec: CharmSpec;
+  private readonly unitName: string;
   /**
+   * @param options.unitName the unit the charm runs as; by default unit 0 of the application
+   *   metadata.yaml names (inline or in charmDir).
    * @param options.spec declarations given inline instead of read from charmDir (each document
    *   given replaces its file); a file that is absent declares nothing.
    */
@@ -209,10 +234,12 @@ export class Context {
     const fromDir = charmSpecFrom(options.charmDir);
     const inline = options.spec ?? {};
     this.spec = {
+      name: inline.metadata ? charmNameOf(inline.metadata) : fromDir.name,
       config: inline.config ? (inline.config.options ?? {}) : fromDir.config,
       actions: inline.actions ?? fromDir.actions,
       endpoints: inline.metadata ? endpointsOf(inline.metadata) : fromDir.endpoints,
     };
+    this.unitName = options.unitName ?? defaultUnitName(this.spec, 'Context');
   }
 
   /**
@@ -220,8 +247,8 @@ export class Context {
    * the charm runs; an uncaught error in a hook rejects with UncaughtCharmError.
    */
   async run(event: EventSpec, state: State = {}): Promise<Output> {
-    checkConsistency(this.spec, { ...event, config: state.config, relations: state.relations });
-    const unitName = this.options.unitName ?? 'testflinger-agent-host/0';
+    checkConsistency(this.spec, { ...event, config: state.config, relations: state.relations, secrets: state.secrets });
+    const unitName = this.unitName;
     const emulated = emulatorStateFor(state, this.spec, unitName, event);
     const exitCode = await runEvent(this.factory, this.jujuContext(event, unitName, emulated), new HookToolBackend(inProcessRunner(emulated)));
     const out = outputFrom(emulated, exitCode);
@@ -250,6 +277,9 @@ export class Context {
       remoteUnit: event.relation?.remoteUnit,
       remoteApp: event.relation?.remoteApp,
       departingUnit: event.relation?.departingUnit,
+      secretId: event.secret?.id,
+      secretLabel: event.secret?.label,
+      secretRevision: event.secret?.revision,
     });
   }
 }

@@ -22,6 +22,7 @@ import { hostPaths } from '../../src/charm/paths';
 import { failureText } from '../../src/common/exec';
 import { parseStatus, type ProgramStatus } from '../../src/charm/supervisor';
 import type { DevServerOptions } from '../../src/devserver/server';
+import { charmSpecFrom, defaultUnitName } from '../../src/hooktools/charmspec';
 import { createEmulatedUnit, dispatchEvent, type DispatchResult, type EmulatedUnit } from '../../src/hooktools/emulator';
 import { eventually, onCleanup, repoRoot, tempDir } from './tmp';
 import { actionOutcome, hookOrThrow } from './hookrun';
@@ -333,6 +334,8 @@ export class UnitHost {
   dispatch(dispatchPath: string, options: { actionParams?: Record<string, unknown> } = {}): Promise<DispatchResult> {
     return dispatchEvent(this.unit, dispatchPath, {
       charmDir: this.shimCharmDir(),
+      // The shim has no metadata.yaml: the unit is the real charm's.
+      unitName: defaultUnitName(charmSpecFrom(this.charmDir), 'UnitHost'),
       env: { JUJU_CHARM_DIR: this.charmDir, CHARM_DIR: this.charmDir, PATH: `${this.unit.binDir}:${UNIT_PATH}` },
       ...options,
     });

@@ -5,10 +5,10 @@ import { fakeMetrics, metricsText, opsHarness, trickleMetrics } from '../helpers
 
 const NOW = 1_800_000_000;
 
-async function deployed(names: string[], views: Record<string, { state: string; jobId?: string; lastPoll?: number }> = {}) {
+async function deployed(names: string[], views: Record<string, { state: string; jobId?: string; lastPoll?: number }> = {}, extraConfig: Record<string, unknown> = {}) {
   const h = opsHarness();
   const repo = labRepo(...names);
-  const cfg = { 'config-repo': repo.url, 'config-dir': 'lab1' };
+  const cfg = { 'config-repo': repo.url, 'config-dir': 'lab1', ...extraConfig };
   await h.ctx.run(h.ctx.on.configChanged(), { config: cfg });
   const ports: Record<string, number> = {};
   for (const [name, view] of Object.entries(views)) ports[name] = await fakeMetrics(() => metricsText(name, view));
@@ -77,6 +77,14 @@ describe('update-status health loop', () => {
     expect(out.unitStatus?.name).toBe('active');
     expect(out.unitStatus?.message).toBe('3 agents: 1 waiting, 1 test, 1 stale; stale: agent-3 (no poll for 5m)');
     expect(h.state().staleAgents).toEqual({ 'agent-3': 300 });
+  });
+
+  it('keeps what the agents status adds after its count when the summary stands in for the count', async () => {
+    const views = { 'agent-1': { state: 'waiting', lastPoll: NOW - 2 }, 'agent-2': { state: 'test', jobId: 'j1', lastPoll: NOW - 2 } };
+    const { updateStatus } = await deployed(['agent-1', 'agent-2'], views, { 'test-sandbox': false });
+    const out = await updateStatus();
+    expect(out.unitStatus?.name).toBe('active');
+    expect(out.unitStatus?.message).toBe('2 agents: 1 waiting, 1 test; test sandbox off');
   });
 
   it('keeps the status within 200 characters however many agents are in trouble', async () => {

@@ -272,8 +272,23 @@ describe('agent credentials', () => {
     expect(refreshed.status).toBe(200);
     await ctx.run(ctx.on.updateStatus(), { config: cfg, secrets });
     expect(server.requests.filter((r) => r.path === '/v1/oauth2/token')).toHaveLength(1);
-    await ctx.run(ctx.on.secretChanged(), { config: cfg, secrets });
+    await ctx.run(ctx.on.secretChanged({ id: 'secret:cred123', revision: 2 }), { config: cfg, secrets });
     expect(server.requests.filter((r) => r.path === '/v1/oauth2/token')).toHaveLength(2);
+  });
+
+  it('leaves the token alone when a secret other than credentials-secret changes', async () => {
+    const { ctx } = charmHarness();
+    const cfg = config(labRepo('agent-1'), { 'testflinger-server': server.url, 'credentials-secret': 'secret:cred123' });
+    const longForm = 'secret://00000000-0000-4000-8000-000000000001/cred123';
+    const withOther = { ...secrets, [longForm]: secrets['secret:cred123'], 'secret:other456': { password: 'x' } };
+    const first = await ctx.run(ctx.on.configChanged(), { config: cfg, secrets: withOther });
+    const tokens = () => server.requests.filter((r) => r.path === '/v1/oauth2/token').length;
+    const before = tokens();
+    await ctx.run(ctx.on.secretChanged({ id: 'secret:other456', label: 'db' }), first);
+    expect(tokens()).toBe(before);
+    // Juju may give the long form of the URI: it is the same secret.
+    await ctx.run(ctx.on.secretChanged({ id: longForm }), first);
+    expect(tokens()).toBe(before + 1);
   });
 
   it('blocks naming credentials-secret when the server refuses them, and keeps the agents', async () => {

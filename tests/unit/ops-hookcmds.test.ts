@@ -79,3 +79,17 @@ describe('the Juju context', () => {
     expect(() => parseDispatchPath('dispatch')).toThrow(/neither/);
   });
 });
+
+describe('the context of a secret hook', () => {
+  const env = { JUJU_UNIT_NAME: 'app/0', JUJU_DISPATCH_PATH: 'hooks/secret-changed' };
+  it('names the secret, its label and its revision, as Juju sets them', () => {
+    const context = jujuContextFromEnv({ ...env, JUJU_SECRET_ID: 'secret:abc', JUJU_SECRET_LABEL: 'db', JUJU_SECRET_REVISION: '4' }, 'x', '/f');
+    expect(context).toMatchObject({ secretId: 'secret:abc', secretLabel: 'db', secretRevision: 4 });
+    expect(Object.isFrozen(context)).toBe(true);
+  });
+
+  it('has no revision when Juju gives none (it sets one only above 0), and no secret outside secret hooks', () => {
+    expect(jujuContextFromEnv({ ...env, JUJU_SECRET_ID: 'secret:abc', JUJU_SECRET_REVISION: '0' }, 'x', '/f')).toMatchObject({ secretLabel: undefined, secretRevision: undefined });
+    expect(jujuContextFromEnv({ JUJU_UNIT_NAME: 'app/0', JUJU_DISPATCH_PATH: 'hooks/install' }, 'x', '/f')).toMatchObject({ secretId: undefined });
+  });
+});

@@ -71,6 +71,19 @@ describe('the model', () => {
     }
   }
   const readerCtx = new Context((fw) => new Reader(fw), { charmDir: '/nonexistent', unitName: 'host/0', spec: { metadata } });
+
+  it('reads in the next run the relation data the charm wrote in this one (the state out is the next state in)', async () => {
+    const rel = relation({ endpoint: 'cos-agent', remoteApp: 'grafana-agent', remoteUnitsData: { 'grafana-agent/0': {} } });
+    const joined = await ctx.run(ctx.on.relationJoined(rel, { remoteUnit: 'grafana-agent/0' }), { relations: [rel], leader: true });
+    Reader.act = async (charm) => {
+      const found = await charm.model.getRelation('cos-agent');
+      return [await found?.data.localUnit.get(), await found?.data.localApp.get()];
+    };
+    const next = await readerCtx.run(readerCtx.on.updateStatus(), joined);
+    expect(Reader.result).toEqual([{ seen: 'joined' }, { leader: 'yes' }]);
+    expect(next.relations).toEqual(joined.relations);
+  });
+
   const run = async (act: (charm: Reader) => Promise<unknown>, state = {}) => {
     Reader.act = act;
     Reader.result = undefined;
