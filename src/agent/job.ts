@@ -15,6 +15,7 @@ import type { Logger } from './logger';
 import { SecretMasker } from './masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
+import { EXIT_RECOVERY_FAILED } from '../common/contract';
 import { readFileNoFollow } from '../common/fsutil';
 import { ensurePrivateDir, openRunDirLog, RunDirFileRefused, tightenBaseDir, writePrivateFile, writeRunDirFile } from './privatefs';
 import { sandboxSecretArgs, SECRETS_PHASE, splitSecrets } from './secrets';
@@ -23,8 +24,6 @@ import { defaultContainment, describeLeftovers, endRecordedScope, processGroupSc
 import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
 import type { AgentReporter } from './reporter';
 
-/** A phase command exits with this when the device could not be recovered. */
-export const EXIT_RECOVERY_FAILED = 46;
 /** Recorded for a phase the agent had to stop (timeout, cancel, shutdown). */
 export const EXIT_STOPPED = 137;
 export const DEFAULT_GLOBAL_TIMEOUT_S = 4 * 3600;

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { GH_KEYS_URL_ENV, LP_KEYS_URL_ENV } from '../common/contract';
 import type { DeviceConfig, JobFile } from './config';
 import { ConnectorError } from './errors';
 import { sshRun } from './ssh';
@@ -64,8 +65,8 @@ function keyUrl(id: string): string | undefined {
   const kind = id.slice(0, colon);
   const user = id.slice(colon + 1);
   if (colon < 0 || !KEY_ACCOUNT.test(user)) return undefined;
-  if (kind === 'lp') return `${process.env['TESTFLINGER_LP_KEYS_URL'] ?? 'https://launchpad.net'}/~${user}/+sshkeys`;
-  if (kind === 'gh') return `${process.env['TESTFLINGER_GH_KEYS_URL'] ?? 'https://github.com'}/${user}.keys`;
+  if (kind === 'lp') return `${process.env[LP_KEYS_URL_ENV] ?? 'https://launchpad.net'}/~${user}/+sshkeys`;
+  if (kind === 'gh') return `${process.env[GH_KEYS_URL_ENV] ?? 'https://github.com'}/${user}.keys`;
   return undefined;
 }
 
