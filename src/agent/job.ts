@@ -13,7 +13,6 @@ import type { AgentConfig, Phase } from './config';
 import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
 import type { Logger } from './logger';
 import { SecretMasker } from './masker';
-import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
 import { EXIT_RECOVERY_FAILED } from '../common/contract';
 import { readFileNoFollow } from '../common/fsutil';
@@ -22,7 +21,7 @@ import { sandboxSecretArgs, SECRETS_PHASE, splitSecrets } from './secrets';
 import { runPhaseProcess, SANDBOX_ARGS_FD, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
 import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope, type ScopeRecord } from './containment';
 import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
-import type { AgentReporter } from './reporter';
+import type { AgentStatus } from './status';
 
 /** Recorded for a phase the agent had to stop (timeout, cancel, shutdown). */
 export const EXIT_STOPPED = 137;
@@ -76,8 +75,8 @@ export interface JobDeps {
   config: AgentConfig;
   clock: Clock;
   log: Logger;
-  metrics: AgentMetrics;
-  reporter: AgentReporter;
+  /** Told what happens to the job: it keeps the metrics and the agent's state on the server. */
+  status: AgentStatus;
   /** Environment of the agent, the base of every phase's environment. */
   baseEnv: Record<string, string>;
   timing?: JobTiming;
@@ -89,7 +88,6 @@ export interface JobDeps {
 
 export interface JobOutcome {
   entry: OutboxEntry;
-  recoveryFailed: boolean;
   stoppedBy?: StopReason;
 }
 
@@ -160,11 +158,10 @@ export class JobRunner {
 
   /** Runs the job; `shutdown` (SIGTERM) stops the running phase, and the job is still reported. */
   async run(shutdown: AbortSignal): Promise<JobOutcome> {
-    const { config, log, metrics } = this.deps;
+    const { log, status } = this.deps;
     log.info(`job ${this.job.job_id}: starting`);
     this.prepareRunDir();
-    metrics.jobs.inc({ agent_id: config.agent_id });
-    metrics.trackLiveLogs(() => ({ queued: this.output.queued + this.serial.queued, dropped: this.output.dropped + this.serial.dropped }));
+    status.jobStarted(() => ({ queued: this.output.queued + this.serial.queued, dropped: this.output.dropped + this.serial.dropped }));
     this.event('job_start', '');
     await this.fetchAttachments();
     const deadline = this.deps.clock.now() + this.globalTimeoutS() * 1000;
@@ -194,7 +191,7 @@ export class JobRunner {
     // After cleanup, whose own state post would otherwise replace the offline one.
     if (recoveryFailedIn) await this.recoveryFailed(recoveryFailedIn);
     this.event('job_end', this.jobState);
-    return { entry: await this.outcome(), recoveryFailed: recoveryFailedIn !== undefined, ...(stoppedBy ? { stoppedBy } : {}) };
+    return { entry: await this.outcome(), ...(stoppedBy ? { stoppedBy } : {}) };
   }
 
   /**
@@ -215,7 +212,7 @@ export class JobRunner {
     await this.deps.api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch(() => undefined);
     await this.runCleanup(shutdown);
     this.event('job_end', 'interrupted');
-    return { entry: await this.outcome(), recoveryFailed: false };
+    return { entry: await this.outcome() };
   }
 
   /** The job's files hold its secrets: every folder on the way is 0700 and every file 0600. */
@@ -367,13 +364,12 @@ export class JobRunner {
   }
 
   private async runPhase(rule: PhaseRule, shutdown: AbortSignal, deadline: number): Promise<{ exitCode: number; stoppedBy?: StopReason }> {
-    const { api, config, clock, reporter, metrics, log } = this.deps;
+    const { api, config, clock, status, log } = this.deps;
     const { phase } = rule;
     this.progress.phase = phase;
     this.saveProgress();
     await api.postResult(this.job.job_id, { job_state: phase }).catch((e) => log.warning(`job_state ${phase} not posted: ${e.message}`));
-    await reporter.setData({ state: phase, comment: '' });
-    metrics.setState(phase);
+    await status.phaseStarted(phase);
     this.event(`${phase}_start`, '');
     log.info(`job ${this.job.job_id}: ${phase}`);
     this.ensureRunDir();
@@ -417,15 +413,8 @@ export class JobRunner {
     this.saveProgress();
     this.readDeviceInfo();
     await api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch((e) => log.warning(`status not posted: ${e.message}`));
-    if (phase === 'provision') {
-      await reporter.provisionLog({ job_id: this.job.job_id, exit_code: exitCode, detail: exitCode === 0 ? 'provision_success' : 'provision_fail' });
-    }
-    const seconds = (clock.now() - started) / 1000;
-    metrics.phaseDuration.observe(
-      { agent_id: config.agent_id, test_phase: phase, identifier: config.identifier ?? '', release: String(phaseData(this.job, 'provision')?.['distro'] ?? '') },
-      seconds,
-    );
-    if (exitCode !== 0) metrics.failures.inc({ agent_id: config.agent_id, test_phase: phase });
+    const labels = { identifier: config.identifier ?? '', release: String(phaseData(this.job, 'provision')?.['distro'] ?? '') };
+    await status.phaseEnded(this.job.job_id, phase, exitCode, (clock.now() - started) / 1000, labels);
     this.event(`${phase}_${exitCode === 0 ? 'success' : 'fail'}`, `exit code ${exitCode}`);
     if (result.stoppedBy === 'cancelled') this.cancelled();
     return { exitCode, ...(result.stoppedBy ? { stoppedBy: result.stoppedBy } : {}) };
@@ -578,13 +567,10 @@ export class JobRunner {
   }
 
   private async recoveryFailed(phase: Phase): Promise<void> {
-    const { config, metrics, reporter, log } = this.deps;
-    metrics.recoveryFailures.inc({ agent_id: config.agent_id });
     this.event('recovery_fail', phase);
     const comment = `Device recovery failed in the ${phase} phase of job ${this.job.job_id}; set offline by the agent`;
-    log.error(comment);
-    await reporter.setData({ state: 'offline', comment });
-    metrics.setState('offline');
+    this.deps.log.error(comment);
+    await this.deps.status.recoveryFailed(comment);
   }
 
   /** A multi-device job's allocated device waits for its parent job (or itself) to finish. */
