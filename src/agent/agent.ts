@@ -5,11 +5,12 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { jobSchema, type AgentData, type Job, type ServerApi } from './api';
+import type { AgentData, Job, ServerApi } from './api';
+import { interruptedJobs, JobFiles } from './bookkeeping';
 import type { Clock } from './clock';
 import { defaultContainment } from './containment';
 import type { AgentConfig } from './config';
-import { bookkeepingDirOf, JobRunner, runDirOf, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
+import { JobRunner, type JobDeps, type JobOutcome, type JobTiming } from './job';
 import type { Logger } from './logger';
 import { isAgentId } from './names';
 import type { AgentMetrics } from './metrics';
@@ -295,8 +296,7 @@ export class Agent {
     const { config, log } = this.deps;
     const id = JSON.stringify(outcome.entry.jobId);
     this.outbox.store(outcome.entry);
-    fs.rmSync(runDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
-    fs.rmSync(bookkeepingDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
+    new JobFiles(config, outcome.entry.jobId).remove();
     const waiting = await this.flushOutbox();
     if (waiting.includes(outcome.entry.jobId)) log.warning(`job ${id}: results kept in ${JSON.stringify(config.results_basedir)} until the server takes them`);
     else log.info(`job ${id}: ${JSON.stringify(outcome.entry.result['job_state'])}`);
@@ -308,22 +308,8 @@ export class Agent {
    * lock before the loop starts, so a job found here has no live owner.
    */
   private async finishInterruptedJobs(shutdown: AbortSignal): Promise<void> {
-    const { config, log } = this.deps;
-    if (!fs.existsSync(config.execution_basedir)) return;
-    for (const name of fs.readdirSync(config.execution_basedir)) {
-      const match = /^\.(.+)\.agent$/.exec(name);
-      if (!match) continue;
-      const keepDir = path.join(config.execution_basedir, name);
-      let job: Job;
-      let progress: Progress;
-      try {
-        job = jobSchema.parse(JSON.parse(fs.readFileSync(path.join(keepDir, 'job.json'), 'utf8')));
-        progress = JSON.parse(fs.readFileSync(path.join(keepDir, 'progress.json'), 'utf8'));
-      } catch {
-        fs.rmSync(keepDir, { recursive: true, force: true });
-        continue;
-      }
-      log.warning(`job ${JSON.stringify(job.job_id)} was interrupted in ${JSON.stringify(progress.phase ?? 'between phases')}; reporting it failed`);
+    for (const { job, progress } of interruptedJobs(this.deps.config.execution_basedir)) {
+      this.deps.log.warning(`job ${JSON.stringify(job.job_id)} was interrupted in ${JSON.stringify(progress.phase ?? 'between phases')}; reporting it failed`);
       const runner = new JobRunner(this.jobDeps(), job, progress);
       await this.endJob(await runner.finishInterrupted(progress, shutdown));
     }
