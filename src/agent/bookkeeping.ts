@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jobSchema, type Job } from './api';
 import { packArtifacts } from './attachments';
+import { DEVICE_INFO_FILE, JOB_FILE } from '../common/contract';
 import { readFileNoFollow } from '../common/fsutil';
 import type { AgentConfig } from './config';
 import type { Logger } from './logger';
@@ -54,7 +55,7 @@ export class JobFiles {
     ensurePrivateDir(this.runDir);
     ensurePrivateDir(this.keepDir);
     const jobText = JSON.stringify(job, null, 2);
-    writeRunDirFile(path.join(this.runDir, 'testflinger.json'), jobText);
+    writeRunDirFile(path.join(this.runDir, JOB_FILE), jobText);
     writePrivateFile(path.join(this.keepDir, 'job.json'), jobText);
   }
 
@@ -82,7 +83,7 @@ export class JobFiles {
   /** Written by the connector, in reach of the job: a regular file only, bounded, never a link or FIFO. */
   readDeviceInfo(): unknown {
     try {
-      const text = readFileNoFollow(path.join(this.runDir, 'device-info.json'), DEVICE_INFO_MAX_BYTES).toString('utf8');
+      const text = readFileNoFollow(path.join(this.runDir, DEVICE_INFO_FILE), DEVICE_INFO_MAX_BYTES).toString('utf8');
       return (JSON.parse(text) as { device_info?: unknown }).device_info;
     } catch {
       return undefined; // none, or not a plain bounded file of JSON

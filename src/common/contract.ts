@@ -43,6 +43,19 @@ export const LP_KEYS_URL_ENV = 'TESTFLINGER_LP_KEYS_URL';
 /** Base URL of GitHub's ssh keys (`gh:` in reserve_data.ssh_keys). */
 export const GH_KEYS_URL_ENV = 'TESTFLINGER_GH_KEYS_URL';
 
+// ---- files in the job's run directory, between the agent and the connector ----
+
+/** The job as the agent received it; the connector is called with its path. */
+export const JOB_FILE = 'testflinger.json';
+/** What the connector says about the device (`{"device_info": {...}}`); the agent sends it with the results. */
+export const DEVICE_INFO_FILE = 'device-info.json';
+/** Why a phase failed, as the connector saw it (`{"<phase>_exception_info": {...}}`). */
+export const CONNECTOR_ERROR_FILE = 'device-connector-error.json';
+/** The device's serial console during a phase, written by the connector, streamed by the agent. */
+export function serialLogFile(phase: string): string {
+  return `${phase}-serial.log`;
+}
+
 // ---- phases and exit codes ----
 
 /** Every phase of a job, in the order the agent runs them; the connector takes the same names. */

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { GH_KEYS_URL_ENV, LP_KEYS_URL_ENV } from '../common/contract';
+import { DEVICE_INFO_FILE, GH_KEYS_URL_ENV, LP_KEYS_URL_ENV } from '../common/contract';
 import type { DeviceConfig, JobFile } from './config';
 import { ConnectorError } from './errors';
 import { sshRun } from './ssh';
@@ -33,7 +33,7 @@ export function describeTarget(ctx: PhaseContext, user: SshUser): string {
 
 export function writeDeviceInfo(ctx: PhaseContext): void {
   const info = { device_info: { device_ip: ctx.device.device_ip, ...(ctx.device.agent_name ? { agent_name: ctx.device.agent_name } : {}) } };
-  fs.writeFileSync(path.join(ctx.runDir, 'device-info.json'), `${JSON.stringify(info, null, 2)}\n`);
+  fs.writeFileSync(path.join(ctx.runDir, DEVICE_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`);
 }
 
 /** Runs the job's test_cmds on this host with DEVICE_IP and the device's env; streams output. */

@@ -47,6 +47,15 @@ describe('the contract', () => {
     });
   });
 
+  it("names upstream's files in the job's run directory that the agent and the connector share", () => {
+    expect([contract.JOB_FILE, contract.DEVICE_INFO_FILE, contract.CONNECTOR_ERROR_FILE, contract.serialLogFile('provision')]).toEqual([
+      'testflinger.json',
+      'device-info.json',
+      'device-connector-error.json',
+      'provision-serial.log',
+    ]);
+  });
+
   it("keeps upstream's exit code for a device that could not be recovered", () => {
     expect(contract.EXIT_RECOVERY_FAILED).toBe(46);
   });
