@@ -1,8 +1,9 @@
 /**
  * One job, start to finish: the phases in order from a table, each in the job's run directory
  * with its timeouts, output streamed live, cancel honoured, cleanup always. The job's files and
- * the agent's bookkeeping are bookkeeping.ts's; the serial log's stream, serialtail.ts's; the
- * status webhook, webhook.ts's.
+ * the agent's bookkeeping are bookkeeping.ts's; <phase>.log, phaselogs.ts's; the serial log's
+ * stream, serialtail.ts's; the status webhook, webhook.ts's; what the agent reports about
+ * itself (metrics, its state on the server), status.ts's.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
