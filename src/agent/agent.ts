@@ -5,16 +5,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { jobSchema, type AgentData, type Job, type ServerApi } from './api';
-import type { Clock } from './clock';
+import type { AgentData, Job, ServerApi } from './api';
+import { interruptedJobs, JobFiles } from './bookkeeping';
 import { defaultContainment } from './containment';
 import type { AgentConfig } from './config';
-import { bookkeepingDirOf, JobRunner, runDirOf, type JobDeps, type JobOutcome, type JobTiming, type Progress } from './job';
-import type { Logger } from './logger';
+import { JobRunner, type JobDeps, type JobOutcome, type JobTiming } from './job';
 import { isAgentId } from './names';
 import type { AgentMetrics } from './metrics';
 import { Outbox } from './outbox';
-import { AgentReporter } from './reporter';
+import { AgentStatus } from './status';
 
 /** Server states in which the agent takes no jobs and defers restarts. */
 const HOLD_STATES = new Set(['offline', 'maintenance']);
@@ -79,7 +78,8 @@ const BACKOFF_MAX_MS = 30_000;
 
 export type AgentExit = 'restart' | 'stopped';
 
-export interface AgentDeps extends Omit<JobDeps, 'reporter'> {
+export interface AgentDeps extends Omit<JobDeps, 'status'> {
+  metrics: AgentMetrics;
   /** Where offline marker files are looked for (/tmp on a unit). */
   markerDir: string;
   /** The agent's directory name, when it differs from agent_id. */
@@ -103,17 +103,14 @@ export function offlineMarkerNames(names: readonly string[]): string[] {
 export class Agent {
   private restartRequested = false;
   private wake = new AbortController();
-  private readonly reporter: AgentReporter;
+  private readonly status: AgentStatus;
   private readonly outbox: Outbox;
   private lastFullReport = 0;
   private busy = false;
-  /** Set when the last job's recovery failed: the agent stays offline, not back to waiting. */
-  private heldByRecovery = false;
 
   constructor(private readonly deps: AgentDeps) {
-    this.reporter = new AgentReporter(deps.api, deps.config.agent_id, deps.log);
+    this.status = new AgentStatus(deps.api, deps.config.agent_id, deps.metrics, deps.log);
     this.outbox = new Outbox(deps.config.results_basedir, deps.api, deps.log);
-    deps.metrics.setAgent(deps.config.agent_id);
   }
 
   get api(): ServerApi {
@@ -131,7 +128,7 @@ export class Agent {
   }
 
   async run(shutdown: AbortSignal): Promise<AgentExit> {
-    const { clock, log, config, metrics } = this.deps;
+    const { clock, log, config } = this.deps;
     await this.waitForServer(shutdown);
     await this.reportIn();
     await this.finishInterruptedJobs(shutdown);
@@ -141,18 +138,17 @@ export class Agent {
     while (!shutdown.aborted) {
       try {
         await this.flushOutbox();
-        await this.reporter.flush();
+        await this.status.flush();
         if (clock.now() - this.lastFullReport > REPOST_AGENT_DATA_MS) await this.reportIn();
         const data = await this.api.agentData(config.agent_id);
-        metrics.markPoll(clock.now());
+        this.status.polled(clock.now());
         const hold = this.holdReason(data);
         await this.showMarkerHold(data, hold);
         // A marker file holds the agent offline whatever the server says.
-        metrics.setState(hold ? (hold.fromServer ? String(data?.state) : 'offline') : 'waiting');
+        this.status.betweenJobs(hold ? (hold.fromServer ? String(data?.state) : 'offline') : 'waiting');
         if (data?.state === 'restart') this.restartRequested = true;
         if (this.restartRequested && !(hold && hold.fromServer)) {
-          await this.reporter.setData({ state: 'restart', comment: 'Restarting: safe restart requested' });
-          metrics.setState('restart');
+          await this.status.restarting();
           return 'restart';
         }
         if (hold) {
@@ -186,7 +182,7 @@ export class Agent {
   /** Sends stored results; the metric counts what the server has not taken yet. */
   private async flushOutbox(): Promise<string[]> {
     const waiting = await this.outbox.flush();
-    this.deps.metrics.setOutbox(waiting.length);
+    this.status.outboxWaiting(waiting.length);
     return waiting;
   }
 
@@ -220,14 +216,13 @@ export class Agent {
     } catch (error) {
       log.warning(`cannot read agent data: ${(error as Error).message}`);
     }
-    const data: Record<string, unknown> = {
+    const profile = {
       queues: config.job_queues,
       location: config.location ?? '',
       provision_type: config.provision_type ?? '',
       identifier: config.identifier ?? '',
     };
-    if (!current?.state || !HOLD_STATES.has(current.state)) Object.assign(data, { state: 'waiting', comment: '' });
-    await this.reporter.setData(data);
+    await this.status.reportIn(profile, !current?.state || !HOLD_STATES.has(current.state));
     if (config.advertised_queues) await this.api.postQueues(config.advertised_queues).catch((e) => log.warning(e.message));
     if (config.advertised_images) await this.api.postImages(config.advertised_images).catch((e) => log.warning(e.message));
     this.lastFullReport = this.deps.clock.now();
@@ -254,9 +249,9 @@ export class Agent {
   /** The server shows a marker's hold as `offline` with its reason, and `waiting` once it is gone. */
   private async showMarkerHold(data: AgentData | undefined, hold: Hold | undefined): Promise<void> {
     if (hold?.comment !== undefined) {
-      if (data?.state !== 'offline' || data.comment !== hold.comment) await this.reporter.setData({ state: 'offline', comment: hold.comment });
+      if (data?.state !== 'offline' || data.comment !== hold.comment) await this.status.markerHold(hold.comment);
     } else if (!hold && data?.state === 'offline' && (data.comment ?? '').startsWith(MARKER_COMMENT_PREFIX)) {
-      await this.reporter.setData({ state: 'waiting', comment: '' });
+      await this.status.markerReleased();
     }
   }
 
@@ -269,16 +264,19 @@ export class Agent {
 
   private async runJob(job: Job, shutdown: AbortSignal): Promise<void> {
     this.busy = true;
-    this.deps.metrics.setJob(job.job_id);
     try {
-      await this.reporter.setData({ job_id: job.job_id });
-      const outcome = await new JobRunner({ ...this.deps, reporter: this.reporter }, job).run(shutdown);
+      await this.status.jobTaken(job.job_id);
+      const outcome = await new JobRunner(this.jobDeps(), job).run(shutdown);
       await this.endJob(outcome);
     } finally {
       this.busy = false;
-      this.deps.metrics.setJob(undefined);
-      this.deps.metrics.trackLiveLogs(undefined);
+      this.status.jobCleared();
     }
+  }
+
+  /** A job reports what happens to the agent's status, like the loop. */
+  private jobDeps(): JobDeps {
+    return { ...this.deps, status: this.status };
   }
 
   /**
@@ -288,19 +286,15 @@ export class Agent {
    */
   private async endJob(outcome: JobOutcome): Promise<void> {
     await this.deliver(outcome);
-    const data: Record<string, unknown> = { job_id: '' };
-    if (!this.heldByRecovery) data['state'] = 'waiting';
-    await this.reporter.setData(data);
+    await this.status.jobEnded();
   }
 
   /** The outcome goes to disk first, then to the server; the run directory is removed. */
   private async deliver(outcome: JobOutcome): Promise<void> {
     const { config, log } = this.deps;
     const id = JSON.stringify(outcome.entry.jobId);
-    this.heldByRecovery = outcome.recoveryFailed;
     this.outbox.store(outcome.entry);
-    fs.rmSync(runDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
-    fs.rmSync(bookkeepingDirOf(config, outcome.entry.jobId), { recursive: true, force: true });
+    new JobFiles(config, outcome.entry.jobId).remove();
     const waiting = await this.flushOutbox();
     if (waiting.includes(outcome.entry.jobId)) log.warning(`job ${id}: results kept in ${JSON.stringify(config.results_basedir)} until the server takes them`);
     else log.info(`job ${id}: ${JSON.stringify(outcome.entry.result['job_state'])}`);
@@ -312,23 +306,9 @@ export class Agent {
    * lock before the loop starts, so a job found here has no live owner.
    */
   private async finishInterruptedJobs(shutdown: AbortSignal): Promise<void> {
-    const { config, log } = this.deps;
-    if (!fs.existsSync(config.execution_basedir)) return;
-    for (const name of fs.readdirSync(config.execution_basedir)) {
-      const match = /^\.(.+)\.agent$/.exec(name);
-      if (!match) continue;
-      const keepDir = path.join(config.execution_basedir, name);
-      let job: Job;
-      let progress: Progress;
-      try {
-        job = jobSchema.parse(JSON.parse(fs.readFileSync(path.join(keepDir, 'job.json'), 'utf8')));
-        progress = JSON.parse(fs.readFileSync(path.join(keepDir, 'progress.json'), 'utf8'));
-      } catch {
-        fs.rmSync(keepDir, { recursive: true, force: true });
-        continue;
-      }
-      log.warning(`job ${JSON.stringify(job.job_id)} was interrupted in ${JSON.stringify(progress.phase ?? 'between phases')}; reporting it failed`);
-      const runner = new JobRunner({ ...this.deps, reporter: this.reporter }, job, progress);
+    for (const { job, progress } of interruptedJobs(this.deps.config.execution_basedir)) {
+      this.deps.log.warning(`job ${JSON.stringify(job.job_id)} was interrupted in ${JSON.stringify(progress.phase ?? 'between phases')}; reporting it failed`);
+      const runner = new JobRunner(this.jobDeps(), job, progress);
       await this.endJob(await runner.finishInterrupted(progress, shutdown));
     }
   }

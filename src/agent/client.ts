@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { z } from 'zod';
+import { TOKEN_FD_ENV } from '../common/contract';
 import type { Clock } from './clock';
 import { BodyTooLargeError, nodeHttpTransport, type HttpTransport } from './http';
 
@@ -68,8 +69,6 @@ export interface Response {
   json<T = unknown>(): T;
 }
 
-/** Set by the root wrapper on a unit (testflinger-agent-contained): the token file's descriptor. */
-export const TOKEN_FD_ENV = 'TESTFLINGER_TOKEN_FD';
 /** Longest token file read (the charm writes 4 KiB). */
 const MAX_TOKEN_FILE = 64 * 1024;
 

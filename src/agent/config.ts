@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { STATE_DIR_ENV } from '../common/contract';
 import { AGENT_ID_PATTERN, AGENT_ID_RULE, QUEUE_NAME_PATTERN, QUEUE_NAME_RULE } from './names';
 
 export class ConfigError extends Error {
@@ -12,8 +13,7 @@ export class ConfigError extends Error {
   }
 }
 
-export const PHASES = ['setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup'] as const;
-export type Phase = (typeof PHASES)[number];
+export { PHASES, type Phase } from '../common/contract';
 
 const command = z.string().default('');
 const seconds = z.number().int().positive();
@@ -56,12 +56,6 @@ export const agentConfigSchema = z
 
 export type AgentConfig = z.output<typeof agentConfigSchema>;
 
-/**
- * The directory of this agent's own default basedirs (`<dir>/run`, `/logs`, `/results`), set by
- * the charm's program file on a unit: one user per agent cannot share `/tmp/testflinger`, where
- * the first agent's 0700 directories would lock the others out (docs/isolation.md).
- */
-export const STATE_DIR_ENV = 'TESTFLINGER_STATE_DIR';
 /** Upstream's defaults: one directory for every agent of a host. */
 export const UPSTREAM_BASEDIRS = { execution_basedir: '/tmp/testflinger/run', logging_basedir: '/tmp/testflinger/logs', results_basedir: '/tmp/testflinger/results' } as const;
 export type BasedirKey = keyof typeof UPSTREAM_BASEDIRS;

@@ -10,11 +10,8 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../common/contract';
 
-/** `on` (the charm's `test-sandbox` option, default) or `off`; unset means off. */
-export const TEST_SANDBOX_ENV = 'TESTFLINGER_TEST_SANDBOX';
-/** The bubblewrap binary; the charm may point at its own copy (the one its AppArmor profile names). */
-export const SANDBOX_PROGRAM_ENV = 'TESTFLINGER_SANDBOX_PROGRAM';
 const DEFAULT_PROGRAM = '/usr/bin/bwrap';
 
 export interface SandboxSettings {

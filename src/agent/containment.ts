@@ -17,6 +17,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CONTAINMENT_ENV, MAX_MEMORY_ENV, MAX_PROCESSES_ENV } from '../common/contract';
 
 export type ContainmentKind = 'cgroup' | 'pid-namespace' | 'process-group';
 
@@ -58,8 +59,6 @@ export interface PhaseScope {
   limitNote?(): string | undefined;
 }
 
-/** Forces a kind (tests, operators); an unavailable one falls back to the next. */
-export const CONTAINMENT_ENV = 'TESTFLINGER_CONTAINMENT';
 /** How long `cgroup.kill` may take to empty a cgroup before rmdir is tried anyway. */
 const CGROUP_EMPTY_WAIT_MS = 2000;
 const CGROUP_POLL_MS = 10;
@@ -307,10 +306,6 @@ class ProcessGroupContainment implements Containment {
 
 // ---- what one agent may use ----
 
-/** Processes (tasks) the agent's user may have: the charm's agent-max-processes. */
-export const MAX_PROCESSES_ENV = 'TESTFLINGER_MAX_PROCESSES';
-/** Bytes of memory: the charm's agent-max-memory (unset: no limit). */
-export const MAX_MEMORY_ENV = 'TESTFLINGER_MAX_MEMORY';
 
 export interface AgentLimits {
   processes?: number;

@@ -1,30 +1,31 @@
 /**
  * One job, start to finish: the phases in order from a table, each in the job's run directory
- * with its timeouts, output streamed live, cancel honoured, cleanup always. The agent's own
- * bookkeeping lives beside the run directory, where the job's commands cannot move it.
+ * with its timeouts, output streamed live, cancel honoured, cleanup always. The job's files and
+ * the agent's bookkeeping are bookkeeping.ts's; <phase>.log, phaselogs.ts's; the serial log's
+ * stream, serialtail.ts's; the status webhook, webhook.ts's; what the agent reports about
+ * itself (metrics, its state on the server), status.ts's.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import type { Job, ServerApi } from './api';
-import { packArtifacts, unpackAttachments } from './attachments';
+import { unpackAttachments } from './attachments';
+import { JobFiles, type Progress } from './bookkeeping';
 import type { Clock } from './clock';
 import type { AgentConfig, Phase } from './config';
 import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
 import type { Logger } from './logger';
 import { SecretMasker } from './masker';
-import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
-import { readFileNoFollow } from '../common/fsutil';
-import { ensurePrivateDir, openRunDirLog, RunDirFileRefused, tightenBaseDir, writePrivateFile, writeRunDirFile } from './privatefs';
+import { EXIT_RECOVERY_FAILED, serialLogFile } from '../common/contract';
+import { PhaseLogFiles } from './phaselogs';
 import { sandboxSecretArgs, SECRETS_PHASE, splitSecrets } from './secrets';
 import { runPhaseProcess, SANDBOX_ARGS_FD, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
-import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope, type ScopeRecord } from './containment';
+import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope } from './containment';
 import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
-import type { AgentReporter } from './reporter';
+import { tailSerial } from './serialtail';
+import type { AgentStatus } from './status';
+import { JobEvents } from './webhook';
 
-/** A phase command exits with this when the device could not be recovered. */
-export const EXIT_RECOVERY_FAILED = 46;
 /** Recorded for a phase the agent had to stop (timeout, cancel, shutdown). */
 export const EXIT_STOPPED = 137;
 export const DEFAULT_GLOBAL_TIMEOUT_S = 4 * 3600;
@@ -34,12 +35,6 @@ const MAX_RESERVE_TIMEOUT_S = 6 * 3600;
 /** Extra time for the reserve phase beyond the reservation itself (setup of keys, messages). */
 const RESERVE_MARGIN_S = 300;
 const CLEANUP_TIMEOUT_S = 3600;
-/** The serial log is read this much at a time, so a huge file is not read into memory at once. */
-const SERIAL_READ_BYTES = 1024 * 1024;
-/** Bound of the last catch-up read when a phase ends (the live log keeps only so much anyway). */
-const SERIAL_FINAL_READS = 64;
-/** device-info.json is a few addresses and names; anything bigger is not the connector's. */
-const DEVICE_INFO_MAX_BYTES = 1024 * 1024;
 
 interface PhaseRule {
   phase: Phase;
@@ -77,8 +72,8 @@ export interface JobDeps {
   config: AgentConfig;
   clock: Clock;
   log: Logger;
-  metrics: AgentMetrics;
-  reporter: AgentReporter;
+  /** Told what happens to the job: it keeps the metrics and the agent's state on the server. */
+  status: AgentStatus;
   /** Environment of the agent, the base of every phase's environment. */
   baseEnv: Record<string, string>;
   timing?: JobTiming;
@@ -90,28 +85,7 @@ export interface JobDeps {
 
 export interface JobOutcome {
   entry: OutboxEntry;
-  recoveryFailed: boolean;
   stoppedBy?: StopReason;
-}
-
-/** What survives the agent being killed: which phase ran, and its process group to end. */
-export type Progress = {
-  status: Record<string, number>;
-  phase: string | null;
-  startedAt: number;
-  phasePid?: number;
-  /** The running phase's containment (its cgroup), to end what it left after a crash. */
-  phaseScope?: ScopeRecord;
-  /** Next live-log fragment numbers, so a resumed job does not reuse a number. */
-  nextFragment?: { output: number; serial: number };
-};
-
-export function runDirOf(config: AgentConfig, jobId: string): string {
-  return path.join(config.execution_basedir, jobId);
-}
-/** Beside the run directory, out of reach of `mv *` inside it. */
-export function bookkeepingDirOf(config: AgentConfig, jobId: string): string {
-  return path.join(config.execution_basedir, `.${jobId}.agent`);
 }
 
 function phaseData(job: Job, phase: Phase): Record<string, unknown> | undefined {
@@ -127,24 +101,23 @@ function secretsOf(data: Record<string, unknown> | undefined): Record<string, st
 
 export class JobRunner {
   private readonly timing: JobTiming;
+  private readonly files: JobFiles;
   private readonly runDir: string;
-  private readonly keepDir: string;
   private readonly progress: Progress;
   private readonly output: LiveLog;
   private readonly serial: LiveLog;
   private readonly masker: SecretMasker;
   /** Every secret value of the job, for the maskers of its output streams. */
   private readonly secretValues: string[];
-  private readonly events: { event_name: string; timestamp: string; detail: string }[] = [];
+  private readonly events: JobEvents;
+  private readonly logs: PhaseLogFiles;
   private jobState: 'complete' | 'cancelled' = 'complete';
   private deviceInfo: unknown;
-  /** Each phase's open <phase>.log in the run directory; null when the job made it unusable. */
-  private readonly logFds = new Map<string, number | null>();
 
   constructor(private readonly deps: JobDeps, private readonly job: Job, resumed?: Progress) {
     this.timing = deps.timing ?? DEFAULT_JOB_TIMING;
-    this.runDir = runDirOf(deps.config, job.job_id);
-    this.keepDir = bookkeepingDirOf(deps.config, job.job_id);
+    this.files = new JobFiles(deps.config, job.job_id);
+    this.runDir = this.files.runDir;
     this.progress = { status: {}, phase: null, startedAt: deps.clock.now(), nextFragment: resumed?.nextFragment ?? { output: 0, serial: 0 } };
     const numbering = (kind: 'output' | 'serial') => ({
       first: this.progress.nextFragment?.[kind] ?? 0,
@@ -157,15 +130,16 @@ export class JobRunner {
     this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog, numbering('serial'));
     this.secretValues = PHASE_RULES.flatMap((r) => Object.values(secretsOf(phaseData(job, r.phase))));
     this.masker = new SecretMasker(this.secretValues);
+    this.events = new JobEvents(deps.api, deps.clock, deps.log, deps.config.agent_id, job);
+    this.logs = new PhaseLogFiles(this.runDir, (phase, note) => this.output.write(phase, note));
   }
 
   /** Runs the job; `shutdown` (SIGTERM) stops the running phase, and the job is still reported. */
   async run(shutdown: AbortSignal): Promise<JobOutcome> {
-    const { config, log, metrics } = this.deps;
+    const { log, status } = this.deps;
     log.info(`job ${this.job.job_id}: starting`);
     this.prepareRunDir();
-    metrics.jobs.inc({ agent_id: config.agent_id });
-    metrics.trackLiveLogs(() => ({ queued: this.output.queued + this.serial.queued, dropped: this.output.dropped + this.serial.dropped }));
+    status.jobStarted(() => ({ queued: this.output.queued + this.serial.queued, dropped: this.output.dropped + this.serial.dropped }));
     this.event('job_start', '');
     await this.fetchAttachments();
     const deadline = this.deps.clock.now() + this.globalTimeoutS() * 1000;
@@ -195,7 +169,7 @@ export class JobRunner {
     // After cleanup, whose own state post would otherwise replace the offline one.
     if (recoveryFailedIn) await this.recoveryFailed(recoveryFailedIn);
     this.event('job_end', this.jobState);
-    return { entry: await this.outcome(), recoveryFailed: recoveryFailedIn !== undefined, ...(stoppedBy ? { stoppedBy } : {}) };
+    return { entry: await this.outcome(), ...(stoppedBy ? { stoppedBy } : {}) };
   }
 
   /**
@@ -216,30 +190,16 @@ export class JobRunner {
     await this.deps.api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch(() => undefined);
     await this.runCleanup(shutdown);
     this.event('job_end', 'interrupted');
-    return { entry: await this.outcome(), recoveryFailed: false };
+    return { entry: await this.outcome() };
   }
 
-  /** The job's files hold its secrets: every folder on the way is 0700 and every file 0600. */
   private prepareRunDir(): void {
-    const loose = tightenBaseDir(this.deps.config.execution_basedir);
-    if (loose) this.deps.log.warning(`execution_basedir ${loose}`);
-    ensurePrivateDir(this.runDir);
-    ensurePrivateDir(this.keepDir);
-    const jobText = JSON.stringify(this.job, null, 2);
-    writeRunDirFile(path.join(this.runDir, 'testflinger.json'), jobText);
-    writePrivateFile(path.join(this.keepDir, 'job.json'), jobText);
+    this.files.prepare(this.job, this.deps.log);
     this.saveProgress();
   }
 
   private saveProgress(): void {
-    writePrivateFile(path.join(this.keepDir, 'progress.json'), JSON.stringify(this.progress));
-    // Upstream's copy, for the job's commands to read; ours (above) is the one the agent trusts.
-    // Rewritten from ours each time, never through what the job left at its name.
-    try {
-      writeRunDirFile(path.join(this.runDir, 'testflinger-outcome.json'), JSON.stringify({ status: this.progress.status }));
-    } catch {
-      // The job removed its run directory, or put a link, FIFO or folder at the name.
-    }
+    this.files.saveProgress(this.progress);
   }
 
   private shouldRun(rule: PhaseRule): boolean {
@@ -267,7 +227,7 @@ export class JobRunner {
   /** Downloaded beside the run directory (not into memory), unpacked, then removed. */
   private async fetchAttachments(): Promise<void> {
     if (this.job.attachments_status !== 'complete') return;
-    const archive = path.join(this.keepDir, 'attachments.tar.gz');
+    const archive = this.files.attachmentsArchive;
     try {
       await this.deps.api.downloadAttachments(this.job.job_id, archive, this.deps.config.attachments_max_bytes);
       const refused = await unpackAttachments(archive, this.runDir);
@@ -295,7 +255,7 @@ export class JobRunner {
   private emit(phase: string, text: string): void {
     const safe = this.masker.push(text);
     if (!safe) return;
-    this.appendLog(phase, safe);
+    this.logs.append(phase, safe);
     this.output.write(phase, safe);
   }
 
@@ -303,40 +263,9 @@ export class JobRunner {
     const rest = this.masker.end();
     if (rest) {
       this.output.write(phase, rest);
-      this.appendLog(phase, rest);
+      this.logs.append(phase, rest);
     }
-    this.closeLog(phase);
-  }
-
-  /**
-   * <phase>.log in the run directory, as upstream writes it: opened once per phase, so a link or
-   * FIFO the job puts at the name later is never written through; the live log is the record.
-   */
-  private appendLog(phase: string, text: string): void {
-    if (!this.logFds.has(phase)) this.logFds.set(phase, this.openLog(phase));
-    const fd = this.logFds.get(phase);
-    if (fd === null || fd === undefined) return;
-    try {
-      fs.writeSync(fd, text);
-    } catch {
-      // A full disk: the live log still carries the output.
-    }
-  }
-
-  private openLog(phase: string): number | null {
-    try {
-      return openRunDirLog(path.join(this.runDir, `${phase}.log`));
-    } catch (error) {
-      // Unmasked on purpose: the note holds a path and a reason, never the job's output.
-      if (error instanceof RunDirFileRefused) this.output.write(phase, `WARNING: ${phase}.log not written: ${error.message}\n`);
-      return null; // or the job removed its run directory
-    }
-  }
-
-  private closeLog(phase: string): void {
-    const fd = this.logFds.get(phase);
-    this.logFds.delete(phase);
-    if (fd !== null && fd !== undefined) fs.closeSync(fd);
+    this.logs.close(phase);
   }
 
   /** The agent's environment and conf values: every phase's environment, without any secret. */
@@ -368,13 +297,12 @@ export class JobRunner {
   }
 
   private async runPhase(rule: PhaseRule, shutdown: AbortSignal, deadline: number): Promise<{ exitCode: number; stoppedBy?: StopReason }> {
-    const { api, config, clock, reporter, metrics, log } = this.deps;
+    const { api, config, clock, status, log } = this.deps;
     const { phase } = rule;
     this.progress.phase = phase;
     this.saveProgress();
     await api.postResult(this.job.job_id, { job_state: phase }).catch((e) => log.warning(`job_state ${phase} not posted: ${e.message}`));
-    await reporter.setData({ state: phase, comment: '' });
-    metrics.setState(phase);
+    await status.phaseStarted(phase);
     this.event(`${phase}_start`, '');
     log.info(`job ${this.job.job_id}: ${phase}`);
     this.ensureRunDir();
@@ -390,7 +318,7 @@ export class JobRunner {
       stopReason = 'cancelled';
       stopper.abort();
     }) : undefined;
-    const serialTail = this.tailSerial(phase);
+    const serialTail = tailSerial(path.join(this.runDir, serialLogFile(phase)), this.serial, phase, this.secretValues, this.timing.liveLog.intervalMs);
     const started = clock.now();
     const timeoutMs = rule.timeout === 'reserve' ? this.reserveTimeoutS() * 1000 : Math.max(0, deadline - started);
     this.emit(phase, `*** testflinger ${phase} phase on ${config.agent_id} (job ${this.job.job_id})\n`);
@@ -418,15 +346,8 @@ export class JobRunner {
     this.saveProgress();
     this.readDeviceInfo();
     await api.postResult(this.job.job_id, { status: { ...this.progress.status } }).catch((e) => log.warning(`status not posted: ${e.message}`));
-    if (phase === 'provision') {
-      await reporter.provisionLog({ job_id: this.job.job_id, exit_code: exitCode, detail: exitCode === 0 ? 'provision_success' : 'provision_fail' });
-    }
-    const seconds = (clock.now() - started) / 1000;
-    metrics.phaseDuration.observe(
-      { agent_id: config.agent_id, test_phase: phase, identifier: config.identifier ?? '', release: String(phaseData(this.job, 'provision')?.['distro'] ?? '') },
-      seconds,
-    );
-    if (exitCode !== 0) metrics.failures.inc({ agent_id: config.agent_id, test_phase: phase });
+    const labels = { identifier: config.identifier ?? '', release: String(phaseData(this.job, 'provision')?.['distro'] ?? '') };
+    await status.phaseEnded(this.job.job_id, phase, exitCode, (clock.now() - started) / 1000, labels);
     this.event(`${phase}_${exitCode === 0 ? 'success' : 'fail'}`, `exit code ${exitCode}`);
     if (result.stoppedBy === 'cancelled') this.cancelled();
     return { exitCode, ...(result.stoppedBy ? { stoppedBy: result.stoppedBy } : {}) };
@@ -487,9 +408,8 @@ export class JobRunner {
     this.emit(phase, `${line}\n`);
   }
 
-  /** The job may have removed its run directory in an earlier phase; later phases get a new one. */
   private ensureRunDir(): void {
-    ensurePrivateDir(this.runDir);
+    this.files.ensureRunDir();
   }
 
   private stopMessage(reason: StopReason, phase: string): string {
@@ -526,66 +446,16 @@ export class JobRunner {
     };
   }
 
-  /**
-   * Streams <phase>-serial.log, written by the connector, to the serial log endpoint. Its masker
-   * and decoder keep state across reads, so a secret or a character split between two reads is
-   * still whole when it is masked.
-   */
-  private tailSerial(phase: string): () => void {
-    const file = path.join(this.runDir, `${phase}-serial.log`);
-    const masker = new SecretMasker(this.secretValues);
-    const decoder = new StringDecoder('utf8');
-    let offset = 0;
-    /** Reads one bounded chunk; true when there may be more. */
-    const read = (): boolean => {
-      let fd: number;
-      try {
-        // Not through a symlink: the file is the job's, and what it names would go to the server.
-        fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
-      } catch {
-        return false; // not there (yet)
-      }
-      try {
-        const stat = fs.fstatSync(fd);
-        if (!stat.isFile() || stat.size <= offset) return false;
-        const buffer = Buffer.alloc(Math.min(stat.size - offset, SERIAL_READ_BYTES));
-        const got = fs.readSync(fd, buffer, 0, buffer.length, offset);
-        offset += got;
-        this.serial.write(phase, masker.push(decoder.write(buffer.subarray(0, got))));
-        return got > 0 && offset < stat.size;
-      } catch {
-        return false;
-      } finally {
-        fs.closeSync(fd);
-      }
-    };
-    const timer = setInterval(read, this.timing.liveLog.intervalMs);
-    return () => {
-      clearInterval(timer);
-      for (let chunk = 0; chunk < SERIAL_FINAL_READS && read(); chunk++);
-      this.serial.write(phase, masker.push(decoder.end()) + masker.end());
-    };
-  }
-
-  /** Written by the connector, in reach of the job: a regular file only, bounded, never a link or FIFO. */
   private readDeviceInfo(): void {
-    try {
-      const text = readFileNoFollow(path.join(this.runDir, 'device-info.json'), DEVICE_INFO_MAX_BYTES).toString('utf8');
-      const info = JSON.parse(text) as { device_info?: unknown };
-      if (info.device_info !== undefined) this.deviceInfo = info.device_info;
-    } catch {
-      // none, or not a plain bounded file of JSON
-    }
+    const info = this.files.readDeviceInfo();
+    if (info !== undefined) this.deviceInfo = info;
   }
 
   private async recoveryFailed(phase: Phase): Promise<void> {
-    const { config, metrics, reporter, log } = this.deps;
-    metrics.recoveryFailures.inc({ agent_id: config.agent_id });
     this.event('recovery_fail', phase);
     const comment = `Device recovery failed in the ${phase} phase of job ${this.job.job_id}; set offline by the agent`;
-    log.error(comment);
-    await reporter.setData({ state: 'offline', comment });
-    metrics.setState('offline');
+    this.deps.log.error(comment);
+    await this.deps.status.recoveryFailed(comment);
   }
 
   /** A multi-device job's allocated device waits for its parent job (or itself) to finish. */
@@ -609,23 +479,14 @@ export class JobRunner {
   }
 
   private event(name: string, detail: string): void {
-    if (!this.job.job_status_webhook) return;
-    this.events.push({ event_name: name, timestamp: new Date(this.deps.clock.now()).toISOString(), detail });
-    void this.deps.api
-      .postJobEvents(this.job.job_id, {
-        agent_id: this.deps.config.agent_id,
-        job_queue: this.job.job_queue,
-        job_status_webhook: this.job.job_status_webhook,
-        events: [...this.events],
-      })
-      .catch((e) => this.deps.log.warning(`job events not posted: ${e.message}`));
+    this.events.add(name, detail);
   }
 
   private async outcome(): Promise<OutboxEntry> {
-    for (const phase of [...this.logFds.keys()]) this.closeLog(phase);
+    this.logs.closeAll();
     const result: Record<string, unknown> = { status: { ...this.progress.status }, job_state: this.jobState };
     if (this.deviceInfo !== undefined) result['device_info'] = this.deviceInfo;
-    const artifact = fs.existsSync(this.runDir) ? await packArtifacts(this.runDir).catch(() => undefined) : undefined;
+    const artifact = await this.files.packArtifact();
     return {
       jobId: this.job.job_id,
       result,

@@ -9,7 +9,8 @@ import { Agent } from './agent';
 import { ServerApi } from './api';
 import { TestflingerClient } from './client';
 import { systemClock } from './clock';
-import { ConfigError, loadAgentConfig, serverUrl, STATE_DIR_ENV, stateDirNote } from './config';
+import { AGENT_DIR_ENV, METRICS_HOST_ENV, OFFLINE_MARKER_DIR_ENV, SERVER_ENV, STATE_DIR_ENV } from '../common/contract';
+import { ConfigError, loadAgentConfig, serverUrl, stateDirNote } from './config';
 import { acquireAgentLock, AgentLockError, defaultLockScope, LOCK_SCOPE_ENV } from './lock';
 import { AgentLogger, oneLine } from './logger';
 import { AgentMetrics } from './metrics';
@@ -47,9 +48,9 @@ async function main(): Promise<number> {
     fatal(error instanceof ConfigError ? error.message : String(error));
     return EXIT_BAD_CONFIG;
   }
-  const address = config.server_address ?? process.env['TESTFLINGER_SERVER'];
+  const address = config.server_address ?? process.env[SERVER_ENV];
   if (!address) {
-    fatal(`${confPath}: server_address: required (or TESTFLINGER_SERVER in the environment)`);
+    fatal(`${confPath}: server_address: required (or ${SERVER_ENV} in the environment)`);
     return EXIT_BAD_CONFIG;
   }
   const log = new AgentLogger(config.agent_id, config.logging_level, path.join(config.logging_basedir, `testflinger-agent-${config.agent_id}.log`), config.logging_quiet);
@@ -72,7 +73,7 @@ async function main(): Promise<number> {
   const metrics = new AgentMetrics();
   const metricsPort = values.metrics_port ? Number(values.metrics_port) : undefined;
   const metricsServer = metricsPort
-    ? await metrics.serve(metricsPort, process.env['TESTFLINGER_METRICS_HOST'] ?? '0.0.0.0').catch((error: Error) => {
+    ? await metrics.serve(metricsPort, process.env[METRICS_HOST_ENV] ?? '0.0.0.0').catch((error: Error) => {
         log.warning(`metrics not served on port ${metricsPort}: ${error.message}`);
         return undefined;
       })
@@ -87,7 +88,7 @@ async function main(): Promise<number> {
   const testSandbox = sandboxFromEnv(process.env, [config.execution_basedir, config.results_basedir, config.logging_basedir, path.dirname(tokenFile)]);
   if (testSandbox?.unusable) log.error(`test phases will fail: the sandbox is on but unusable: ${testSandbox.unusable}`);
   else if (testSandbox) log.info(`test phases run in a sandbox (${testSandbox.program})`);
-  const agentDir = process.env['TESTFLINGER_AGENT_DIR'];
+  const agentDir = process.env[AGENT_DIR_ENV];
   const agent = new Agent({
     api: new ServerApi(client),
     config,
@@ -95,7 +96,7 @@ async function main(): Promise<number> {
     log,
     metrics,
     baseEnv: jobEnv(process.env),
-    markerDir: process.env['TESTFLINGER_OFFLINE_MARKER_DIR'] ?? '/tmp',
+    markerDir: process.env[OFFLINE_MARKER_DIR_ENV] ?? '/tmp',
     containment,
     ...(testSandbox ? { testSandbox } : {}),
     ...(agentDir ? { programName: path.basename(agentDir) } : {}),

@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import { JOB_ID_LABEL, JOB_IN_PROGRESS_SERIES, LAST_POLL_SERIES, PHASES, STATE_LABEL, STATE_SERIES } from '../common/contract';
 
 type Labels = Record<string, string>;
 
@@ -69,7 +70,7 @@ class Histogram {
 export const PHASE_DURATION_BUCKETS = [60, 120, 300, 600, 1800, 3600, 7200, 14400] as const;
 
 /** Every state the agent reports to the server: idle, each job phase, and the held states. */
-export const AGENT_STATES = ['waiting', 'setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup', 'offline', 'maintenance', 'restart'] as const;
+export const AGENT_STATES = ['waiting', ...PHASES, 'offline', 'maintenance', 'restart'] as const;
 export type AgentState = (typeof AGENT_STATES)[number];
 
 /** Live-log streams of the running job: fragments waiting to be sent, and dropped so far. */
@@ -84,9 +85,9 @@ export const EXPORTED_SERIES = [
   'failures_total',
   'phase_duration_seconds',
   'recovery_failures_total',
-  'testflinger_agent_state',
-  'testflinger_agent_job_in_progress',
-  'testflinger_agent_last_successful_poll_timestamp_seconds',
+  STATE_SERIES,
+  JOB_IN_PROGRESS_SERIES,
+  LAST_POLL_SERIES,
   'testflinger_agent_outbox_results',
   'testflinger_agent_live_log_fragments_queued',
   'testflinger_agent_live_log_fragments_dropped_total',
@@ -153,9 +154,9 @@ export class AgentMetrics {
     const agent = { agent_id: this.agentId };
     const live = this.liveLogs?.() ?? { queued: 0, dropped: 0 };
     return [
-      family('testflinger_agent_state', 'gauge', 'The state the agent last reported: 1 for the current one, 0 for the others', AGENT_STATES.map((s) => [{ ...agent, state: s }, s === this.state ? 1 : 0] as const)),
-      family('testflinger_agent_job_in_progress', 'gauge', 'The job the agent is running (no sample when idle)', this.jobId === undefined ? [] : [[{ ...agent, job_id: this.jobId }, 1]]),
-      family('testflinger_agent_last_successful_poll_timestamp_seconds', 'gauge', 'Unix time of the last poll the server answered', this.lastPollSeconds === undefined ? [] : [[agent, this.lastPollSeconds]]),
+      family(STATE_SERIES, 'gauge', 'The state the agent last reported: 1 for the current one, 0 for the others', AGENT_STATES.map((s) => [{ ...agent, [STATE_LABEL]: s }, s === this.state ? 1 : 0] as const)),
+      family(JOB_IN_PROGRESS_SERIES, 'gauge', 'The job the agent is running (no sample when idle)', this.jobId === undefined ? [] : [[{ ...agent, [JOB_ID_LABEL]: this.jobId }, 1]]),
+      family(LAST_POLL_SERIES, 'gauge', 'Unix time of the last poll the server answered', this.lastPollSeconds === undefined ? [] : [[agent, this.lastPollSeconds]]),
       family('testflinger_agent_outbox_results', 'gauge', 'Finished jobs whose results wait on disk for the server to take them', [[agent, this.outboxResults]]),
       family('testflinger_agent_live_log_fragments_queued', 'gauge', 'Live-log fragments of the running job waiting to be sent', [[agent, live.queued]]),
       family('testflinger_agent_live_log_fragments_dropped_total', 'counter', 'Live-log fragments dropped because too many were queued (they stay in the phase logs)', [[agent, this.droppedBefore + live.dropped]]),

@@ -10,8 +10,7 @@ import * as path from 'node:path';
 import type { Runner } from '../common/exec';
 import { writeFileAtomic } from '../common/fsutil';
 import type { FileOwner } from '../common/privileges';
-import { STATE_DIR_ENV } from '../agent/config';
-import { SANDBOX_PROGRAM_ENV, TEST_SANDBOX_ENV } from '../agent/containment-sandbox';
+import { METRICS_HOST_ENV, SANDBOX_PROGRAM_ENV, STATE_DIR_ENV, TEST_SANDBOX_ENV } from '../common/contract';
 import { agentSshFiles, writeAgentFiles } from './agentfiles';
 import { layOutUnitDirectories } from './unitdirs';
 import { AGENTS_GROUP, addAgentUser, AgentUserClaims, agentUserName, ensureAgentsGroup, lockAgentUser, readHostUsers, readIdFile, unlockAgentUser, type HostUsers } from './agentusers';
@@ -146,7 +145,7 @@ export function unitAgentRun(paths: HostPaths, agent: string, testSandbox: boole
 
 /** A sandbox runs every agent as itself, in the shared home, and exposes nothing beyond loopback. */
 export function sandboxAgentRun(paths: HostPaths): AgentRun {
-  return { commandPrefix: [], home: paths.homeDir, env: { HOME: paths.homeDir, USER: 'ubuntu', TESTFLINGER_METRICS_HOST: '127.0.0.1' } };
+  return { commandPrefix: [], home: paths.homeDir, env: { HOME: paths.homeDir, USER: 'ubuntu', [METRICS_HOST_ENV]: '127.0.0.1' } };
 }
 
 /**

@@ -3,7 +3,7 @@
  * can give them. Limits move in steps so adding one agent does not mean a supervisord restart.
  */
 import * as fs from 'node:fs';
-import { MAX_MEMORY_ENV, MAX_PROCESSES_ENV } from '../agent/containment';
+import { MAX_MEMORY_ENV, MAX_PROCESSES_ENV } from '../common/contract';
 import type { CharmConfig } from './config';
 import type { AgentRun } from './driver';
 

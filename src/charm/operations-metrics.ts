@@ -9,6 +9,7 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
+import { JOB_ID_LABEL, JOB_IN_PROGRESS_SERIES, LAST_POLL_SERIES, STATE_LABEL, STATE_SERIES } from '../common/contract';
 import { agentUserName } from './agentusers';
 import type { Host } from './host';
 
@@ -85,9 +86,9 @@ export function parseAgentView(text: string): AgentView {
     const sample = parseSample(line);
     if (!sample) continue;
     const { series, labels, value } = sample;
-    if (series === 'testflinger_agent_state' && Number(value) === 1 && labels['state']) view.state = labels['state'];
-    else if (series === 'testflinger_agent_job_in_progress' && labels['job_id']) view.jobId = labels['job_id'];
-    else if (series === 'testflinger_agent_last_successful_poll_timestamp_seconds') view.lastPoll = Number(value);
+    if (series === STATE_SERIES && Number(value) === 1 && labels[STATE_LABEL]) view.state = labels[STATE_LABEL];
+    else if (series === JOB_IN_PROGRESS_SERIES && labels[JOB_ID_LABEL]) view.jobId = labels[JOB_ID_LABEL];
+    else if (series === LAST_POLL_SERIES) view.lastPoll = Number(value);
   }
   return view;
 }

@@ -4,6 +4,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { AGENT_DIR_ENV, LOCK_SCOPE_ENV, OFFLINE_MARKER_DIR_ENV } from '../common/contract';
 import { writeFileAtomic } from '../common/fsutil';
 import type { AgentRun } from './driver';
 import type { HostPaths } from './paths';
@@ -40,10 +41,10 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
   const env: Record<string, string> = {
     ...run.env,
     PATH: [paths.binDir, paths.runtimeBinDir, '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin'].join(':'),
-    TESTFLINGER_AGENT_DIR: spec.agentDir,
-    TESTFLINGER_OFFLINE_MARKER_DIR: paths.offlineMarkerDir,
+    [AGENT_DIR_ENV]: spec.agentDir,
+    [OFFLINE_MARKER_DIR_ENV]: paths.offlineMarkerDir,
     // One process per agent_id on this host, whatever each conf's logging_basedir says.
-    TESTFLINGER_AGENT_LOCK_SCOPE: paths.root,
+    [LOCK_SCOPE_ENV]: paths.root,
     ...spec.extraEnv,
   };
   const content = renderer.render(PROGRAM_TEMPLATE, {

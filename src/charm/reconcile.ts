@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, parseAgentConfig } from '../agent/config';
+import { SERVER_ENV } from '../common/contract';
 import { readFileNoFollow, sha256 } from '../common/fsutil';
 import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type InvalidAgentDir, type KnownAgent } from './agents';
 import { agentBasedirs, type AgentBasedirs } from './basedirs';
@@ -324,7 +325,7 @@ async function askToRestart(host: Host, names: readonly string[], log: (m: strin
 /** The program file the charm writes for this agent now (reconcile, and check-drift to compare). */
 export function renderAgentProgram(host: Host, config: CharmConfig, name: string, port: number): string {
   const extraEnv: Record<string, string> = {};
-  if (config['testflinger-server']) extraEnv['TESTFLINGER_SERVER'] = config['testflinger-server'];
+  if (config['testflinger-server']) extraEnv[SERVER_ENV] = config['testflinger-server'];
   // The link path, not the checkout it points at, so the file survives a config-repo update.
   const linkDir = path.join(host.paths.configsDir, config['config-dir'], name);
   return renderProgramFile(

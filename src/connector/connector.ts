@@ -1,13 +1,12 @@
 /** Runs one phase for one device type, writing the error file the agent reads on failure. */
 import * as path from 'node:path';
+import { EXIT_RECOVERY_FAILED } from '../common/contract';
 import { loadJobFile, type DeviceConfig } from './config';
 import { ConnectorError, RecoveryError, writeErrorFile } from './errors';
 import type { PhaseContext, PhaseFn } from './phases';
 import { runAllocate, runReserve, runTest } from './phases';
 import type { ConnectorPhase, DeviceType } from './devices';
 
-/** What an agent expects when the device cannot be brought back. */
-export const EXIT_RECOVERY_FAILED = 46;
 /** Any other failure of a phase, the job's own included: the job fails, the device stays online. */
 export const EXIT_PHASE_FAILED = 1;
 

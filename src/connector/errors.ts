@@ -1,6 +1,7 @@
 /** Connector failures, and the file the agent reads to learn why a phase failed. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CONNECTOR_ERROR_FILE } from '../common/contract';
 
 export class ConnectorError extends Error {
   override readonly name: string = 'ConnectorError';
@@ -26,7 +27,7 @@ export class JobError extends ConnectorError {
 
 /** Writes device-connector-error.json: `{"<phase>_exception_info": {...}}`, merged with earlier ones. */
 export function writeErrorFile(runDir: string, phase: string, error: unknown): void {
-  const file = path.join(runDir, 'device-connector-error.json');
+  const file = path.join(runDir, CONNECTOR_ERROR_FILE);
   let existing: Record<string, unknown> = {};
   try {
     existing = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { DEVICE_INFO_FILE, GH_KEYS_URL_ENV, LP_KEYS_URL_ENV } from '../common/contract';
 import type { DeviceConfig, JobFile } from './config';
 import { ConnectorError } from './errors';
 import { sshRun } from './ssh';
@@ -32,7 +33,7 @@ export function describeTarget(ctx: PhaseContext, user: SshUser): string {
 
 export function writeDeviceInfo(ctx: PhaseContext): void {
   const info = { device_info: { device_ip: ctx.device.device_ip, ...(ctx.device.agent_name ? { agent_name: ctx.device.agent_name } : {}) } };
-  fs.writeFileSync(path.join(ctx.runDir, 'device-info.json'), `${JSON.stringify(info, null, 2)}\n`);
+  fs.writeFileSync(path.join(ctx.runDir, DEVICE_INFO_FILE), `${JSON.stringify(info, null, 2)}\n`);
 }
 
 /** Runs the job's test_cmds on this host with DEVICE_IP and the device's env; streams output. */
@@ -64,8 +65,8 @@ function keyUrl(id: string): string | undefined {
   const kind = id.slice(0, colon);
   const user = id.slice(colon + 1);
   if (colon < 0 || !KEY_ACCOUNT.test(user)) return undefined;
-  if (kind === 'lp') return `${process.env['TESTFLINGER_LP_KEYS_URL'] ?? 'https://launchpad.net'}/~${user}/+sshkeys`;
-  if (kind === 'gh') return `${process.env['TESTFLINGER_GH_KEYS_URL'] ?? 'https://github.com'}/${user}.keys`;
+  if (kind === 'lp') return `${process.env[LP_KEYS_URL_ENV] ?? 'https://launchpad.net'}/~${user}/+sshkeys`;
+  if (kind === 'gh') return `${process.env[GH_KEYS_URL_ENV] ?? 'https://github.com'}/${user}.keys`;
   return undefined;
 }
 

@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { serialLogFile } from '../common/contract';
 
 const RECONNECT_MS = 30_000;
 
@@ -17,7 +18,7 @@ export interface SerialLog {
 export function startSerialLog(print: (line: string) => void, runDir: string, phase: string, host: string | undefined, port: number | undefined): SerialLog {
   if (!host || !port) return { stop: () => undefined };
   // The run directory is the agent's, but a file in it is never followed if it is a link.
-  const fd = fs.openSync(path.join(runDir, `${phase}-serial.log`), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
+  const fd = fs.openSync(path.join(runDir, serialLogFile(phase)), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
   let socket: net.Socket | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;

@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PHASES } from '../common/contract';
 import { multipartFile } from './multipart';
 
 export interface DevServerOptions {
@@ -47,7 +48,6 @@ class HttpError extends Error {
   }
 }
 
-const PHASES = ['setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup'];
 
 export class DevServer {
   readonly jobs = new Map<string, StoredJob>();

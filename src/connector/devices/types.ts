@@ -1,9 +1,11 @@
 import type { z } from 'zod';
+import { PHASES, type Phase } from '../../common/contract';
 import type { DeviceConfig } from '../config';
 import type { PhaseFn } from '../phases';
 
-export const CONNECTOR_PHASES = ['setup', 'provision', 'firmware_update', 'test', 'allocate', 'reserve', 'cleanup'] as const;
-export type ConnectorPhase = (typeof CONNECTOR_PHASES)[number];
+/** The agent's phases: the connector answers to each (runtest is an alias of test). */
+export const CONNECTOR_PHASES = PHASES;
+export type ConnectorPhase = Phase;
 
 /** A device type: the phases it implements; the others fall back to the shared ones. */
 export interface DeviceType {
