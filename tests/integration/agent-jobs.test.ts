@@ -262,6 +262,10 @@ describe('what a job sends and receives', () => {
     agent({ job_queues: ['q1', 'q2'] });
     await eventually(() => server.agents.get('agent-1')?.['state'] === 'waiting', 'agent up');
     server.agents.set('agent-1', { ...server.agents.get('agent-1'), restricted_to: { q2: ['alice'] } });
+    // A round of the loop that read the agent's data before the restriction may still ask for q1:
+    // the jobs go in once a round has begun that reads it.
+    const pollsBefore = server.polls('agent-1');
+    await eventually(() => server.polls('agent-1') > pollsBefore, 'a poll after the restriction');
     const q1 = server.submitJob({ job_queue: 'q1' });
     const q2 = server.submitJob({ job_queue: 'q2' });
     await done(q2);
