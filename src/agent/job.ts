@@ -12,7 +12,7 @@ import type { Clock } from './clock';
 import type { AgentConfig, Phase } from './config';
 import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
 import type { Logger } from './logger';
-import { SecretMasker } from './masker';
+import { SecretMasker } from '../common/masker';
 import type { AgentMetrics } from './metrics';
 import type { OutboxEntry } from './outbox';
 import { readFileNoFollow } from '../common/fsutil';

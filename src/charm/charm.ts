@@ -14,7 +14,7 @@ import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
 import { checkHealth, healthNotes, withHealth, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
-import { agentLogs, agentStatus, charmSecrets, maskSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
+import { agentLogs, agentStatus, charmSecrets, maskCharmSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { currentRuntimeVersion, installRuntime } from './runtime';
 import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
@@ -429,7 +429,7 @@ export class AgentHostCharm extends CharmBase {
     await Promise.all(
       names.map(async (name) => {
         const tail = await control.tailLog(name, START_ERROR_TAIL_BYTES).catch(() => undefined);
-        const line = tail && lastErrorLine(maskSecrets(tail.text, secrets), tail.cut);
+        const line = tail && lastErrorLine(maskCharmSecrets(tail.text, secrets), tail.cut);
         if (line) errors.set(name, line);
       }),
     );

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { ActionResults } from '../ops';
+import { maskSecrets } from '../common/masker';
 import type { FileOwner } from '../common/privileges';
 import type { CharmConfig } from './config';
 import { readIfExists } from './driver';
@@ -164,26 +165,23 @@ export async function restartAgents(op: Operation, selection: string, mode: Rest
 /** What `juju run` can show: a tail of the log, never the whole of a busy one. */
 export const LOG_MAX_BYTES = 64 * 1024;
 export const LOG_MAX_LINES = 500;
-export const SECRET_MASK = '***';
 /** Lines of a key shorter than this (`-----END...`, blank) say nothing secret. */
 const SECRET_LINE_MIN = 16;
 
 /** The strings to mask: each secret whole, and each long line of a multi-line one (a key's body). */
-export function maskList(secrets: readonly string[]): string[] {
+function maskList(secrets: readonly string[]): string[] {
   const parts = new Set<string>();
   for (const secret of secrets) {
     const trimmed = secret.trim();
     if (trimmed.length >= 4) parts.add(trimmed);
     for (const line of trimmed.split('\n')) if (line.trim().length >= SECRET_LINE_MIN && !/^-----/.test(line.trim())) parts.add(line.trim());
   }
-  // Longest first, so a secret that contains another is masked whole.
-  return [...parts].sort((a, b) => b.length - a.length);
+  return [...parts];
 }
 
-export function maskSecrets(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of maskList(secrets)) out = out.split(secret).join(SECRET_MASK);
-  return out;
+/** Text with the charm's secrets masked (each whole, and each long line of a multi-line one). */
+export function maskCharmSecrets(text: string, secrets: readonly string[]): string {
+  return maskSecrets(text, maskList(secrets));
 }
 
 /** The last `lines` lines of the agent's log, within LOG_MAX_BYTES, with the charm's secrets masked. */
@@ -197,7 +195,7 @@ export async function agentLogs(op: Operation, agent: string, lines: number, sec
   const shown = all.slice(-lines);
   const cut = tail.cut || shown.length < all.length;
   return {
-    log: maskSecrets(shown.join('\n'), secrets),
+    log: maskCharmSecrets(shown.join('\n'), secrets),
     lines: String(shown.length),
     cut: cut ? `yes: the last ${shown.length} lines (at most ${lines} lines, ${LOG_MAX_BYTES / 1024} KiB); supervisorctl tail or the log file has the rest` : 'no',
   };

@@ -177,7 +177,5 @@ export function elide(text: string, max: number): string {
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
 }
 
-/** Untrusted text in a log line: quoted, escaped, capped. */
-export function quoted(text: string, max = 120): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
-}
+/** The charm's messages quote untrusted text as every other part of the project does. */
+export { quoted } from '../common/text';

@@ -231,7 +231,7 @@ describe('agent-logs', () => {
       secrets: { [secretId]: { 'client-id': 'lab-host', 'secret-key': 'lab-secret-key-1' } },
     });
     expect(out.actionFailure).toBeUndefined();
-    expect(out.actionResults).toEqual({ log: 'token *** used\nkey ***\nclient *** here\nlast line', lines: '4', cut: expect.stringMatching(/^yes: the last 4 lines/) });
+    expect(out.actionResults).toEqual({ log: 'token **** used\nkey ****\nclient **** here\nlast line', lines: '4', cut: expect.stringMatching(/^yes: the last 4 lines/) });
   });
 
   it('says when the log was longer than the cap, and refuses an agent it does not run', async () => {
