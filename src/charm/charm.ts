@@ -198,7 +198,7 @@ export class AgentHostCharm extends CharmBase {
     if (relations.length === 0 || !config) return;
     const { context } = this.framework;
     const bag = cosUnitBag({
-      paths: this.paths,
+      host: this.host,
       configDir: config['config-dir'],
       state: this.state,
       charmDir: this.host.charmDir,
