@@ -221,17 +221,28 @@ export async function charmSecrets(host: Host, config: CharmConfig, readSecret: 
 
 const agentsParam = z.string().max(4096).default('');
 
-/** The actions' params, checked before a handler runs (actions.yaml says the same to Juju). */
-export const operationParams = {
-  agentStatus: z.object({ agents: agentsParam }).strict(),
-  setOffline: z
+/**
+ * Every action's params, by the action's name, checked before its handler runs. actions.yaml
+ * says the same to Juju (names, types, defaults, required, enums): a test holds the two together;
+ * what Juju cannot say (lengths, patterns) is checked here only.
+ */
+export const actionParams = {
+  'update-configs': z.object({}).strict(),
+  // Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
+  // a number there and Juju refuses it before the charm runs (the README says to use --string-args).
+  'update-testflinger': z.object({ branch: z.string().default('') }).strict(),
+  'agent-status': z.object({ agents: agentsParam }).strict(),
+  'set-offline': z
     .object({
       agents: agentsParam,
       reason: z.string().trim().min(1, 'reason is empty').max(REASON_MAX, `reason is longer than ${REASON_MAX} characters`).regex(REASON_PATTERN, 'reason must not contain control characters'),
     })
     .strict(),
-  setOnline: z.object({ agents: agentsParam }).strict(),
-  restartAgents: z.object({ agents: agentsParam, mode: z.enum(['safe', 'now']).default('safe'), force: z.boolean().default(false) }).strict(),
-  checkDrift: z.object({ fix: z.boolean().default(false) }).strict(),
-  agentLogs: z.object({ agent: z.string().min(1).max(64), lines: z.number().int().min(1).max(LOG_MAX_LINES).default(100) }).strict(),
+  'set-online': z.object({ agents: agentsParam }).strict(),
+  'restart-agents': z.object({ agents: agentsParam, mode: z.enum(['safe', 'now']).default('safe'), force: z.boolean().default(false) }).strict(),
+  'check-drift': z.object({ fix: z.boolean().default(false) }).strict(),
+  'agent-logs': z.object({ agent: z.string().min(1).max(64), lines: z.number().int().min(1).max(LOG_MAX_LINES).default(100) }).strict(),
 };
+
+export type ActionName = keyof typeof actionParams;
+export type ActionParams<N extends ActionName> = z.output<(typeof actionParams)[N]>;
