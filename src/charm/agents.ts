@@ -16,10 +16,10 @@ export const AGENT_CONF = 'testflinger-agent.conf';
 /** A conf is a page of YAML; anything near this is a mistake or an attack. */
 const MAX_CONF_BYTES = 256 * 1024;
 /** Everything in one agent's directory together (conf, default.yaml, small helper files). */
-export const MAX_AGENT_DIR_BYTES = 4 * 1024 * 1024;
+const MAX_AGENT_DIR_BYTES = 4 * 1024 * 1024;
 const MAX_AGENT_DIR_ENTRIES = 1000;
 /** Program-file names the charm keeps for itself (the limits drop-in). */
-export const RESERVED_PREFIX = 'zz-testflinger';
+const RESERVED_PREFIX = 'zz-testflinger';
 
 export interface AgentDir {
   /** The directory name: the supervisor program's name. */
@@ -118,7 +118,7 @@ function agentDir(agentsRoot: string, name: string, contentHash: string, agentId
  * A digest of the names, kinds and contents under an agent's directory, bounded in bytes and
  * entries. Links are hashed by their target text, never followed; other special files refused.
  */
-export function hashAgentDir(dir: string): string {
+function hashAgentDir(dir: string): string {
   const h = createHash('sha256');
   let bytes = 0;
   let entries = 0;

@@ -16,7 +16,7 @@ import { EXPORTED_SERIES } from '../agent/metrics';
 import { xzStored } from '../common/xz';
 
 /** The key the library nests its unit data under. */
-export const COS_AGENT_DATA_KEY = 'config';
+const COS_AGENT_DATA_KEY = 'config';
 
 export interface AgentScrapeTarget {
   /** The supervisor program name (the agent's directory in the config repo). */
@@ -61,7 +61,7 @@ export interface CosAgentProviderUnitData {
 // ---- scrape jobs ----
 
 /** Queues as one label value with a comma at each end, so `queues=~".*,lab-q,.*"` finds one queue. */
-export function queuesLabel(queues: readonly string[]): string {
+function queuesLabel(queues: readonly string[]): string {
   return queues.length === 0 ? '' : `,${[...queues].sort().join(',')},`;
 }
 
@@ -90,7 +90,7 @@ export function agentScrapeJobs(agents: readonly AgentScrapeTarget[], unitName: 
 // ---- alert rules ----
 
 /** `model_uuid8_app`, as the library names rule groups and files. */
-export function topologyIdentifier(t: JujuTopology): string {
+function topologyIdentifier(t: JujuTopology): string {
   return `${t.model}_${t.modelUuid.slice(0, 8)}_${t.application}`;
 }
 
@@ -168,7 +168,7 @@ export function dashboardUid(charmName: string, relativePath: string): string {
 }
 
 /** A dashboard as the library sends it: its uid and a `charm: <name>` tag set, then LZMA and base64. */
-export function encodeDashboard(dashboard: Record<string, unknown>, charmName: string, relativePath: string): string {
+function encodeDashboard(dashboard: Record<string, unknown>, charmName: string, relativePath: string): string {
   const tags = Array.isArray(dashboard['tags']) ? (dashboard['tags'] as string[]) : [];
   const tagged = { ...dashboard, uid: dashboardUid(charmName, relativePath), tags: tags.some((t) => t.startsWith('charm: ')) ? tags : [...tags, `charm: ${charmName}`] };
   return xzStored(Buffer.from(JSON.stringify(tagged), 'utf8')).toString('base64');

@@ -37,7 +37,7 @@ async function processes(op: Operation): Promise<ProcessInfo[]> {
 }
 
 /** The facts of the agents `selection` names (all when empty). */
-export async function selectedFacts(op: Operation, selection: string): Promise<AgentFacts[]> {
+async function selectedFacts(op: Operation, selection: string): Promise<AgentFacts[]> {
   const names = selectAgents(selection, expectedPrograms(op.state));
   if (names.length === 0) throw new OperationError('no agents on this host');
   return gatherFacts(op.host, op.state, op.configDir, names, await processes(op));
@@ -163,8 +163,8 @@ export async function restartAgents(op: Operation, selection: string, mode: Rest
 }
 
 /** What `juju run` can show: a tail of the log, never the whole of a busy one. */
-export const LOG_MAX_BYTES = 64 * 1024;
-export const LOG_MAX_LINES = 500;
+const LOG_MAX_BYTES = 64 * 1024;
+const LOG_MAX_LINES = 500;
 /** Lines of a key shorter than this (`-----END...`, blank) say nothing secret. */
 const SECRET_LINE_MIN = 16;
 

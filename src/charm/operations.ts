@@ -145,7 +145,7 @@ export function gatherFacts(host: Host, state: HostState, configDir: string, nam
 }
 
 /** How one agent counts in the summary: supervisord's state unless RUNNING, then the agent's. */
-export function summaryLabel(facts: AgentFacts): string {
+function summaryLabel(facts: AgentFacts): string {
   const processState = facts.process?.state ?? 'MISSING';
   if (processState !== 'RUNNING') return processState;
   if (facts.stale) return 'stale';

@@ -9,9 +9,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /** Characters a shell, supervisord's parser or git's option parser treats specially. */
 const SPECIAL = /[\s"'`\\$%;,<>|&*?{}[\]^~!#]/;
 
-export const MAX_URL_LENGTH = 1024;
-export const MAX_REF_LENGTH = 200;
-export const MAX_PATH_SEGMENT = 64;
+const MAX_URL_LENGTH = 1024;
+const MAX_REF_LENGTH = 200;
+const MAX_PATH_SEGMENT = 64;
 
 export class ValueError extends Error {
   override readonly name = 'ValueError';
