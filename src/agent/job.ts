@@ -14,7 +14,7 @@ import type { Clock } from './clock';
 import type { AgentConfig, Phase } from './config';
 import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
 import type { Logger } from './logger';
-import { SecretMasker } from './masker';
+import { SecretMasker } from '../common/masker';
 import type { OutboxEntry } from './outbox';
 import { EXIT_RECOVERY_FAILED, serialLogFile } from '../common/contract';
 import { PhaseLogFiles } from './phaselogs';

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import type { LiveLog } from './logstream';
-import { SecretMasker } from './masker';
+import { SecretMasker } from '../common/masker';
 
 /** The serial log is read this much at a time, so a huge file is not read into memory at once. */
 const SERIAL_READ_BYTES = 1024 * 1024;

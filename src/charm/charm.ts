@@ -6,7 +6,6 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { z } from 'zod';
 import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type CollectStatusEvent, type Framework, type HookEvent, type HookName, type StatusBase } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
@@ -15,7 +14,7 @@ import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
 import { checkHealth, crashLoopStatus, healthNotes, staleNotes, type HealthResult } from './operations-health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
-import { agentLogs, agentStatus, charmSecrets, maskSecrets, operationParams, restartAgents, setOffline, setOnline, type Operation } from './operations-actions';
+import { agentLogs, agentStatus, actionParams, charmSecrets, maskCharmSecrets, restartAgents, setOffline, setOnline, type ActionName, type ActionParams, type Operation } from './operations-actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { currentRuntimeVersion, installRuntime } from './runtime';
 import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
@@ -25,10 +24,6 @@ import { writeProgramFiles } from './programfiles';
 import type { ProgramStatus } from './supervisor';
 import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
 
-const updateConfigsParams = z.object({}).strict();
-// Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
-// a number there and Juju refuses it before the charm runs (the README says to use --string-args).
-const updateTestflingerParams = z.object({ branch: z.string().default('') }).strict();
 /** As metadata.yaml names the charm: dashboards and rules are tagged with it. */
 const CHARM_NAME = 'testflinger-agent-host';
 /** How much of a down agent's log the status reads for its last error: a few lines, never the whole. */
@@ -88,20 +83,25 @@ export class AgentHostCharm extends CharmBase {
     // A Grafana Agent that joins, or asks again, gets the data at once; broken needs nothing:
     // the agents carry on unobserved.
     for (const kind of ['joined', 'changed'] as const) this.observeRelation('cos-agent', kind, () => this.savingState(() => this.publishCosAgent({ force: true })));
-    this.observeAction('update-configs', updateConfigsParams, (event) => this.savingState(() => this.onUpdateConfigs(event)));
-    this.observeAction('update-testflinger', updateTestflingerParams, (event) => this.savingState(() => this.onUpdateTestflinger(event)));
-    this.observeAction('agent-status', operationParams.agentStatus, (event) => this.operation(event, (op) => agentStatus(op, event.params.agents)));
-    this.observeAction('set-offline', operationParams.setOffline, (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, (agent) => this.host.driver.agentOwner(agent))));
-    this.observeAction('set-online', operationParams.setOnline, (event) => this.operation(event, (op) => setOnline(op, event.params.agents)));
-    this.observeAction('restart-agents', operationParams.restartAgents, (event) => this.savingState(() => this.onRestartAgents(event)));
-    this.observeAction('check-drift', operationParams.checkDrift, (event) => this.savingState(() => this.onCheckDrift(event)));
-    this.observeAction('agent-logs', operationParams.agentLogs, (event) =>
+    this.action('update-configs', (event) => this.onUpdateConfigs(event));
+    this.action('update-testflinger', (event) => this.onUpdateTestflinger(event));
+    this.action('agent-status', (event) => this.operation(event, (op) => agentStatus(op, event.params.agents)));
+    this.action('set-offline', (event) => this.operation(event, async (op) => setOffline(op, event.params.agents, event.params.reason, (agent) => this.host.driver.agentOwner(agent))));
+    this.action('set-online', (event) => this.operation(event, (op) => setOnline(op, event.params.agents)));
+    this.action('restart-agents', (event) => this.onRestartAgents(event));
+    this.action('check-drift', (event) => this.onCheckDrift(event));
+    this.action('agent-logs', (event) =>
       this.operation(event, async (op, config) => agentLogs(op, event.params.agent, event.params.lines, await charmSecrets(this.host, config, (id) => this.model.getSecret({ id })))),
     );
   }
 
   private handle(hook: HookName, handler: () => Promise<void>): void {
     this.observe(hook, () => this.savingState(handler));
+  }
+
+  /** An action, with its params checked (actionParams); like a hook, it saves the state it leaves. */
+  private action<N extends ActionName>(name: N, handler: (event: ActionEvent<ActionParams<N>>) => Promise<void>): void {
+    this.observeAction(name, actionParams[name], (event: ActionEvent<ActionParams<N>>) => this.savingState(() => handler(event)));
   }
 
   /**
@@ -210,7 +210,7 @@ export class AgentHostCharm extends CharmBase {
     if (relations.length === 0 || !config) return;
     const { context } = this.framework;
     const bag = cosUnitBag({
-      paths: this.paths,
+      host: this.host,
       configDir: config['config-dir'],
       state: this.state,
       charmDir: this.host.charmDir,
@@ -299,7 +299,7 @@ export class AgentHostCharm extends CharmBase {
     await this.log.warning(`health: started ${restarted.join(', ') || 'none'}${Object.keys(refused).length > 0 ? `; refused: ${JSON.stringify(refused)}` : ''}`);
   }
 
-  private async onUpdateConfigs(event: ActionEvent<z.output<typeof updateConfigsParams>>): Promise<void> {
+  private async onUpdateConfigs(event: ActionEvent<ActionParams<'update-configs'>>): Promise<void> {
     const config = await this.requireConfig(event);
     if (!config) return;
     await this.ensureAgentToken(config, {});
@@ -319,7 +319,7 @@ export class AgentHostCharm extends CharmBase {
     });
   }
 
-  private async onUpdateTestflinger(event: ActionEvent<z.output<typeof updateTestflingerParams>>): Promise<void> {
+  private async onUpdateTestflinger(event: ActionEvent<ActionParams<'update-testflinger'>>): Promise<void> {
     const config = await this.requireConfig(event);
     if (!config) return;
     const branch = event.params.branch;
@@ -374,7 +374,7 @@ export class AgentHostCharm extends CharmBase {
     }
   }
 
-  private async onRestartAgents(event: ActionEvent<z.output<typeof operationParams.restartAgents>>): Promise<void> {
+  private async onRestartAgents(event: ActionEvent<ActionParams<'restart-agents'>>): Promise<void> {
     const { agents, mode, force } = event.params;
     await this.operation(event, async (op) => {
       const outcome = await restartAgents(op, agents, mode, force, new Date());
@@ -384,7 +384,7 @@ export class AgentHostCharm extends CharmBase {
   }
 
   /** Lists the managed files that drifted; with fix, restores them through the normal reconcile. */
-  private async onCheckDrift(event: ActionEvent<z.output<typeof operationParams.checkDrift>>): Promise<void> {
+  private async onCheckDrift(event: ActionEvent<ActionParams<'check-drift'>>): Promise<void> {
     const config = await this.requireConfig(event);
     if (!config) return;
     const drift = findDrift(this.host, config, this.state);
@@ -462,7 +462,7 @@ export class AgentHostCharm extends CharmBase {
     await Promise.all(
       names.map(async (name) => {
         const tail = await control.tailLog(name, START_ERROR_TAIL_BYTES).catch(() => undefined);
-        const line = tail && lastErrorLine(maskSecrets(tail.text, secrets), tail.cut);
+        const line = tail && lastErrorLine(maskCharmSecrets(tail.text, secrets), tail.cut);
         if (line) errors.set(name, line);
       }),
     );

@@ -13,9 +13,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { EXPORTED_SERIES } from '../agent/metrics';
+import { xzStored } from '../common/xz';
 
 /** The key the library nests its unit data under. */
-export const COS_AGENT_DATA_KEY = 'config';
+const COS_AGENT_DATA_KEY = 'config';
 
 export interface AgentScrapeTarget {
   /** The supervisor program name (the agent's directory in the config repo). */
@@ -60,7 +61,7 @@ export interface CosAgentProviderUnitData {
 // ---- scrape jobs ----
 
 /** Queues as one label value with a comma at each end, so `queues=~".*,lab-q,.*"` finds one queue. */
-export function queuesLabel(queues: readonly string[]): string {
+function queuesLabel(queues: readonly string[]): string {
   return queues.length === 0 ? '' : `,${[...queues].sort().join(',')},`;
 }
 
@@ -89,7 +90,7 @@ export function agentScrapeJobs(agents: readonly AgentScrapeTarget[], unitName: 
 // ---- alert rules ----
 
 /** `model_uuid8_app`, as the library names rule groups and files. */
-export function topologyIdentifier(t: JujuTopology): string {
+function topologyIdentifier(t: JujuTopology): string {
   return `${t.model}_${t.modelUuid.slice(0, 8)}_${t.application}`;
 }
 
@@ -167,7 +168,7 @@ export function dashboardUid(charmName: string, relativePath: string): string {
 }
 
 /** A dashboard as the library sends it: its uid and a `charm: <name>` tag set, then LZMA and base64. */
-export function encodeDashboard(dashboard: Record<string, unknown>, charmName: string, relativePath: string): string {
+function encodeDashboard(dashboard: Record<string, unknown>, charmName: string, relativePath: string): string {
   const tags = Array.isArray(dashboard['tags']) ? (dashboard['tags'] as string[]) : [];
   const tagged = { ...dashboard, uid: dashboardUid(charmName, relativePath), tags: tags.some((t) => t.startsWith('charm: ')) ? tags : [...tags, `charm: ${charmName}`] };
   return xzStored(Buffer.from(JSON.stringify(tagged), 'utf8')).toString('base64');
@@ -217,64 +218,4 @@ export function readCosBundle(charmDir: string): CosBundle {
     logAlertRules: groupsOf('loki_alert_rules'),
     dashboards: files('dashboards', '.json').map((relativePath) => ({ relativePath, dashboard: JSON.parse(fs.readFileSync(path.join(charmDir, relativePath), 'utf8')) })),
   };
-}
-
-// ---- xz ----
-
-const CRC32_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(data: Uint8Array): number {
-  let crc = 0xffffffff;
-  for (const byte of data) crc = (CRC32_TABLE[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
-const u32le = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(n >>> 0);
-  return b;
-};
-const withCrc = (b: Buffer) => Buffer.concat([b, u32le(crc32(b))]);
-const padTo4 = (length: number) => Buffer.alloc((4 - (length % 4)) % 4);
-
-/** xz's variable-length integers: 7 bits a byte, low first. */
-function varint(n: number): Buffer {
-  const bytes: number[] = [];
-  for (let v = n; ; v = Math.floor(v / 128)) {
-    if (v < 128) return Buffer.from([...bytes, v]);
-    bytes.push((v % 128) | 0x80);
-  }
-}
-
-/**
- * An .xz stream (what Python's lzma.compress writes and lzma.decompress reads) whose LZMA2
- * chunks are stored, not compressed: Node has no LZMA encoder, and every xz decoder takes stored
- * chunks. Dashboards are tens of kilobytes, well within what relation data carries.
- */
-export function xzStored(data: Buffer): Buffer {
-  const STREAM_FLAGS = Buffer.from([0x00, 0x01]); // check: CRC32
-  const header = Buffer.concat([Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), withCrc(STREAM_FLAGS)]);
-  // Block header: size, flags (one filter), LZMA2 (id 0x21, one property byte: 4 KiB dictionary), padding.
-  const blockHeader = withCrc(Buffer.from([0x02, 0x00, 0x21, 0x01, 0x00, 0x00, 0x00, 0x00]));
-  const chunks: Buffer[] = [];
-  const CHUNK = 0x10000;
-  for (let offset = 0; offset < data.length; offset += CHUNK) {
-    const piece = data.subarray(offset, offset + CHUNK);
-    // 0x01: stored chunk resetting the dictionary (the first); 0x02: stored, no reset.
-    chunks.push(Buffer.from([offset === 0 ? 0x01 : 0x02, (piece.length - 1) >> 8, (piece.length - 1) & 0xff]), piece);
-  }
-  const compressed = Buffer.concat([...chunks, Buffer.from([0x00])]);
-  const unpadded = blockHeader.length + compressed.length;
-  const check = u32le(crc32(data));
-  const block = Buffer.concat([blockHeader, compressed, padTo4(unpadded), check]);
-  const indexBody = Buffer.concat([Buffer.from([0x00]), varint(1), varint(unpadded + check.length), varint(data.length)]);
-  const index = withCrc(Buffer.concat([indexBody, padTo4(indexBody.length)]));
-  const footerFields = Buffer.concat([u32le(index.length / 4 - 1), STREAM_FLAGS]);
-  // The footer's CRC comes before the fields it covers.
-  const footer = Buffer.concat([u32le(crc32(footerFields)), footerFields, Buffer.from('YZ')]);
-  return Buffer.concat([header, block, index, footer]);
 }

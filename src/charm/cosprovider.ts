@@ -2,25 +2,25 @@
  * What the charm tells a Grafana Agent over `cos-agent`: one scrape target per agent it runs,
  * with the charm's dashboards and rules (cos.ts builds the bag; docs/observability.md).
  */
-import * as path from 'node:path';
-import { parseAgentConfig } from '../agent/config';
 import { sha256 } from '../common/fsutil';
-import { AGENT_CONF, readAgentConfText } from './agents';
+import { readAgentConfOf } from './agents';
 import { providerUnitBag, providerUnitData, readCosBundle, type AgentScrapeTarget, type JujuTopology } from './cos';
-import type { HostPaths } from './paths';
+import type { Host } from './host';
 import type { HostState } from './state';
 
+type ConfReader = Pick<Host, 'paths' | 'driver'>;
+
 /** The agents supervisord runs, on their metrics ports, with the queues their confs serve. */
-export function cosScrapeTargets(paths: HostPaths, configDir: string, state: HostState): AgentScrapeTarget[] {
+function cosScrapeTargets(host: ConfReader, configDir: string, state: HostState): AgentScrapeTarget[] {
   return Object.entries(state.ports)
     .filter(([name]) => state.appliedPrograms[name] !== undefined)
-    .map(([name, port]) => ({ name, agentId: state.agentIds[name] ?? name, port, queues: agentQueues(path.join(paths.configsDir, configDir, name, AGENT_CONF)) }));
+    .map(([name, port]) => ({ name, agentId: state.agentIds[name] ?? name, port, queues: agentQueues(host, configDir, name) }));
 }
 
 /** An agent kept on its last good program while its conf is bad still gets scraped, queue-less. */
-function agentQueues(confPath: string): string[] {
+function agentQueues(host: ConfReader, configDir: string, name: string): string[] {
   try {
-    return parseAgentConfig(readAgentConfText(confPath), AGENT_CONF).job_queues;
+    return [...readAgentConfOf(host, configDir, name).job_queues];
   } catch {
     return [];
   }
@@ -34,7 +34,7 @@ export function cosInputsDigest(state: HostState, charmDir: string): string {
   return sha256(JSON.stringify(state.ports), JSON.stringify(state.appliedAgents), JSON.stringify(state.appliedPrograms), charmDir, state.runtimeVersion ?? '');
 }
 
-export function cosUnitBag(input: { paths: HostPaths; configDir: string; state: HostState; charmDir: string; unitName: string; topology: JujuTopology }): Record<string, string> {
-  const agents = cosScrapeTargets(input.paths, input.configDir, input.state);
+export function cosUnitBag(input: { host: ConfReader; configDir: string; state: HostState; charmDir: string; unitName: string; topology: JujuTopology }): Record<string, string> {
+  const agents = cosScrapeTargets(input.host, input.configDir, input.state);
   return providerUnitBag(providerUnitData({ agents, unitName: input.unitName, topology: input.topology, bundle: readCosBundle(input.charmDir) }));
 }

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import type { ActionResults } from '../ops';
+import { maskSecrets } from '../common/masker';
 import type { FileOwner } from '../common/privileges';
 import type { CharmConfig } from './config';
 import { readIfExists } from './driver';
@@ -36,7 +37,7 @@ async function processes(op: Operation): Promise<ProcessInfo[]> {
 }
 
 /** The facts of the agents `selection` names (all when empty). */
-export async function selectedFacts(op: Operation, selection: string): Promise<AgentFacts[]> {
+async function selectedFacts(op: Operation, selection: string): Promise<AgentFacts[]> {
   const names = selectAgents(selection, expectedPrograms(op.state));
   if (names.length === 0) throw new OperationError('no agents on this host');
   return gatherFacts(op.host, op.state, op.configDir, names, await processes(op));
@@ -162,28 +163,25 @@ export async function restartAgents(op: Operation, selection: string, mode: Rest
 }
 
 /** What `juju run` can show: a tail of the log, never the whole of a busy one. */
-export const LOG_MAX_BYTES = 64 * 1024;
-export const LOG_MAX_LINES = 500;
-export const SECRET_MASK = '***';
+const LOG_MAX_BYTES = 64 * 1024;
+const LOG_MAX_LINES = 500;
 /** Lines of a key shorter than this (`-----END...`, blank) say nothing secret. */
 const SECRET_LINE_MIN = 16;
 
 /** The strings to mask: each secret whole, and each long line of a multi-line one (a key's body). */
-export function maskList(secrets: readonly string[]): string[] {
+function maskList(secrets: readonly string[]): string[] {
   const parts = new Set<string>();
   for (const secret of secrets) {
     const trimmed = secret.trim();
     if (trimmed.length >= 4) parts.add(trimmed);
     for (const line of trimmed.split('\n')) if (line.trim().length >= SECRET_LINE_MIN && !/^-----/.test(line.trim())) parts.add(line.trim());
   }
-  // Longest first, so a secret that contains another is masked whole.
-  return [...parts].sort((a, b) => b.length - a.length);
+  return [...parts];
 }
 
-export function maskSecrets(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of maskList(secrets)) out = out.split(secret).join(SECRET_MASK);
-  return out;
+/** Text with the charm's secrets masked (each whole, and each long line of a multi-line one). */
+export function maskCharmSecrets(text: string, secrets: readonly string[]): string {
+  return maskSecrets(text, maskList(secrets));
 }
 
 /** The last `lines` lines of the agent's log, within LOG_MAX_BYTES, with the charm's secrets masked. */
@@ -197,7 +195,7 @@ export async function agentLogs(op: Operation, agent: string, lines: number, sec
   const shown = all.slice(-lines);
   const cut = tail.cut || shown.length < all.length;
   return {
-    log: maskSecrets(shown.join('\n'), secrets),
+    log: maskCharmSecrets(shown.join('\n'), secrets),
     lines: String(shown.length),
     cut: cut ? `yes: the last ${shown.length} lines (at most ${lines} lines, ${LOG_MAX_BYTES / 1024} KiB); supervisorctl tail or the log file has the rest` : 'no',
   };
@@ -223,17 +221,28 @@ export async function charmSecrets(host: Host, config: CharmConfig, readSecret: 
 
 const agentsParam = z.string().max(4096).default('');
 
-/** The actions' params, checked before a handler runs (actions.yaml says the same to Juju). */
-export const operationParams = {
-  agentStatus: z.object({ agents: agentsParam }).strict(),
-  setOffline: z
+/**
+ * Every action's params, by the action's name, checked before its handler runs. actions.yaml
+ * says the same to Juju (names, types, defaults, required, enums): a test holds the two together;
+ * what Juju cannot say (lengths, patterns) is checked here only.
+ */
+export const actionParams = {
+  'update-configs': z.object({}).strict(),
+  // Juju reads `juju run` values as YAML and checks them against actions.yaml: `branch=2024.10` is
+  // a number there and Juju refuses it before the charm runs (the README says to use --string-args).
+  'update-testflinger': z.object({ branch: z.string().default('') }).strict(),
+  'agent-status': z.object({ agents: agentsParam }).strict(),
+  'set-offline': z
     .object({
       agents: agentsParam,
       reason: z.string().trim().min(1, 'reason is empty').max(REASON_MAX, `reason is longer than ${REASON_MAX} characters`).regex(REASON_PATTERN, 'reason must not contain control characters'),
     })
     .strict(),
-  setOnline: z.object({ agents: agentsParam }).strict(),
-  restartAgents: z.object({ agents: agentsParam, mode: z.enum(['safe', 'now']).default('safe'), force: z.boolean().default(false) }).strict(),
-  checkDrift: z.object({ fix: z.boolean().default(false) }).strict(),
-  agentLogs: z.object({ agent: z.string().min(1).max(64), lines: z.number().int().min(1).max(LOG_MAX_LINES).default(100) }).strict(),
+  'set-online': z.object({ agents: agentsParam }).strict(),
+  'restart-agents': z.object({ agents: agentsParam, mode: z.enum(['safe', 'now']).default('safe'), force: z.boolean().default(false) }).strict(),
+  'check-drift': z.object({ fix: z.boolean().default(false) }).strict(),
+  'agent-logs': z.object({ agent: z.string().min(1).max(64), lines: z.number().int().min(1).max(LOG_MAX_LINES).default(100) }).strict(),
 };
+
+export type ActionName = keyof typeof actionParams;
+export type ActionParams<N extends ActionName> = z.output<(typeof actionParams)[N]>;

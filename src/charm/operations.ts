@@ -4,12 +4,8 @@
  * uptime), the agent's own metrics (state, job, last successful poll), its offline markers, its
  * conf and the charm's state. Read-only; the actions that change things build on these facts.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { parseAgentConfig } from '../agent/config';
 import { RESERVED_ACTION_KEY_SEGMENTS } from '../ops/jujurules';
-import { readFileNoFollow } from '../common/fsutil';
-import { AGENT_CONF, MAX_CONF_BYTES } from './agents';
+import { agentBusy, readAgentConfOf } from './agents';
 import type { Host } from './host';
 import { readMarkers, type Marker } from './operations-markers';
 import { MetricsPortError, metricsOwnerOf, scrapeAgent, SCRAPES_TOTAL_DEADLINE_MS, type AgentView } from './operations-metrics';
@@ -58,7 +54,6 @@ export function selectAgents(selection: string, known: readonly string[]): strin
 /** What the agent's conf says that operations need. */
 export interface AgentConfFacts {
   pollingInterval: number;
-  executionDir: string;
 }
 
 export interface AgentFacts {
@@ -70,7 +65,7 @@ export interface AgentFacts {
   markers: Marker[];
   port: number | undefined;
   conf: AgentConfFacts | undefined;
-  /** Running a job: its metrics say so, or its bookkeeping directory exists. */
+  /** Running a job: its metrics say so, or its bookkeeping directory exists (agentBusy). */
   busy: boolean;
   /** Seconds since the last successful poll (or since it started, if it never polled). */
   sincePoll: number | undefined;
@@ -80,21 +75,10 @@ export interface AgentFacts {
 
 function readConfFacts(host: Host, configDir: string, name: string): AgentConfFacts | undefined {
   try {
-    const text = readFileNoFollow(path.join(host.paths.configsDir, configDir, name, AGENT_CONF), MAX_CONF_BYTES).toString('utf8');
-    // Read as the agent reads it: with the state dir its program file gives it.
-    const conf = parseAgentConfig(text, AGENT_CONF, host.driver.agentStateDir(name));
-    return { pollingInterval: conf.polling_interval, executionDir: conf.execution_basedir };
+    const conf = readAgentConfOf(host, configDir, name);
+    return { pollingInterval: conf.polling_interval };
   } catch {
     return undefined;
-  }
-}
-
-/** The agent's bookkeeping directory (`.<job>.agent`) exists from a job's start to its report. */
-function hasJobBookkeeping(executionDir: string): boolean {
-  try {
-    return fs.readdirSync(executionDir).some((entry) => /^\..+\.agent$/.test(entry));
-  } catch {
-    return false;
   }
 }
 
@@ -126,7 +110,7 @@ async function factsOf(host: Host, state: HostState, configDir: string, name: st
   const conf = readConfFacts(host, configDir, name);
   const view = process?.state === 'RUNNING' ? await viewOf(host, name, port, clock.scrapesDeadlineAt) : { error: 'not running' };
   const sincePoll = sincePollOf(process, view, clock.nowSeconds);
-  const busy = (!('error' in view) && view.jobId !== undefined) || (conf !== undefined && hasJobBookkeeping(conf.executionDir));
+  const busy = (!('error' in view) && view.jobId !== undefined) || agentBusy(host, configDir, name);
   const staleAfter = Math.max(STALE_INTERVALS * (conf?.pollingInterval ?? 10), STALE_MIN_SECONDS);
   return {
     name,
@@ -161,7 +145,7 @@ export function gatherFacts(host: Host, state: HostState, configDir: string, nam
 }
 
 /** How one agent counts in the summary: supervisord's state unless RUNNING, then the agent's. */
-export function summaryLabel(facts: AgentFacts): string {
+function summaryLabel(facts: AgentFacts): string {
   const processState = facts.process?.state ?? 'MISSING';
   if (processState !== 'RUNNING') return processState;
   if (facts.stale) return 'stale';

@@ -7,10 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, parseAgentConfig } from '../agent/config';
+import { ConfigError } from '../agent/config';
 import { SERVER_ENV } from '../common/contract';
-import { readFileNoFollow, sha256 } from '../common/fsutil';
-import { AGENT_CONF, discoverAgents, MAX_CONF_BYTES, type AgentDir, type InvalidAgentDir, type KnownAgent } from './agents';
+import { sha256 } from '../common/fsutil';
+import { agentBusy, agentConfPath, agentsRootOf, discoverAgents, readAgentConf, type AgentDir, type InvalidAgentDir, type KnownAgent } from './agents';
 import { agentBasedirs, type AgentBasedirs } from './basedirs';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
@@ -108,8 +108,7 @@ function inputsHash(host: Host, config: CharmConfig, revision: string): string {
 
 /** Discovers the agents in the checkout and renders their program files and the phase scripts. */
 async function desiredFromRepo(host: Host, config: CharmConfig, state: HostState, log: (m: string) => Promise<void>): Promise<Desired> {
-  const agentsRoot = path.join(host.paths.configsDir, config['config-dir']);
-  const found = discoverAgents(agentsRoot, knownAgents(state));
+  const found = discoverAgents(agentsRootOf(host, config['config-dir']), knownAgents(state), (name) => host.driver.agentStateDir(name));
   const invalid = found.invalid.slice();
   const { discovered, basedirs } = await withOwnBasedirs(host, found.agents, invalid);
   const wasApplied = (name: string) => state.appliedPrograms[name] !== undefined;
@@ -150,7 +149,7 @@ async function withOwnBasedirs(host: Host, agents: readonly AgentDir[], invalid:
     const stateDir = host.driver.agentStateDir(agent.name);
     if (stateDir === undefined) continue;
     try {
-      basedirs.push(agentBasedirs(agent.name, agent.config, stateDir));
+      basedirs.push(agentBasedirs(agent.name, readAgentConf(agent.confPath, stateDir), stateDir));
     } catch (error) {
       // Unchanged since it was last valid, but read now (by a newer charm): a bad conf like any other.
       refused.set(agent.name, error instanceof ConfigError ? error.message : `unreadable: ${(error as Error).message}`);
@@ -167,28 +166,6 @@ function programFilesPresent(host: Host, names: readonly string[]): boolean {
   if (names.length === 0) return true;
   const present = new Set(fs.existsSync(host.paths.programDir) ? fs.readdirSync(host.paths.programDir) : []);
   return names.every((name) => present.has(`${name}.conf`));
-}
-
-/** An agent is mid-job while its bookkeeping directory (`.<job>.agent`) exists. */
-function executionDirBusy(executionDir: string): boolean {
-  try {
-    return fs.readdirSync(executionDir).some((name) => /^\..+\.agent$/.test(name));
-  } catch {
-    return false;
-  }
-}
-
-/** Whether an agent runs a job, from its conf file, read with the defaults its program file gives it. */
-function busyCheck(host: Host, config: CharmConfig): (name: string) => boolean {
-  return (name) => {
-    try {
-      const text = readFileNoFollow(path.join(host.paths.configsDir, config['config-dir'], name, AGENT_CONF), MAX_CONF_BYTES).toString('utf8');
-      return executionDirBusy(parseAgentConfig(text, AGENT_CONF, host.driver.agentStateDir(name)).execution_basedir);
-    } catch {
-      // A conf that no longer parses runs no job we could wait for.
-      return false;
-    }
-  };
 }
 
 /**
@@ -221,7 +198,7 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
     sharedHash: desired.sharedHash,
     supervisord: { running: programs !== null, limitsCurrent: (count) => host.driver.supervisord.limitsCurrent(count), delegationCurrent: host.driver.supervisord.delegationCurrent() },
     users: host.driver.hostUsers(),
-    isBusy: busyCheck(host, config),
+    isBusy: (name) => agentBusy(host, config['config-dir'], name),
     capacity: host.capacity(),
     restartAll: !!options.restartAll,
     mayRestartSupervisor: !!options.mayRestartSupervisor,
@@ -327,11 +304,11 @@ export function renderAgentProgram(host: Host, config: CharmConfig, name: string
   const extraEnv: Record<string, string> = {};
   if (config['testflinger-server']) extraEnv[SERVER_ENV] = config['testflinger-server'];
   // The link path, not the checkout it points at, so the file survives a config-repo update.
-  const linkDir = path.join(host.paths.configsDir, config['config-dir'], name);
+  const agentsRoot = agentsRootOf(host, config['config-dir']);
   return renderProgramFile(
     host.renderer,
     host.paths,
-    { name, confPath: path.join(linkDir, AGENT_CONF), agentDir: linkDir, metricsPort: port, extraEnv },
+    { name, confPath: agentConfPath(agentsRoot, name), agentDir: path.join(agentsRoot, name), metricsPort: port, extraEnv },
     host.driver.agentRun(name, config),
   );
 }

@@ -3,6 +3,7 @@
  * and supervisord's programs. Pure; the charm reads the facts once at the end of every event.
  */
 import { ActiveStatus, BlockedStatus, statusFromName, WaitingStatus, type StatusBase } from '../ops';
+import { SECRET_MASK } from '../common/masker';
 import { CharmConfigError, type CharmConfig } from './config';
 import type { HostState } from './state';
 import type { ProgramStatus } from './supervisor';
@@ -93,7 +94,7 @@ export function lastErrorLine(tail: string, cut: boolean): string | undefined {
     const line = (lines[i] as string).replace(/\r$/, '');
     const found = LOGGED_ERROR.exec(line)?.[1] ?? PROGRAM_ERROR.exec(line)?.[1];
     if (found === undefined) continue;
-    const text = found.replace(UNSHOWABLE, ' ').replace(TOKEN_LIKE, '***').replace(/\s+/g, ' ').trim();
+    const text = found.replace(UNSHOWABLE, ' ').replace(TOKEN_LIKE, SECRET_MASK).replace(/\s+/g, ' ').trim();
     if (text) return text;
   }
   return undefined;

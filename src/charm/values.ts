@@ -9,9 +9,9 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 /** Characters a shell, supervisord's parser or git's option parser treats specially. */
 const SPECIAL = /[\s"'`\\$%;,<>|&*?{}[\]^~!#]/;
 
-export const MAX_URL_LENGTH = 1024;
-export const MAX_REF_LENGTH = 200;
-export const MAX_PATH_SEGMENT = 64;
+const MAX_URL_LENGTH = 1024;
+const MAX_REF_LENGTH = 200;
+const MAX_PATH_SEGMENT = 64;
 
 export class ValueError extends Error {
   override readonly name = 'ValueError';
@@ -177,7 +177,5 @@ export function elide(text: string, max: number): string {
   return flat.length <= max ? flat : `${flat.slice(0, max - 1)}…`;
 }
 
-/** Untrusted text in a log line: quoted, escaped, capped. */
-export function quoted(text: string, max = 120): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}…` : text);
-}
+/** The charm's messages quote untrusted text as every other part of the project does. */
+export { quoted } from '../common/text';

@@ -56,22 +56,6 @@ export function sha256(...parts: (string | Buffer)[]): string {
   return h.digest('hex');
 }
 
-/** A digest of every file under a directory: names, modes and contents, in a stable order. */
-export function hashTree(dir: string): string {
-  const h = createHash('sha256');
-  const walk = (rel: string): void => {
-    const entries = fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name));
-    for (const entry of entries) {
-      const relPath = path.join(rel, entry.name);
-      if (entry.isDirectory()) walk(relPath);
-      else if (entry.isFile()) h.update(relPath).update('\0').update(fs.readFileSync(path.join(dir, relPath))).update('\0');
-      else if (entry.isSymbolicLink()) h.update(relPath).update('->').update(fs.readlinkSync(path.join(dir, relPath)));
-    }
-  };
-  walk('');
-  return h.digest('hex');
-}
-
 export function readJsonFile<T>(file: string, fallback: T): T {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8')) as T;

@@ -2,19 +2,7 @@
  * git, run as a plain command with an environment this project sets on purpose: no prompts,
  * no system or global config of the machine, credentials only through the environment.
  */
-import { simpleGit, type SimpleGit } from 'simple-git';
 import { CommandError, runCommand, type Runner } from './exec';
-
-const ALLOWED_GIT_ENV = ['GIT_TERMINAL_PROMPT', 'GIT_SSH_COMMAND'];
-
-export function gitClient(env: Record<string, string>, baseDir?: string): SimpleGit {
-  return simpleGit({
-    ...(baseDir ? { baseDir } : {}),
-    config: [],
-    allowEnvironment: ALLOWED_GIT_ENV,
-    unsafe: { allowUnsafeSshCommand: true },
-  }).env(env);
-}
 
 const GIT_TIMEOUT_MS = 10 * 60_000;
 
@@ -32,7 +20,7 @@ export class GitError extends Error {
 }
 
 /** git's reason for a failure: its `fatal:` line when there is one, hints left out. */
-export function gitReason(stderr: string): string {
+function gitReason(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('hint:'));
   return lines.find((l) => l.startsWith('fatal:'))?.replace(/^fatal:\s*/, '') ?? lines[lines.length - 1] ?? 'unknown error';
 }

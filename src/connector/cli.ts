@@ -7,7 +7,7 @@
  */
 import { UsageError } from './errors';
 import { CONNECTOR_PHASES, type ConnectorPhase, type DeviceType, resolveDeviceType, supportedDeviceTypeNames } from './devices';
-import { quote } from './validate';
+import { quoted } from '../common/text';
 
 /** Upstream's stage names that differ from ours; `setup` is ours only (the tf-setup script calls it). */
 export const STAGE_ALIASES: ReadonlyMap<string, ConnectorPhase> = new Map([['runtest', 'test']]);
@@ -36,7 +36,7 @@ function longOption(token: string): { name: 'config' | 'help'; value?: string } 
 }
 
 function unknownOption(token: string): UsageError {
-  return new UsageError(`unknown option ${quote(token)}; upstream's connector takes only -c/--config and -h/--help, and so does this one`);
+  return new UsageError(`unknown option ${quoted(token)}; upstream's connector takes only -c/--config and -h/--help, and so does this one`);
 }
 
 function configValue(next: string | undefined): string {
@@ -72,7 +72,7 @@ function tokenize(argv: readonly string[]): RawCommand {
 
 export function resolvePhase(stage: string): ConnectorPhase {
   const phase = (CONNECTOR_PHASES as readonly string[]).includes(stage) ? (stage as ConnectorPhase) : STAGE_ALIASES.get(stage);
-  if (!phase) throw new UsageError(`unknown phase ${quote(stage)}; phases: ${[...CONNECTOR_PHASES, ...STAGE_ALIASES.keys()].join(', ')}`);
+  if (!phase) throw new UsageError(`unknown phase ${quoted(stage)}; phases: ${[...CONNECTOR_PHASES, ...STAGE_ALIASES.keys()].join(', ')}`);
   return phase;
 }
 
@@ -87,6 +87,6 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const phase = resolvePhase(stage);
   if (raw.configFile === undefined) throw new UsageError('missing -c <default.yaml>');
   if (jobFile === undefined) throw new UsageError('missing <testflinger.json>');
-  if (extra.length > 0) throw new UsageError(`unexpected argument ${quote(extra[0])}`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${quoted(extra[0])}`);
   return { help: false, type, phase, configFile: raw.configFile, jobFile };
 }

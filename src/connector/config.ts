@@ -3,7 +3,8 @@ import * as fs from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { JobError, UsageError } from './errors';
-import { envNameSchema, envValueSchema, quote, sshHostSchema, sshPortSchema, sshUserSchema } from './validate';
+import { quoted } from '../common/text';
+import { envNameSchema, envValueSchema, sshHostSchema, sshPortSchema, sshUserSchema } from './validate';
 
 const DEFAULT_TEST_USERNAME = 'ubuntu';
 
@@ -50,7 +51,7 @@ export type JobFile = z.output<typeof jobFileSchema>;
 
 /** A key path as `a.b[2].c`; a key that is itself bad (an env name) is quoted, never raw. */
 export function describePath(keys: readonly (string | number)[]): string {
-  return keys.map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i > 0 ? '.' : ''}${/^[A-Za-z0-9_-]+$/.test(key) ? key : quote(key)}`)).join('');
+  return keys.map((key, i) => (typeof key === 'number' ? `[${key}]` : `${i > 0 ? '.' : ''}${/^[A-Za-z0-9_-]+$/.test(key) ? key : quoted(key)}`)).join('');
 }
 
 /** "<file>: <key path>: <why>" for the first problem. */

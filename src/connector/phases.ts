@@ -6,7 +6,8 @@ import { DEVICE_INFO_FILE, GH_KEYS_URL_ENV, LP_KEYS_URL_ENV } from '../common/co
 import type { DeviceConfig, JobFile } from './config';
 import { ConnectorError } from './errors';
 import { sshRun } from './ssh';
-import { quote, type SshUser } from './validate';
+import { quoted } from '../common/text';
+import type { SshUser } from './validate';
 
 export interface PhaseContext {
   device: DeviceConfig;
@@ -28,7 +29,7 @@ export function testUsername(ctx: PhaseContext): SshUser {
 /** How messages name an SSH target: quoted, with the port only when the device config sets one. */
 export function describeTarget(ctx: PhaseContext, user: SshUser): string {
   const port = ctx.device.ssh_port === undefined ? '' : ` (port ${ctx.device.ssh_port})`;
-  return `${quote(`${user}@${ctx.device.device_ip}`)}${port}`;
+  return `${quoted(`${user}@${ctx.device.device_ip}`)}${port}`;
 }
 
 export function writeDeviceInfo(ctx: PhaseContext): void {
@@ -83,7 +84,7 @@ export async function resolveKeys(ids: readonly string[], print: (line: string) 
     }
     const url = keyUrl(id);
     if (!url) {
-      print(`Cannot use ssh key ${quote(id)}: neither a public key nor an lp:/gh: id`);
+      print(`Cannot use ssh key ${quoted(id)}: neither a public key nor an lp:/gh: id`);
       continue;
     }
     try {
@@ -93,7 +94,7 @@ export async function resolveKeys(ids: readonly string[], print: (line: string) 
       if (found.length === 0) throw new Error('no keys published');
       keys.push(...found);
     } catch (error) {
-      print(`Cannot fetch ssh keys for ${quote(id)} from ${url}: ${(error as Error).message}`);
+      print(`Cannot fetch ssh keys for ${quoted(id)} from ${url}: ${(error as Error).message}`);
     }
   }
   return keys;
@@ -102,7 +103,7 @@ export async function resolveKeys(ids: readonly string[], print: (line: string) 
 export async function installKeys(ctx: PhaseContext, user: SshUser, keys: readonly string[]): Promise<void> {
   const script = 'umask 077; mkdir -p ~/.ssh; touch ~/.ssh/authorized_keys; while read -r key; do grep -qxF "$key" ~/.ssh/authorized_keys || echo "$key" >> ~/.ssh/authorized_keys; done';
   const result = await sshRun(ctx.device, user, script, `${keys.join('\n')}\n`);
-  if (result.exitCode !== 0) throw new ConnectorError(`installing ssh keys on ${describeTarget(ctx, user)} failed: ${quote(result.output.trim())}`);
+  if (result.exitCode !== 0) throw new ConnectorError(`installing ssh keys on ${describeTarget(ctx, user)} failed: ${quoted(result.output.trim())}`);
 }
 
 /** Installs the requested keys, says how to connect, then holds the device for the reservation. */

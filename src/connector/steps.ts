@@ -8,7 +8,8 @@ import { spawn } from 'node:child_process';
 import { ConnectorError, RecoveryError } from './errors';
 import { describeTarget, type PhaseContext } from './phases';
 import { sshRun, type SshResult } from './ssh';
-import { quote, type SshUser } from './validate';
+import { quoted } from '../common/text';
+import type { SshUser } from './validate';
 
 export interface CommandResult {
   exitCode: number;
@@ -54,7 +55,7 @@ export function shellWords(words: readonly string[]): string {
 export async function runOnDevice(ctx: PhaseContext, user: SshUser, words: readonly string[], options: { timeoutMs?: number; input?: string } = {}): Promise<SshResult> {
   const result = await sshRun(ctx.device, user, shellWords(words), options.input, options.timeoutMs);
   if (result.exitCode !== 0) {
-    throw new ConnectorError(`${quote(words.join(' '))} on ${describeTarget(ctx, user)} failed (exit ${result.exitCode}): ${quote(result.output.trim())}`);
+    throw new ConnectorError(`${quoted(words.join(' '))} on ${describeTarget(ctx, user)} failed (exit ${result.exitCode}): ${quoted(result.output.trim())}`);
   }
   return result;
 }
@@ -63,7 +64,7 @@ export async function runOnDevice(ctx: PhaseContext, user: SshUser, words: reado
 export async function copyToDevice(ctx: PhaseContext, user: SshUser, content: string, remotePath: string, mode = '0644'): Promise<void> {
   const command = `cat > ${shellWords([remotePath])} && chmod ${shellWords([mode, remotePath])}`;
   const result = await sshRun(ctx.device, user, command, content, 5 * 60_000);
-  if (result.exitCode !== 0) throw new ConnectorError(`copying ${quote(remotePath)} to ${describeTarget(ctx, user)} failed: ${quote(result.output.trim())}`);
+  if (result.exitCode !== 0) throw new ConnectorError(`copying ${quoted(remotePath)} to ${describeTarget(ctx, user)} failed: ${quoted(result.output.trim())}`);
 }
 
 export interface SshWait {
@@ -88,10 +89,10 @@ export async function waitForSsh(ctx: PhaseContext, user: SshUser, wait: SshWait
     }
     last = result.output.trim();
     if (Date.now() >= deadline) break;
-    ctx.print(`attempt ${attempt}: ${describeTarget(ctx, user)} not answering yet (${last ? quote(last) : `exit ${result.exitCode}`})`);
+    ctx.print(`attempt ${attempt}: ${describeTarget(ctx, user)} not answering yet (${last ? quoted(last) : `exit ${result.exitCode}`})`);
     await ctx.sleep(Math.min(pauseMs, Math.max(0, deadline - Date.now())));
   }
-  throw new ConnectorError(`${describeTarget(ctx, user)} did not answer over SSH within ${wait.seconds}s: ${quote(last)}`);
+  throw new ConnectorError(`${describeTarget(ctx, user)} did not answer over SSH within ${wait.seconds}s: ${quoted(last)}`);
 }
 
 /** The device could not be brought back: the agent will take it offline (exit 46). */

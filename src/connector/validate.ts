@@ -5,23 +5,12 @@
  */
 import * as net from 'node:net';
 import { z } from 'zod';
-
-const MAX_SHOWN = 80;
-
-function clip(text: string): string {
-  return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}...` : text;
-}
-
-/** Untrusted text as it may appear in a message: one line, quoted (JSON), clipped. */
-export function quote(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(clip(value));
-  return clip(JSON.stringify(value) ?? String(value));
-}
+import { quoted } from '../common/text';
 
 /** A string schema that refuses what `accepts` rejects, with a message quoting the value. */
 export function checkedString(accepts: (value: string) => boolean, what: string) {
   return z.string().superRefine((value, ctx) => {
-    if (!accepts(value)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${quote(value)} is not ${what}` });
+    if (!accepts(value)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${quoted(value)} is not ${what}` });
   });
 }
 

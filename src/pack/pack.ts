@@ -1,6 +1,6 @@
 /**
  * Writes testflinger-agent-host_<arch>.charm: what Juju reads (metadata, config, actions, manifest,
- * dispatch, hooks/), what the charm runs (dist/ bundles, templates, phase scripts) and the Node.js
+ * dispatch), what the charm runs (dist/ bundles, templates, phase scripts) and the Node.js
  * it runs on (node/bin/node for that architecture, npm beside it); no sources, tests or
  * node_modules. The same files, without those charmcraft writes itself, can be laid out in a
  * directory for charmcraft's part.
@@ -81,7 +81,6 @@ export function charmEntries(projectDir: string, options: PackOptions = {}): Zip
     { name: 'manifest.yaml', data: Buffer.from(renderManifest(projectDir, arch, options.startedAt ?? new Date())), mode: 0o644 },
     ...TOP_FILES.map((f) => project(f)),
     project('dispatch', 0o755),
-    ...treeEntries(path.join(projectDir, 'hooks'), 'hooks').map((e) => ({ ...e, mode: 0o755 })),
     ...CHARM_BUNDLES.map((b) => project(`dist/${b}.js`, 0o755)),
     ...SHIPPED_DIRS.flatMap((d) => treeEntries(path.join(projectDir, d), d)).filter((e) => !NOT_SHIPPED.test(e.name)),
     ...nodeEntries(arch, options.cacheDir ?? defaultCacheDir(projectDir)),

@@ -3,28 +3,13 @@
  * .charm: Juju keeps the permission bits it finds, so dispatch and hooks must carry their x bit.
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { crc32 } from '../common/crc32';
 
 export interface ZipEntry {
   name: string;
   data: Buffer;
   /** Unix permission bits, e.g. 0o755. */
   mode: number;
-}
-
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-export function crc32(data: Buffer): number {
-  let crc = 0xffffffff;
-  for (const byte of data) crc = (CRC_TABLE[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
 }
 
 /** DOS date/time of 1980-01-01 00:00: fixed, so the same inputs give the same archive. */

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AgentHostCharm } from '../../src/charm/charm';
+import type { HostDriver } from '../../src/charm/driver';
 import type { Host } from '../../src/charm/host';
 import { loadHostState, saveHostState, type HostState } from '../../src/charm/state';
 import type { LogTail, ProcessInfo, Refusals } from '../../src/charm/supervisor';
@@ -74,10 +75,11 @@ export interface OpsHarness extends CharmHarness {
 }
 
 /** charmHarness's host and root, with this supervisor in place of its in-memory one. */
-export function opsHarness(): OpsHarness {
+/** `driver`: what differs from the sandbox driver (e.g. a unit's state dir per agent). */
+export function opsHarness(options: { driver?: Partial<HostDriver> } = {}): OpsHarness {
   const base = charmHarness();
   const supervisor = new OpsFakeSupervisor(base.host.paths);
-  const host: Host = { ...base.host, supervisor };
+  const host: Host = { ...base.host, driver: { ...base.host.driver, ...options.driver }, supervisor };
   supervisor.daemon = host.driver.supervisord;
   const paths = host.paths;
   return {

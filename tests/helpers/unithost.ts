@@ -425,7 +425,7 @@ export class UnitHost {
  */
 export function charmLayoutWithNode(dir: string): string {
   fs.mkdirSync(path.join(dir, 'node', 'bin'), { recursive: true });
-  for (const entry of ['dispatch', 'hooks', 'dist', 'templates', 'tf-cmd-scripts', 'metadata.yaml', 'config.yaml', 'actions.yaml']) {
+  for (const entry of ['dispatch', 'dist', 'templates', 'tf-cmd-scripts', 'metadata.yaml', 'config.yaml', 'actions.yaml']) {
     fs.symlinkSync(path.join(repoRoot, entry), path.join(dir, entry));
   }
   fs.symlinkSync(process.execPath, path.join(dir, 'node', 'bin', 'node'));

@@ -29,11 +29,13 @@ const elfMachine = (data: Buffer) => (data.subarray(0, 4).toString('latin1') ===
 it('holds what Juju reads, what the charm runs and the Node.js it runs on, with run bits, and nothing else', () => {
   const entries = readZip(fs.readFileSync(charmFile));
   const names = entries.map((e) => e.name);
-  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'hooks/install', 'hooks/config-changed', 'hooks/upgrade-charm', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'cos/dashboards/testflinger-agents.json', 'cos/prometheus_alert_rules/testflinger-agents.rules', 'cos/loki_alert_rules/testflinger-agent-logs.rules', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
+  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'cos/dashboards/testflinger-agents.json', 'cos/prometheus_alert_rules/testflinger-agents.rules', 'cos/loki_alert_rules/testflinger-agent-logs.rules', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
+  // Juju >= 3.6 (metadata.yaml's assumes) runs dispatch for every event: no hooks/ (Juju before 2.8 ran those).
+  expect(names.filter((n) => n.startsWith('hooks/'))).toEqual([]);
   // node_modules only as npm's own, bundled inside its package.
   expect(names.filter((n) => /node_modules|^src\/|^tests\/|^cos\/tests\/|\.ts$/.test(n) && !n.startsWith('node/lib/node_modules/npm/'))).toEqual([]);
   const mode = (n: string) => entry(entries, n)?.mode;
-  for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js', 'node/bin/node']) expect(mode(exe)).toBe(0o755);
+  for (const exe of ['dispatch', 'dist/charm.js', 'node/bin/node']) expect(mode(exe)).toBe(0o755);
   expect(mode('metadata.yaml')).toBe(0o644);
   expect(manifestOf(entries)).toMatchObject({ 'charmcraft-version': expect.any(String), 'charmcraft-started-at': expect.any(String), bases: [{ name: 'ubuntu', channel: '24.04', architectures: [hostArch()] }] });
   expect(elfMachine(entry(entries, 'node/bin/node')!.data)).toBe(hostArch() === 'amd64' ? 0x3e : 0xb7);
@@ -52,7 +54,7 @@ it("laid out for charmcraft's part (--into), holds the same files less those cha
   const dir = tempDir('stage');
   stageCharm(repoRoot, dir, { arch: 'arm64' });
   for (const own of ['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml']) expect(fs.existsSync(path.join(dir, own))).toBe(false);
-  for (const exe of ['dispatch', 'hooks/install', 'dist/charm.js', 'node/bin/node']) expect(fs.statSync(path.join(dir, exe)).mode & 0o777).toBe(0o755);
+  for (const exe of ['dispatch', 'dist/charm.js', 'node/bin/node']) expect(fs.statSync(path.join(dir, exe)).mode & 0o777).toBe(0o755);
   expect(elfMachine(fs.readFileSync(path.join(dir, 'node/bin/node')))).toBe(0xb7);
   expect(fs.existsSync(path.join(dir, 'node/lib/node_modules/npm/bin/npm-cli.js'))).toBe(true);
 });

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { b64, labAgentConf, labRepo, markBusy, sshKeyPair } from '../helpers/charm';
 import { fakeMetrics, metricsText, opsHarness, readText, type OpsHarness } from '../helpers/charm-operations';
-import type { ConfigRepo } from '../helpers/gitrepo';
+import { tempDir } from '../helpers/tmp';
+import { agentConf, ConfigRepo } from '../helpers/gitrepo';
 
 function config(repo: ConfigRepo, extra: Record<string, unknown> = {}) {
   return { 'config-repo': repo.url, 'config-dir': 'lab1', ...extra };
@@ -28,6 +29,24 @@ async function deployed(names: string[], views: Record<string, { state: string; 
   const run = (action: string, params: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => h.ctx.run(h.ctx.on.action(action, params), { config: config(repo, extra) });
   return { h, repo, run, ports };
 }
+
+describe('an agent whose conf names no basedirs, where each agent has its own state dir (as on a unit)', () => {
+  it('is busy while a job runs in <state dir>/run: agent-status says so and restart-agents mode=now refuses it', async () => {
+    const stateDirs = tempDir('srv');
+    const h = opsHarness({ driver: { agentStateDir: (agent) => path.join(stateDirs, agent) } });
+    const repo = new ConfigRepo('lab1');
+    repo.addAgent('agent-1', agentConf('agent-1'));
+    repo.commit('initial');
+    const run = (event: ReturnType<typeof h.ctx.on.configChanged>) => h.ctx.run(event, { config: config(repo) });
+    await run(h.ctx.on.configChanged());
+    // Where the agent keeps a job's bookkeeping: its own state dir, not upstream's /tmp/testflinger.
+    fs.mkdirSync(path.join(stateDirs, 'agent-1', 'run', '.job-1.agent'), { recursive: true });
+    const status = await run(h.ctx.on.action('agent-status', {}));
+    expect(status.actionResults['agents.agent-1.busy']).toBe('yes');
+    const restart = await run(h.ctx.on.action('restart-agents', { mode: 'now' }));
+    expect(restart.actionResults).toMatchObject({ restarted: 'none', 'refused-busy': 'agent-1 (running a job; force=true stops it)' });
+  });
+});
 
 describe('agent-status', () => {
   it("shows each agent's supervisor state, pid, uptime, own state, job, last poll, marker, port, and a summary line", async () => {
@@ -231,7 +250,7 @@ describe('agent-logs', () => {
       secrets: { [secretId]: { 'client-id': 'lab-host', 'secret-key': 'lab-secret-key-1' } },
     });
     expect(out.actionFailure).toBeUndefined();
-    expect(out.actionResults).toEqual({ log: 'token *** used\nkey ***\nclient *** here\nlast line', lines: '4', cut: expect.stringMatching(/^yes: the last 4 lines/) });
+    expect(out.actionResults).toEqual({ log: 'token **** used\nkey ****\nclient **** here\nlast line', lines: '4', cut: expect.stringMatching(/^yes: the last 4 lines/) });
   });
 
   it('says when the log was longer than the cap, and refuses an agent it does not run', async () => {

@@ -5,7 +5,8 @@ import { parseCommandLine } from '../../src/connector/cli';
 import { deviceConfigSchema } from '../../src/connector/config';
 import { resolveKeys } from '../../src/connector/phases';
 import { sshArgs, sshConfigText } from '../../src/connector/ssh';
-import { isSshHost, isSshUser, quote } from '../../src/connector/validate';
+import { isSshHost, isSshUser } from '../../src/connector/validate';
+import { quoted } from '../../src/common/text';
 import { tempDir } from '../helpers/tmp';
 
 describe('ssh user names', () => {
@@ -26,11 +27,12 @@ describe('ssh hosts', () => {
   );
 });
 
-describe('quote', () => {
+describe('quoted (the one quoting of untrusted text, shared with the charm)', () => {
   it('keeps untrusted text on one line, quoted and clipped', () => {
-    expect(quote('a\nb"c')).toBe('"a\\nb\\"c"');
-    expect(quote('x'.repeat(200))).toBe(`"${'x'.repeat(80)}..."`);
-    expect(quote({ a: '\n' })).toBe('{"a":"\\n"}');
+    expect(quoted('a\nb"c')).toBe('"a\\nb\\"c"');
+    expect(quoted('x'.repeat(200))).toBe(`"${'x'.repeat(120)}…"`);
+    expect(quoted('x'.repeat(200), 80)).toBe(`"${'x'.repeat(80)}…"`);
+    expect(quoted({ a: '\n' })).toBe('{"a":"\\n"}');
   });
 });
 

@@ -3,7 +3,8 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { agentScrapeJobs, dashboardUid, injectMatchers, providerUnitBag, providerUnitData, readCosBundle, withTopology, xzStored, type JujuTopology } from '../../src/charm/cos';
+import { agentScrapeJobs, dashboardUid, injectMatchers, providerUnitBag, providerUnitData, readCosBundle, withTopology, type JujuTopology } from '../../src/charm/cos';
+import { xzStored } from '../../src/common/xz';
 import { repoRoot } from '../helpers/tmp';
 
 const topology: JujuTopology = { model: 'lab', modelUuid: '0a1b2c3d-0000-4000-8000-000000000000', application: 'testflinger-agent-host', charmName: 'testflinger-agent-host' };

@@ -1,6 +1,6 @@
 /** The device types this connector knows; one file each, registered here. */
 import { UsageError } from '../errors';
-import { quote } from '../validate';
+import { quoted } from '../../common/text';
 import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlhost';
 import { fake } from './fake';
 import { maas2 } from './maas2';
@@ -45,7 +45,7 @@ export function resolveDeviceType(name: string): DeviceType {
   const renamed = UPSTREAM_FORMER_NAMES.get(name);
   // Upstream dropped these names with the rename: its connector refuses them too.
   if (renamed) throw new UsageError(`device type ${name} is upstream's former name of ${renamed}; use ${renamed}`);
-  throw new UsageError(`unknown device type ${quote(name)} (not a type of this connector or of upstream's); ${supported}`);
+  throw new UsageError(`unknown device type ${quoted(name)} (not a type of this connector or of upstream's); ${supported}`);
 }
 
 export { CONNECTOR_PHASES, type ConnectorPhase, type DeviceType } from './types';

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ReadableStream } from 'node:stream/web';
 import { JobError } from '../../errors';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 
 export interface Attachment {
   name: string;
@@ -45,7 +45,7 @@ export function openProvisionAttachment(runDir: string): Attachment | undefined 
 
 /** A file name as a multipart header may carry it: no quotes, backslashes or control characters. */
 function headerFileName(name: string): string {
-  if (/["\\\x00-\x1f\x7f]/.test(name)) throw new JobError(`the provision attachment's name ${quote(name)} cannot be sent (quotes, backslashes or control characters)`);
+  if (/["\\\x00-\x1f\x7f]/.test(name)) throw new JobError(`the provision attachment's name ${quoted(name)} cannot be sent (quotes, backslashes or control characters)`);
   return name;
 }
 

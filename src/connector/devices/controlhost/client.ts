@@ -6,7 +6,8 @@
  */
 import { ReadableStream } from 'node:stream/web';
 import { ConnectorError } from '../../errors';
-import { quote } from '../../validate';
+import { maskSecrets } from '../../../common/masker';
+import { quoted } from '../../../common/text';
 
 /** Upstream's connection timeout, and its timeout for plain requests. */
 export const CONNECTION_TIMEOUT_SECONDS = 30;
@@ -65,14 +66,14 @@ function describeFailure(method: string, url: string, error: unknown): Connector
 /** A refusal's reason: FastAPI's `detail` when the answer has one, else the answer's text; `secrets` masked. */
 function refusalReason(answer: string, secrets: readonly string[]): string {
   // A refusal may quote the request back, as FastAPI's 422 does.
-  const body = secrets.reduce((text, secret) => text.split(secret).join('***'), answer);
+  const body = maskSecrets(answer, secrets);
   try {
     const detail = (JSON.parse(body) as { detail?: unknown }).detail;
-    if (detail !== undefined) return quote(typeof detail === 'string' ? detail : JSON.stringify(detail));
+    if (detail !== undefined) return quoted(typeof detail === 'string' ? detail : JSON.stringify(detail));
   } catch {
     // not JSON
   }
-  return quote(body.trim());
+  return quoted(body.trim());
 }
 
 export class ControlHostApi {
@@ -108,7 +109,7 @@ export class ControlHostApi {
     try {
       return JSON.parse(text);
     } catch {
-      throw new ConnectorError(`${method} ${this.baseUrl}${endpoint} answered something not JSON: ${quote(text)}`);
+      throw new ConnectorError(`${method} ${this.baseUrl}${endpoint} answered something not JSON: ${quoted(text)}`);
     }
   }
 

@@ -12,7 +12,8 @@ import { ConnectorError } from '../../errors';
 import { describeTarget, type PhaseContext } from '../../phases';
 import { sshConfigText, sshRun } from '../../ssh';
 import { runCommand } from '../../steps';
-import { quote, type SshUser } from '../../validate';
+import { quoted } from '../../../common/text';
+import type { SshUser } from '../../validate';
 
 const ATTEMPTS = 10;
 const ATTEMPT_TIMEOUT_MS = 30_000;
@@ -42,7 +43,7 @@ export async function copyAgentKey(ctx: PhaseContext, user: SshUser, password: s
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const result = await runCommand(copyIdArgs(ctx, user, configFile, publicKey), { timeoutMs: ATTEMPT_TIMEOUT_MS, env });
       if (result.exitCode === 0) return;
-      ctx.print(`Error copying ssh key to device (attempt ${attempt} of ${ATTEMPTS}): ${quote(result.output.trim())}`);
+      ctx.print(`Error copying ssh key to device (attempt ${attempt} of ${ATTEMPTS}): ${quoted(result.output.trim())}`);
       if (attempt < ATTEMPTS) await ctx.sleep(PAUSE_MS);
     }
   } finally {

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { describeIssues, type JobFile } from '../../config';
 import { JobError } from '../../errors';
 import type { PhaseContext } from '../../phases';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 import { jobCredentials } from './config';
 import { validateUrls } from './iot-parser';
 
@@ -54,7 +54,7 @@ export function iotProvision(job: JobFile): IotProvision {
   try {
     validateUrls(imageUrls(data));
   } catch (error) {
-    throw new JobError(`provision_data: ${(error as Error).message}: ${quote(imageUrls(data).join(' '))}`);
+    throw new JobError(`provision_data: ${(error as Error).message}: ${quoted(imageUrls(data).join(' '))}`);
   }
   return data;
 }

@@ -10,7 +10,7 @@
 import * as net from 'node:net';
 import type { PhaseContext } from '../../phases';
 import { runCommand } from '../../steps';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 import { ConnectorError } from '../../errors';
 import { controlHostApi } from './run';
 import type { ControlHostConfig } from './config';
@@ -28,17 +28,17 @@ async function runScript(ctx: PhaseContext, commands: readonly string[], what: s
   for (const command of commands) {
     const argv = command.trim().split(/\s+/).filter(Boolean);
     if (argv.length === 0) continue;
-    ctx.print(`Executing: ${quote(command)}`);
+    ctx.print(`Executing: ${quoted(command)}`);
     const result = await runCommand(argv, { timeoutMs: SCRIPT_COMMAND_TIMEOUT_MS });
-    if (result.timedOut) ctx.print(`Command timed out after 60s: ${quote(command)}`);
-    else if (result.exitCode !== 0) ctx.print(`Command failed: ${quote(command)} (exit code: ${result.exitCode}): ${quote(result.output.trim())}`);
+    if (result.timedOut) ctx.print(`Command timed out after 60s: ${quoted(command)}`);
+    else if (result.exitCode !== 0) ctx.print(`Command failed: ${quoted(command)} (exit code: ${result.exitCode}): ${quoted(result.output.trim())}`);
   }
 }
 
 /** Whether the host answers ping; a host without ping counts as down (the 10 s grace still applies). */
 async function answersPing(ctx: PhaseContext, host: string): Promise<boolean> {
   const result = await runCommand(['ping', '-c', '1', '-W', '3', '--', host], { timeoutMs: 10_000 });
-  if (result.exitCode === 127) ctx.print(`cannot run ping (${quote(result.output.trim())}): not waiting for the control host to stop answering`);
+  if (result.exitCode === 127) ctx.print(`cannot run ping (${quoted(result.output.trim())}): not waiting for the control host to stop answering`);
   return result.exitCode === 0;
 }
 

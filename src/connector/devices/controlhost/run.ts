@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { ConnectorError } from '../../errors';
 import type { JobFile } from '../../config';
 import type { PhaseContext } from '../../phases';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 import { openProvisionAttachment, multipartBody } from './attachment';
 import { CONNECTION_TIMEOUT_SECONDS, ControlHostApi, SilenceError, type Limits } from './client';
 import { controlHostUrl, type ControlHostConfig } from './config';
@@ -86,13 +86,13 @@ function printEntry(ctx: PhaseContext, payload: string): boolean {
     entry = undefined;
   }
   if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-    ctx.print(`Malformed SSE data: ${quote(payload)}`);
+    ctx.print(`Malformed SSE data: ${quoted(payload)}`);
     return false;
   }
   const { level, message } = entry as { level?: unknown; message?: unknown };
   let name = typeof level === 'string' ? level.toUpperCase() : '';
   if (!LOG_LEVELS.has(name)) {
-    ctx.print(`Unknown log level ${quote(level ?? '')}, defaulting to INFO`);
+    ctx.print(`Unknown log level ${quoted(level ?? '')}, defaulting to INFO`);
     name = 'INFO';
   }
   for (const line of logLine(name, typeof message === 'string' ? message : payload)) ctx.print(line);
@@ -104,7 +104,7 @@ async function submit(run: ControlHostRun, api: ControlHostApi, request: string)
   const attachment = openProvisionAttachment(run.ctx.runDir);
   let answer: string;
   if (attachment) {
-    run.ctx.print(`Uploading boot binary ${quote(attachment.name)} (${attachment.size} bytes) as multipart attachment`);
+    run.ctx.print(`Uploading boot binary ${quoted(attachment.name)} (${attachment.size} bytes) as multipart attachment`);
     const { body, contentType } = multipartBody(request, attachment);
     const limits = { headersSeconds: run.readTimeoutSeconds, readSeconds: run.readTimeoutSeconds };
     answer = await (await api.request('POST', `${PROVISION}/multipart`, { body, headers: { 'content-type': contentType }, limits })).text();
@@ -118,7 +118,7 @@ async function submit(run: ControlHostRun, api: ControlHostApi, request: string)
     created = undefined;
   }
   const parsed = createdSchema.safeParse(created);
-  if (!parsed.success) throw new ConnectorError(`the control host did not answer the provisioning request with a job id: ${quote(answer)}`);
+  if (!parsed.success) throw new ConnectorError(`the control host did not answer the provisioning request with a job id: ${quoted(answer)}`);
   return parsed.data.job_id;
 }
 

@@ -2,6 +2,7 @@
  * The `maas` CLI, logged in on this host under the device's profile (`maas_user`), as upstream
  * drives it. Arguments go to the program as argv (no shell); each value was checked by a pattern.
  */
+import { quoted } from '../../../common/text';
 import { ConnectorError } from '../../errors';
 import type { PhaseContext } from '../../phases';
 import { runCommand } from '../../steps';
@@ -15,7 +16,7 @@ export class MaasError extends ConnectorError {
 const ANSWER_SHOWN = 300;
 
 function answer(text: string): string {
-  return JSON.stringify(text.length > ANSWER_SHOWN ? `${text.slice(0, ANSWER_SHOWN)}...` : text);
+  return quoted(text, ANSWER_SHOWN);
 }
 
 /** One `maas` call may not hang a phase. */

@@ -6,7 +6,8 @@
 import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig, type JobFile } from '../../config';
 import { JobError } from '../../errors';
-import { patternString, quote } from '../../validate';
+import { quoted } from '../../../common/text';
+import { patternString } from '../../validate';
 
 /** A MAAS CLI profile (`maas login <profile> ...`), as the agent host has it logged in. */
 const profileName = patternString(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a MAAS profile name (letters, digits, "_", ".", "-")');
@@ -85,7 +86,7 @@ const REFERENCES: Record<string, { key: 'device' | 'volume'; to: readonly Layout
 function checkLayout(entries: LayoutEntry[], ctx: z.RefinementCtx): void {
   const byId = new Map<string, LayoutEntry>();
   entries.forEach((entry, i) => {
-    if (byId.has(entry.id)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, 'id'], message: `${quote(entry.id)} is the id of an earlier entry` });
+    if (byId.has(entry.id)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, 'id'], message: `${quoted(entry.id)} is the id of an earlier entry` });
     else byId.set(entry.id, entry);
   });
   const percentOfDisk = new Map<string, number>();
@@ -95,12 +96,12 @@ function checkLayout(entries: LayoutEntry[], ctx: z.RefinementCtx): void {
     const target = (entry as Record<string, unknown>)[rule.key] as string;
     const found = byId.get(target);
     if (!found || !rule.to.includes(found.type)) {
-      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, rule.key], message: `${quote(target)} is not the id of a ${rule.to.join(' or ')} entry` });
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [i, rule.key], message: `${quoted(target)} is not the id of a ${rule.to.join(' or ')} entry` });
     }
     if (entry.type === 'partition' && entry.alloc_pct !== undefined) percentOfDisk.set(entry.device, (percentOfDisk.get(entry.device) ?? 0) + entry.alloc_pct);
   });
   for (const [disk, percent] of percentOfDisk) {
-    if (percent > 100) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [], message: `the partitions on disk ${quote(disk)} take ${percent}% (alloc_pct), more than 100%` });
+    if (percent > 100) ctx.addIssue({ code: z.ZodIssueCode.custom, path: [], message: `the partitions on disk ${quoted(disk)} take ${percent}% (alloc_pct), more than 100%` });
   }
 }
 

@@ -7,7 +7,7 @@ import { ConnectorError, RecoveryError } from '../../errors';
 import { testUsername, type PhaseContext } from '../../phases';
 import { sshRun } from '../../ssh';
 import { pollUntil, recoveryFailed } from '../../steps';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 import { MaasCli } from './cli';
 import type { Maas2Config, Maas2Provision, StorageLayout } from './config';
 import { applyStorageLayout } from './storage';
@@ -32,7 +32,7 @@ export class Machine {
   }
 
   private get name(): string {
-    return quote(this.config.node_name ?? this.config.agent_name ?? this.config.node_id);
+    return quoted(this.config.node_name ?? this.config.agent_name ?? this.config.node_id);
   }
 
   private say(line: string): void {
@@ -53,7 +53,7 @@ export class Machine {
     await this.maas.call(['machine', 'release', this.config.node_id]);
     const released = await this.waitFor('Ready', this.config.maas_release_wait_seconds);
     if (released.done) return this.say(`${this.name} is Ready`);
-    this.say(`${this.name} still ${quote(released.value)} after release; marking it broken and fixed`);
+    this.say(`${this.name} still ${quoted(released.value)} after release; marking it broken and fixed`);
     const kickWait = Math.min(30, this.config.maas_release_wait_seconds);
     const kicks: string[][] = [
       ['mark-broken', 'mark-fixed'],
@@ -70,7 +70,7 @@ export class Machine {
       if (after.done) return this.say(`${this.name} is Ready`);
       last = after.value;
     }
-    throw recoveryFailed(`${this.name} could not be released: MAAS still reports ${quote(last)}`);
+    throw recoveryFailed(`${this.name} could not be released: MAAS still reports ${quoted(last)}`);
   }
 
   async setStorage(layout: StorageLayout | undefined): Promise<void> {
@@ -131,7 +131,7 @@ export class Machine {
     if (status !== 'Deployed') return { kind: 'waiting', status };
     const addresses = machine.ip_addresses ?? [];
     if (!addresses.includes(this.config.device_ip)) {
-      return { kind: 'failed', why: `the device config's device_ip ${quote(this.config.device_ip)} is none of the machine's addresses in MAAS (${quote(addresses)})` };
+      return { kind: 'failed', why: `the device config's device_ip ${quoted(this.config.device_ip)} is none of the machine's addresses in MAAS (${quoted(addresses)})` };
     }
     const ssh = await sshRun(this.ctx.device, testUsername(this.ctx), 'true', undefined, 60_000);
     return ssh.exitCode === 0 ? { kind: 'booted' } : { kind: 'waiting', status: 'Deployed, not answering over SSH yet' };

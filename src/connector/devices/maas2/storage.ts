@@ -4,7 +4,7 @@
  * cleared, then disks, partitions, formats and mounts are applied in that order.
  */
 import { JobError } from '../../errors';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 import type { MaasCli } from './cli';
 import { sizeInBytes, type DiskEntry, type FormatEntry, type LayoutEntry, type MountEntry, type PartitionEntry, type StorageLayout } from './config';
 
@@ -49,7 +49,7 @@ export function planLayout(layout: StorageLayout, blockDevices: readonly BlockDe
       .reduce((sum, partition) => sum + sizeInBytes(partition.size), 0);
     const taken = new Set([...blockOf.values()].map((device) => device.id));
     const chosen = physical.find((device) => !taken.has(device.id) && Number(device.size ?? 0) >= needed);
-    if (!chosen) throw new JobError(`storage layout: no free block device on the machine holds disk ${quote(disk.id)} (its partitions need ${needed} bytes)`);
+    if (!chosen) throw new JobError(`storage layout: no free block device on the machine holds disk ${quoted(disk.id)} (its partitions need ${needed} bytes)`);
     blockOf.set(disk.id, chosen);
   }
   const partitionBytes = new Map<string, number>();
@@ -123,7 +123,7 @@ class LayoutWriter {
         try {
           await (steps[type] as (e: LayoutEntry) => Promise<void>)(entry);
         } catch (error) {
-          throw new JobError(`storage layout: MAAS refused ${type} ${quote(entry.id)}: ${(error as Error).message}`, { cause: error });
+          throw new JobError(`storage layout: MAAS refused ${type} ${quoted(entry.id)}: ${(error as Error).message}`, { cause: error });
         }
       }
     }

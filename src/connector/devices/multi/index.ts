@@ -11,7 +11,8 @@ import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig } from '../../config';
 import { ConnectorError, JobError } from '../../errors';
 import { runTest, type PhaseContext, type PhaseFn } from '../../phases';
-import { quote, sshHostSchema } from '../../validate';
+import { quoted } from '../../../common/text';
+import { sshHostSchema } from '../../validate';
 import type { DeviceType } from '../types';
 import { jobIdSchema, TestflingerServer } from './server';
 
@@ -71,7 +72,7 @@ async function abandon(multi: Multi, message: string): Promise<never> {
 async function createChildren(multi: Multi, parentId: string, jobs: readonly unknown[]): Promise<void> {
   for (const job of jobs) {
     if (typeof job !== 'object' || job === null || Array.isArray(job)) {
-      multi.ctx.print(`Job is not a dict: ${quote(job)}`);
+      multi.ctx.print(`Job is not a dict: ${quoted(job)}`);
       continue;
     }
     let id: string;

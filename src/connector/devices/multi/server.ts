@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { ConnectorError } from '../../errors';
-import { quote } from '../../validate';
+import { quoted } from '../../../common/text';
 
 const CALL_TIMEOUT_MS = 15_000;
 /** Job ids go into URL paths: the server's UUIDs, nothing that needs escaping. */
@@ -29,7 +29,7 @@ export class TestflingerServer {
 
   private async ok(method: 'GET' | 'POST', endpoint: string, body?: unknown): Promise<unknown> {
     const { status, text } = await this.call(method, endpoint, body);
-    if (status < 200 || status > 299) throw new ConnectorError(`${method} ${endpoint} answered HTTP ${status}: ${quote(text)}`);
+    if (status < 200 || status > 299) throw new ConnectorError(`${method} ${endpoint} answered HTTP ${status}: ${quoted(text)}`);
     try {
       return JSON.parse(text);
     } catch {
@@ -56,6 +56,6 @@ export class TestflingerServer {
   /** Cancels a job; one already over (400) is fine, as upstream. */
   async cancel(jobId: string): Promise<void> {
     const { status, text } = await this.call('POST', `/v1/job/${jobId}/action`, { action: 'cancel' });
-    if ((status < 200 || status > 299) && status !== 400) throw new ConnectorError(`cancelling job ${jobId} answered HTTP ${status}: ${quote(text)}`);
+    if ((status < 200 || status > 299) && status !== 400) throw new ConnectorError(`cancelling job ${jobId} answered HTTP ${status}: ${quoted(text)}`);
   }
 }

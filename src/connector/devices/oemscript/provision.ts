@@ -7,7 +7,8 @@ import { ConnectorError } from '../../errors';
 import { describeTarget, testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
 import { agentPublicKey, sshRun } from '../../ssh';
 import { copyToDevice, pollUntil, recoveryFailed, runCommand, runOnDevice, shellWords, waitForSsh } from '../../steps';
-import { quote, type SshUser } from '../../validate';
+import { quoted } from '../../../common/text';
+import type { SshUser } from '../../validate';
 import { oemScriptConfig, oemScriptProvision, type OemScriptConfig } from './config';
 import { OLD_SYSTEM_MARKER, RECOVERY_DIR, RECOVERY_SCRIPT, type RestoreMethod } from './recovery-script';
 
@@ -38,9 +39,9 @@ async function awaitReboot(run: Run, what: string): Promise<void> {
 async function hardReset(run: Run): Promise<void> {
   if (run.config.reboot_script.length === 0) throw recoveryFailed(`${describeTarget(run.ctx, run.user)} does not answer and the device config has no reboot_script`);
   for (const command of run.config.reboot_script) {
-    run.ctx.print(`running reboot_script command ${quote(command)}`);
+    run.ctx.print(`running reboot_script command ${quoted(command)}`);
     const result = await runCommand(command.split(/\s+/), { timeoutMs: REBOOT_SCRIPT_TIMEOUT_MS });
-    if (result.exitCode !== 0) throw recoveryFailed(`reboot_script command ${quote(command)} failed (exit ${result.exitCode}): ${quote(result.output.trim())}`);
+    if (result.exitCode !== 0) throw recoveryFailed(`reboot_script command ${quoted(command)} failed (exit ${result.exitCode}): ${quoted(result.output.trim())}`);
   }
 }
 
@@ -61,7 +62,7 @@ async function runRecoveryScript(run: Run, url: string, method: RestoreMethod): 
   await runOnDevice(run.ctx, run.user, ['mkdir', '-p', RECOVERY_DIR]);
   await copyToDevice(run.ctx, run.user, RECOVERY_SCRIPT, script, '0755');
   await copyToDevice(run.ctx, run.user, agentPublicKey('the restored system'), key);
-  run.ctx.print(`running the recovery script (${method}) with ${quote(url)}`);
+  run.ctx.print(`running the recovery script (${method}) with ${quoted(url)}`);
   const result = await sshRun(run.ctx.device, run.user, shellWords(['sh', script, url, method, key]), undefined, RECOVERY_SCRIPT_TIMEOUT_MS);
   for (const line of result.output.trimEnd().split('\n')) run.ctx.print(`device: ${line}`);
   if (result.exitCode !== 0) throw new ConnectorError(`the recovery script failed on ${describeTarget(run.ctx, run.user)} (exit ${result.exitCode})`);

@@ -1,5 +1,9 @@
-/** Replaces phase secrets in output before it goes anywhere, even when a secret spans two chunks. */
-export const MASK = '****';
+/**
+ * Secrets out of text before it goes anywhere: the agent's job output (a stream, where a secret
+ * may span two chunks), the charm's action results and status, the connector's quoted refusals.
+ * One mask everywhere, so an operator learns one sign for "a secret was here".
+ */
+export const SECRET_MASK = '****';
 
 export class SecretMasker {
   private readonly secrets: string[];
@@ -14,7 +18,7 @@ export class SecretMasker {
 
   mask(text: string): string {
     let out = text;
-    for (const secret of this.secrets) out = out.split(secret).join(MASK);
+    for (const secret of this.secrets) out = out.split(secret).join(SECRET_MASK);
     return out;
   }
 
@@ -32,4 +36,9 @@ export class SecretMasker {
     this.carry = '';
     return rest;
   }
+}
+
+/** Text with every one of `secrets` masked (all of it at once: no stream, nothing held back). */
+export function maskSecrets(text: string, secrets: readonly string[]): string {
+  return new SecretMasker(secrets).mask(text);
 }
