@@ -240,7 +240,7 @@ describe('agent-logs', () => {
   it("returns the last lines with the charm's secrets masked", async () => {
     const keys = sshKeyPair();
     const keyLine = keys.privateKey.split('\n')[1] as string;
-    const { h, run } = await deployed(['agent-1']);
+    const { h } = await deployed(['agent-1']);
     fs.mkdirSync(path.dirname(h.host.paths.tokenFile), { recursive: true });
     fs.writeFileSync(h.host.paths.tokenFile, JSON.stringify({ refresh_token: 'rt-abcdef123456', obtained_at: new Date().toISOString() }));
     h.supervisor.logs.set('agent-1', ['old line', 'token rt-abcdef123456 used', `key ${keyLine}`, 'client lab-secret-key-1 here', 'last line', ''].join('\n'));
