@@ -2,7 +2,7 @@
  * The Testflinger agent host charm: one handler per event over the Host (host.ts). The state is
  * loaded once when the charm is built and saved once when the event's handler ends; the status
  * is set once from its components: the agents' (unitstatus.ts) and the health loop's
- * (operations-health.ts), the framework taking the most urgent. See docs/architecture.md and docs/security.md.
+ * (operations/health.ts), the framework taking the most urgent. See docs/architecture.md and docs/security.md.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,9 +12,9 @@ import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
 import { gitEnvironment } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
-import { checkHealth, crashLoopStatus, healthNotes, staleNotes, type HealthResult } from './operations-health';
-import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations-drift';
-import { agentLogs, agentStatus, actionParams, charmSecrets, maskCharmSecrets, restartAgents, setOffline, setOnline, type ActionName, type ActionParams, type Operation } from './operations-actions';
+import { checkHealth, crashLoopStatus, healthNotes, staleNotes, type HealthResult } from './operations/health';
+import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations/drift';
+import { agentLogs, agentStatus, actionParams, charmSecrets, maskCharmSecrets, restartAgents, setOffline, setOnline, type ActionName, type ActionParams, type Operation } from './operations/actions';
 import { reconcile, type ReconcileOptions, type ReconcileReport } from './reconcile';
 import { currentRuntimeVersion, installRuntime } from './runtime';
 import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
@@ -279,7 +279,7 @@ export class AgentHostCharm extends CharmBase {
     await this.checkAgentHealth(config);
   }
 
-  /** Starts agents supervisord gave up on (with a backoff) and notes stale ones: operations-health.ts. */
+  /** Starts agents supervisord gave up on (with a backoff) and notes stale ones: operations/health.ts. */
   private async checkAgentHealth(config: CharmConfig): Promise<void> {
     let result: HealthResult | undefined;
     try {
@@ -423,7 +423,7 @@ export class AgentHostCharm extends CharmBase {
     if (!this.removing) event.addStatus(await this.agentsStatus());
   }
 
-  /** The health loop's component: a crash loop blocks (operations-health.ts). */
+  /** The health loop's component: a crash loop blocks (operations/health.ts). */
   private async collectHealthStatus(event: CollectStatusEvent): Promise<void> {
     if (this.removing) return;
     const crashLoop = crashLoopStatus(this.state, await this.agentsStatus(), Date.now());

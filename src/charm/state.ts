@@ -46,7 +46,7 @@ export interface HostState {
   staleAgents: Record<string, number>;
 }
 
-/** The health loop's backoff for one agent that keeps ending FATAL or EXITED (src/charm/operations-health.ts). */
+/** The health loop's backoff for one agent that keeps ending FATAL or EXITED (src/charm/operations/health.ts). */
 export interface AgentHealth {
   /** Restarts the loop made since the agent last stayed up. */
   restarts: number;

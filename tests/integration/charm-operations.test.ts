@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
-import { SCRAPE_DEADLINE_MS, SCRAPES_TOTAL_DEADLINE_MS } from '../../src/charm/operations-metrics';
+import { SCRAPE_DEADLINE_MS, SCRAPES_TOTAL_DEADLINE_MS } from '../../src/charm/operations/metrics';
 import { loadHostState, saveHostState } from '../../src/charm/state';
 import { labAgentConf } from '../helpers/charm';
 import { trickleMetrics } from '../helpers/charm-operations';

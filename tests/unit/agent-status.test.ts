@@ -3,7 +3,7 @@ import type { ServerApi } from '../../src/agent/api';
 import { silentLogger } from '../../src/agent/logger';
 import { AgentMetrics } from '../../src/agent/metrics';
 import { AgentStatus } from '../../src/agent/status';
-import { parseAgentView } from '../../src/charm/operations-metrics';
+import { parseAgentView } from '../../src/charm/operations/metrics';
 
 function agentStatus() {
   const posts: Record<string, unknown>[] = [];

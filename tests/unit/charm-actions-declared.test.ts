@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { actionParams } from '../../src/charm/operations-actions';
+import { actionParams } from '../../src/charm/operations/actions';
 import { repoRoot } from '../helpers/tmp';
 
 interface DeclaredParam {

@@ -1,6 +1,6 @@
 /** The health loop of update-status through the harness: restarts with a backoff, crash loops, stale agents, the status line. */
 import { labRepo, markBusy } from '../helpers/charm';
-import { SCRAPE_DEADLINE_MS, SCRAPES_TOTAL_DEADLINE_MS } from '../../src/charm/operations-metrics';
+import { SCRAPE_DEADLINE_MS, SCRAPES_TOTAL_DEADLINE_MS } from '../../src/charm/operations/metrics';
 import { fakeMetrics, metricsText, opsHarness, trickleMetrics } from '../helpers/charm-operations';
 
 const NOW = 1_800_000_000;

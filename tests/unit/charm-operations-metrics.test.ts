@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { checkListenerOwner, MetricsPortError, parseAgentView, parseListeners, scrapeAgent, SCRAPE_DEADLINE_MS } from '../../src/charm/operations-metrics';
+import { checkListenerOwner, MetricsPortError, parseAgentView, parseListeners, scrapeAgent, SCRAPE_DEADLINE_MS } from '../../src/charm/operations/metrics';
 import { fakeMetrics, metricsText, trickleMetrics } from '../helpers/charm-operations';
 import { onCleanup, tempDir } from '../helpers/tmp';
 

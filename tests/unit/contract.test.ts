@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as contract from '../../src/common/contract';
 import { LOCK_SCOPE_ENV } from '../../src/agent/lock';
 import { AGENT_STATES, AgentMetrics } from '../../src/agent/metrics';
-import { parseAgentView } from '../../src/charm/operations-metrics';
+import { parseAgentView } from '../../src/charm/operations/metrics';
 import { CONNECTOR_PHASES } from '../../src/connector';
 
 const ROOT = path.join(__dirname, '..', '..');

@@ -29,8 +29,8 @@ describe('docs/architecture.md', () => {
     expect(rows.filter((r) => !folders.includes(r as string))).toEqual([]);
   });
 
-  it('names only files and folders that exist: paths under src/, tests/ and scripts/, and bare modules', () => {
-    const paths = quoted.filter((q) => /^(src|tests|scripts)\/[\w./-]*$/.test(q));
+  it('names only files and folders that exist: paths under src/, tests/, scripts/ and bench/, and bare modules', () => {
+    const paths = quoted.filter((q) => /^(src|tests|scripts|bench)\/[\w./-]*$/.test(q));
     const modules = quoted.filter((q) => /^[\w-]+\.ts$/.test(q));
     expect(paths.length).toBeGreaterThan(5);
     expect(modules.length).toBeGreaterThan(5);

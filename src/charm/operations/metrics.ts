@@ -9,9 +9,9 @@
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { JOB_ID_LABEL, JOB_IN_PROGRESS_SERIES, LAST_POLL_SERIES, STATE_LABEL, STATE_SERIES } from '../common/contract';
-import { agentUserName } from './agentusers';
-import type { Host } from './host';
+import { JOB_ID_LABEL, JOB_IN_PROGRESS_SERIES, LAST_POLL_SERIES, STATE_LABEL, STATE_SERIES } from '../../common/contract';
+import { agentUserName } from '../agentusers';
+import type { Host } from '../host';
 
 export interface AgentView {
   /** The state the agent last reported (waiting, test, offline, ...), if it said one. */

@@ -6,12 +6,12 @@
  * without a successful poll for a few polling intervals is stale. Nothing here stops or signals
  * a process: a running job is never touched.
  */
-import { BlockedStatus, type StatusBase } from '../ops';
-import { gatherFacts, shortDuration, summaryLine, type AgentFacts } from './operations';
-import type { Operation } from './operations-actions';
-import type { AgentHealth, HostState } from './state';
-import { STATUS_MAX } from './unitstatus';
-import { elide } from './values';
+import { BlockedStatus, type StatusBase } from '../../ops';
+import { gatherFacts, shortDuration, summaryLine, type AgentFacts } from './facts';
+import type { Operation } from './actions';
+import type { AgentHealth, HostState } from '../state';
+import { STATUS_MAX } from '../unitstatus';
+import { elide } from '../values';
 
 const BACKOFF_FIRST_MS = 60_000;
 const BACKOFF_MAX_MS = 60 * 60_000;

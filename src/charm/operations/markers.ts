@@ -15,9 +15,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { markerOwners, offlineMarkerNames, readMarkerFile } from '../agent/agent';
-import { asUser, type FileOwner } from '../common/privileges';
-import type { HostPaths } from './paths';
+import { markerOwners, offlineMarkerNames, readMarkerFile } from '../../agent/agent';
+import { asUser, type FileOwner } from '../../common/privileges';
+import type { HostPaths } from '../paths';
 
 /** A reason is one line an operator types: capped, and kept free of control characters. */
 export const REASON_MAX = 200;

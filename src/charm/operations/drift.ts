@@ -6,14 +6,14 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { readFileNoFollow, sha256, switchSymlink } from '../common/fsutil';
-import type { CharmConfig } from './config';
-import type { Host } from './host';
-import type { HostPaths } from './paths';
-import { currentRuntimeVersion } from './runtime';
-import { phaseScripts } from './scripts';
-import type { HostState } from './state';
-import { renderAgentProgram } from './reconcile';
+import { readFileNoFollow, sha256, switchSymlink } from '../../common/fsutil';
+import type { CharmConfig } from '../config';
+import type { Host } from '../host';
+import type { HostPaths } from '../paths';
+import { currentRuntimeVersion } from '../runtime';
+import { phaseScripts } from '../scripts';
+import type { HostState } from '../state';
+import { renderAgentProgram } from '../reconcile';
 
 export interface Drift {
   /** The file, as the operator knows it (`agent-1.conf`, `tf-test`, `~ubuntu/.ssh/config`). */

@@ -4,14 +4,14 @@
  * uptime), the agent's own metrics (state, job, last successful poll), its offline markers, its
  * conf and the charm's state. Read-only; the actions that change things build on these facts.
  */
-import { RESERVED_ACTION_KEY_SEGMENTS } from '../ops/jujurules';
-import { agentBusy, readAgentConfOf } from './agents';
-import type { Host } from './host';
-import { readMarkers, type Marker } from './operations-markers';
-import { MetricsPortError, metricsOwnerOf, scrapeAgent, SCRAPES_TOTAL_DEADLINE_MS, type AgentView } from './operations-metrics';
-import type { HostState } from './state';
-import type { ProcessInfo } from './supervisor';
-import { elide } from './values';
+import { RESERVED_ACTION_KEY_SEGMENTS } from '../../ops/jujurules';
+import { agentBusy, readAgentConfOf } from '../agents';
+import type { Host } from '../host';
+import { readMarkers, type Marker } from './markers';
+import { MetricsPortError, metricsOwnerOf, scrapeAgent, SCRAPES_TOTAL_DEADLINE_MS, type AgentView } from './metrics';
+import type { HostState } from '../state';
+import type { ProcessInfo } from '../supervisor';
+import { elide } from '../values';
 
 /** Names or globs, comma-separated; `*` and `?` are the only special characters. */
 const SELECTOR = /^[A-Za-z0-9._*?-]{1,64}$/;

@@ -5,18 +5,18 @@
  * fails with its message); one that concerns one agent is listed in the results.
  */
 import { z } from 'zod';
-import type { ActionResults } from '../ops';
-import { maskSecrets } from '../common/masker';
-import type { FileOwner } from '../common/privileges';
-import type { CharmConfig } from './config';
-import { readIfExists } from './driver';
-import type { Host } from './host';
-import { gatherFacts, resultKeys, selectAgents, shortDuration, summaryLine, type AgentFacts } from './operations';
-import { REASON_MAX, REASON_PATTERN, removeMarkers, writeMarker } from './operations-markers';
-import type { HostState } from './state';
-import type { ProcessInfo } from './supervisor';
-import { expectedPrograms } from './unitstatus';
-import { elide } from './values';
+import type { ActionResults } from '../../ops';
+import { maskSecrets } from '../../common/masker';
+import type { FileOwner } from '../../common/privileges';
+import type { CharmConfig } from '../config';
+import { readIfExists } from '../driver';
+import type { Host } from '../host';
+import { gatherFacts, resultKeys, selectAgents, shortDuration, summaryLine, type AgentFacts } from './facts';
+import { REASON_MAX, REASON_PATTERN, removeMarkers, writeMarker } from './markers';
+import type { HostState } from '../state';
+import type { ProcessInfo } from '../supervisor';
+import { expectedPrograms } from '../unitstatus';
+import { elide } from '../values';
 
 export class OperationError extends Error {
   override readonly name = 'OperationError';
