@@ -140,7 +140,8 @@ function openLockDirectory(directory: string): number {
 /** Listens on `address`; the lock must not keep the process alive on its own. */
 function listen(address: string): Promise<net.Server> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer((socket) => socket.end(`${process.pid}\n`));
+    // A caller that hangs up before the answer is sent must not take the agent down with it.
+    const server = net.createServer((socket) => socket.on('error', () => undefined).end(`${process.pid}\n`));
     server.once('error', reject);
     server.listen({ path: address }, () => {
       server.unref();

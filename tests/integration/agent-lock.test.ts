@@ -41,28 +41,27 @@ function writeConf(dir: string, basedir = dir): string {
   return file;
 }
 
-/** The real agent program, as supervisord would run it. */
-function agentProcess(conf: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+/** The child, killed after the test, with what it printed (stdout and stderr) so far. */
+function tracked(child: ChildProcess): ChildProcess & { output: () => string } {
   let output = '';
-  const child = spawn(process.execPath, [path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env } });
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   processes.push(child);
   return Object.assign(child, { output: () => output });
+}
+
+/** The real agent program, as supervisord would run it. */
+function agentProcess(conf: string, env: Record<string, string> = {}): ChildProcess & { output: () => string } {
+  return tracked(spawn(process.execPath, [path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env } }));
 }
 
 function exited(child: ChildProcess): Promise<number | null> {
   return child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((r) => child.once('exit', (code) => r(code)));
 }
 
-/** Node code run as `nobody`; resolves once it prints `ready` (or exits). */
+/** Node code run as another user, `nobody`. */
 function asNobody(code: string): ChildProcess & { output: () => string } {
-  let output = '';
-  const child = spawn(process.execPath, ['-e', code], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-  processes.push(child);
-  return Object.assign(child, { output: () => output });
+  return tracked(spawn(process.execPath, ['-e', code], { uid: NOBODY, gid: NOBODY, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 const refusal = (pid: number | undefined) => new RegExp(`agent_id "${AGENT_ID}" is already run by another testflinger-agent \\(pid ${pid}: `);
