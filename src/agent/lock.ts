@@ -60,7 +60,7 @@ export function lockDirectory(env: Record<string, string | undefined>, loggingBa
 
 /** The lock's name in its directory: hidden, per agent_id, the same digest across versions. */
 export function lockName(agentId: string): string {
-  return `.testflinger-agent-lock-${sha256Hex(agentId).slice(0, 24)}`;
+  return `.testflinger-agent-lock-${sha256Hex(agentId).slice(0, 16)}`;
 }
 
 function processInfo(pid: number): { alive: boolean; cmdline: string; ppid: number } {
@@ -191,7 +191,8 @@ interface HeldLock {
  * lock's name: fails (undefined) when a holder's directory, live or stale, is there.
  */
 async function claim(base: string, name: string): Promise<HeldLock | undefined> {
-  const socketName = `${process.pid}-${process.hrtime.bigint().toString(36)}`;
+  // Short: `/proc/self/fd/<fd>/<name>.<id>/<id>` stays near 95 bytes, within sun_path's 107.
+  const socketName = `${process.pid.toString(36)}-${process.hrtime.bigint().toString(36)}`;
   const staging = `${base}/${name}.${socketName}`;
   fs.mkdirSync(staging, { mode: 0o700 });
   let server: net.Server | undefined;
