@@ -28,7 +28,6 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { STATE_DIR_ENV } from './config';
 import { sha256Hex } from './sha256';
 
 export class AgentLockError extends Error {
@@ -53,9 +52,9 @@ export interface AgentLockOptions {
   log: (message: string) => void;
 }
 
-/** The lock's directory for this environment; see the header. */
-export function lockDirectory(env: Record<string, string | undefined>, loggingBasedir: string): string {
-  return env[STATE_DIR_ENV] || env[LOCK_SCOPE_ENV] || loggingBasedir;
+/** The lock's directory: the agent's state directory, else the scope, else its logging_basedir (see the header). */
+export function lockDirectory(stateDir: string | undefined, scope: string | undefined, loggingBasedir: string): string {
+  return stateDir || scope || loggingBasedir;
 }
 
 /** The lock's name in its directory: hidden, per agent_id, the same digest across versions. */

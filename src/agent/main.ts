@@ -10,7 +10,7 @@ import { ServerApi } from './api';
 import { TestflingerClient } from './client';
 import { systemClock } from './clock';
 import { ConfigError, loadAgentConfig, serverUrl, STATE_DIR_ENV, stateDirNote } from './config';
-import { acquireAgentLock, AgentLockError, lockDirectory } from './lock';
+import { acquireAgentLock, AgentLockError, LOCK_SCOPE_ENV, lockDirectory } from './lock';
 import { AgentLogger, oneLine } from './logger';
 import { AgentMetrics } from './metrics';
 import { defaultContainment } from './containment';
@@ -59,7 +59,7 @@ async function main(): Promise<number> {
     // interrupted by the process that holds this lock.
     releaseLock = await acquireAgentLock({
       agentId: config.agent_id,
-      directory: lockDirectory(process.env, config.logging_basedir),
+      directory: lockDirectory(process.env[STATE_DIR_ENV], process.env[LOCK_SCOPE_ENV], config.logging_basedir),
       confPath,
       pidFile: path.join(config.logging_basedir, `${config.agent_id}.pid`),
       log: (m) => log.warning(m),

@@ -186,9 +186,9 @@ function statusFromPrograms(config: CharmConfig, state: HostState, expected: rea
   // Not waited for: the hook that started them ends now, and update-status says how they settled
   // (supervisord's startsecs is 1 s; one that fails shows as BACKOFF or FATAL with its error).
   // Not blocking, but for the operator to act on: said as long as it holds.
-  const notes = `${config['test-sandbox'] ? '' : '; test sandbox off'}${unpinnedHostKeyNote(config)}`;
-  if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${notes}`);
+  const operatorNotes = `${config['test-sandbox'] ? '' : '; test sandbox off'}${unpinnedHostKeyNote(config)}`;
+  if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${operatorNotes}`);
   if (state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(state.pendingRestart)}`);
   const pending = state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
-  return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${notes}${pending}`);
+  return new ActiveStatus(`${running} agent${running === 1 ? '' : 's'} running${operatorNotes}${pending}`);
 }

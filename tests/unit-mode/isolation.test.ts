@@ -250,10 +250,14 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     const bEnv = (await host.readFile(`/proc/${bAgent}/environ`)).split('\0').filter(Boolean);
     const scope = bEnv.find((e) => e.startsWith('TESTFLINGER_AGENT_LOCK_SCOPE='))?.split('=')[1] ?? '';
     const oldName = `testflinger-agent/${createHash('sha256').update(`${scope}\0agent-b`).digest('hex').slice(0, 40)}`;
-    const squat = await submit('agent-a', `python3 -c 'import socket, time; s = socket.socket(socket.AF_UNIX); s.bind("\\0${oldName}"); s.listen(1); print("squatting", flush=True); time.sleep(60)'`);
-    await eventually(async () => /squatting/.test(String((await result(squat))['test_output'])), "A's job holding the old name", 30_000);
-
+    // Bound by node, as the agent bound it (libuv pads an abstract name with NULs to the whole
+    // sun_path), and retried until it is free: while B runs, an earlier version held it itself.
+    const bindLoop = `(function bind() { const s = require("net").createServer(); s.once("error", () => setTimeout(bind, 5)); s.listen("\\u0000${oldName}", () => console.log("squatting")); })(); console.log("trying"); setTimeout(() => 0, 60000)`;
+    const squat = await submit('agent-a', `'${process.execPath}' -e '${bindLoop}'`);
+    const squatOutput = async () => String((await result(squat))['test_output']);
+    await eventually(async () => /trying/.test(await squatOutput()), "A's job trying to bind the old name", 30_000);
     await host.check(['kill', '-9', String(bAgent)]);
+    await eventually(async () => /squatting/.test(await squatOutput()), "A's job holding the old name", 30_000);
     const restarted = await eventually(async () => {
       const pid = await agentPid('agent-b').catch(() => bAgent);
       return pid !== bAgent && (await alive(pid)) && (await host.programs()).get('agent-b')?.state === 'RUNNING' ? pid : undefined;
