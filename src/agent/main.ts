@@ -9,9 +9,9 @@ import { Agent } from './agent';
 import { ServerApi } from './api';
 import { TestflingerClient } from './client';
 import { systemClock } from './clock';
-import { AGENT_DIR_ENV, METRICS_HOST_ENV, OFFLINE_MARKER_DIR_ENV, SERVER_ENV, STATE_DIR_ENV } from '../common/contract';
+import { AGENT_DIR_ENV, LOCK_SCOPE_ENV, METRICS_HOST_ENV, OFFLINE_MARKER_DIR_ENV, SERVER_ENV, STATE_DIR_ENV } from '../common/contract';
 import { ConfigError, loadAgentConfig, serverUrl, stateDirNote } from './config';
-import { acquireAgentLock, AgentLockError, defaultLockScope, LOCK_SCOPE_ENV } from './lock';
+import { acquireAgentLock, AgentLockError, lockDirectory } from './lock';
 import { AgentLogger, oneLine } from './logger';
 import { AgentMetrics } from './metrics';
 import { defaultContainment } from './containment';
@@ -60,7 +60,7 @@ async function main(): Promise<number> {
     // interrupted by the process that holds this lock.
     releaseLock = await acquireAgentLock({
       agentId: config.agent_id,
-      scope: process.env[LOCK_SCOPE_ENV] || defaultLockScope(config.logging_basedir),
+      directory: lockDirectory(process.env[STATE_DIR_ENV], process.env[LOCK_SCOPE_ENV], config.logging_basedir),
       confPath,
       pidFile: path.join(config.logging_basedir, `${config.agent_id}.pid`),
       log: (m) => log.warning(m),

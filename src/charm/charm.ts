@@ -10,7 +10,7 @@ import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, typ
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
-import { gitEnvironment } from './gitaccess';
+import { gitEnvironment, reportingFirstSeenKeys } from './gitaccess';
 import { hostFromEnv, type Host } from './host';
 import { checkHealth, crashLoopStatus, healthNotes, staleNotes, type HealthResult } from './operations/health';
 import { changedPids, driftFixState, driftText, findDrift, processIds, restoreRuntimeLink } from './operations/drift';
@@ -353,7 +353,7 @@ export class AgentHostCharm extends CharmBase {
       const gitEnv = gitEnvironment(this.paths, repo, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
       // On a unit the branch's code runs as the build user, never as root (runtimebuild.ts).
       const builder = this.host.driver.kind === 'unit' ? await ensureBuildUser(this.host.run, path.join(this.paths.root, 'etc/passwd')) : undefined;
-      const { bundleDir, commit } = await buildRuntimeFromSource(this.host.run, { url: repo.url, display: repo.display, gitEnv }, branch, workDir, { builder });
+      const { bundleDir, commit } = await reportingFirstSeenKeys(this.paths, (m) => this.log.warning(m), () => buildRuntimeFromSource(this.host.run, { url: repo.url, display: repo.display, gitEnv }, branch, workDir, { builder }));
       return this.installBundles(bundleDir, `src-${commit.slice(0, 12)}`).version;
     } finally {
       fs.rmSync(workDir, { recursive: true, force: true });

@@ -15,7 +15,7 @@ import { agentBasedirs, type AgentBasedirs } from './basedirs';
 import type { CharmConfig } from './config';
 import { syncConfigRepo } from './configrepo';
 import { readIfExists } from './driver';
-import { gitEnvironment } from './gitaccess';
+import { gitEnvironment, reportingFirstSeenKeys } from './gitaccess';
 import { CONTAINED_WRAPPER } from './isolation';
 import type { Host } from './host';
 import { plan, type DesiredAgent, type Plan } from './plan';
@@ -179,7 +179,7 @@ async function gather(host: Host, config: CharmConfig, previous: HostState, opti
   await host.driver.prepareHost(config);
   const remote = config['config-repo'];
   const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
-  const { revision } = await syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv);
+  const { revision } = await reportingFirstSeenKeys(paths, log, () => syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv));
   const inputs = inputsHash(host, config, revision);
   const unchanged = !options.restartAll && previous.problem === null && inputs === previous.appliedInputs && programFilesPresent(host, Object.keys(previous.appliedPrograms));
   const desired = unchanged ? desiredFromState(previous) : await desiredFromRepo(host, config, previous, log);

@@ -5,6 +5,7 @@
 import { ActiveStatus, BlockedStatus, statusFromName, WaitingStatus, type StatusBase } from '../ops';
 import { SECRET_MASK } from '../common/masker';
 import { CharmConfigError, type CharmConfig } from './config';
+import { unpinnedHostKeyNote } from './gitaccess';
 import type { HostState } from './state';
 import type { ProgramStatus } from './supervisor';
 import { elide } from './values';
@@ -196,9 +197,10 @@ function statusFromPrograms(config: CharmConfig, state: HostState, expected: rea
   if (invalid.length > 0) return new BlockedStatus(`${running} agents running${startingToo}; bad conf: ${listNames(invalid)} (see juju debug-log)`);
   // Not waited for: the hook that started them ends now, and update-status says how they settled
   // (supervisord's startsecs is 1 s; one that fails shows as BACKOFF or FATAL with its error).
-  const sandboxOff = config['test-sandbox'] ? '' : '; test sandbox off';
-  if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${sandboxOff}`);
+  // Not blocking, but for the operator to act on: said as long as it holds.
+  const operatorNotes = `${config['test-sandbox'] ? '' : '; test sandbox off'}${unpinnedHostKeyNote(config)}`;
+  if (starting.length > 0) return new WaitingStatus(`${running === 0 ? `${starting.length} agent${starting.length === 1 ? '' : 's'} starting` : `${running} agents running, ${starting.length} starting`}${operatorNotes}`);
   if (state.pendingRestart.length > 0) return new WaitingStatus(`${running} agents running; restart pending for ${listNames(state.pendingRestart)}`);
   const pending = state.limitsRestartPending ? '; supervisord restart for new limits waits until no agent runs a job' : '';
-  return new ActiveStatus(`${summary ?? `${running} agent${running === 1 ? '' : 's'} running`}${sandboxOff}${pending}`);
+  return new ActiveStatus(`${summary ?? `${running} agent${running === 1 ? '' : 's'} running`}${operatorNotes}${pending}`);
 }

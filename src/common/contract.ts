@@ -19,7 +19,10 @@ export const STATE_DIR_ENV = 'TESTFLINGER_STATE_DIR';
 export const AGENT_DIR_ENV = 'TESTFLINGER_AGENT_DIR';
 /** Where the agent looks for offline marker files (/tmp on a unit). */
 export const OFFLINE_MARKER_DIR_ENV = 'TESTFLINGER_OFFLINE_MARKER_DIR';
-/** Where the one-process-per-agent_id lock lives: the charm's root, whatever each conf's logging_basedir says. */
+/**
+ * Where the one-process-per-agent_id lock lives when the agent has no state dir (a sandbox root:
+ * the charm's root, whatever each conf's logging_basedir says); with one, the lock is there.
+ */
 export const LOCK_SCOPE_ENV = 'TESTFLINGER_AGENT_LOCK_SCOPE';
 /** `on` (the charm's `test-sandbox` option, default) or `off`; unset means off. */
 export const TEST_SANDBOX_ENV = 'TESTFLINGER_TEST_SANDBOX';

@@ -3,6 +3,7 @@
  * credentials, and a real sshd. Credentials in a URL reach neither argv nor a file nor a
  * message; the agents' SSH config never runs for root; host keys are checked.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { charmHarness, labAgentConf } from '../helpers/charm';
@@ -124,11 +125,28 @@ describe('config-repo over SSH', () => {
     expect(fs.existsSync(lab.marker)).toBe(false);
   });
 
-  it('with no known hosts set: keeps the key first seen and refuses a changed one, keeping the tree', async () => {
+  it('with no known hosts set: keeps the key first seen, logs its fingerprint once, says so in the status until pinned', async () => {
+    const lab = await sshLab();
+    const { ctx } = charmHarness();
+    const first = await ctx.run(ctx.on.configChanged(), { config: lab.config });
+    expect(first.unitStatus?.message).toBe('1 agent starting; config-repo host key trusted on first use, not pinned');
+    // The fingerprint as ssh-keygen shows it, for the operator to compare with the server's own.
+    const fingerprint = /SHA256:\S+/.exec(execFileSync('ssh-keygen', ['-lf', path.join(lab.sshd.dir, 'host_key.pub')], { encoding: 'utf8' }))?.[0];
+    const kept = `kept the SSH host key first seen, [127.0.0.1]:${lab.sshd.port} ${lab.hostKey.split(' ')[1]} ${fingerprint}; check it against the server's own and pin it with config-repo-known-hosts`;
+    expect(first.logs.filter((l) => l.message.includes(kept))).toHaveLength(1);
+
+    const again = await ctx.run(ctx.on.action('update-configs'), { config: lab.config });
+    expect(again.logs.filter((l) => l.message.includes('kept the SSH host key'))).toEqual([]);
+    expect(again.unitStatus?.message).toMatch(/; config-repo host key trusted on first use, not pinned$/);
+
+    const pinned = await ctx.run(ctx.on.configChanged(), { config: { ...lab.config, 'config-repo-known-hosts': `${lab.hostKey}\n` } });
+    expect(pinned.unitStatus?.message).not.toMatch(/host key/);
+  });
+
+  it('with no known hosts set: refuses a changed key, keeping the tree', async () => {
     const lab = await sshLab();
     const { ctx, root } = charmHarness();
-    const first = await ctx.run(ctx.on.configChanged(), { config: lab.config });
-    expect(first.unitStatus?.message).toBe('1 agent starting');
+    await ctx.run(ctx.on.configChanged(), { config: lab.config });
     const firstSeen = path.join(root, 'var/lib/testflinger-agent-host/git/known_hosts.first-seen');
     expect(fs.readFileSync(firstSeen, 'utf8')).toContain(lab.hostKey.split(' ')[2]);
     expect(fs.statSync(firstSeen).mode & 0o777).toBe(0o600);

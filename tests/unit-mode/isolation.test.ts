@@ -7,7 +7,7 @@
  * directories in the per-agent defaults the charm gives them. Jobs on agent A try to reach
  * agent B, the host and the future, and fail; A's test still reaches its device over ssh.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { RUN_TEST_CMDS } from '../helpers/phase-script';
 import { eventually } from '../helpers/tmp';
@@ -242,6 +242,33 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
     expect(aOut).toMatch(new RegExp(`NOTE: this phase hit its process limit \\(${MAX_PROCESSES} processes for this agent, the charm's agent-max-processes\\)`));
     // The wrapper set it on the agent, hard: its own limit is the charm's.
     expect(await host.readFile(`/proc/${await agentPid('agent-a')}/limits`)).toMatch(new RegExp(`^Max processes\\s+${MAX_PROCESSES}\\s+${MAX_PROCESSES}\\s`, 'm'));
+  }, 120_000);
+
+  it("a job on A binding the abstract name B's lock once had does not keep B from restarting; a second B is still refused", async () => {
+    const bAgent = await agentPid('agent-b');
+    // What an earlier version bound: \0testflinger-agent/<sha256(scope \0 agent_id)>, the scope from B's program file.
+    const bEnv = (await host.readFile(`/proc/${bAgent}/environ`)).split('\0').filter(Boolean);
+    const scope = bEnv.find((e) => e.startsWith('TESTFLINGER_AGENT_LOCK_SCOPE='))?.split('=')[1] ?? '';
+    const oldName = `testflinger-agent/${createHash('sha256').update(`${scope}\0agent-b`).digest('hex').slice(0, 40)}`;
+    // Bound by node, as the agent bound it (libuv pads an abstract name with NULs to the whole
+    // sun_path), and retried until it is free: while B runs, an earlier version held it itself.
+    const bindLoop = `(function bind() { const s = require("net").createServer(); s.once("error", () => setTimeout(bind, 5)); s.listen("\\u0000${oldName}", () => console.log("squatting")); })(); console.log("trying"); setTimeout(() => 0, 60000)`;
+    const squat = await submit('agent-a', `'${process.execPath}' -e '${bindLoop}'`);
+    const squatOutput = async () => String((await result(squat))['test_output']);
+    await eventually(async () => /trying/.test(await squatOutput()), "A's job trying to bind the old name", 30_000);
+    await host.check(['kill', '-9', String(bAgent)]);
+    await eventually(async () => /squatting/.test(await squatOutput()), "A's job holding the old name", 30_000);
+    const restarted = await eventually(async () => {
+      const pid = await agentPid('agent-b').catch(() => bAgent);
+      return pid !== bAgent && (await alive(pid)) && (await host.programs()).get('agent-b')?.state === 'RUNNING' ? pid : undefined;
+    }, 'B running again', 30_000);
+    expect((await result(squat))['job_state']).toBe('test');
+
+    const second = await host.exec(['setpriv', '--reuid=tf-agent-b', '--regid=tf-agent-b', '--init-groups', '--', 'env', '-i', ...bEnv, ...(await host.readFile(`/proc/${restarted}/cmdline`)).split('\0').filter(Boolean)]);
+    expect(second.exitCode).toBe(3);
+    expect(`${second.stdout}${second.stderr}`).toMatch(new RegExp(`agent_id "agent-b" is already run by another testflinger-agent \\(pid ${restarted}: `));
+    await api('POST', `/v1/job/${squat}/action`, { action: 'cancel' });
+    await testOutput(squat);
   }, 120_000);
 
   it('with test-sandbox=false, a job on A still cannot reach B (users), and its daemon still dies with its phase (cgroup)', async () => {

@@ -4,7 +4,7 @@
  * own, and it runs a last-resort collection once start-up is done and now and then after.
  */
 import { createHash } from 'node:crypto';
-import { lockSocketName } from '../../src/agent/lock';
+import { lockName } from '../../src/agent/lock';
 import { AGENT_MALLOC_ENV, FIRST_REDUCTION_MS, REDUCTION_EVERY_MS, jobEnv, scheduleMemoryReduction } from '../../src/agent/memory';
 import { sha256Hex } from '../../src/agent/sha256';
 
@@ -20,9 +20,9 @@ describe('sha256Hex', () => {
     expect(sha256Hex(text)).toBe(createHash('sha256').update(text).digest('hex'));
   });
 
-  it('keeps the lock name the crypto-based agent used', () => {
-    const digest = createHash('sha256').update('/var/log/testflinger\0lab-1').digest('hex').slice(0, 40);
-    expect(lockSocketName('lab-1', '/var/log/testflinger')).toBe(`\0testflinger-agent/${digest}`);
+  it('names the lock file by the digest node:crypto gives, so every runtime finds the same one', () => {
+    const digest = createHash('sha256').update('lab-1').digest('hex').slice(0, 16);
+    expect(lockName('lab-1')).toBe(`.testflinger-agent-lock-${digest}`);
   });
 });
 

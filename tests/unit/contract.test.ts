@@ -5,7 +5,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as contract from '../../src/common/contract';
-import { LOCK_SCOPE_ENV } from '../../src/agent/lock';
 import { AGENT_STATES, AgentMetrics } from '../../src/agent/metrics';
 import { parseAgentView } from '../../src/charm/operations/metrics';
 import { CONNECTOR_PHASES } from '../../src/connector';
@@ -85,12 +84,11 @@ describe('the contract', () => {
     expect(parseAgentView(metrics.render())).toEqual({ state: 'provision', jobId: 'job-7', lastPoll: 1_700_000_000 });
   });
 
-  it('is what the root wrapper exports and the lock reads', () => {
+  it('is what the root wrapper exports', () => {
     const wrapper = fs.readFileSync(path.join(ROOT, 'tf-cmd-scripts', 'testflinger-agent-contained'), 'utf8');
     expect(wrapper).toMatch(new RegExp(`^\\s*export ${contract.TOKEN_FD_ENV}=3$`, 'm'));
     expect(wrapper).toContain(`\${${contract.MAX_PROCESSES_ENV}:-}`);
     expect(wrapper).toContain(`\${${contract.MAX_MEMORY_ENV}:-}`);
-    expect(LOCK_SCOPE_ENV).toBe(contract.LOCK_SCOPE_ENV);
   });
 });
 
@@ -107,11 +105,9 @@ describe('one copy of the contract', () => {
   /** Names that are not a contract between the parts: the connector's own, to its askpass script. */
   const PRIVATE = new Set(['TESTFLINGER_DEVICE_PASSWORD']);
   /** Files still holding their own copy of a name, each pinned equal to the contract's above. */
-  const PINNED_COPIES = new Set(['src/agent/lock.ts']);
-
   it('spells the variable names only in src/common/contract.ts', () => {
     const copies = sources()
-      .filter(([file]) => file !== path.join('src', 'common', 'contract.ts') && !PINNED_COPIES.has(file))
+      .filter(([file]) => file !== path.join('src', 'common', 'contract.ts'))
       .flatMap(([file, text]) => [...text.matchAll(/['"`]?(TESTFLINGER_[A-Z_]+)(['"`]|\s*:\s)/g)].map((m) => `${file}: ${m[1]}`))
       .filter((hit) => !PRIVATE.has(hit.split(': ')[1] as string));
     expect(copies).toEqual([]);
