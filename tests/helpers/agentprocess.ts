@@ -22,7 +22,8 @@ export class AgentProcess {
       setup_command: 'true', cleanup_command: 'echo cleanup phase', ...conf,
     });
     fs.writeFileSync(run('agent.conf'), text);
-    fs.chownSync(this.dir, this.uid, this.uid);
+    // Its directory is its user's: the agent refuses a lock directory another user owns.
+    if (!this.asRoot) fs.chownSync(this.dir, this.uid, this.uid);
     const asNobody = this.asRoot ? [] : ['setpriv', `--reuid=${this.uid}`, `--regid=${this.uid}`, '--clear-groups', '--'];
     const [file, ...args] = [
       ...asNobody,
