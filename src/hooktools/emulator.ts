@@ -57,8 +57,6 @@ export interface DispatchOptions {
   unitName?: string;
   /** Extra variables, e.g. AGENT_HOST_ROOT for the sandbox. */
   env?: Record<string, string>;
-  /** Run hooks/<name> instead of dispatch (as old Juju would). */
-  viaHookFile?: boolean;
   /** For a relation hook: the relation (in the unit's state) and the remote side Juju names. */
   relation?: HookRelation;
   /** For a secret hook (secret-changed): the secret. */
@@ -106,8 +104,7 @@ export async function dispatchEvent(
     ...(options.secret ? secretEnvironment(options.secret) : {}),
     ...options.env,
   };
-  const program = options.viaHookFile ? path.join(options.charmDir, dispatchPath) : path.join(options.charmDir, 'dispatch');
-  if (options.viaHookFile) delete env['JUJU_DISPATCH_PATH'];
+  const program = path.join(options.charmDir, 'dispatch');
   const started = process.hrtime.bigint();
   const result = await execa(program, [], { cwd: options.charmDir, env, extendEnv: false, reject: false, stdin: 'ignore' });
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;

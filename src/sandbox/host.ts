@@ -41,7 +41,7 @@ export class SandboxHost {
   }
 
   /** Runs `hooks/<name>` or `actions/<name>` through the charm's dispatch, in this sandbox. */
-  dispatch(dispatchPath: string, options: Pick<DispatchOptions, 'viaHookFile' | 'relation'> & { actionParams?: Record<string, unknown> } = {}): Promise<DispatchResult> {
+  dispatch(dispatchPath: string, options: Pick<DispatchOptions, 'relation'> & { actionParams?: Record<string, unknown> } = {}): Promise<DispatchResult> {
     return dispatchEvent(this.unit, dispatchPath, { charmDir: this.charmDir, env: { AGENT_HOST_ROOT: this.root }, ...options });
   }
 

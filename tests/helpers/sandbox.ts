@@ -13,8 +13,8 @@ export class Sandbox extends SandboxHost {
   }
 
   /** Runs a hook and fails the test with the charm's last logs if it exits non-zero. */
-  async hook(name: string, options: { viaHookFile?: boolean } = {}): Promise<DispatchResult> {
-    return hookOrThrow(this.unit, name, () => this.dispatch(`hooks/${name}`, options));
+  async hook(name: string): Promise<DispatchResult> {
+    return hookOrThrow(this.unit, name, () => this.dispatch(`hooks/${name}`));
   }
 
   async action(name: string, params: Record<string, unknown> = {}) {

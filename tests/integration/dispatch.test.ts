@@ -20,13 +20,6 @@ describe('dispatch as Juju runs it', () => {
     expect(calls.every(([tool]) => tool !== 'action-get')).toBe(true);
   });
 
-  it('runs a hooks/<name> file without JUJU_DISPATCH_PATH, as Juju before 2.8 does', async () => {
-    const sandbox = new Sandbox({});
-    await sandbox.hook('install', { viaHookFile: true });
-    expect(sandbox.unit.state().logs.some((l) => /skipping packages/.test(l.message))).toBe(true);
-    expect(sandbox.status?.message).toMatch(/config-repo is not set/);
-  });
-
   it('runs an action: params come from action-get, a failure goes through action-fail', async () => {
     const sandbox = new Sandbox({ 'config-dir': 'lab1' });
     const { result, failed, message } = await sandbox.action('update-configs');
