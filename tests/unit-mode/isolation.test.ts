@@ -117,7 +117,12 @@ describeOnUnitHost('job isolation on a unit: per-agent users, cgroups, the test 
   });
 
   it('each agent runs as its own user, in its own cgroup, as supervisord reports it; the unit says they started', async () => {
-    const programs = await host.programs();
+    // supervisord names a program's pid once it is RUNNING (startsecs after the start); the agent
+    // may have reported in to the server before that.
+    const programs = await eventually(async () => {
+      const now = await host.programs();
+      return AGENTS.every((a) => now.get(a)?.state === 'RUNNING') ? now : undefined;
+    }, 'both agents RUNNING');
     for (const a of AGENTS) {
       const pid = await agentPid(a);
       expect(programs.get(a)?.pid).toBe(pid);
