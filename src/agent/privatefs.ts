@@ -4,6 +4,7 @@
  * creation because the process umask may be looser (or the folder may already exist).
  */
 import * as fs from 'node:fs';
+import { NotRegularFile, openRegularFile } from '../common/fsutil';
 
 export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
@@ -51,21 +52,19 @@ export class RunDirFileRefused extends Error {
   override readonly name = 'RunDirFileRefused';
 }
 
-const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW, O_NONBLOCK } = fs.constants;
+const { O_WRONLY, O_APPEND, O_CREAT } = fs.constants;
 
 /** The file's descriptor, or RunDirFileRefused (closed) when it is not a plain file of ours. */
 function openRunDirFile(file: string, flags: number): number {
-  let fd: number;
+  let opened: { fd: number; stat: fs.Stats };
   try {
-    fd = fs.openSync(file, flags | O_NOFOLLOW | O_NONBLOCK, PRIVATE_FILE_MODE);
+    opened = openRegularFile(file, flags, PRIVATE_FILE_MODE);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    // ELOOP: a link; ENXIO: a FIFO without a reader; EISDIR: a directory.
-    if (code === 'ELOOP' || code === 'ENXIO' || code === 'EISDIR') throw new RunDirFileRefused(`${file}: not a regular file (${code})`);
+    if (error instanceof NotRegularFile) throw new RunDirFileRefused(error.message);
     throw error;
   }
-  const stat = fs.fstatSync(fd);
-  const why = !stat.isFile() ? 'not a regular file' : stat.uid !== process.geteuid?.() ? `owned by uid ${stat.uid}` : stat.nlink !== 1 ? 'has another name (a hard link)' : undefined;
+  const { fd, stat } = opened;
+  const why = stat.uid !== process.geteuid?.() ? `owned by uid ${stat.uid}` : stat.nlink !== 1 ? 'has another name (a hard link)' : undefined;
   if (why) {
     fs.closeSync(fd);
     throw new RunDirFileRefused(`${file}: ${why}`);

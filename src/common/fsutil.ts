@@ -65,15 +65,44 @@ export function readJsonFile<T>(file: string, fallback: T): T {
   }
 }
 
+/** Something other than a regular file at `file`; `code` is open's (ELOOP: a link), as callers read errno codes. */
+export class NotRegularFile extends Error {
+  override readonly name = 'NotRegularFile';
+  constructor(readonly file: string, readonly code?: string) {
+    super(`${file}: not a regular file${code ? ` (${code})` : ''}`);
+  }
+}
+
+/** Open errors that mean "something other than a regular file is there": a link, a FIFO without a reader, a directory. */
+const NOT_REGULAR_CODES = new Set(['ELOOP', 'ENXIO', 'EISDIR']);
+
 /**
- * Reads a regular file without following a final symlink and without reading more than `cap`
- * bytes; anything else (a link, a FIFO, a device) is refused.
+ * Opens `file` as a regular file only: never through a final link (O_NOFOLLOW), never waiting on
+ * a FIFO (O_NONBLOCK), and checked on the descriptor (fstat). A link, a FIFO, a directory or a
+ * device throws NotRegularFile (nothing is left open); other errors (ENOENT, EACCES) are thrown
+ * as they are. For files in a directory someone else can write (a job's run dir, /tmp).
  */
-export function readFileNoFollow(file: string, cap: number): Buffer {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+export function openRegularFile(file: string, flags: number, mode?: number): { fd: number; stat: fs.Stats } {
+  let fd: number;
   try {
-    const stat = fs.fstatSync(fd);
-    if (!stat.isFile()) throw new Error(`${file} is not a regular file`);
+    fd = fs.openSync(file, flags | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK, mode);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? '';
+    if (NOT_REGULAR_CODES.has(code)) throw new NotRegularFile(file, code);
+    throw error;
+  }
+  const stat = fs.fstatSync(fd);
+  if (!stat.isFile()) {
+    fs.closeSync(fd);
+    throw new NotRegularFile(file);
+  }
+  return { fd, stat };
+}
+
+/** Reads a regular file (openRegularFile) of at most `cap` bytes; a larger one is refused. */
+export function readFileNoFollow(file: string, cap: number): Buffer {
+  const { fd, stat } = openRegularFile(file, fs.constants.O_RDONLY);
+  try {
     if (stat.size > cap) throw new Error(`${file} is larger than ${cap} bytes`);
     const buffer = Buffer.alloc(stat.size);
     let read = 0;

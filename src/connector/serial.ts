@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { serialLogFile } from '../common/contract';
+import { openRegularFile } from '../common/fsutil';
 
 const RECONNECT_MS = 30_000;
 
@@ -17,8 +18,8 @@ export interface SerialLog {
 /** Starts logging when both host and port are set; otherwise a logger that does nothing. */
 export function startSerialLog(print: (line: string) => void, runDir: string, phase: string, host: string | undefined, port: number | undefined): SerialLog {
   if (!host || !port) return { stop: () => undefined };
-  // The run directory is the agent's, but a file in it is never followed if it is a link.
-  const fd = fs.openSync(path.join(runDir, serialLogFile(phase)), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644);
+  // The run directory is the job's: a link or a FIFO left there is refused, never followed or waited on.
+  const { fd } = openRegularFile(path.join(runDir, serialLogFile(phase)), fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT, 0o644);
   let socket: net.Socket | undefined;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
