@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import { StringDecoder } from 'node:string_decoder';
 import type { LiveLog } from './logstream';
+import { openRegularFile } from '../common/fsutil';
 import { SecretMasker } from '../common/masker';
 
 /** The serial log is read this much at a time, so a huge file is not read into memory at once. */
@@ -23,16 +24,16 @@ export function tailSerial(file: string, sink: LiveLog, phase: string, secretVal
   let offset = 0;
   /** Reads one bounded chunk; true when there may be more. */
   const read = (): boolean => {
-    let fd: number;
+    let opened: { fd: number; stat: fs.Stats };
     try {
-      // Not through a symlink: the file is the job's, and what it names would go to the server.
-      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      // Not through a link or a FIFO: the file is the job's, and what it names would go to the server.
+      opened = openRegularFile(file, fs.constants.O_RDONLY);
     } catch {
-      return false; // not there (yet)
+      return false; // not there (yet), or not a regular file
     }
+    const { fd, stat } = opened;
     try {
-      const stat = fs.fstatSync(fd);
-      if (!stat.isFile() || stat.size <= offset) return false;
+      if (stat.size <= offset) return false;
       const buffer = Buffer.alloc(Math.min(stat.size - offset, SERIAL_READ_BYTES));
       const got = fs.readSync(fd, buffer, 0, buffer.length, offset);
       offset += got;

@@ -8,7 +8,7 @@
  */
 import * as fs from 'node:fs';
 import { nodeHttpTransport } from '../agent/http';
-import { writeFileAtomic } from '../common/fsutil';
+import { NotRegularFile, openRegularFile, writeFileAtomic } from '../common/fsutil';
 
 /** Refresh tokens are renewed after this long, as upstream's charm does. */
 export const TOKEN_MAX_AGE_MS = 3 * 24 * 3600 * 1000;
@@ -76,13 +76,12 @@ function padded(json: string): Buffer {
 function rewriteInPlace(tokenFile: string, content: Buffer): boolean {
   let fd: number;
   try {
-    fd = fs.openSync(tokenFile, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+    ({ fd } = openRegularFile(tokenFile, fs.constants.O_WRONLY));
   } catch (error) {
-    if (['ENOENT', 'ELOOP'].includes((error as NodeJS.ErrnoException).code ?? '')) return false;
+    if (error instanceof NotRegularFile || (error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
   try {
-    if (!fs.fstatSync(fd).isFile()) return false;
     fs.fchownSync(fd, 0, 0);
     fs.fchmodSync(fd, 0o600);
     fs.writeSync(fd, content, 0, content.length, 0);
