@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { readFileNoFollow } from '../common/fsutil';
 import { AGENT_CONF } from './agents';
 import type { CatalogAgent } from './placement';
-import { SAFE_NAME } from './values';
+import { quoted, SAFE_NAME } from './values';
 
 export const PLACEMENT_FILE = 'placement.yaml';
 /** A pin is one line; anything near this is not a pin. */
@@ -39,9 +39,10 @@ export function readPin(agentDir: string): { pin?: string; pinProblem?: string }
   }
   const parsed = pinSchema.safeParse(doc);
   if (parsed.success) return { pin: parsed.data.host };
-  const issue = parsed.error.issues[0];
-  const key = issue?.path.join('.') || (issue?.code === 'unrecognized_keys' ? issue.keys.join(', ') : 'host');
-  return { pinProblem: `${PLACEMENT_FILE}: ${key}: ${issue?.message ?? 'invalid'}` };
+  const problems = parsed.error.issues.map((issue) =>
+    issue.code === 'unrecognized_keys' ? `${issue.keys.map((k) => quoted(k, 40)).join(', ')}: not a key of ${PLACEMENT_FILE} (only host)` : `${issue.path.join('.') || 'host'}: ${issue.message}`,
+  );
+  return { pinProblem: `${PLACEMENT_FILE}: ${problems.join('; ')}` };
 }
 
 /**

@@ -296,6 +296,9 @@ async function apply(host: Host, decided: Plan, desired: Desired, options: Apply
     // A kept bad agent keeps the file it has.
     const { removed } = writeProgramFiles(host.paths, desired.files.programs, new Set(decided.keptBad));
     strayRemoved = removed.some((name) => !decided.removed.includes(name));
+  } else if (decided.removed.length > 0) {
+    // Nothing rendered (a retry, or agents placed on another unit): only the leavers' files go.
+    writeProgramFiles(host.paths, new Map(), new Set(decided.agents));
   }
   const reloaded = await applySupervisordStep(host, decided, strayRemoved, log);
   const state = { ...decided.next, sandboxProblem };
