@@ -83,7 +83,8 @@ export class PeerUnits {
 
   /**
    * `juju remove-unit`: the leaving unit's departed (one per peer) and broken hooks run first,
-   * then the others see it depart; a leaving leader hands leadership to the first unit left.
+   * then the others see it depart (a leaving leader hands leadership to the first unit left),
+   * and its remove hook runs last.
    */
   async remove(n: number): Promise<void> {
     const name = `${APP}/${n}`;
@@ -96,11 +97,12 @@ export class PeerUnits {
       await this.run({ unit: name, label: `agent-hosts-relation-departed ${peer}`, event: (rel) => unit.harness.ctx.on.relationDeparted(this.viewWithout(rel, seen), { remoteUnit: peer, departingUnit: name }) });
     }
     await this.run({ unit: name, label: 'agent-hosts-relation-broken', event: (rel) => unit.harness.ctx.on.relationBroken({ ...rel, remoteUnitsData: {} }) });
-    await this.run({ unit: name, label: 'remove', event: () => unit.harness.ctx.on.remove() });
-    this.units.delete(name);
+    // The others see it go once it has left the relation; its stop and remove hooks come later.
     for (const peer of others) await this.run({ unit: peer, label: `agent-hosts-relation-departed ${name}`, event: (rel) => this.unitByName(peer).harness.ctx.on.relationDeparted(rel, { remoteUnit: name, departingUnit: name }) });
     if (this.leader === name) await this.elect(others[0] as string);
     await this.settle();
+    await this.run({ unit: name, label: 'remove', event: () => unit.harness.ctx.on.remove() });
+    this.units.delete(name);
   }
 
   /** Leadership moves to another unit: it runs leader-elected. */
