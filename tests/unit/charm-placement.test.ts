@@ -14,8 +14,8 @@ function lab(...extra: string[]) {
 }
 
 /** Every agent runs on exactly one unit: the units' running lists split the agents. */
-function expectSplit(units: PeerUnits, ns: number[], agents: readonly string[] = AGENTS) {
-  const all = ns.flatMap((n) => units.running(n)).sort();
+async function expectSplit(units: PeerUnits, ns: number[], agents: readonly string[] = AGENTS) {
+  const all = (await Promise.all(ns.map((n) => units.running(n)))).flat().sort();
   expect(all).toEqual([...agents].sort());
 }
 
@@ -26,7 +26,7 @@ describe('one unit', () => {
     repo.commit('pin agent-6');
     const units = new PeerUnits(config);
     await units.add(0, { leader: true });
-    expect(units.running(0)).toEqual(AGENTS);
+    expect(await units.running(0)).toEqual(AGENTS);
     const out = units.unit(0).last;
     expect(out?.unitStatus?.message).toContain('agent-6 pinned to elsewhere, runs here (one unit)');
     expect(units.unit(0).logs).toContain('placement: agent-6 pinned to elsewhere, runs here (one unit)');
@@ -43,24 +43,24 @@ describe('units added and removed', () => {
     const probe = new PeerUnits(config);
     await probe.add(0, { leader: true });
     await probe.add(1);
-    const toOne = probe.running(1);
+    const toOne = await probe.running(1);
     expect(toOne.length).toBeGreaterThan(0);
     const busy = toOne[0] as string;
     const endJob = markBusy(repo, busy);
 
     await units.add(1);
-    expect(units.running(1)).toEqual(toOne.filter((a) => a !== busy));
-    expect(units.running(0)).toContain(busy);
+    expect(await units.running(1)).toEqual(toOne.filter((a) => a !== busy));
+    expect(await units.running(0)).toContain(busy);
     expect(units.unit(0).last?.unitStatus?.message).toContain(`moved away, stopping after the job: ${busy}`);
     expect(units.unit(1).last?.unitStatus?.message).toContain(`waiting for testflinger-agent-host/0 to stop ${busy}`);
     // update-status while the job runs: still there.
-    await units.hook(0, 'update-status', (h) => h.ctx.on.updateStatus());
-    expect(units.running(0)).toContain(busy);
+    await units.hook(0, 'update-status');
+    expect(await units.running(0)).toContain(busy);
 
     endJob();
-    await units.hook(0, 'update-status', (h) => h.ctx.on.updateStatus());
-    expect(units.running(1)).toEqual(toOne);
-    expectSplit(units, [0, 1]);
+    await units.hook(0, 'update-status');
+    expect(await units.running(1)).toEqual(toOne);
+    await expectSplit(units, [0, 1]);
     expect(units.appStatus?.message).toMatch(/^placement v\d+: testflinger-agent-host\/0: \d, testflinger-agent-host\/1: \d$/);
   });
 
@@ -70,15 +70,15 @@ describe('units added and removed', () => {
     await units.add(0, { leader: true });
     await units.add(1);
     await units.add(2);
-    expectSplit(units, [0, 1, 2]);
-    const kept = [units.running(0), units.running(1)];
-    const fromTwo = units.running(2);
+    await expectSplit(units, [0, 1, 2]);
+    const kept = [await units.running(0), await units.running(1)];
+    const fromTwo = await units.running(2);
     await units.remove(2);
-    expectSplit(units, [0, 1]);
+    await expectSplit(units, [0, 1]);
     // The agents of the units that stay did not move.
-    expect(units.running(0)).toEqual(expect.arrayContaining(kept[0] as string[]));
-    expect(units.running(1)).toEqual(expect.arrayContaining(kept[1] as string[]));
-    expect([...units.running(0), ...units.running(1)]).toEqual(expect.arrayContaining(fromTwo));
+    expect(await units.running(0)).toEqual(expect.arrayContaining(kept[0] as string[]));
+    expect(await units.running(1)).toEqual(expect.arrayContaining(kept[1] as string[]));
+    expect([...(await units.running(0)), ...(await units.running(1))]).toEqual(expect.arrayContaining(fromTwo));
   });
 
   it('the leader leaves: the next leader places from the data bags, and nothing runs twice', async () => {
@@ -88,7 +88,7 @@ describe('units added and removed', () => {
     await units.add(1);
     await units.remove(0);
     expect(units.leader).toBe('testflinger-agent-host/1');
-    expect(units.running(1)).toEqual(AGENTS);
+    expect(await units.running(1)).toEqual(AGENTS);
   });
 });
 
@@ -99,28 +99,28 @@ describe('leader change mid-move', () => {
     await probe.add(0, { leader: true });
     await probe.add(1);
     await probe.add(2);
-    const toTwo = probe.running(2);
+    const toTwo = await probe.running(2);
     const busy = toTwo[0] as string;
 
     const units = new PeerUnits(config);
     await units.add(0, { leader: true });
     await units.add(1);
-    const owner = units.running(0).includes(busy) ? 0 : 1;
+    const owner = (await units.running(0)).includes(busy) ? 0 : 1;
     const endJob = markBusy(repo, busy);
     await units.add(2);
-    expect(units.running(owner)).toContain(busy);
-    expect(units.running(2)).not.toContain(busy);
+    expect(await units.running(owner)).toContain(busy);
+    expect(await units.running(2)).not.toContain(busy);
 
     // Leadership passes to unit 1 mid-move: it reads the placement and the units' reports.
     await units.elect('testflinger-agent-host/1');
-    await units.hook(owner, 'update-status', (h) => h.ctx.on.updateStatus());
-    expect(units.running(owner)).toContain(busy);
-    expect(units.running(2)).not.toContain(busy);
+    await units.hook(owner, 'update-status');
+    expect(await units.running(owner)).toContain(busy);
+    expect(await units.running(2)).not.toContain(busy);
 
     endJob();
-    await units.hook(owner, 'update-status', (h) => h.ctx.on.updateStatus());
-    expect(units.running(2)).toEqual(toTwo);
-    expectSplit(units, [0, 1, 2]);
+    await units.hook(owner, 'update-status');
+    expect(await units.running(2)).toEqual(toTwo);
+    await expectSplit(units, [0, 1, 2]);
     expect(units.appStatus?.message ?? '').not.toContain('moving');
   });
 });
@@ -133,10 +133,10 @@ describe('pins', () => {
     repo.commit('pins');
     const units = new PeerUnits(config);
     await units.add(0, { leader: true });
-    expect(units.running(0)).toContain('usb-1');
+    expect(await units.running(0)).toContain('usb-1');
     await units.add(1);
-    expect(units.running(1)).toContain('serial-1');
-    expectSplit(units, [0, 1], [...AGENTS, 'serial-1']);
+    expect(await units.running(1)).toContain('serial-1');
+    await expectSplit(units, [0, 1], [...AGENTS, 'serial-1']);
     expect(units.appStatus).toMatchObject({ name: 'blocked', message: expect.stringContaining('unplaced: usb-1 (pinned to host-9, no unit)') });
   });
 
@@ -147,7 +147,7 @@ describe('pins', () => {
     const units = new PeerUnits(config);
     await units.add(0, { leader: true });
     await units.add(1);
-    expectSplit(units, [0, 1], AGENTS.filter((a) => a !== 'agent-2'));
+    await expectSplit(units, [0, 1], AGENTS.filter((a) => a !== 'agent-2'));
     expect(units.unit(1).last?.unitStatus?.message ?? units.unit(0).last?.unitStatus?.message).toContain('agent-2: placement.yaml: host: Required; "hots": not a key of placement.yaml (only host)');
   });
 });
