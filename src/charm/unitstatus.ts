@@ -136,7 +136,9 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
   const sharing = state.placement !== null && state.placement.mode !== 'alone';
   if (expected.length === 0 && sharing) {
     // Another unit of the application runs the agents, or will once it has stopped them.
-    return Object.keys(state.placement?.waiting ?? {}).length > 0 ? new WaitingStatus('no agents running here yet') : new ActiveStatus('no agents placed on this unit');
+    const view = state.placement;
+    const unplacedYet = view?.mode === 'peers' && view.version === 0;
+    return Object.keys(view?.waiting ?? {}).length > 0 || unplacedYet ? new WaitingStatus('no agents running here yet') : new ActiveStatus('no agents placed on this unit');
   }
   if (expected.length === 0) {
     return invalid.length > 0

@@ -1,5 +1,5 @@
 /**
- * Placement across units on real supervisords: two and three sandboxed units of one application,
+ * Placement across units on real supervisords: two, then three sandboxed units of one application,
  * each with its own AGENT_HOST_ROOT, its agents polling one dev server, driven through the real
  * dispatch with the emulated hook tools and the `agent-hosts` peer relation. After every hook,
  * supervisorctl on every unit says no agent has a live process on two of them.
@@ -34,7 +34,7 @@ describe('agents placed across units with real supervisords', () => {
     await server.stop();
   });
 
-  it('a unit added while an agent is busy, a leader change mid-move, a unit removed: never one agent on two units', async () => {
+  it('a unit added while an agent is busy, a leader change mid-move, a third unit, the leader removed: never one agent on two units', async () => {
     const { repo, config } = await lab(server);
     const units = new PeerSandboxes(config);
     await units.add(0, { leader: true });
@@ -62,9 +62,18 @@ describe('agents placed across units with real supervisords', () => {
     expect(units.appStatus?.message).toMatch(/^placement v\d+: testflinger-agent-host\/0: \d, testflinger-agent-host\/1: \d$/);
     await eventually(async () => (await units.running(1)).length === toOne.length, 'unit 1 runs its agents');
 
-    // Unit 1 goes: its agents come back to unit 0 only after it stopped them.
+    // A third unit takes its share; then unit 1, the leader, goes: leadership passes to unit 0,
+    // and unit 1's agents come to the others only after it stopped them.
+    const three = ['testflinger-agent-host/0', 'testflinger-agent-host/1', 'testflinger-agent-host/2'];
+    const toTwo = AGENTS.filter((a) => a !== 'agent-4' && rendezvousUnit(a, three) === 'testflinger-agent-host/2');
+    await units.add(2);
+    expect(await units.running(2)).toEqual(toTwo);
     await units.remove(1);
-    expect(await units.running(0)).toEqual(AGENTS);
-    await eventually(() => AGENTS.every((a) => server.agents.get(a)?.['state'] === 'waiting'), 'every agent reports in from unit 0');
+    expect(units.leader).toBe('testflinger-agent-host/0');
+    const left = ['testflinger-agent-host/0', 'testflinger-agent-host/2'];
+    expect(await units.running(2)).toEqual(AGENTS.filter((a) => a !== 'agent-4' && rendezvousUnit(a, left) === 'testflinger-agent-host/2'));
+    expect([...(await units.running(0)), ...(await units.running(2))].sort()).toEqual(AGENTS);
+    expect(await units.running(0)).toContain('agent-4');
+    await eventually(() => AGENTS.every((a) => server.agents.get(a)?.['state'] === 'waiting'), 'every agent reports in');
   });
 });
