@@ -213,6 +213,11 @@ function leaderSummary(leader: boolean, placement: Placement): Pick<PlacementVie
   return { summary: text, unplaced };
 }
 
+/** Alone, every agent of the repo runs here, as it did before peers (bad ones are reported here too). */
+function shareOf(view: PlacementView): AgentShare {
+  return { run: view.mode === 'alone' ? 'every' : new Set(view.run), stopNow: false };
+}
+
 /** What the charm gives the placement for one event. */
 export interface PeerPlacementDeps {
   readonly model: Model;
@@ -240,7 +245,7 @@ export class PeerPlacement {
     const basis = `${revision} ${configDir}`;
     this.round = undefined;
     if (this.leaving || previous?.mode === 'leaving') return { run: new Set(), stopNow: true };
-    if (!this.fresh && previous && previous.basis === basis && previous.stopping.length === 0) return { run: new Set(previous.run), stopNow: false };
+    if (!this.fresh && previous && previous.basis === basis && previous.stopping.length === 0) return shareOf(previous);
     const { model, host, unitName } = this.deps;
     const relation = (await model.relations(PEER_ENDPOINT))[0];
     const leader = relation ? await model.isLeader() : false;
@@ -255,7 +260,7 @@ export class PeerPlacement {
     };
     const round = await placeAgents(relation, leader, inputs);
     this.round = { round, inputs };
-    return { run: new Set(round.view.run), stopNow: false };
+    return shareOf(round.view);
   }
 
   /** The view to keep after a reconcile that applied `share`'s answer. */

@@ -48,7 +48,8 @@ export interface ReconcileReport {
  * Any other agent it runs stops once it has no job; with `stopNow` (the unit is leaving), at once.
  */
 export interface AgentShare {
-  readonly run: ReadonlySet<string>;
+  /** `every`: the unit is alone, every agent of the repo runs here (bad ones reported here). */
+  readonly run: ReadonlySet<string> | 'every';
   readonly stopNow: boolean;
 }
 
@@ -198,7 +199,7 @@ async function gather(host: Host, config: CharmConfig, previous: HostState, opti
   const { revision } = await reportingFirstSeenKeys(paths, log, () => syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv));
   const share = await options.placement?.(revision);
   // Agents newly placed here are rendered: what is placed is part of what the host derives from.
-  const inputs = share ? sha256(inputsHash(host, config, revision), ...[...share.run].sort()) : inputsHash(host, config, revision);
+  const inputs = share && share.run !== 'every' ? sha256(inputsHash(host, config, revision), ...[...share.run].sort()) : inputsHash(host, config, revision);
   const unchanged = !options.restartAll && previous.problem === null && inputs === previous.appliedInputs && programFilesPresent(host, Object.keys(previous.appliedPrograms));
   const desired = unchanged ? desiredFromState(previous) : await desiredFromRepo(host, config, previous, log);
   return { desired, revision, inputs, share };
@@ -210,16 +211,17 @@ async function gather(host: Host, config: CharmConfig, previous: HostState, opti
  * Without a share, every agent.
  */
 function placedHere(desired: Desired, share: AgentShare | undefined, previous: HostState, isBusy: (name: string) => boolean): { desired: Desired; stopping: string[] } {
-  if (!share) return { desired, stopping: [] };
-  const stopping = share.stopNow ? [] : desired.agents.filter((a) => !share.run.has(a.name) && previous.appliedPrograms[a.name] !== undefined && isBusy(a.name)).map((a) => a.name);
-  const keep = (name: string) => share.run.has(name) || stopping.includes(name);
+  if (!share || share.run === 'every') return { desired, stopping: [] };
+  const run = share.run;
+  const stopping = share.stopNow ? [] : desired.agents.filter((a) => !run.has(a.name) && previous.appliedPrograms[a.name] !== undefined && isBusy(a.name)).map((a) => a.name);
+  const keep = (name: string) => run.has(name) || stopping.includes(name);
   const files = desired.files && { scripts: desired.files.scripts, programs: new Map([...desired.files.programs].filter(([name]) => keep(name))) };
   return {
     stopping,
     desired: {
       ...desired,
       agents: desired.agents.filter((a) => keep(a.name)),
-      invalid: Object.fromEntries(Object.entries(desired.invalid).filter(([name]) => share.run.has(name))),
+      invalid: Object.fromEntries(Object.entries(desired.invalid).filter(([name]) => run.has(name))),
       ...(desired.basedirs ? { basedirs: desired.basedirs.filter((b) => keep(b.agent)) } : {}),
       ...(files ? { files } : {}),
     },
