@@ -20,6 +20,7 @@ import { currentRuntimeVersion, installRuntime } from './runtime';
 import { buildRuntimeFromSource, ensureBuildUser } from './runtimebuild';
 import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
+import { PEER_ENDPOINT, PeerPlacement } from './peers';
 import { writeProgramFiles } from './programfiles';
 import type { ProgramStatus } from './supervisor';
 import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
@@ -66,11 +67,15 @@ export class AgentHostCharm extends CharmBase {
   private programsRead: ProgramStatus[] | null | undefined;
   /** The agents' component of the status, worked out once per event (both components need it). */
   private agentsStatusOnce: Promise<StatusBase> | undefined;
+  /** Which agents run on this unit among the application's units (peers.ts). */
+  private readonly placement: PeerPlacement;
 
   constructor(framework: Framework, host?: Host) {
     super(framework);
     this.host = host ?? hostFromEnv(process.env, framework.context.charmDir);
     this.state = loadHostState(this.host.paths);
+    this.placement = new PeerPlacement({ model: this.model, unitName: framework.context.unitName, host: this.host, log: (m) => this.log.info(m) });
+    this.observePeers();
     this.handle('install', () => this.onInstall());
     this.handle('config-changed', () => this.onReconcileHook({}));
     this.handle('upgrade-charm', () => this.onUpgradeCharm());
@@ -93,6 +98,23 @@ export class AgentHostCharm extends CharmBase {
     this.action('agent-logs', (event) =>
       this.operation(event, async (op, config) => agentLogs(op, event.params.agent, event.params.lines, await charmSecrets(this.host, config, (id) => this.model.getSecret({ id })))),
     );
+  }
+
+  /** Peer hooks and leadership may change where agents run: the placement is read afresh. */
+  private observePeers(): void {
+    const unit = this.framework.context.unitName;
+    for (const kind of ['created', 'joined', 'changed', 'departed', 'broken'] as const) {
+      this.observeRelation(PEER_ENDPOINT, kind, (event) => {
+        this.placement.fresh = true;
+        // The leaving unit stops its agents before the others see it go (they start them then).
+        if (kind === 'broken' || (kind === 'departed' && event.departingUnit === unit)) this.placement.leaving = true;
+        return this.savingState(() => this.onReconcileHook({}));
+      });
+    }
+    this.observe('leader-elected', () => {
+      this.placement.fresh = true;
+      return this.savingState(() => this.onReconcileHook({}));
+    });
   }
 
   private handle(hook: HookName, handler: () => Promise<void>): void {
@@ -180,9 +202,14 @@ export class AgentHostCharm extends CharmBase {
    */
   private async reconcileAndRecord(config: CharmConfig, options: Omit<ReconcileOptions, 'log'>): Promise<ReconcileReport | undefined> {
     try {
-      const { state, report, programs } = await reconcile(this.host, config, this.state, { ...options, log: (m) => this.log.warning(m) });
+      const configDir = config['config-dir'];
+      const applied = Object.keys(this.state.appliedPrograms);
+      const placement = (revision: string) => this.placement.share(this.state.placement, applied, configDir, revision);
+      const { state, report, programs } = await reconcile(this.host, config, this.state, { ...options, placement, log: (m) => this.log.warning(m) });
       // A retry carries out what was pending; it does not clear a failure it did not retry.
       this.state = { ...state, problem: options.mode === 'retry' ? state.problem : null };
+      const view = await this.placement.publish(this.state.placement, Object.keys(this.state.appliedPrograms), report.stopping, configDir, report.revision);
+      this.state = { ...this.state, placement: view };
       this.programsRead = programs ?? justStarted(expectedPrograms(this.state), [...report.added, ...report.forced]);
       // One log line when something happened; a quiet run costs no extra hook-tool call.
       if (report.added.length + report.removed.length + report.changed.length + report.restarted.length > 0) {
@@ -275,7 +302,9 @@ export class AgentHostCharm extends CharmBase {
     const config = await this.config();
     if (!config) return;
     await this.ensureAgentToken(config, {});
-    if (this.state.pendingRestart.length > 0 || this.state.limitsRestartPending) await this.reconcileAndRecord(config, { mode: 'retry' });
+    // An agent moved to another unit stops here once its job is done: update-status looks again.
+    const stopping = (this.state.placement?.stopping.length ?? 0) > 0;
+    if (this.state.pendingRestart.length > 0 || this.state.limitsRestartPending || stopping) await this.reconcileAndRecord(config, { mode: 'retry' });
     await this.checkAgentHealth(config);
   }
 

@@ -39,6 +39,18 @@ export interface ReconcileReport {
   forced: string[];
   invalid: Record<string, string>;
   revision: string;
+  /** Agents no longer placed on this unit, kept until their job ends. */
+  stopping: string[];
+}
+
+/**
+ * The agents this unit may run (placement.ts, peers.ts), for the repo revision being applied.
+ * Any other agent it runs stops once it has no job; with `stopNow` (the unit is leaving), at once.
+ */
+export interface AgentShare {
+  /** `every`: the unit is alone, every agent of the repo runs here (bad ones reported here). */
+  readonly run: ReadonlySet<string> | 'every';
+  readonly stopNow: boolean;
 }
 
 export interface ReconcileOptions {
@@ -53,6 +65,8 @@ export interface ReconcileOptions {
   /** supervisord may be restarted even if agents are busy (install: nothing runs yet). */
   mayRestartSupervisor?: boolean;
   log?: (message: string) => Promise<void>;
+  /** Which agents run on this unit; absent: every agent of the repo. */
+  placement?: (revision: string) => Promise<AgentShare>;
 }
 
 export interface ReconcileResult {
@@ -173,22 +187,53 @@ function programFilesPresent(host: Host, names: readonly string[]): boolean {
  * from. A retry takes them from the state; a pull syncs the repo and derives them from it, or,
  * when its inputs hash is the one last applied, takes them from the state too.
  */
-async function gather(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions, log: (m: string) => Promise<void>): Promise<{ desired: Desired; revision: string; inputs: string }> {
-  if (options.mode === 'retry') return { desired: desiredFromState(previous), revision: previous.configRevision ?? '', inputs: previous.appliedInputs };
+async function gather(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions, log: (m: string) => Promise<void>): Promise<{ desired: Desired; revision: string; inputs: string; share: AgentShare | undefined }> {
+  if (options.mode === 'retry') {
+    const share = await options.placement?.(previous.configRevision ?? '');
+    return { desired: desiredFromState(previous), revision: previous.configRevision ?? '', inputs: previous.appliedInputs, share };
+  }
   const { paths } = host;
   await host.driver.prepareHost(config);
   const remote = config['config-repo'];
   const gitEnv = gitEnvironment(paths, remote, { privateKey: config['ssh-private-key'], knownHosts: config['config-repo-known-hosts'] });
   const { revision } = await reportingFirstSeenKeys(paths, log, () => syncConfigRepo(paths.configsDir, { remote, branch: config['config-branch'], requiredDir: config['config-dir'] }, gitEnv));
-  const inputs = inputsHash(host, config, revision);
+  const share = await options.placement?.(revision);
+  // Agents newly placed here are rendered: what is placed is part of what the host derives from.
+  const inputs = share && share.run !== 'every' ? sha256(inputsHash(host, config, revision), ...[...share.run].sort()) : inputsHash(host, config, revision);
   const unchanged = !options.restartAll && previous.problem === null && inputs === previous.appliedInputs && programFilesPresent(host, Object.keys(previous.appliedPrograms));
   const desired = unchanged ? desiredFromState(previous) : await desiredFromRepo(host, config, previous, log);
-  return { desired, revision, inputs };
+  return { desired, revision, inputs, share };
+}
+
+/**
+ * The desired agents this unit runs: those placed here, and those no longer placed here that
+ * are running a job (they stop once it ends; the next hook, update-status included, looks again).
+ * Without a share, every agent.
+ */
+function placedHere(desired: Desired, share: AgentShare | undefined, previous: HostState, isBusy: (name: string) => boolean): { desired: Desired; stopping: string[] } {
+  if (!share || share.run === 'every') return { desired, stopping: [] };
+  const run = share.run;
+  const stopping = share.stopNow ? [] : desired.agents.filter((a) => !run.has(a.name) && previous.appliedPrograms[a.name] !== undefined && isBusy(a.name)).map((a) => a.name);
+  const keep = (name: string) => run.has(name) || stopping.includes(name);
+  const files = desired.files && { scripts: desired.files.scripts, programs: new Map([...desired.files.programs].filter(([name]) => keep(name))) };
+  return {
+    stopping,
+    desired: {
+      ...desired,
+      agents: desired.agents.filter((a) => keep(a.name)),
+      invalid: Object.fromEntries(Object.entries(desired.invalid).filter(([name]) => run.has(name))),
+      ...(desired.basedirs ? { basedirs: desired.basedirs.filter((b) => keep(b.agent)) } : {}),
+      ...(files ? { files } : {}),
+    },
+  };
 }
 
 export async function reconcile(host: Host, config: CharmConfig, previous: HostState, options: ReconcileOptions = {}): Promise<ReconcileResult> {
   const log = options.log ?? (async () => undefined);
-  const { desired, revision, inputs } = await gather(host, config, previous, options, log);
+  const gathered = await gather(host, config, previous, options, log);
+  const { revision, inputs } = gathered;
+  const isBusy = (name: string) => agentBusy(host, config['config-dir'], name);
+  const { desired, stopping } = placedHere(gathered.desired, gathered.share, previous, isBusy);
   const programs = await host.supervisor.readPrograms();
   const decided = plan({
     previous,
@@ -198,7 +243,7 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
     sharedHash: desired.sharedHash,
     supervisord: { running: programs !== null, limitsCurrent: (count) => host.driver.supervisord.limitsCurrent(count), delegationCurrent: host.driver.supervisord.delegationCurrent() },
     users: host.driver.hostUsers(),
-    isBusy: (name) => agentBusy(host, config['config-dir'], name),
+    isBusy,
     capacity: host.capacity(),
     restartAll: !!options.restartAll,
     mayRestartSupervisor: !!options.mayRestartSupervisor,
@@ -218,6 +263,7 @@ export async function reconcile(host: Host, config: CharmConfig, previous: HostS
       forced: [...decided.forced],
       invalid: state.invalidAgents,
       revision,
+      stopping,
     },
   };
 }
@@ -252,6 +298,9 @@ async function apply(host: Host, decided: Plan, desired: Desired, options: Apply
     // A kept bad agent keeps the file it has.
     const { removed } = writeProgramFiles(host.paths, desired.files.programs, new Set(decided.keptBad));
     strayRemoved = removed.some((name) => !decided.removed.includes(name));
+  } else if (decided.removed.length > 0) {
+    // Nothing rendered (a retry, or agents placed on another unit): only the leavers' files go.
+    writeProgramFiles(host.paths, new Map(), new Set(decided.agents));
   }
   const reloaded = await applySupervisordStep(host, decided, strayRemoved, log);
   const state = { ...decided.next, sandboxProblem };

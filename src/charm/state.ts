@@ -1,6 +1,7 @@
 /** What the charm remembers between hooks, in one JSON file under the state dir: loaded once and saved once per event. */
 import { readJsonFile, writeFileAtomic } from '../common/fsutil';
 import type { HostPaths } from './paths';
+import type { PlacementView } from './peers';
 
 export interface HostState {
   /** Metrics port per agent, kept for the agent's lifetime. */
@@ -44,6 +45,8 @@ export interface HostState {
   health: Record<string, AgentHealth>;
   /** Agents found RUNNING without a successful poll for a while: name → seconds since it polled. */
   staleAgents: Record<string, number>;
+  /** Which agents run on this unit among the application's units, as last worked out (peers.ts). */
+  placement: PlacementView | null;
 }
 
 /** The health loop's backoff for one agent that keeps ending FATAL or EXITED (src/charm/operations/health.ts). */
@@ -76,6 +79,7 @@ export function emptyHostState(): HostState {
     restartRequests: {},
     health: {},
     staleAgents: {},
+    placement: null,
   };
 }
 

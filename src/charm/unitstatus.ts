@@ -116,7 +116,7 @@ export interface HealthFindings {
  */
 export function unitStatus(config: CharmConfig | CharmConfigError, state: HostState, programs: readonly ProgramStatus[] | null, why: Partial<WhyDown> = {}, health: HealthFindings = {}): StatusBase {
   const status = statusBeforeEliding(config, state, programs, { startErrors: new Map(), retried: [], room: STATUS_MAX, ...why }, health.summary);
-  const notes = expectedPrograms(state).length > 0 ? (health.notes ?? []) : [];
+  const notes = [...placementNotes(state), ...(expectedPrograms(state).length > 0 ? (health.notes ?? []) : [])];
   const full = [status.message, ...notes].join('; ');
   // Long values (a 5,000-character branch, a long reason from git) never reach `juju status` whole.
   const short = elide(full, STATUS_MAX);
@@ -133,6 +133,13 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
   }
   const expected = expectedPrograms(state);
   const invalid = Object.keys(state.invalidAgents);
+  const sharing = state.placement !== null && state.placement.mode !== 'alone';
+  if (expected.length === 0 && sharing) {
+    // Another unit of the application runs the agents, or will once it has stopped them.
+    const view = state.placement;
+    const unplacedYet = view?.mode === 'peers' && view.version === 0;
+    return Object.keys(view?.waiting ?? {}).length > 0 || unplacedYet ? new WaitingStatus('no agents running here yet') : new ActiveStatus('no agents placed on this unit');
+  }
   if (expected.length === 0) {
     return invalid.length > 0
       ? new BlockedStatus(`no valid agents: ${listNames(invalid)} have a bad testflinger-agent.conf`)
@@ -140,6 +147,20 @@ function statusBeforeEliding(config: CharmConfig | CharmConfigError, state: Host
   }
   if (programs === null) return new BlockedStatus('supervisord is not running');
   return statusFromPrograms(config, state, expected, invalid, programs, why, summary);
+}
+
+/**
+ * What the placement adds (peers.ts): agents that stop here once their job ends, agents placed
+ * here that another unit has still to stop, and pins ignored or unreadable.
+ */
+function placementNotes(state: HostState): string[] {
+  const view = state.placement;
+  if (!view) return [];
+  const notes: string[] = [];
+  if (view.stopping.length > 0) notes.push(`moved away, stopping after the job: ${listNames(view.stopping)}`);
+  const waiting = Object.keys(view.waiting);
+  if (waiting.length > 0) notes.push(`waiting for ${[...new Set(Object.values(view.waiting))].join(', ')} to stop ${listNames(waiting)}`);
+  return [...notes, ...view.notes];
 }
 
 export interface WhyDown {

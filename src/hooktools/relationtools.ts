@@ -1,7 +1,8 @@
 /**
  * relation-ids, relation-list, relation-get and relation-set, with the flags, defaults and
  * refusals of Juju's jujuc commands: `-r` defaults to the hook's relation, app bags are the
- * leader's to write (and, for its own app, to read), and only units in the relation are readable.
+ * leader's to write (and, for its own app, to read, except in a peer relation, where every unit
+ * reads its application's one bag), and only units in the relation are readable.
  */
 import { parseRelationId } from '../ops/jujurules';
 import { parseFlags } from './flags';
@@ -13,6 +14,11 @@ const ALIASES = { o: 'output', r: 'relation' };
 
 function appOf(unitName: string): string {
   return unitName.split('/')[0] ?? '';
+}
+
+/** A peer relation joins the units of one application: the remote app is the unit's own. */
+export function isPeerRelation(state: EmulatorState, relation: EmulatedRelation): boolean {
+  return relation.remoteApp === appOf(state.unitName);
 }
 
 function fakeId(relation: EmulatedRelation): string {
@@ -47,7 +53,8 @@ function readBag(state: EmulatorState, relation: EmulatedRelation, target: strin
   const localApp = appOf(state.unitName);
   if (app) {
     if (target === localApp) {
-      if (!state.leader) throw new RunError('permission denied');
+      // Peers share the application's bag: any unit reads it, only the leader writes it.
+      if (!state.leader && !isPeerRelation(state, relation)) throw new RunError('permission denied');
       return relation.localAppData;
     }
     if (target === relation.remoteApp) return relation.remoteAppData;

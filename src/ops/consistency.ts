@@ -98,7 +98,8 @@ function checkRelationEvent(spec: CharmSpec, input: ScenarioInput, endpoint: str
   if (relation.endpoint !== endpoint) return [`event ${endpoint}-relation-${kind}: relation ${hook.id} is on endpoint "${relation.endpoint}"`];
   const units = Object.keys(relation.remoteUnitsData ?? {});
   const problems: string[] = [];
-  if (['joined', 'changed', 'departed'].includes(kind) && !hook.remoteUnit) problems.push(`event ${endpoint}-relation-${kind} needs a remote unit`);
+  // changed without a remote unit: the remote application's bag changed.
+  if (['joined', 'departed'].includes(kind) && !hook.remoteUnit) problems.push(`event ${endpoint}-relation-${kind} needs a remote unit`);
   if ((kind === 'joined' || kind === 'changed') && hook.remoteUnit && !units.includes(hook.remoteUnit)) {
     problems.push(`event ${endpoint}-relation-${kind}: remote unit ${hook.remoteUnit} is not in relation ${hook.id}`);
   }

@@ -1,13 +1,14 @@
 /**
  * Relations as a charm sees them, in the shape of Python ops: a Relation has the remote `app` and
  * `units`, and four kinds of data bag. The framework refuses what Juju would refuse before any
- * tool runs: writing a remote bag, and touching this app's bag when not the leader.
+ * tool runs: writing a remote bag, and touching this app's bag when not the leader (in a peer
+ * relation every unit reads its application's bag; only the leader writes it).
  */
 import type { Backend } from './backend';
 import { RelationDataAccessError } from './errors';
 import type { RelationHookKind } from './jujurules';
 
-type Access = 'read-write' | 'read-only' | 'leader-only';
+type Access = 'read-write' | 'read-only' | 'leader-only' | 'leader-writes';
 
 /** One data bag; reads are cached for the event and kept current by this unit's own writes. */
 export class RelationDataBag {
@@ -23,7 +24,7 @@ export class RelationDataBag {
   ) {}
 
   async get(): Promise<Readonly<Record<string, string>>> {
-    await this.requireLeaderFor('read');
+    if (this.access === 'leader-only') await this.requireLeaderFor('read');
     this.cache ??= this.backend.relationGet(this.relation.id, this.owner, { app: this.isApp });
     return { ...(await this.cache) };
   }
@@ -31,7 +32,7 @@ export class RelationDataBag {
   /** Sets the given keys; an empty string removes a key, as relation-set does. */
   async update(values: Readonly<Record<string, string>>): Promise<void> {
     if (this.access === 'read-only') throw new RelationDataAccessError(`${this.describe()} belongs to the remote side and is read-only`);
-    await this.requireLeaderFor('write');
+    if (this.access !== 'read-write') await this.requireLeaderFor('write');
     await this.backend.relationSet(this.relation.id, values, { app: this.isApp });
     if (this.cache) {
       const current = await this.cache;
@@ -43,7 +44,7 @@ export class RelationDataBag {
   }
 
   private async requireLeaderFor(verb: 'read' | 'write'): Promise<void> {
-    if (this.access === 'leader-only' && !(await this.isLeader())) {
+    if (!(await this.isLeader())) {
       throw new RelationDataAccessError(`${this.describe()}: only the leader may ${verb} its application's data`);
     }
   }
@@ -65,6 +66,8 @@ export interface RelationIdentity {
 
 export class Relation implements RelationIdentity {
   readonly id: number;
+  /** A peer relation: the other units are this application's own, and its app bag is shared. */
+  readonly isPeer: boolean;
   readonly name: string;
   readonly app: string | undefined;
   readonly units: readonly string[];
@@ -78,12 +81,15 @@ export class Relation implements RelationIdentity {
 
   constructor(identity: RelationIdentity, local: { unitName: string; appName: string }, backend: Backend, isLeader: () => Promise<boolean>) {
     ({ id: this.id, name: this.name, app: this.app, units: this.units } = identity);
+    this.isPeer = identity.app === local.appName;
     const bag = (owner: string, isApp: boolean, access: Access) => new RelationDataBag(backend, identity, owner, isApp, access, isLeader);
     const remoteUnits = new Map(identity.units.map((unit) => [unit, bag(unit, false, 'read-only')]));
+    const localApp = bag(local.appName, true, this.isPeer ? 'leader-writes' : 'leader-only');
     this.data = {
       localUnit: bag(local.unitName, false, 'read-write'),
-      localApp: bag(local.appName, true, 'leader-only'),
-      remoteApp: identity.app === undefined ? undefined : bag(identity.app, true, 'read-only'),
+      localApp,
+      // Peers: the remote application is this one, and its bag the same one.
+      remoteApp: this.isPeer ? localApp : identity.app === undefined ? undefined : bag(identity.app, true, 'read-only'),
       remoteUnit(unitName) {
         const found = remoteUnits.get(unitName);
         if (!found) throw new RelationDataAccessError(`unit ${unitName} is not in relation ${identity.name}:${identity.id}`);

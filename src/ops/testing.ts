@@ -59,6 +59,21 @@ export function relation(spec: { endpoint: string; id?: number } & Partial<Omit<
   };
 }
 
+/**
+ * A peer relation (metadata.yaml's `peers`): the other units of this application, each with its
+ * bag, and the application's one bag, which every unit reads and only the leader writes. The
+ * remote application is filled in when the event runs: it is the unit's own.
+ */
+export function peerRelation(spec: { endpoint: string; id?: number; peersData?: Record<string, Record<string, string>>; localUnitData?: Record<string, string>; localAppData?: Record<string, string> }): RelationState {
+  return relation({ endpoint: spec.endpoint, id: spec.id, remoteApp: '', remoteUnitsData: spec.peersData ?? {}, localUnitData: spec.localUnitData ?? {}, localAppData: spec.localAppData ?? {} });
+}
+
+/** Peer relations name the unit's own application as the remote one. */
+function withPeerApps(relations: readonly RelationState[], spec: CharmSpec, unitName: string): EmulatedRelation[] {
+  const app = unitName.split('/')[0] ?? '';
+  return relations.map((r) => (spec.endpoints[r.endpoint]?.role === 'peers' ? { ...structuredClone(r), remoteApp: app, remoteAppData: {} } : structuredClone(r)));
+}
+
 /** What Juju holds for the unit before an event; a run's Output is one too, for the next event. */
 export interface State {
   config?: Record<string, unknown>;
@@ -129,7 +144,8 @@ export const on = {
   secretChanged: (secret: SecretSpec): EventSpec => ({ ...hook('secret-changed'), secret }),
   relationCreated: (rel: RelationState) => relationHook('created', rel),
   relationJoined: (rel: RelationState, remote: { remoteUnit: string }) => relationHook('joined', rel, remote),
-  relationChanged: (rel: RelationState, remote: { remoteUnit: string }) => relationHook('changed', rel, remote),
+  /** Without a remote unit: the remote application's bag changed (for peers, the leader's). */
+  relationChanged: (rel: RelationState, remote: { remoteUnit?: string } = {}) => relationHook('changed', rel, remote),
   relationDeparted: (rel: RelationState, remote: { remoteUnit: string; departingUnit?: string }) =>
     relationHook('departed', rel, { departingUnit: remote.remoteUnit, ...remote }),
   relationBroken: (rel: RelationState) => relationHook('broken', rel),
@@ -160,6 +176,11 @@ function inProcessRunner(state: EmulatorState): ToolRunner {
 const asEmulated = (status: StatusBase | undefined) => (status ? { status: status.name, message: status.message } : null);
 const asStatus = (status: { status: string; message: string } | null) => (status ? statusFromName(status.status, status.message) : undefined);
 
+function peerEndpoint(spec: CharmSpec, state: State, id: number): boolean {
+  const endpoint = state.relations?.find((r) => r.id === id)?.endpoint;
+  return endpoint !== undefined && spec.endpoints[endpoint]?.role === 'peers';
+}
+
 function emulatorStateFor(state: State, spec: CharmSpec, unitName: string, event: EventSpec): EmulatorState {
   const isAction = event.dispatchPath.startsWith('actions/');
   return {
@@ -174,8 +195,8 @@ function emulatorStateFor(state: State, spec: CharmSpec, unitName: string, event
     workloadVersion: state.workloadVersion ?? null,
     secrets: structuredClone(state.secrets ?? {}),
     charmState: structuredClone(state.storedState ?? {}),
-    relations: structuredClone(state.relations ?? []) as EmulatedRelation[],
-    hookRelation: event.relation ?? null,
+    relations: withPeerApps(state.relations ?? [], spec, unitName),
+    hookRelation: event.relation && peerEndpoint(spec, state, event.relation.id) ? { ...event.relation, remoteApp: unitName.split('/')[0] ?? '' } : (event.relation ?? null),
   };
 }
 
@@ -262,6 +283,7 @@ export class Context {
   private jujuContext(event: EventSpec, unitName: string, emulated: EmulatorState): JujuContext {
     const isAction = event.dispatchPath.startsWith('actions/');
     const hookRelation = emulated.relations.find((r) => r.id === event.relation?.id);
+    const remoteApp = emulated.hookRelation?.remoteApp;
     return Object.freeze({
       dispatchPath: event.dispatchPath,
       unitName,
@@ -275,7 +297,7 @@ export class Context {
       relationName: hookRelation?.endpoint,
       relationId: hookRelation?.id,
       remoteUnit: event.relation?.remoteUnit,
-      remoteApp: event.relation?.remoteApp,
+      remoteApp,
       departingUnit: event.relation?.departingUnit,
       secretId: event.secret?.id,
       secretLabel: event.secret?.label,

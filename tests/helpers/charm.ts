@@ -100,14 +100,15 @@ export interface CharmHarness {
   supervisor: FakeSupervisor;
 }
 
-export function charmHarness(): CharmHarness {
+/** @param options.unitName the unit the charm runs as (several units of one application: placement tests). */
+export function charmHarness(options: { unitName?: string } = {}): CharmHarness {
   const root = tempDir('root');
   const paths = hostPaths(root);
   const supervisor = new FakeSupervisor(paths);
   // Ports are decided by the charm alone here; real listeners are the integration tests' business.
   const host = createHost({ paths, driver: 'sandbox', charmDir: repoRoot, supervisor, isPortFree: async () => true, capacity: () => capacity });
   supervisor.daemon = host.driver.supervisord;
-  const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot });
+  const ctx = new Context((fw) => new AgentHostCharm(fw, host), { charmDir: repoRoot, ...(options.unitName ? { unitName: options.unitName } : {}) });
   return { ctx, host, root, supervisor };
 }
 

@@ -64,6 +64,12 @@ describe('relation-get', () => {
     expect(runTool('relation-get', ['-r', '7', '--format=json', '-'], unit())).toMatchObject({ exitCode: 2, stderr: 'ERROR no unit or application specified\n' });
   });
 
+  it('reads its own app bag in a peer relation as a non-leader (the bag every unit shares)', () => {
+    const peer = cosAgent({ endpoint: 'replicas', remoteApp: 'host', remoteUnitsData: { 'host/1': {} } });
+    expect(runTool('relation-get', ['-r', '7', '--app', '--format=json', '-', 'host'], unit({ leader: false, relations: [peer] }))).toMatchObject({ exitCode: 0, stdout: '{"ours":"a"}\n' });
+    expect(runTool('relation-set', ['-r', '7', '--app', 'k=v'], unit({ leader: false, relations: [peer] }))).toMatchObject({ exitCode: 1, stderr: 'ERROR cannot write relation settings\n' });
+  });
+
   it('refuses a unit not in the relation, and its own app bag to a non-leader', () => {
     expect(runTool('relation-get', ['-r', '7', '-', 'grafana-agent/5'], unit())).toMatchObject({ exitCode: 1, stderr: expect.stringMatching(/unit "grafana-agent\/5" in relation "cos-agent:7": permission denied/) });
     expect(runTool('relation-get', ['-r', '7', '--app', '-', 'host'], unit({ leader: false }))).toMatchObject({ exitCode: 1, stderr: 'ERROR permission denied\n' });

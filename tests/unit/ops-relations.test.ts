@@ -1,5 +1,5 @@
 import { CharmBase, HookToolBackend, RelationDataAccessError, TooManyRelatedAppsError, jujuContextFromEnv, type Framework, type RelationEvent } from '../../src/ops';
-import { Context, InconsistentScenarioError, relation } from '../../src/ops/testing';
+import { Context, InconsistentScenarioError, peerRelation, relation } from '../../src/ops/testing';
 
 /** A charm that publishes a value on every cos-agent event and records what it saw. */
 class RelatingCharm extends CharmBase {
@@ -17,7 +17,7 @@ class RelatingCharm extends CharmBase {
   }
 }
 
-const metadata = { name: 'host', provides: { 'cos-agent': { interface: 'cos_agent' } }, requires: { db: { interface: 'pg' } } };
+const metadata = { name: 'host', provides: { 'cos-agent': { interface: 'cos_agent' } }, requires: { db: { interface: 'pg' } }, peers: { replicas: { interface: 'host-peers' } } };
 const ctx = new Context((fw) => new RelatingCharm(fw), { charmDir: '/nonexistent', unitName: 'host/0', spec: { metadata } });
 
 beforeEach(() => {
@@ -120,6 +120,17 @@ describe('the model', () => {
     const write = async (c: Reader) => (await c.model.getRelation('cos-agent'))!.data.localApp.update({ k: 'v' });
     expect(await run(read, { relations: [one], leader: false })).toBeInstanceOf(RelationDataAccessError);
     expect(await run(write, { relations: [one], leader: false })).toBeInstanceOf(RelationDataAccessError);
+  });
+  it('a peer relation: its remote app is this one, every unit reads the app bag, only the leader writes it', async () => {
+    const peers = peerRelation({ endpoint: 'replicas', peersData: { 'host/1': { hostname: 'b' } }, localAppData: { placement: 'v1' } });
+    const look = async (c: Reader) => {
+      const rel = (await c.model.getRelation('replicas'))!;
+      return [rel.isPeer, rel.app, rel.units, await rel.data.localApp.get(), rel.data.remoteApp === rel.data.localApp, await rel.data.remoteUnit('host/1').get()];
+    };
+    expect(await run(look, { relations: [peers], leader: false })).toEqual([true, 'host', ['host/1'], { placement: 'v1' }, true, { hostname: 'b' }]);
+    const write = async (c: Reader) => (await c.model.getRelation('replicas'))!.data.localApp.update({ placement: 'v2' });
+    expect(await run(write, { relations: [peers], leader: false })).toBeInstanceOf(RelationDataAccessError);
+    expect(await run(write, { relations: [peers], leader: true })).toBeUndefined();
   });
 });
 
