@@ -3,10 +3,10 @@
  * a real sshd on 127.0.0.1 that starts when the emulated deploy finishes.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EmulatedMaas, type MaasBehaviour } from '../helpers/maas';
+import { serialConsole } from '../helpers/serial-console';
 import { agentWithJob, errorFile, runPhase, type AgentDir, type PhaseRun } from '../helpers/phase-script';
 import { freePort, sshKeygen, TestSshd, type KeyPair } from '../helpers/sshd';
 import { eventually, tempDir } from '../helpers/tmp';
@@ -251,18 +251,11 @@ describe('maas2 before the deploy: reset_efi and clear_tpm, over SSH on the inst
   });
 });
 
-/** A console server on 127.0.0.1, as a lab's serial-over-TCP concentrator: it writes `lines` to each connection. */
-async function consoleServer(lines: string[]): Promise<{ port: number; close(): Promise<void> }> {
-  const server = net.createServer((socket) => socket.write(lines.map((line) => `${line}\r\n`).join('')));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
-}
-
 describe('maas2 serial console', () => {
   it('with serial_host and serial_port, the console is logged to provision-serial.log during provision and test-serial.log during test', async () => {
-    const serialConsole = await consoleServer(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
+    const consoleServer = await serialConsole(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
     try {
-      const { dirs, phase, provision } = await lab({ device: { serial_host: '127.0.0.1', serial_port: serialConsole.port } });
+      const { dirs, phase, provision } = await lab({ device: { serial_host: '127.0.0.1', serial_port: consoleServer.port } });
       const run = await provision();
       expect(run).toMatchObject({ code: 0 });
       expect(run.out).toContain('Successfully connected to serial logging server');
@@ -271,7 +264,7 @@ describe('maas2 serial console', () => {
       expect(await phase('test')).toMatchObject({ code: 0 });
       expect(fs.readFileSync(path.join(dirs.runDir, 'test-serial.log'), 'utf8')).toContain('dut-maas-1 login:');
     } finally {
-      await serialConsole.close();
+      await consoleServer.close();
     }
   });
 
