@@ -32,6 +32,8 @@ interface Lab {
   phase(phase: string): Promise<PhaseRun>;
   /** Runs provision while the test image "boots" (its sshd starts) when MAAS says the deploy is done. */
   provision(options?: { imageBoots: boolean }): Promise<PhaseRun>;
+  /** The machine's sshd, once it has booted. */
+  sshd(): TestSshd | undefined;
 }
 
 interface LabOptions {
@@ -62,7 +64,11 @@ async function lab(options: LabOptions = {}): Promise<Lab> {
     ...options.device,
   };
   const dirs = agentWithJob(device, options.job ?? { provision_data: { distro: 'noble' } });
-  const boot = async () => images.push(await new TestSshd().start([clientKey.publicKey], { port, sessionPath: options.sessionPath }));
+  let sshd: TestSshd | undefined;
+  const boot = async () => {
+    sshd = await new TestSshd().start([clientKey.publicKey], { port, sessionPath: options.sessionPath });
+    images.push(sshd);
+  };
   if (options.installed) await boot();
   const env = { ...maas.env(), HOME: clientHome };
   const phase = (name: string) => runPhase(dirs, 'maas2', name, env);
@@ -74,7 +80,7 @@ async function lab(options: LabOptions = {}): Promise<Lab> {
     if (deployed && !over && imageBoots && !options.installed) await boot();
     return run;
   };
-  return { maas, dirs, port, phase, provision };
+  return { maas, dirs, port, phase, provision, sshd: () => sshd };
 }
 
 describe('maas2 provision', () => {
@@ -248,6 +254,199 @@ describe('maas2 before the deploy: reset_efi and clear_tpm, over SSH on the inst
     expect(run.code).toBe(1);
     expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'ConnectorError', exception_message: 'clearing the TPM failed' });
     expect(maas.calls().filter((c) => c.startsWith('machine deploy'))).toEqual(['machine deploy x7kq3a distro_series=jammy']);
+  });
+});
+
+/** fwupd's view of a Dell desktop: firmware with an upgrade on LVFS, one at its newest, one LVFS has nothing for, one not updatable. */
+const SYSTEM_FIRMWARE_ID = '3f6d1ad8a1e2b6a5c1b4d3e2f1a0b9c8d7e6f5a4';
+const FWUPD_DEVICES = {
+  Devices: [
+    { Name: 'System Firmware', DeviceId: SYSTEM_FIRMWARE_ID, Version: '1.14.0', Flags: ['internal', 'updatable', 'require-ac'], Releases: [{ Version: '1.15.1', Flags: ['is-upgrade'] }, { Version: '1.14.0', Flags: [] }, { Version: '1.13.2', Flags: ['is-downgrade'] }] },
+    { Name: 'UEFI dbx', DeviceId: '9b1c7e2d4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c', Version: '371', Flags: ['updatable'], Releases: [{ Version: '371', Flags: [] }] },
+    { Name: 'Thunderbolt host controller', DeviceId: '0c2e4a6b8d0f2a4c6e8b0d2f4a6c8e0b2d4f6a8c', Version: '36.00', Flags: ['updatable'] },
+    { Name: 'Touchpad', DeviceId: '5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c', Version: '1.0', Flags: [] },
+  ],
+};
+
+/** What fwupd reports after the reboot: the new release landed, the capsule failed, or the machine never comes back. */
+type AfterReboot = 'landed' | 'failed' | 'gone';
+
+/**
+ * A machine with fwupd, for firmware_update: its sessions' `sudo` reads DMI from this directory,
+ * installs nothing (apt), and plays fwupdmgr on FWUPD_DEVICES; `sudo reboot` asks watch() to
+ * restart the machine's sshd, the upgrades it was told of landed or failed.
+ */
+class FirmwareMachine {
+  readonly dir = tempDir('fw-machine');
+  readonly bin = path.join(this.dir, 'bin');
+  readonly sudoLog = path.join(this.dir, 'sudo.log');
+  private readonly pending = path.join(this.dir, 'pending');
+  private readonly rebootRequest = path.join(this.dir, 'reboot');
+  private readonly results = path.join(this.dir, 'results');
+  readonly events: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    dmi: { vendor: string; type: number },
+    private readonly afterReboot: AfterReboot = 'landed',
+    devices: object = FWUPD_DEVICES,
+  ) {
+    fs.mkdirSync(this.bin);
+    fs.mkdirSync(this.results);
+    fs.writeFileSync(path.join(this.dir, 'devices.json'), JSON.stringify(devices));
+    fs.writeFileSync(path.join(this.dir, 'chassis_vendor'), `${dmi.vendor}\n`);
+    fs.writeFileSync(path.join(this.dir, 'chassis_type'), `${dmi.type}\n`);
+    fs.writeFileSync(
+      path.join(this.bin, 'sudo'),
+      `#!/bin/sh
+echo "sudo $*" >> ${this.sudoLog}
+case "$1 $2" in
+  "cat /sys/class/dmi/id/chassis_vendor") cat ${this.dir}/chassis_vendor ;;
+  "cat /sys/class/dmi/id/chassis_type") cat ${this.dir}/chassis_type ;;
+  "apt update"|"apt install") exit 0 ;;
+  "fwupdmgr --version") echo "runtime   org.freedesktop.fwupd  1.9.16" ;;
+  "fwupdmgr refresh") echo "Successfully downloaded new metadata" ;;
+  "fwupdmgr get-devices") echo "WARNING: UEFI capsule updates not available" >&2; cat ${this.dir}/devices.json ;;
+  "fwupdmgr upgrade") echo "$3" >> ${this.pending}; echo "Scheduling firmware update" ;;
+  "fwupdmgr get-results") cat ${this.results}/$3.json 2>/dev/null || { echo "No results found" >&2; exit 2; } ;;
+  reboot*) touch ${this.rebootRequest} ;;
+  *) exit 1 ;;
+esac
+`,
+      { mode: 0o755 },
+    );
+  }
+
+  sudoCalls(): string[] {
+    return fs.existsSync(this.sudoLog) ? fs.readFileSync(this.sudoLog, 'utf8').trimEnd().split('\n') : [];
+  }
+
+  /** Plays the reboots the machine is asked for, on `sshd`. */
+  watch(sshd: TestSshd): this {
+    let busy = false;
+    this.timer = setInterval(() => {
+      if (busy || !fs.existsSync(this.rebootRequest)) return;
+      busy = true;
+      fs.rmSync(this.rebootRequest);
+      void this.reboot(sshd).finally(() => (busy = false));
+    }, 100);
+    return this;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async reboot(sshd: TestSshd): Promise<void> {
+    this.events.push('reboot');
+    const ids = fs.existsSync(this.pending) ? fs.readFileSync(this.pending, 'utf8').trim().split('\n') : [];
+    for (const id of ids) {
+      const landed = this.afterReboot === 'landed';
+      const result = landed ? { Releases: [{ Version: '1.15.1' }], UpdateState: 2 } : { Releases: [{ Version: '1.15.1' }], UpdateState: 3, UpdateError: 'failed to write capsule: ESP not mounted' };
+      fs.writeFileSync(path.join(this.results, `${id}.json`), JSON.stringify(result));
+    }
+    if (this.afterReboot === 'gone') return sshd.stopAndWait();
+    await sshd.restart(1500);
+  }
+}
+
+const firmwareMachines: FirmwareMachine[] = [];
+afterAll(() => firmwareMachines.forEach((machine) => machine.stop()));
+
+async function firmwareLab(machine: FirmwareMachine, firmwareUpdateData: Record<string, unknown> | undefined, device: Record<string, unknown> = {}) {
+  firmwareMachines.push(machine);
+  const job = firmwareUpdateData === undefined ? {} : { firmware_update_data: firmwareUpdateData };
+  const lab_ = await lab({ job, device: { firmware_reboot_timeout_seconds: 20, ...device }, sessionPath: machine.bin, installed: true });
+  const sshd = lab_.sshd();
+  if (sshd) machine.watch(sshd);
+  return lab_;
+}
+
+describe('maas2 firmware_update (firmware_update_data), as upstream: LVFS through fwupd on the device', () => {
+  it('upgrades each updatable component whose newest LVFS release is an upgrade, reboots, and checks fwupd\'s results (exit 0)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
+    const { dirs, maas, phase } = await firmwareLab(machine, { version: 'latest' });
+    const run = await phase('firmware_update');
+    expect(run).toMatchObject({ code: 0 });
+    expect(machine.sudoCalls()).toEqual([
+      'sudo cat /sys/class/dmi/id/chassis_vendor',
+      'sudo cat /sys/class/dmi/id/chassis_type',
+      'sudo apt update',
+      'sudo apt install -y fwupd',
+      'sudo fwupdmgr --version',
+      'sudo fwupdmgr refresh --force',
+      'sudo fwupdmgr get-devices --json',
+      `sudo fwupdmgr upgrade ${SYSTEM_FIRMWARE_ID} -y --no-reboot-check`,
+      'sudo reboot',
+      `sudo fwupdmgr get-results ${SYSTEM_FIRMWARE_ID} --json`,
+    ]);
+    expect(machine.events).toEqual(['reboot']);
+    expect(run.out).toMatch(/firmware: .* is a "Dell Inc\." "Desktop": LVFS/);
+    expect(run.out).toContain('firmware: "System Firmware": current version "1.14.0" - LVFS upgrades: "1.15.1" - LVFS downgrades: "1.13.2"');
+    expect(run.out).toContain('firmware: "Thunderbolt host controller": current version "36.00" - no available firmware on LVFS');
+    expect(run.out).toContain('firmware: "UEFI dbx" has the latest firmware LVFS has');
+    expect(run.out).toContain('firmware: "System Firmware": firmware "1.14.0" -> "1.15.1"');
+    expect(run.out).not.toContain('Touchpad');
+    expect(maas.calls()).toEqual([]);
+    expect(fs.existsSync(path.join(dirs.runDir, 'device-connector-error.json'))).toBe(false);
+  });
+
+  it('a machine whose firmware is all at LVFS\'s newest is not rebooted (exit 0)', async () => {
+    const current = { Devices: [FWUPD_DEVICES.Devices[1]] };
+    const machine = new FirmwareMachine({ vendor: 'LENOVO', type: 35 }, 'landed', current);
+    const { phase } = await firmwareLab(machine, { version: 'latest' });
+    const run = await phase('firmware_update');
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out).toContain('firmware: nothing was upgraded: no reboot');
+    expect(machine.sudoCalls()).not.toContain('sudo reboot');
+  });
+
+  it('an upgrade that fwupd reports FAILED after the reboot fails the phase (exit 1), naming fwupd\'s error', async () => {
+    const machine = new FirmwareMachine({ vendor: 'HP', type: 13 }, 'failed');
+    const { phase } = await firmwareLab(machine, { version: 'latest' });
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(run.out).toContain('firmware: "System Firmware": FAILED: "failed to write capsule: ESP not mounted"');
+    expect(run.out).toContain('firmware: the update failed: the firmware version did not update successfully');
+  });
+
+  it('with ignore_failure, the same failure lets the job go on (exit 0)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'HP', type: 13 }, 'failed');
+    const { phase } = await firmwareLab(machine, { version: 'latest', ignore_failure: true });
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(0);
+    expect(run.out).toContain('firmware: the update failed: the firmware version did not update successfully');
+    expect(run.out).toContain('ignore_failure is set: the job goes on');
+  });
+
+  it('a machine that does not come back from the reboot fails the phase (exit 1)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 }, 'gone');
+    const { phase } = await firmwareLab(machine, { version: 'latest' }, { firmware_reboot_timeout_seconds: 3 });
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/firmware: the update failed: Failed to SSH to .* within 3s after the reboot/);
+  });
+
+  it.each([
+    ['an HPE server (upstream: ilorest through its BMC)', { vendor: 'HPE', type: 23 }, { version: 'latest' }, /HPE servers are updated through their BMC .* which this connector does not support yet/],
+    ['a laptop (no route upstream either)', { vendor: 'LENOVO', type: 10 }, { version: 'latest' }, /DMI chassis_vendor "LENOVO", chassis_type "Notebook": no firmware update route for this device/],
+    ['a version other than latest for LVFS', { vendor: 'Dell Inc.', type: 3 }, { version: '1.13.2' }, /firmware_update_data.version "1.13.2": an LVFS device is updated to "latest" only/],
+  ])('%s: the update fails (exit 1) before anything is installed', async (_what, dmi, data, message) => {
+    const machine = new FirmwareMachine(dmi);
+    const { phase } = await firmwareLab(machine, data);
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(message);
+    expect(machine.sudoCalls()).toEqual(['sudo cat /sys/class/dmi/id/chassis_vendor', 'sudo cat /sys/class/dmi/id/chassis_type']);
+  });
+
+  it('a job without firmware_update_data fails the phase as the job\'s fault (exit 1)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
+    const { dirs, phase } = await firmwareLab(machine, undefined);
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(errorFile(dirs)['firmware_update_exception_info']).toMatchObject({ exception_name: 'JobError', exception_message: expect.stringMatching(/firmware_update_data: Required/) });
+    expect(machine.sudoCalls()).toEqual([]);
   });
 });
 

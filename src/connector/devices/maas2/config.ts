@@ -124,10 +124,12 @@ export const maas2ConfigSchema = deviceConfigSchema.extend({
   default_disks: storageLayoutSchema.optional(),
   /** The device's serial console (a TCP console server), logged during provision and test as upstream. */
   ...serialConsoleKeys,
-  /** Our extensions: how often to ask MAAS how a deploy goes, how long a release may take, the first retry's pause. */
+  /** Our extensions: how often to ask MAAS how a deploy goes (and, up to 10 s, a rebooting device), how long a release may take, the first retry's pause. */
   maas_poll_seconds: z.number().positive().default(60),
   maas_release_wait_seconds: z.number().positive().default(300),
   maas_retry_backoff_seconds: z.number().nonnegative().default(10),
+  /** Ours: how long a device may take to go down and come back after its firmware update (upstream's LVFS timeout: 900 s). */
+  firmware_reboot_timeout_seconds: z.number().positive().default(900),
 });
 export type Maas2Config = z.output<typeof maas2ConfigSchema>;
 
