@@ -12,6 +12,7 @@ REQUIRED=(
   /usr/sbin/sshd:openssh-server
   ssh:openssh-client
   ssh-keygen:openssh-client
+  sshpass:sshpass
   bwrap:bubblewrap
   prometheus:prometheus
   promtool:prometheus

@@ -6,10 +6,19 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { z } from 'zod';
 import { serialLogFile } from '../common/contract';
 import { openRegularFile } from '../common/fsutil';
+import type { PhaseContext, PhaseFn } from './phases';
+import { sshHostSchema } from './validate';
 
 const RECONNECT_MS = 30_000;
+
+/** The default.yaml keys that name the console server, as upstream's (types add them to their schema). */
+export const serialConsoleKeys = {
+  serial_host: sshHostSchema.optional(),
+  serial_port: z.number().int().min(1).max(65535).optional(),
+};
 
 export interface SerialLog {
   stop(): void;
@@ -48,5 +57,19 @@ export function startSerialLog(print: (line: string) => void, runDir: string, ph
       socket?.destroy();
       fs.closeSync(fd);
     },
+  };
+}
+
+/** Runs a phase with the device's serial console logged to <phase>-serial.log meanwhile (when the device config names a console server). */
+export function withSerialLog(phase: string, run: PhaseFn): PhaseFn {
+  return async (ctx: PhaseContext) => {
+    const host = ctx.device['serial_host'];
+    const port = ctx.device['serial_port'];
+    const serial = startSerialLog(ctx.print, ctx.runDir, phase, typeof host === 'string' ? host : undefined, typeof port === 'number' ? port : undefined);
+    try {
+      return await run(ctx);
+    } finally {
+      serial.stop();
+    }
   };
 }

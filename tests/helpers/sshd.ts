@@ -76,7 +76,7 @@ export class TestSshd {
   }
 
   /** Runs sshd on the config written by start() and waits until it accepts connections. */
-  private async listen(): Promise<void> {
+  protected async listen(): Promise<void> {
     const config = path.join(this.dir, 'sshd_config');
     if (process.getuid?.() === 0) fs.mkdirSync('/run/sshd', { recursive: true });
     this.child = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -1,15 +1,18 @@
 /**
  * A maas2 job end to end: the real agent program (dist/testflinger-agent.js) takes the job from
  * the dev server and runs the charm's rendered tf-* scripts, which run the connector against the
- * emulated MAAS; the "deployed" image is a real sshd that starts when the deploy finishes.
+ * emulated MAAS; the "deployed" image is a real sshd that starts when the deploy finishes, with
+ * fwupd played by stand-ins; the serial console is a TCP console server on 127.0.0.1.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
+import { FirmwareMachine } from '../helpers/fwupd-machine';
 import { EmulatedMaas } from '../helpers/maas';
 import { writeAgentConf } from '../helpers/phase-script';
+import { serialConsole, type SerialConsole } from '../helpers/serial-console';
 import { freePort, sshKeygen, TestSshd } from '../helpers/sshd';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
@@ -19,6 +22,8 @@ const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 let server: DevServer;
 let agent: ChildProcess | undefined;
 let image: TestSshd | undefined;
+let machine: FirmwareMachine | undefined;
+let consoleServer: SerialConsole | undefined;
 
 beforeAll(async () => {
   server = new DevServer();
@@ -30,20 +35,24 @@ afterAll(async () => {
     agent.kill('SIGTERM');
     await exited;
   }
+  machine?.stop();
   await image?.stopAndWait();
+  await consoleServer?.close();
   await server.stop();
 });
 
-it('the agent provisions a maas2 device through tf-provision, runs test_cmds on it, and releases it in cleanup', async () => {
+it('the agent provisions a maas2 device through tf-provision (its serial console logged), updates its firmware through tf-firmware-update, runs test_cmds on it, and releases it in cleanup', async () => {
   const home = tempDir('agent-home');
   const key = sshKeygen(path.join(home, '.ssh', 'id_rsa'));
   const maas = new EmulatedMaas();
   const port = await freePort();
   const agentDir = tempDir('agent-conf');
-  const conf = writeAgentConf(agentDir, { agentId: 'maas-agent-1', serverUrl: server.url, queue: 'maas-q', provisionType: 'maas2', phases: ['setup', 'provision', 'test', 'cleanup'] });
+  machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
+  consoleServer = await serialConsole(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
+  const conf = writeAgentConf(agentDir, { agentId: 'maas-agent-1', serverUrl: server.url, queue: 'maas-q', provisionType: 'maas2', phases: ['setup', 'provision', 'firmware_update', 'test', 'cleanup'] });
   fs.writeFileSync(
     path.join(agentDir, 'default.yaml'),
-    JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5 }),
+    JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5, firmware_reboot_timeout_seconds: 20, serial_host: '127.0.0.1', serial_port: consoleServer.port }),
   );
   agent = spawn(process.execPath, [AGENT, '-c', conf], {
     env: { ...maas.env(), HOME: home, TESTFLINGER_AGENT_DIR: agentDir },
@@ -51,14 +60,18 @@ it('the agent provisions a maas2 device through tf-provision, runs test_cmds on 
   });
 
   const ssh = `ssh -p ${port} -i ${key.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
-  const id = server.submitJob({ job_queue: 'maas-q', provision_data: { distro: 'noble' }, test_data: { test_cmds: `${ssh} $(id -un)@$DEVICE_IP 'echo "hello from the deployed image"'` } });
+  const id = server.submitJob({ job_queue: 'maas-q', provision_data: { distro: 'noble' }, firmware_update_data: { version: 'latest' }, test_data: { test_cmds: `${ssh} $(id -un)@$DEVICE_IP 'echo "hello from the deployed image"'` } });
 
   await eventually(() => fs.existsSync(maas.deployedSignal), 'the deploy to finish', 60_000);
-  image = await new TestSshd().start([key.publicKey], { port });
+  image = await new TestSshd().start([key.publicKey], { port, sessionPath: machine.bin });
+  machine.watch(image);
   await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', 60_000);
 
   const result = server.resultView(id) ?? {};
-  expect(result).toMatchObject({ provision_status: 0, test_status: 0, cleanup_status: 0 });
+  expect(result).toMatchObject({ provision_status: 0, firmware_update_status: 0, test_status: 0, cleanup_status: 0 });
+  expect(String(result['provision_serial'])).toContain('dut-maas-1 login:');
+  expect(String(result['firmware_update_output'])).toContain('firmware: "System Firmware": firmware "1.14.0" -> "1.15.1"');
+  expect(machine.events).toEqual(['reboot']);
   expect(String(result['provision_output'])).toMatch(/Running testflinger-device-connector maas2 provision for maas-agent-1[\s\S]*deployed and booted/);
   expect(String(result['test_output'])).toMatch(/hello from the deployed image/);
   expect(maas.machine()).toMatchObject({ status_name: 'Ready', deployed: { distro_series: 'noble' } });

@@ -5,7 +5,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { FirmwareMachine, FWUPD_DEVICES, SYSTEM_FIRMWARE_ID } from '../helpers/fwupd-machine';
 import { EmulatedMaas, type MaasBehaviour } from '../helpers/maas';
+import { serialConsole } from '../helpers/serial-console';
 import { agentWithJob, errorFile, runPhase, type AgentDir, type PhaseRun } from '../helpers/phase-script';
 import { freePort, sshKeygen, TestSshd, type KeyPair } from '../helpers/sshd';
 import { eventually, tempDir } from '../helpers/tmp';
@@ -31,9 +33,21 @@ interface Lab {
   phase(phase: string): Promise<PhaseRun>;
   /** Runs provision while the test image "boots" (its sshd starts) when MAAS says the deploy is done. */
   provision(options?: { imageBoots: boolean }): Promise<PhaseRun>;
+  /** The machine's sshd, once it has booted. */
+  sshd(): TestSshd | undefined;
 }
 
-async function lab(options: { behaviour?: Partial<MaasBehaviour>; device?: Record<string, unknown>; job?: Record<string, unknown> } = {}): Promise<Lab> {
+interface LabOptions {
+  behaviour?: Partial<MaasBehaviour>;
+  device?: Record<string, unknown>;
+  job?: Record<string, unknown>;
+  /** Stand-in commands (sudo, ...) first on PATH in the device's sessions. */
+  sessionPath?: string;
+  /** The machine answers over SSH before provisioning (the system installed earlier), and on through the deploy. */
+  installed?: boolean;
+}
+
+async function lab(options: LabOptions = {}): Promise<Lab> {
   const maas = new EmulatedMaas('lab-maas', 'x7kq3a', options.behaviour);
   const port = await freePort();
   const device = {
@@ -51,6 +65,12 @@ async function lab(options: { behaviour?: Partial<MaasBehaviour>; device?: Recor
     ...options.device,
   };
   const dirs = agentWithJob(device, options.job ?? { provision_data: { distro: 'noble' } });
+  let sshd: TestSshd | undefined;
+  const boot = async () => {
+    sshd = await new TestSshd().start([clientKey.publicKey], { port, sessionPath: options.sessionPath });
+    images.push(sshd);
+  };
+  if (options.installed) await boot();
   const env = { ...maas.env(), HOME: clientHome };
   const phase = (name: string) => runPhase(dirs, 'maas2', name, env);
   const provision = async ({ imageBoots } = { imageBoots: true }) => {
@@ -58,10 +78,10 @@ async function lab(options: { behaviour?: Partial<MaasBehaviour>; device?: Recor
     const run = phase('provision').finally(() => (over = true));
     // The image boots when MAAS says the deploy is done; a deploy that never is, is some tests' point.
     const deployed = await eventually(() => fs.existsSync(maas.deployedSignal) || over, 'the deploy to finish or provision to end', 60_000);
-    if (deployed && !over && imageBoots) images.push(await new TestSshd().start([clientKey.publicKey], { port }));
+    if (deployed && !over && imageBoots && !options.installed) await boot();
     return run;
   };
-  return { maas, dirs, port, phase, provision };
+  return { maas, dirs, port, phase, provision, sshd: () => sshd };
 }
 
 describe('maas2 provision', () => {
@@ -148,6 +168,220 @@ describe('maas2 provision', () => {
     const run = await provision();
     expect(run.code).toBe(1);
     expect(run.out).toMatch(/'warty' is not a valid distro_series/);
+  });
+});
+
+/**
+ * The installed system's privileged side, for the steps before a deploy: sessions find a stand-in
+ * `sudo` (efibootmgr with a canned boot menu, the TPM's PPI request file in this directory, snap)
+ * and a `cat` that reads that request file where /sys would have it.
+ */
+class MachineStandIn {
+  readonly dir = tempDir('maas-machine');
+  readonly bin = path.join(this.dir, 'bin');
+  readonly sudoLog = path.join(this.dir, 'sudo.log');
+  readonly tpmRequest = path.join(this.dir, 'tpm-request');
+
+  constructor(options: { efibootmgr?: boolean; tpm?: boolean } = {}) {
+    const { efibootmgr = true, tpm = true } = options;
+    const menu = ['BootCurrent: 0000', 'Timeout: 1 seconds', 'BootOrder: 0000,0002,0001,0003', 'Boot0000* ubuntu\tHD(1,GPT)', 'Boot0001* UEFI: PXE IPv4 Intel(R) Ethernet\tMAC()/IPv4(0.0.0.0)', 'Boot0002* UEFI: PXE IPv6 Intel(R) Ethernet\tMAC()/IPv6([::])', 'Boot0003* UEFI: PXE IPv4 Realtek USB\tUsb()/MAC()/IPv4(0.0.0.0)'];
+    fs.mkdirSync(this.bin);
+    const script = (name: string, body: string) => fs.writeFileSync(path.join(this.bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+    script(
+      'sudo',
+      `echo "sudo $*" >> ${this.sudoLog}
+case "$1 $2" in
+  "efibootmgr -v") ${efibootmgr ? `printf '${menu.join('\\n')}\\n'` : 'echo "sudo: efibootmgr: command not found" >&2; exit 1'} ;;
+  "efibootmgr -o") ${efibootmgr ? 'exit 0' : 'exit 1'} ;;
+  "tee /sys/class/tpm/tpm0/ppi/request") ${tpm ? `/usr/bin/tee ${this.tpmRequest}` : 'echo "tee: /sys/class/tpm/tpm0/ppi/request: No such file or directory" >&2; exit 1'} ;;
+  "snap install"|"snap alias") exit 0 ;;
+  *) exit 1 ;;
+esac`,
+    );
+    script('cat', `[ "$1" = /sys/class/tpm/tpm0/ppi/request ] && exec /bin/cat ${this.tpmRequest}\nexec /bin/cat "$@"`);
+  }
+
+  sudoCalls(): string[] {
+    return fs.existsSync(this.sudoLog) ? fs.readFileSync(this.sudoLog, 'utf8').trimEnd().split('\n') : [];
+  }
+}
+
+describe('maas2 before the deploy: reset_efi and clear_tpm, over SSH on the installed system', () => {
+  it('reset_efi puts the IPv4 network entries first in the EFI boot order, before the release, and again at cleanup', async () => {
+    const machine = new MachineStandIn();
+    const { maas, phase, provision } = await lab({ device: { reset_efi: true }, sessionPath: machine.bin, installed: true });
+    const run = await provision();
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out).toMatch(/MAAS: EFI boot order set to 0001,0003,0000,0002/);
+    expect(machine.sudoCalls()).toEqual(['sudo efibootmgr -v', 'sudo efibootmgr -o 0001,0003,0000,0002']);
+    expect(maas.calls()[0]).toBe('machine release x7kq3a');
+    expect(await phase('cleanup')).toMatchObject({ code: 0 });
+    expect(machine.sudoCalls().filter((c) => c.startsWith('sudo efibootmgr -o'))).toHaveLength(2);
+  });
+
+  it('reset_efi is best effort: without efibootmgr (even after the efitools snap) the machine is deployed with its boot order as it is', async () => {
+    const machine = new MachineStandIn({ efibootmgr: false });
+    const { maas, provision } = await lab({ device: { reset_efi: true }, sessionPath: machine.bin, installed: true });
+    const run = await provision();
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out).toMatch(/cannot read the EFI boot order; deploying with it as it is/);
+    expect(machine.sudoCalls()).toEqual(['sudo efibootmgr -v', 'sudo snap install efi-tools-ijohnson --devmode --edge', 'sudo snap alias efi-tools-ijohnson.efibootmgr efibootmgr', 'sudo efibootmgr -v']);
+    expect(maas.machine().deployed).toMatchObject({ distro_series: 'noble' });
+  });
+
+  it('clear_tpm asks the installed system\'s firmware to clear the TPM (PPI request 5) and then deploys the job\'s image', async () => {
+    const machine = new MachineStandIn();
+    const { maas, provision } = await lab({ device: { clear_tpm: true }, sessionPath: machine.bin, installed: true });
+    const run = await provision();
+    expect(run).toMatchObject({ code: 0 });
+    expect(fs.readFileSync(machine.tpmRequest, 'utf8')).toBe('5\n');
+    expect(machine.sudoCalls()).toEqual(['sudo tee /sys/class/tpm/tpm0/ppi/request']);
+    expect(maas.calls().filter((c) => c.startsWith('machine deploy'))).toEqual(['machine deploy x7kq3a distro_series=noble']);
+  });
+
+  it('clear_tpm on a machine whose installed system does not answer deploys the default image (jammy) first, clears from there, then deploys the job\'s', async () => {
+    const machine = new MachineStandIn();
+    const { maas, provision } = await lab({ device: { clear_tpm: true }, sessionPath: machine.bin });
+    const run = await provision();
+    expect(run).toMatchObject({ code: 0 });
+    expect(fs.readFileSync(machine.tpmRequest, 'utf8')).toBe('5\n');
+    expect(maas.calls().filter((c) => c.startsWith('machine deploy'))).toEqual(['machine deploy x7kq3a distro_series=jammy', 'machine deploy x7kq3a distro_series=noble']);
+  });
+
+  it('clear_tpm that fails on the freshly deployed default image too fails the job (exit 1), as upstream', async () => {
+    const machine = new MachineStandIn({ tpm: false });
+    const { maas, dirs, provision } = await lab({ device: { clear_tpm: true }, sessionPath: machine.bin });
+    const run = await provision();
+    expect(run.code).toBe(1);
+    expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'ConnectorError', exception_message: 'clearing the TPM failed' });
+    expect(maas.calls().filter((c) => c.startsWith('machine deploy'))).toEqual(['machine deploy x7kq3a distro_series=jammy']);
+  });
+});
+
+const firmwareMachines: FirmwareMachine[] = [];
+afterAll(() => firmwareMachines.forEach((machine) => machine.stop()));
+
+async function firmwareLab(machine: FirmwareMachine, firmwareUpdateData: Record<string, unknown> | undefined, device: Record<string, unknown> = {}) {
+  firmwareMachines.push(machine);
+  const job = firmwareUpdateData === undefined ? {} : { firmware_update_data: firmwareUpdateData };
+  const lab_ = await lab({ job, device: { firmware_reboot_timeout_seconds: 20, ...device }, sessionPath: machine.bin, installed: true });
+  const sshd = lab_.sshd();
+  if (sshd) machine.watch(sshd);
+  return lab_;
+}
+
+describe('maas2 firmware_update (firmware_update_data), as upstream: LVFS through fwupd on the device', () => {
+  it('upgrades each updatable component whose newest LVFS release is an upgrade, reboots, and checks fwupd\'s results (exit 0)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
+    const { dirs, maas, phase } = await firmwareLab(machine, { version: 'latest' });
+    const run = await phase('firmware_update');
+    expect(run).toMatchObject({ code: 0 });
+    expect(machine.sudoCalls()).toEqual([
+      'sudo cat /sys/class/dmi/id/chassis_vendor',
+      'sudo cat /sys/class/dmi/id/chassis_type',
+      'sudo apt update',
+      'sudo apt install -y fwupd',
+      'sudo fwupdmgr --version',
+      'sudo fwupdmgr refresh --force',
+      'sudo fwupdmgr get-devices --json',
+      `sudo fwupdmgr upgrade ${SYSTEM_FIRMWARE_ID} -y --no-reboot-check`,
+      'sudo reboot',
+      `sudo fwupdmgr get-results ${SYSTEM_FIRMWARE_ID} --json`,
+    ]);
+    expect(machine.events).toEqual(['reboot']);
+    expect(run.out).toMatch(/firmware: .* is a "Dell Inc\." "Desktop": LVFS/);
+    expect(run.out).toContain('firmware: "System Firmware": current version "1.14.0" - LVFS upgrades: "1.15.1" - LVFS downgrades: "1.13.2"');
+    expect(run.out).toContain('firmware: "Thunderbolt host controller": current version "36.00" - no available firmware on LVFS');
+    expect(run.out).toContain('firmware: "UEFI dbx" has the latest firmware LVFS has');
+    expect(run.out).toContain('firmware: "System Firmware": firmware "1.14.0" -> "1.15.1"');
+    expect(run.out).not.toContain('Touchpad');
+    expect(maas.calls()).toEqual([]);
+    expect(fs.existsSync(path.join(dirs.runDir, 'device-connector-error.json'))).toBe(false);
+  });
+
+  it('a machine whose firmware is all at LVFS\'s newest is not rebooted (exit 0)', async () => {
+    const current = { Devices: [FWUPD_DEVICES.Devices[1]] };
+    const machine = new FirmwareMachine({ vendor: 'LENOVO', type: 35 }, 'landed', current);
+    const { phase } = await firmwareLab(machine, { version: 'latest' });
+    const run = await phase('firmware_update');
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out).toContain('firmware: nothing was upgraded: no reboot');
+    expect(machine.sudoCalls()).not.toContain('sudo reboot');
+  });
+
+  it('an upgrade that fwupd reports FAILED after the reboot fails the phase (exit 1), naming fwupd\'s error', async () => {
+    const machine = new FirmwareMachine({ vendor: 'HP', type: 13 }, 'failed');
+    const { phase } = await firmwareLab(machine, { version: 'latest' });
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(run.out).toContain('firmware: "System Firmware": FAILED: "failed to write capsule: ESP not mounted"');
+    expect(run.out).toContain('firmware: the update failed: the firmware version did not update successfully');
+  });
+
+  it('with ignore_failure, the same failure lets the job go on (exit 0)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'HP', type: 13 }, 'failed');
+    const { phase } = await firmwareLab(machine, { version: 'latest', ignore_failure: true });
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(0);
+    expect(run.out).toContain('firmware: the update failed: the firmware version did not update successfully');
+    expect(run.out).toContain('ignore_failure is set: the job goes on');
+  });
+
+  it('a machine that does not come back from the reboot fails the phase (exit 1)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 }, 'gone');
+    const { phase } = await firmwareLab(machine, { version: 'latest' }, { firmware_reboot_timeout_seconds: 3 });
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/firmware: the update failed: Failed to SSH to .* within 3s after the reboot/);
+  });
+
+  it.each([
+    ['an HPE server (upstream: ilorest through its BMC)', { vendor: 'HPE', type: 23 }, { version: 'latest' }, /HPE servers are updated through their BMC .* which this connector does not support yet/],
+    ['a laptop (no route upstream either)', { vendor: 'LENOVO', type: 10 }, { version: 'latest' }, /DMI chassis_vendor "LENOVO", chassis_type "Notebook": no firmware update route for this device/],
+    ['a version other than latest for LVFS', { vendor: 'Dell Inc.', type: 3 }, { version: '1.13.2' }, /firmware_update_data.version "1.13.2": an LVFS device is updated to "latest" only/],
+  ])('%s: the update fails (exit 1) before anything is installed', async (_what, dmi, data, message) => {
+    const machine = new FirmwareMachine(dmi);
+    const { phase } = await firmwareLab(machine, data);
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(message);
+    expect(machine.sudoCalls()).toEqual(['sudo cat /sys/class/dmi/id/chassis_vendor', 'sudo cat /sys/class/dmi/id/chassis_type']);
+  });
+
+  it('a job without firmware_update_data fails the phase as the job\'s fault (exit 1)', async () => {
+    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
+    const { dirs, phase } = await firmwareLab(machine, undefined);
+    const run = await phase('firmware_update');
+    expect(run.code).toBe(1);
+    expect(errorFile(dirs)['firmware_update_exception_info']).toMatchObject({ exception_name: 'JobError', exception_message: expect.stringMatching(/firmware_update_data: Required/) });
+    expect(machine.sudoCalls()).toEqual([]);
+  });
+});
+
+describe('maas2 serial console', () => {
+  it('with serial_host and serial_port, the console is logged to provision-serial.log during provision and test-serial.log during test', async () => {
+    const consoleServer = await serialConsole(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
+    try {
+      const { dirs, phase, provision } = await lab({ device: { serial_host: '127.0.0.1', serial_port: consoleServer.port } });
+      const run = await provision();
+      expect(run).toMatchObject({ code: 0 });
+      expect(run.out).toContain('Successfully connected to serial logging server');
+      expect(fs.readFileSync(path.join(dirs.runDir, 'provision-serial.log'), 'utf8')).toBe('[    0.000000] Linux version 6.8.0-31-generic\r\ndut-maas-1 login:\r\n');
+      fs.writeFileSync(path.join(dirs.runDir, 'testflinger.json'), JSON.stringify({ job_id: 'job-1', test_data: { test_cmds: ['sleep 1'] } }));
+      expect(await phase('test')).toMatchObject({ code: 0 });
+      expect(fs.readFileSync(path.join(dirs.runDir, 'test-serial.log'), 'utf8')).toContain('dut-maas-1 login:');
+    } finally {
+      await consoleServer.close();
+    }
+  });
+
+  it('a console server that is not there is reported once and does not fail the phase', async () => {
+    const port = await freePort();
+    const { dirs, provision } = await lab({ device: { serial_host: '127.0.0.1', serial_port: port } });
+    const run = await provision();
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out.match(/Error connecting to serial logging server. Retrying in the background.../g)).toHaveLength(1);
+    expect(fs.readFileSync(path.join(dirs.runDir, 'provision-serial.log'), 'utf8')).toBe('');
   });
 });
 

@@ -11,6 +11,8 @@ import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase, type PhaseRun } from '../helpers/phase-script';
+import { PasswordSshd, passwordSshdUnavailable } from '../helpers/password-sshd';
+import { serialConsole } from '../helpers/serial-console';
 import { sshKeygen, TestSshd, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -40,6 +42,15 @@ afterAll(async () => {
 /** What the stand-in does when told to restore: replace the system, or (a broken restore) just reboot. */
 type RestoreBehaviour = 'reinstall' | 'reboot-only';
 
+/** What the stand-in needs of its sshd: TestSshd (key logins) or PasswordSshd (a real user with a password). */
+interface DeviceSshd {
+  readonly deviceHome: string;
+  readonly port: number;
+  start(authorized: string[], options: { sessionPath?: string }): Promise<unknown>;
+  stopAndWait(): Promise<void>;
+  restart(downMs?: number): Promise<void>;
+}
+
 class StandInDevice {
   readonly dir = tempDir('standin');
   readonly bin = path.join(this.dir, 'bin');
@@ -47,13 +58,18 @@ class StandInDevice {
   readonly requests = path.join(this.dir, 'requests');
   readonly installer = path.join(this.dir, 'ubiquity');
   readonly powerCycle = path.join(this.dir, 'power-cycle');
-  readonly sshd = new TestSshd();
   readonly events: string[] = [];
   private handled = 0;
   private busy = false;
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly restore: RestoreBehaviour = 'reinstall') {
+  /** `own` gives a file to the device's user, where that is not the test's (a PasswordSshd's). */
+  constructor(
+    private readonly restore: RestoreBehaviour = 'reinstall',
+    readonly sshd: DeviceSshd = new TestSshd(),
+    private readonly own: (file: string) => void = () => undefined,
+    private readonly authorized: string[] = [clientKey.publicKey],
+  ) {
     fs.mkdirSync(this.bin);
     const script = (name: string, body: string) => fs.writeFileSync(path.join(this.bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
     // sudo records every privileged command and runs none of them, except the detached
@@ -71,10 +87,11 @@ exit 0`,
     script('reboot', `echo reboot >> ${this.requests}`);
     script('dell-restore-system', `echo "dell-restore-system $*" >> ${this.requests}`);
     script('systemctl', `[ "$*" = "is-active ubiquity" ] && cat ${this.installer} 2>/dev/null || echo inactive`);
+    this.own(this.dir);
   }
 
   async start(up = true): Promise<this> {
-    await this.sshd.start([clientKey.publicKey], { sessionPath: this.bin });
+    await this.sshd.start(this.authorized, { sessionPath: this.bin });
     if (!up) await this.sshd.stopAndWait();
     this.timer = setInterval(() => void this.tick(), 100);
     return this;
@@ -128,6 +145,7 @@ exit 0`,
     fs.rmSync(this.home, { recursive: true, force: true });
     fs.mkdirSync(path.join(this.home, '.ssh'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(this.home, '.ssh', 'authorized_keys'), stagedKey, { mode: 0o600 });
+    this.own(this.home);
     fs.writeFileSync(this.installer, 'active\n');
     this.sudoLogRotate();
     await new Promise((r) => setTimeout(r, 1000));
@@ -147,8 +165,10 @@ exit 0`,
 }
 
 const devices: StandInDevice[] = [];
+const stops: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const device of devices) await device.stop();
+  for (const stop of stops) await stop();
 });
 
 async function standIn(restore: RestoreBehaviour = 'reinstall', up = true): Promise<StandInDevice> {
@@ -157,7 +177,7 @@ async function standIn(restore: RestoreBehaviour = 'reinstall', up = true): Prom
   return device;
 }
 
-function oemJob(device: StandInDevice, provisionData: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+function oemJob(device: StandInDevice, provisionData: Record<string, unknown>, extra: Record<string, unknown> = {}, job: Record<string, unknown> = {}) {
   return agentWithJob(
     {
       device_ip: '127.0.0.1',
@@ -169,17 +189,19 @@ function oemJob(device: StandInDevice, provisionData: Record<string, unknown>, e
       oem_boot_wait_seconds: 20,
       ...extra,
     },
-    { provision_data: provisionData },
+    { provision_data: provisionData, ...job },
   );
 }
 
 const env = () => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: clientHome });
 
 describe('oemscript', () => {
-  it('reboots the device, puts the image on its recovery partition, restores, waits for the installer, and checks the new system; test runs on it', async () => {
+  it('reboots the device, puts the image on its recovery partition, restores, waits for the installer, and checks the new system; test runs on it, its serial console logged (as upstream, only then)', async () => {
     const device = await standIn();
     const url = `${imageBase}/somerville-jammy-oem-X42.iso`;
-    const dirs = oemJob(device, { url });
+    const consoleServer = await serialConsole(['Ubuntu 22.04 LTS somerville ttyS0']);
+    stops.push(consoleServer.close);
+    const dirs = oemJob(device, { url }, { serial_host: '127.0.0.1', serial_port: consoleServer.port });
     const run = await runPhase(dirs, 'oemscript', 'provision', env());
     expect(run).toMatchObject({ code: 0 });
     expect(device.events).toEqual(['reboot', 'restore']);
@@ -205,6 +227,8 @@ describe('oemscript', () => {
     expect(tested).toMatchObject({ code: 0 });
     expect(tested.out).toMatch(/restored-device-says-hi/);
     expect(tested.out).not.toMatch(/testflinger-old-system|testflinger-recovery/);
+    expect(fs.readFileSync(path.join(dirs.runDir, 'test-serial.log'), 'utf8')).toBe('Ubuntu 22.04 LTS somerville ttyS0\r\n');
+    expect(fs.existsSync(path.join(dirs.runDir, 'provision-serial.log'))).toBe(false);
   });
 
   it.each([
@@ -281,6 +305,52 @@ describe('oemscript job data', () => {
     const run: PhaseRun = await runPhase(oemJob(device, data), 'oemscript', 'provision', env());
     expect(run.code).toBe(1);
     expect(run.out).toMatch(message);
+    expect(device.events).toEqual([]);
+  });
+});
+
+describe.each(passwordSshdUnavailable() ? [] : ['password'])('oemscript with a device that takes the job\'s %s (sshpass)', () => {
+  const sshds: PasswordSshd[] = [];
+  afterAll(async () => {
+    for (const sshd of sshds) await sshd.remove();
+  });
+
+  /** A device whose test user is a real one with a password, refusing every key at first; sshpass is recorded on its way. */
+  async function passwordDevice(up = true): Promise<{ device: StandInDevice; sshd: PasswordSshd; sshpassLog: string; env: Record<string, string> }> {
+    const sshd = new PasswordSshd();
+    sshds.push(sshd);
+    const device = new StandInDevice('reinstall', sshd, (file) => sshd.own(file), []);
+    devices.push(device);
+    await device.start(up);
+    const bin = tempDir('sshpass-shim');
+    const sshpassLog = path.join(bin, 'argv');
+    fs.writeFileSync(path.join(bin, 'sshpass'), `#!/bin/sh\nprintf '%s\\n' "$@" >> ${sshpassLog}\nexec /usr/bin/sshpass "$@"\n`, { mode: 0o755 });
+    return { device, sshd, sshpassLog, env: { ...env(), PATH: `${bin}:${env().PATH}` } };
+  }
+
+  it('logs in with test_password, installs the agents\' key, and provisions as with a key; the password is in no argv and no output', async () => {
+    const { device, sshd, sshpassLog, env: shimmed } = await passwordDevice();
+    const dirs = oemJob(device, { url: `${imageBase}/somerville-noble.iso` }, {}, { test_data: { test_username: sshd.user, test_password: sshd.password } });
+    const run = await runPhase(dirs, 'oemscript', 'provision', shimmed);
+    expect(run).toMatchObject({ code: 0 });
+    expect(run.out).toMatch(new RegExp(`"${sshd.user}@127.0.0.1" \\(port \\d+\\) refused the agents' key and took the job's password \\(sshpass\\)`));
+    expect(device.events).toEqual(['reboot', 'restore']);
+    expect(run.out).toMatch(/runs the restored image/);
+    const argv = fs.readFileSync(sshpassLog, 'utf8');
+    expect(argv.split('\n').slice(0, 5)).toEqual(['-e', 'ssh-copy-id', '-f', '-i', `${clientHome}/.ssh/id_rsa.pub`]);
+    expect(argv).toContain(`${sshd.user}@127.0.0.1`);
+    expect(argv).not.toContain(sshd.password);
+    expect(run.out).not.toContain(sshd.password);
+  });
+
+  it('a device that takes neither the key nor the password is not reached: reboot_script, then upstream\'s boot wait runs out (exit 1)', async () => {
+    const { device, sshd, env: shimmed } = await passwordDevice();
+    const dirs = oemJob(device, { url: `${imageBase}/x.iso` }, { reboot_script: ['true'], oem_boot_wait_seconds: 4 }, { test_data: { test_username: sshd.user, test_password: 'not-the-password' } });
+    const run = await runPhase(dirs, 'oemscript', 'provision', shimmed);
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/running reboot_script command "true"/);
+    expect(run.out).toMatch(/answered neither to the agents' key nor to the job's password within 4s: .*Permission denied/);
+    expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'ConnectorError' });
     expect(device.events).toEqual([]);
   });
 });

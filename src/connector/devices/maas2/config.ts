@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig, type JobFile } from '../../config';
 import { JobError } from '../../errors';
 import { quoted } from '../../../common/text';
+import { serialConsoleKeys } from '../../serial';
 import { patternString } from '../../validate';
 
 /** A MAAS CLI profile (`maas login <profile> ...`), as the agent host has it logged in. */
@@ -121,13 +122,14 @@ export const maas2ConfigSchema = deviceConfigSchema.extend({
   timeout_min: z.number().positive().default(60),
   /** The storage layout set back before a job that asks for none; without it, MAAS's flat layout. */
   default_disks: storageLayoutSchema.optional(),
-  /** Upstream logs the serial console during provision; accepted here, not logged (yet). */
-  serial_host: z.string().optional(),
-  serial_port: z.number().int().optional(),
-  /** Our extensions: how often to ask MAAS how a deploy goes, how long a release may take, the first retry's pause. */
+  /** The device's serial console (a TCP console server), logged during provision and test as upstream. */
+  ...serialConsoleKeys,
+  /** Our extensions: how often to ask MAAS how a deploy goes (and, up to 10 s, a rebooting device), how long a release may take, the first retry's pause. */
   maas_poll_seconds: z.number().positive().default(60),
   maas_release_wait_seconds: z.number().positive().default(300),
   maas_retry_backoff_seconds: z.number().nonnegative().default(10),
+  /** Ours: how long a device may take to go down and come back after its firmware update (upstream's LVFS timeout: 900 s). */
+  firmware_reboot_timeout_seconds: z.number().positive().default(900),
 });
 export type Maas2Config = z.output<typeof maas2ConfigSchema>;
 

@@ -1,12 +1,14 @@
 /**
  * maas2: a machine deployed by MAAS through the `maas` CLI, as upstream's connector of that name.
  * Provision releases the machine, sets its storage, deploys the job's image and waits until it
- * answers over SSH; cleanup releases it.
+ * answers over SSH; firmware_update updates its firmware (firmware.ts); cleanup releases it.
  */
 import { ConnectorError } from '../../errors';
-import { writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { runTest, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { withSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { maas2Config, maas2ConfigSchema, maas2Provision, maas2ProvisionSchema, type Maas2Provision, type StorageLayout } from './config';
+import { firmwareUpdate } from './firmware';
 import { Machine } from './machine';
 import { requestTpmClear, resetEfiBootOrder } from './preflight';
 
@@ -26,7 +28,8 @@ async function clearTpm(ctx: PhaseContext, machine: Machine): Promise<void> {
   if (!(await requestTpmClear(ctx))) throw new ConnectorError('clearing the TPM failed');
 }
 
-const provision: PhaseFn = async (ctx) => {
+/** As upstream: the serial console is logged (provision-serial.log) from the first step to the last. */
+const provision: PhaseFn = withSerialLog('provision', async (ctx) => {
   // The job's data is checked whole before MAAS hears anything.
   const image = maas2Provision(ctx.job);
   const machine = new Machine(ctx, maas2Config(ctx.device));
@@ -34,7 +37,7 @@ const provision: PhaseFn = async (ctx) => {
   await deploy(ctx, machine, image, machine.config.default_disks);
   writeDeviceInfo(ctx);
   return 0;
-};
+});
 
 const cleanup: PhaseFn = async (ctx) => {
   const machine = new Machine(ctx, maas2Config(ctx.device));
@@ -43,4 +46,4 @@ const cleanup: PhaseFn = async (ctx) => {
   return 0;
 };
 
-export const maas2: DeviceType = { name: 'maas2', phases: { provision, cleanup }, configSchema: maas2ConfigSchema };
+export const maas2: DeviceType = { name: 'maas2', phases: { provision, firmware_update: firmwareUpdate, test: withSerialLog('test', runTest), cleanup }, configSchema: maas2ConfigSchema };

@@ -2,9 +2,12 @@
 import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig, type JobFile } from '../../config';
 import { JobError } from '../../errors';
+import { serialConsoleKeys } from '../../serial';
 import { patternString } from '../../validate';
 
 export const oemScriptConfigSchema = deviceConfigSchema.extend({
+  /** The device's serial console (a TCP console server): upstream logs it during test only. */
+  ...serialConsoleKeys,
   /** Commands run on this host, split on spaces (no shell), when the device cannot be reached: a power cycle. */
   reboot_script: z.array(z.string().trim().min(1)).default([]),
   /** Our extensions. How long a reboot, or a restore and its installer, may take (upstream: 90 minutes). */

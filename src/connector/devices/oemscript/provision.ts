@@ -6,10 +6,11 @@
 import { ConnectorError } from '../../errors';
 import { describeTarget, testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
 import { agentPublicKey, sshRun } from '../../ssh';
-import { copyToDevice, pollUntil, recoveryFailed, runCommand, runOnDevice, shellWords, waitForSsh } from '../../steps';
+import { copyToDevice, pollUntil, recoveryFailed, runCommand, runOnDevice, shellWords } from '../../steps';
 import { quoted } from '../../../common/text';
 import type { SshUser } from '../../validate';
 import { oemScriptConfig, oemScriptProvision, type OemScriptConfig } from './config';
+import { copyKeyWithPassword, jobPassword } from './password-login';
 import { OLD_SYSTEM_MARKER, RECOVERY_DIR, RECOVERY_SCRIPT, type RestoreMethod } from './recovery-script';
 
 /** Downloading and writing an image may take long; upstream allows 90 minutes. */
@@ -20,19 +21,46 @@ interface Run {
   ctx: PhaseContext;
   config: OemScriptConfig;
   user: SshUser;
+  /** The job's test_password (upstream's default: ubuntu), for a device that refuses the key. */
+  password: string;
+  /** How the last password login failed, for the report when the device never answers. */
+  lastRefusal?: string;
 }
 
-async function answers(run: Run): Promise<boolean> {
+async function takesKey(run: Run): Promise<boolean> {
   return (await sshRun(run.ctx.device, run.user, 'true', undefined, 60_000)).exitCode === 0;
+}
+
+/**
+ * As upstream's check (its ssh-copy-id through sshpass): the device answers when it takes the
+ * agents' key, or takes the job's password, with which the key is then installed.
+ */
+async function answers(run: Run): Promise<boolean> {
+  if (await takesKey(run)) return true;
+  const copied = await copyKeyWithPassword(run.ctx, run.user, run.password);
+  if (copied.exitCode !== 0) {
+    run.lastRefusal = copied.output.trim();
+    return false;
+  }
+  run.ctx.print(`${describeTarget(run.ctx, run.user)} refused the agents' key and took the job's password (sshpass): the key is installed there now`);
+  return true;
+}
+
+/** Waits (at most oem_boot_wait_seconds) until the device answers; upstream's "Failed to boot test image!" otherwise. */
+async function awaitBoot(run: Run): Promise<void> {
+  const { config } = run;
+  const up = await pollUntil(run.ctx, () => answers(run), (answered) => answered, { seconds: config.oem_boot_wait_seconds, everySeconds: config.oem_poll_seconds });
+  if (!up.done) throw new ConnectorError(`${describeTarget(run.ctx, run.user)} answered neither to the agents' key nor to the job's password within ${config.oem_boot_wait_seconds}s: ${quoted(run.lastRefusal ?? '')}`);
+  run.ctx.print(`${describeTarget(run.ctx, run.user)} answers over SSH`);
 }
 
 /** Waits until the device stops answering (it went down), then until it answers again. */
 async function awaitReboot(run: Run, what: string): Promise<void> {
   const { config } = run;
-  const down = await pollUntil(run.ctx, () => answers(run), (up) => !up, { seconds: config.oem_shutdown_wait_seconds, everySeconds: Math.min(1, config.oem_poll_seconds) });
+  const down = await pollUntil(run.ctx, () => takesKey(run), (up) => !up, { seconds: config.oem_shutdown_wait_seconds, everySeconds: Math.min(1, config.oem_poll_seconds) });
   if (!down.done) throw new ConnectorError(`${describeTarget(run.ctx, run.user)} did not go down for ${what} within ${config.oem_shutdown_wait_seconds}s`);
   run.ctx.print(`${describeTarget(run.ctx, run.user)} went down for ${what}`);
-  await waitForSsh(run.ctx, run.user, { seconds: config.oem_boot_wait_seconds, everySeconds: config.oem_poll_seconds });
+  await awaitBoot(run);
 }
 
 /** Upstream's hard reset: each reboot_script command run here, split on spaces, no shell. */
@@ -53,7 +81,7 @@ async function freshBoot(run: Run): Promise<void> {
     return awaitReboot(run, 'the reboot');
   }
   await hardReset(run);
-  await waitForSsh(run.ctx, run.user, { seconds: run.config.oem_boot_wait_seconds, everySeconds: run.config.oem_poll_seconds });
+  await awaitBoot(run);
 }
 
 async function runRecoveryScript(run: Run, url: string, method: RestoreMethod): Promise<void> {
@@ -86,7 +114,7 @@ async function checkNewSystem(run: Run): Promise<void> {
 export function oemScriptProvisionPhase(methodFor: (url: string) => RestoreMethod) {
   return async (ctx: PhaseContext): Promise<number> => {
     const { url } = oemScriptProvision(ctx.job);
-    const run: Run = { ctx, config: oemScriptConfig(ctx.device), user: testUsername(ctx) };
+    const run: Run = { ctx, config: oemScriptConfig(ctx.device), user: testUsername(ctx), password: jobPassword(ctx.job) };
     await freshBoot(run);
     await runRecoveryScript(run, url, methodFor(url));
     await awaitReboot(run, 'the restore');
