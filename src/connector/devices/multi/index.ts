@@ -14,6 +14,7 @@ import { runTest, type PhaseContext, type PhaseFn } from '../../phases';
 import { quoted } from '../../../common/text';
 import { sshHostSchema } from '../../validate';
 import type { DeviceType } from '../types';
+import { AgentToken } from './credentials';
 import { jobIdSchema, TestflingerServer } from './server';
 
 /** Upstream's default allocation_timeout: two hours. */
@@ -49,7 +50,7 @@ interface Multi {
 
 function multiOf(ctx: PhaseContext): Multi {
   const config = multiConfigSchema.parse(ctx.device);
-  return { ctx, server: new TestflingerServer(config.testflinger_server), pollSeconds: config.multi_poll_seconds, children: [] };
+  return { ctx, server: new TestflingerServer(config.testflinger_server, AgentToken.fromEnv()), pollSeconds: config.multi_poll_seconds, children: [] };
 }
 
 async function cancelAll(multi: Multi, jobs: readonly string[]): Promise<void> {
