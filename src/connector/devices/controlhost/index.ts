@@ -9,7 +9,8 @@ import type { DeviceType } from '../types';
 import { controlHostConfig, controlHostConfigSchema, jobCredentials, readTimeoutSeconds, type ControlHostConfig } from './config';
 import { copyAgentKey } from './copy-id';
 import { IOT_METHOD, iotProvision, iotRequest } from './iot';
-import { KVM_METHOD, kvmProvision, kvmRequest } from './kvm';
+import { KVM_METHOD, kvmProvision, kvmRequest, restoresOemImage } from './kvm';
+import { checkOemSteps, finishOemRestore } from './oem-login';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
 import { powerCycleControlHost } from './powercycle';
 import { jobSecrets, provisionOnControlHost, setupControlHost } from './run';
@@ -34,8 +35,11 @@ const test: PhaseFn = async (ctx) => {
 
 const kvmProvisionPhase: PhaseFn = async (ctx) => {
   const data = kvmProvision(ctx.job);
+  const oemImage = restoresOemImage(data);
+  if (oemImage) checkOemSteps(ctx, data.url);
   const kwargs = kvmRequest(ctx, data);
   await provisionThrough(ctx, controlHostConfig(ctx.device), KVM_METHOD, kwargs);
+  if (oemImage) await finishOemRestore(ctx, data.oem, data.url);
   writeDeviceInfo(ctx);
   return 0;
 };
