@@ -1,9 +1,10 @@
 /**
- * control_host_kvm's OEM 22.04 route through tf-provision: the emulated control host restores
+ * The OEM routes of the control-host family. control_host_kvm's OEM 22.04 route through tf-provision: the emulated control host restores
  * the OEM image (alloem_url, or the desktop-jammy-oem preset), then the connector logs in with
  * the image's account, sets the job's password, copies the agents' key, and installs the test
  * image with the OEM script `provision_data.oem` names. The device is a stand-in on PATH: `ssh`
  * and `ssh-copy-id` scripts that keep each account's password and whether it takes the key.
+ * And oem_autoinstall's stock ISO, which the control host gets with the connector's own files.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -15,10 +16,11 @@ import { tempDir } from '../helpers/tmp';
 jest.setTimeout(60_000);
 
 let home: string;
+let publicKey: string;
 let host: EmulatedControlHost;
 beforeAll(async () => {
   home = tempDir('agent-home');
-  sshKeygen(path.join(home, '.ssh', 'id_rsa'));
+  publicKey = sshKeygen(path.join(home, '.ssh', 'id_rsa')).publicKey;
   host = await new EmulatedControlHost({ presets: ['desktop-jammy-oem'] }).start();
 });
 afterAll(() => host.stop());
@@ -99,4 +101,15 @@ it("an OEM image that refuses its own account's password fails the phase (exit 1
   expect(run.out).toContain('Failed configuring SSH on the DUT.');
   expect(run.out).toContain('attempt 1 of 1');
   expect(fs.readFileSync(path.join(device.lab, 'password-ubuntu'), 'utf8')).toBe('changed-by-someone');
+});
+
+it("oem_autoinstall with a stock ISO: the control host gets the connector's autoinstall files, the installed system takes the agents' key", async () => {
+  const dirs = agentWithJob(deviceConfig(), { provision_data: { control_host_iso_url: 'http://images.example/noble-desktop-amd64.iso', control_host_iso_type: 'stock' } });
+  const run = await runPhase(dirs, 'oem_autoinstall', 'provision', { HOME: home, PATH: process.env['PATH'] ?? '' });
+  expect(run).toMatchObject({ code: 0 });
+  const kwargs = host.provisions.at(-1)?.kwargs ?? {};
+  expect(kwargs).toMatchObject({ control_host_iso_type: 'stock', username: 'ubuntu', password: 'insecure', meta_data_b64: '' });
+  const userData = Buffer.from(String(kwargs['user_data_b64']), 'base64').toString('utf8');
+  expect(userData).toContain(JSON.stringify(publicKey.trim()));
+  expect(Buffer.from(String(kwargs['grub_cfg_b64']), 'base64').toString('utf8')).toContain('autoinstall ds=nocloud');
 });

@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { kvmProvision, kvmRequest, restoresOemImage } from '../../src/connector/devices/controlhost/kvm';
 import { checkOemSteps, oemScriptFor } from '../../src/connector/devices/controlhost/oem-login';
 import { OEM_USER_DATA } from '../../src/connector/devices/controlhost/oem-user-data';
-import { oemAutoinstallProvision, usesIso } from '../../src/connector/devices/controlhost/oem-autoinstall';
+import { oemAutoinstallProvision, oemRequest, usesIso } from '../../src/connector/devices/controlhost/oem-autoinstall';
 import { sshKeygen } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -150,10 +150,24 @@ describe('oem_autoinstall', () => {
     expect(() => oemAutoinstallProvision(ctxFor({ provision_data: { control_host_iso_url: 'http://x/a.iso' } }).job)).toThrow('An ISO type (e.g. control_host_iso_type) is required in provision_data.');
   });
 
-  it.each([
-    [{ control_host_iso_url: 'http://x/a.iso', control_host_iso_type: 'stock' }, '"stock" is not supported by this connector yet'],
-    [{ url: 'http://x/oem.iso' }, 'provision_data.url is not supported by this connector yet'],
-  ])('refuses %j, naming what upstream does', (provisionData, message) => {
+  it.each([[{ url: 'http://x/oem.iso' }, 'provision_data.url is not supported by this connector yet']])('refuses %j, naming what upstream does', (provisionData, message) => {
     expect(() => oemAutoinstallProvision(ctxFor({ provision_data: provisionData }).job)).toThrow(message);
+  });
+
+  it("a stock ISO comes with the connector's meta-data (empty), user-data and grub.cfg; other types with none", () => {
+    const request = (type: string) => {
+      const ctx = ctxFor({ provision_data: { control_host_iso_url: 'http://x/noble-desktop.iso', control_host_iso_type: type } });
+      return oemRequest(ctx, oemAutoinstallProvision(ctx.job));
+    };
+    const decoded = (value: unknown) => Buffer.from(value as string, 'base64').toString('utf8');
+    const stock = request('stock');
+    expect(decoded(stock['meta_data_b64'])).toBe('');
+    const userData = parseYaml(decoded(stock['user_data_b64']));
+    expect(userData).toMatchObject({
+      autoinstall: { version: 1, identity: { username: 'ubuntu' }, storage: { layout: { name: 'direct' } }, ssh: { 'allow-pw': true, 'authorized-keys': [publicKey.trim()] } },
+    });
+    expect(userData.autoinstall['user-data'].runcmd).toContainEqual(['apt-get', 'install', '-y', 'openssh-server']);
+    expect(decoded(stock['grub_cfg_b64'])).toContain('linux\t/casper/vmlinuz autoinstall ds=nocloud\\;s=/cdrom/cloud-configs/ --- quiet splash');
+    expect(request('bootstrap')).toMatchObject({ meta_data_b64: null, user_data_b64: null, grub_cfg_b64: null });
   });
 });

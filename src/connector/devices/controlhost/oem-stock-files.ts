@@ -1,0 +1,134 @@
+/**
+ * What oem_autoinstall sends with a `stock` ISO (a plain Ubuntu desktop ISO, without the OEM
+ * media's own autoinstall files), as upstream's connector sends its own: cloud-init meta-data
+ * (empty), an autoinstall user-data, and a grub.cfg whose first entry boots the installer in
+ * autoinstall mode, reading them from the media's /cloud-configs/.
+ *
+ * The installed system: account ubuntu, password "insecure" (oem_autoinstall's default
+ * test_password), passwordless sudo, SSH with passwords and the agents' key, a desktop that never
+ * sleeps or locks and logs ubuntu in, and USB first in the EFI boot order (so the control host's
+ * next ISO boots). Upstream puts one lab's key in authorized-keys; here it is the agents' own.
+ */
+import { agentPublicKey } from '../../ssh';
+
+export const STOCK_META_DATA = '';
+
+/** SHA-512 crypt of "insecure" (salt of our own). */
+const INSECURE_HASH = '$6$tfagenthoststock$ExwijzFNX6GNAL2hAZG0JVxsQTkF0A9KD/qd2VShV1ucxEfVa4eLBFXURXlD4cFIHdSPej1oedOxrLdPo2TCj/';
+
+/** Root runs it (cloud-init's runcmd): the first USB entry that is not a network boot goes first. */
+const USB_FIRST = `#!/bin/bash
+entry=$(efibootmgr -v | awk '{ line = tolower($0) } line ~ /^boot[0-9a-f]+\\*? / && line ~ /usb/ && line !~ /ip|mac/ { print substr($1, 5, 4); exit }')
+if [ -z "$entry" ]; then echo "No USB boot entry found" >&2; exit 1; fi
+rest=$(efibootmgr | sed -n 's/^BootOrder: *//p' | tr ',' '\\n' | grep -vix "$entry" | paste -sd, -)
+echo "USB boot entry $entry goes first"
+efibootmgr -o "$entry\${rest:+,$rest}"
+`;
+
+/** Power saving, screen lock and idle dimming off; remote desktop on. */
+const DESKTOP_SETTINGS = `[org.gnome.settings-daemon.plugins.power]
+sleep-inactive-ac-type='nothing'
+sleep-inactive-ac-timeout=0
+sleep-inactive-battery-type='nothing'
+sleep-inactive-battery-timeout=0
+idle-dim=false
+[org.gnome.desktop.session]
+idle-delay=0
+[org.gnome.desktop.screensaver]
+lock-enabled=false
+idle-activation-enabled=false
+ubuntu-lock-on-suspend=false
+[org.gnome.desktop.remote-desktop.rdp]
+enable=true
+view-only=false
+`;
+
+function indent(text: string, spaces: number): string {
+  return text
+    .split('\n')
+    .map((line) => (line ? ' '.repeat(spaces) + line : line))
+    .join('\n');
+}
+
+export function stockUserData(): string {
+  const key = agentPublicKey('a system installed from a stock ISO').trim();
+  const resetUserSettings = ['org.gnome.settings-daemon.plugins.power', 'org.gnome.desktop.session', 'org.gnome.desktop.screensaver'].map(
+    (schema) => `      - ["sudo", "-u", "ubuntu", "-H", "gsettings", "reset-recursively", "${schema}"]`,
+  );
+  return `#cloud-config
+autoinstall:
+  version: 1
+  identity:
+    hostname: stock-desktop
+    username: ubuntu
+    password: '${INSECURE_HASH}'
+  storage:
+    layout:
+      name: direct
+      match:
+        - path: /dev/dm*
+        - path: /dev/md*
+        - path: /dev/nvme0n1
+        - path: /dev/pmem*
+        - path: /dev/mmcblk0
+        - path: /dev/sda
+          size: largest
+        - path: /dev/sdb
+        - path: /dev/vda
+  ssh:
+    allow-pw: true
+    authorized-keys:
+      - ${JSON.stringify(key)}
+  late-commands:
+    - curtin in-target -- sed -i 's/^#.*AutomaticLoginEnable.*/AutomaticLoginEnable = true/' /etc/gdm3/custom.conf
+    - curtin in-target -- sed -i 's/^#.*AutomaticLogin = .*/AutomaticLogin = ubuntu/' /etc/gdm3/custom.conf
+  user-data:
+    users:
+      - name: ubuntu
+        groups: sudo, adm
+        sudo: ALL=(ALL) NOPASSWD:ALL
+    write_files:
+      - path: /usr/share/glib-2.0/schemas/certification.gschema.override
+        content: |
+${indent(DESKTOP_SETTINGS, 10)}
+      - path: /usr/bin/set_usb_boot.sh
+        permissions: '0755'
+        content: |
+${indent(USB_FIRST, 10)}
+    runcmd:
+      - ["glib-compile-schemas", "/usr/share/glib-2.0/schemas"]
+${resetUserSettings.join('\n')}
+      - ["/usr/bin/set_usb_boot.sh"]
+      - ["apt-get", "update"]
+      - ["apt-get", "install", "-y", "openssh-server"]
+`;
+}
+
+export const STOCK_GRUB_CFG = `set timeout=3
+loadfont unicode
+set menu_color_normal=white/black
+set menu_color_highlight=black/light-gray
+
+menuentry "Autoinstall Ubuntu" {
+\tset gfxpayload=keep
+\tlinux\t/casper/vmlinuz autoinstall ds=nocloud\\;s=/cdrom/cloud-configs/ --- quiet splash
+\tinitrd\t/casper/initrd
+}
+menuentry "Ubuntu (safe graphics)" {
+\tset gfxpayload=keep
+\tlinux\t/casper/vmlinuz nomodeset --- quiet splash
+\tinitrd\t/casper/initrd
+}
+if [ "$grub_platform" = "efi" ]; then
+  menuentry "Boot from next volume" {
+\texit 1
+  }
+  menuentry "UEFI Firmware Settings" {
+\tfwsetup
+  }
+else
+  menuentry "Test memory" {
+\tlinux16 /boot/memtest86+x64.bin
+  }
+fi
+`;
