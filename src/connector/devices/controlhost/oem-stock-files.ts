@@ -10,6 +10,7 @@
  * next ISO boots). Upstream puts one lab's key in authorized-keys; here it is the agents' own.
  */
 import { agentPublicKey } from '../../ssh';
+import { INSTALL_DISKS } from './oem-user-data';
 
 export const STOCK_META_DATA = '';
 
@@ -65,16 +66,7 @@ autoinstall:
   storage:
     layout:
       name: direct
-      match:
-        - path: /dev/dm*
-        - path: /dev/md*
-        - path: /dev/nvme0n1
-        - path: /dev/pmem*
-        - path: /dev/mmcblk0
-        - path: /dev/sda
-          size: largest
-        - path: /dev/sdb
-        - path: /dev/vda
+${INSTALL_DISKS}
   ssh:
     allow-pw: true
     authorized-keys:

@@ -2,10 +2,24 @@
  * The autoinstall user-data control_host_kvm sends for `autoinstall_oem` (as upstream's connector
  * sends its own): an Ubuntu OEM desktop install that keeps a factory-reset partition. The OEM
  * installer media carries the hooks it calls (/cdrom/sideloads, /factory-reset, /sp-bootstrap);
- * the disk it installs to is the first of the listed kinds it finds (the largest /dev/sda, so a
- * USB stick holding the installer is not taken).
+ * the disk it installs to is given by INSTALL_DISKS.
  */
 import { parse as parseYaml } from 'yaml';
+
+/**
+ * autoinstall's storage.layout.match (at its indentation in both user-data files): the first
+ * internal disk of these kinds; of /dev/sda devices, the largest, so not the installer's USB stick.
+ */
+export const INSTALL_DISKS = `      match:
+        - path: /dev/dm*
+        - path: /dev/md*
+        - path: /dev/nvme0n1
+        - path: /dev/pmem*
+        - path: /dev/mmcblk0
+        - path: /dev/sda
+          size: largest
+        - path: /dev/sdb
+        - path: /dev/vda`;
 
 export const OEM_USER_DATA = `#cloud-config
 # Shown on the installer's splash while it starts.
@@ -20,16 +34,7 @@ autoinstall:
     layout:
       name: direct
       reset-partition: 12G
-      match:
-        - path: /dev/dm*
-        - path: /dev/md*
-        - path: /dev/nvme0n1
-        - path: /dev/pmem*
-        - path: /dev/mmcblk0
-        - path: /dev/sda
-          size: largest
-        - path: /dev/sdb
-        - path: /dev/vda
+${INSTALL_DISKS}
   late-commands:
     # The OEM media's own step, then the factory-reset entry hidden from the firmware's boot menu.
     - "bash /cdrom/sideloads/hook.sh reset-media-late-commands"
