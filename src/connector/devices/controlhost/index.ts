@@ -3,7 +3,7 @@
  * device, driven through its REST API (./run.ts). Each checks its job before the control host
  * hears anything.
  */
-import { runTest, testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
 import { startSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { controlHostConfig, controlHostConfigSchema, jobCredentials, readTimeoutSeconds, type ControlHostConfig } from './config';
@@ -14,6 +14,7 @@ import { checkOemSteps, finishOemRestore } from './oem-login';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
 import { powerCycleControlHost } from './powercycle';
 import { jobSecrets, provisionOnControlHost, setupControlHost } from './run';
+import { testWithSerialLog } from './serial-test';
 
 /**
  * Upstream's pre-provision hook (a power cycle of the control host, then a best-effort setup
@@ -27,10 +28,10 @@ async function provisionThrough(ctx: PhaseContext, config: ControlHostConfig, me
   ctx.print(`the control host finished ${method}`);
 }
 
-/** As upstream, the control host is asked (best effort) to prepare for the test phase first. */
+/** As upstream, the control host is asked (best effort) to prepare for the test phase first; the serial console is logged meanwhile. */
 const test: PhaseFn = async (ctx) => {
   if (ctx.device['control_host'] !== undefined) await setupControlHost(ctx, controlHostConfig(ctx.device), 'test');
-  return runTest(ctx);
+  return testWithSerialLog(ctx);
 };
 
 const kvmProvisionPhase: PhaseFn = async (ctx) => {
