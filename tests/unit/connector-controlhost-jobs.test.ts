@@ -11,6 +11,8 @@ import { parse as parseYaml } from 'yaml';
 import { kvmProvision, kvmRequest, restoresOemImage } from '../../src/connector/devices/controlhost/kvm';
 import { checkOemSteps, oemScriptFor } from '../../src/connector/devices/controlhost/oem-login';
 import { OEM_USER_DATA } from '../../src/connector/devices/controlhost/oem-user-data';
+import { prepareImageDeploy } from '../../src/connector/devices/controlhost/oem-image-deploy';
+import { DEFAULT_REDEPLOY_GRUB_CFG, DEFAULT_REDEPLOY_USER_DATA } from '../../src/connector/devices/controlhost/oem-redeploy-files';
 import { oemAutoinstallProvision, oemRequest, usesIso } from '../../src/connector/devices/controlhost/oem-autoinstall';
 import { sshKeygen } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
@@ -150,8 +152,26 @@ describe('oem_autoinstall', () => {
     expect(() => oemAutoinstallProvision(ctxFor({ provision_data: { control_host_iso_url: 'http://x/a.iso' } }).job)).toThrow('An ISO type (e.g. control_host_iso_type) is required in provision_data.');
   });
 
-  it.each([[{ url: 'http://x/oem.iso' }, 'provision_data.url is not supported by this connector yet']])('refuses %j, naming what upstream does', (provisionData, message) => {
-    expect(() => oemAutoinstallProvision(ctxFor({ provision_data: provisionData }).job)).toThrow(message);
+  it("the url route's default user-data installs onto the installer's disk offline, and its default boot menu redeploys", () => {
+    const userData = parseYaml(DEFAULT_REDEPLOY_USER_DATA);
+    expect(userData.autoinstall).toMatchObject({ version: 1, storage: { layout: { name: 'direct', match: { 'install-media': true } } }, 'early-commands': ['nmcli networking off'], shutdown: 'reboot' });
+    expect(userData.autoinstall['user-data'].write_files.map((f: { path: string }) => f.path)).toEqual([
+      '/usr/share/glib-2.0/schemas/certification.gschema.override',
+      '/usr/bin/set_usb_boot.sh',
+      '/usr/bin/set_ubuntu_boot.sh',
+      '/usr/local/bin/rdp-setup',
+    ]);
+    expect(DEFAULT_REDEPLOY_GRUB_CFG).toContain('autoinstall rp-partuuid=RP_PARTUUID');
+  });
+
+  it.each([
+    [{ url: 'https://oem-share.canonical.com/share/proj/x.iso' }, 'images on oem-share.canonical.com are not supported by this connector yet (upstream downloads them on the DUT with rclone'],
+    [{ url: 'http://x/a$(id).iso' }, 'provision_data.url'],
+    [{ url: 'http://x/images/' }, "provision_data.url: the image's file name must be"],
+    [{ url: 'http://x/a.iso', user_data: '../../etc/passwd' }, 'provision_data.user_data: the name of a file in the provision attachments'],
+  ])('the url route refuses %j before anything is done', (provisionData, message) => {
+    const ctx = ctxFor({ provision_data: provisionData });
+    expect(() => prepareImageDeploy(ctx, oemAutoinstallProvision(ctx.job))).toThrow(message);
   });
 
   it("a stock ISO comes with the connector's meta-data (empty), user-data and grub.cfg; other types with none", () => {

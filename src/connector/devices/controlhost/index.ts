@@ -11,6 +11,7 @@ import { copyAgentKey } from './copy-id';
 import { IOT_METHOD, iotProvision, iotRequest } from './iot';
 import { KVM_METHOD, kvmProvision, kvmRequest, restoresOemImage } from './kvm';
 import { checkOemSteps, finishOemRestore } from './oem-login';
+import { prepareImageDeploy, provisionFromImage } from './oem-image-deploy';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
 import { powerCycleControlHost } from './powercycle';
 import { jobSecrets, provisionOnControlHost, setupControlHost } from './run';
@@ -62,10 +63,15 @@ const iotProvisionPhase: PhaseFn = async (ctx) => {
   return 0;
 };
 
+/** As upstream: the ISO route, then the url route, each when its keys are given. */
 const oemAutoinstallProvisionPhase: PhaseFn = async (ctx) => {
   const data = oemAutoinstallProvision(ctx.job);
+  const config = oemAutoinstallConfigSchema.parse(ctx.device);
+  // The url route's job and files are checked before the control host hears anything.
+  const image = data.url ? prepareImageDeploy(ctx, data) : undefined;
   if (usesIso(data)) await provisionThrough(ctx, controlHostConfig(ctx.device), OEM_METHOD, oemRequest(ctx, data));
-  else ctx.print('no control_host_iso_url, control_host_iso_type or url in provision_data: nothing to provision');
+  if (image) await provisionFromImage(ctx, image, config.oem_autoinstall_poll_seconds);
+  if (!usesIso(data) && !data.url) ctx.print('no control_host_iso_url, control_host_iso_type or url in provision_data: nothing to provision');
   writeDeviceInfo(ctx);
   return 0;
 };

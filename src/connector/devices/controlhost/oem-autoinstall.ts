@@ -15,7 +15,11 @@ export const OEM_METHOD = 'ProvisioningOEM';
 export const ISO_TYPES = ['bootstrap', 'stock', 'bios', 'dummyefi'] as const;
 
 /** The control host's keys apply only to the ISO route, so here they are all optional. */
-export const oemAutoinstallConfigSchema = deviceConfigSchema.extend(Object.fromEntries(Object.entries(controlHostKeys).map(([key, schema]) => [key, schema.optional()])) as { [K in keyof typeof controlHostKeys]: z.ZodOptional<(typeof controlHostKeys)[K]> });
+export const oemAutoinstallConfigSchema = deviceConfigSchema.extend({
+  ...(Object.fromEntries(Object.entries(controlHostKeys).map(([key, schema]) => [key, schema.optional()])) as { [K in keyof typeof controlHostKeys]: z.ZodOptional<(typeof controlHostKeys)[K]> }),
+  /** Ours: the pause between looks at a device the url route waits for (upstream: 180 s, then 90 s). */
+  oem_autoinstall_poll_seconds: z.number().positive().optional(),
+});
 
 export const oemAutoinstallProvisionSchema = z
   .object({
@@ -37,7 +41,6 @@ export function oemAutoinstallProvision(job: JobFile): OemAutoinstallProvision {
     if (!data.control_host_iso_type) throw new JobError('An ISO type (e.g. control_host_iso_type) is required in provision_data. Based on the ISO type of the ISO URL.');
     if (!(ISO_TYPES as readonly string[]).includes(data.control_host_iso_type)) throw new JobError(`Unsupported ISO type: ${JSON.stringify(data.control_host_iso_type)}. Supported types: ${ISO_TYPES.join(', ')}`);
   }
-  if (data.url) throw new JobError("provision_data.url is not supported by this connector yet (upstream runs OEM's provision-image.sh from the agent host)");
   return data;
 }
 

@@ -15,19 +15,31 @@ import { INSTALL_DISKS } from './oem-user-data';
 export const STOCK_META_DATA = '';
 
 /** SHA-512 crypt of "insecure" (salt of our own). */
-const INSECURE_HASH = '$6$tfagenthoststock$ExwijzFNX6GNAL2hAZG0JVxsQTkF0A9KD/qd2VShV1ucxEfVa4eLBFXURXlD4cFIHdSPej1oedOxrLdPo2TCj/';
+export const INSECURE_HASH = '$6$tfagenthoststock$ExwijzFNX6GNAL2hAZG0JVxsQTkF0A9KD/qd2VShV1ucxEfVa4eLBFXURXlD4cFIHdSPej1oedOxrLdPo2TCj/';
 
-/** Root runs it (cloud-init's runcmd): the first USB entry that is not a network boot goes first. */
-const USB_FIRST = `#!/bin/bash
-entry=$(efibootmgr -v | awk '{ line = tolower($0) } line ~ /^boot[0-9a-f]+\\*? / && line ~ /usb/ && line !~ /ip|mac/ { print substr($1, 5, 4); exit }')
-if [ -z "$entry" ]; then echo "No USB boot entry found" >&2; exit 1; fi
+/**
+ * A script (run as root) that puts the first EFI boot entry whose line matches `pattern` (and not
+ * `exclude`), case-insensitively, at the head of the boot order.
+ */
+export function bootFirstScript(what: string, pattern: string, exclude?: string): string {
+  const skip = exclude ? ` && line !~ /${exclude}/` : '';
+  return `#!/bin/bash
+entry=$(efibootmgr -v | awk '{ line = tolower($0) } line ~ /^boot[0-9a-f]+\\*? / && line ~ /${pattern}/${skip} { print substr($1, 5, 4); exit }')
+if [ -z "$entry" ]; then echo "No ${what} boot entry found" >&2; exit 1; fi
 rest=$(efibootmgr | sed -n 's/^BootOrder: *//p' | tr ',' '\\n' | grep -vix "$entry" | paste -sd, -)
-echo "USB boot entry $entry goes first"
+echo "${what} boot entry $entry goes first"
 efibootmgr -o "$entry\${rest:+,$rest}"
 `;
+}
+
+/** USB first, so the control host's next ISO boots; a network boot entry is not a USB stick. */
+export const USB_FIRST = bootFirstScript('USB', 'usb', 'ip|mac');
+
+/** Where DESKTOP_SETTINGS go: glib's schema overrides. */
+export const GSCHEMA_OVERRIDE = '/usr/share/glib-2.0/schemas/certification.gschema.override';
 
 /** Power saving, screen lock and idle dimming off; remote desktop on. */
-const DESKTOP_SETTINGS = `[org.gnome.settings-daemon.plugins.power]
+export const DESKTOP_SETTINGS = `[org.gnome.settings-daemon.plugins.power]
 sleep-inactive-ac-type='nothing'
 sleep-inactive-ac-timeout=0
 sleep-inactive-battery-type='nothing'
@@ -44,18 +56,25 @@ enable=true
 view-only=false
 `;
 
-function indent(text: string, spaces: number): string {
+export function indent(text: string, spaces: number): string {
   return text
     .split('\n')
     .map((line) => (line ? ' '.repeat(spaces) + line : line))
     .join('\n');
 }
 
+/** One entry of user-data's write_files (at its indentation). */
+export function writeFilesEntry(file: string, content: string, mode?: string): string {
+  return [`      - path: ${file}`, ...(mode ? [`        permissions: '${mode}'`] : []), '        content: |', indent(content, 10)].join('\n');
+}
+
+/** runcmd lines (at their indentation) that apply DESKTOP_SETTINGS to ubuntu's own session. */
+export const RESET_USER_SETTINGS = ['org.gnome.settings-daemon.plugins.power', 'org.gnome.desktop.session', 'org.gnome.desktop.screensaver']
+  .map((schema) => `      - ["sudo", "-u", "ubuntu", "-H", "gsettings", "reset-recursively", "${schema}"]`)
+  .join('\n');
+
 export function stockUserData(): string {
   const key = agentPublicKey('a system installed from a stock ISO').trim();
-  const resetUserSettings = ['org.gnome.settings-daemon.plugins.power', 'org.gnome.desktop.session', 'org.gnome.desktop.screensaver'].map(
-    (schema) => `      - ["sudo", "-u", "ubuntu", "-H", "gsettings", "reset-recursively", "${schema}"]`,
-  );
   return `#cloud-config
 autoinstall:
   version: 1
@@ -80,16 +99,11 @@ ${INSTALL_DISKS}
         groups: sudo, adm
         sudo: ALL=(ALL) NOPASSWD:ALL
     write_files:
-      - path: /usr/share/glib-2.0/schemas/certification.gschema.override
-        content: |
-${indent(DESKTOP_SETTINGS, 10)}
-      - path: /usr/bin/set_usb_boot.sh
-        permissions: '0755'
-        content: |
-${indent(USB_FIRST, 10)}
+${writeFilesEntry(GSCHEMA_OVERRIDE, DESKTOP_SETTINGS)}
+${writeFilesEntry('/usr/bin/set_usb_boot.sh', USB_FIRST, '0755')}
     runcmd:
       - ["glib-compile-schemas", "/usr/share/glib-2.0/schemas"]
-${resetUserSettings.join('\n')}
+${RESET_USER_SETTINGS}
       - ["/usr/bin/set_usb_boot.sh"]
       - ["apt-get", "update"]
       - ["apt-get", "install", "-y", "openssh-server"]
