@@ -173,6 +173,11 @@ export class TestflingerClient {
     return { status: res.status, text, bytes, json: <T>() => (text ? JSON.parse(text) : null) as T };
   }
 
+  /** The access token the agent's own calls use now (refreshed as they would), or none without a token file. */
+  currentAccessToken(signal?: AbortSignal): Promise<string | undefined> {
+    return this.bearer(signal);
+  }
+
   /** The access token, refreshed from the token file's refresh token when it runs out. */
   private async bearer(signal?: AbortSignal): Promise<string | undefined> {
     const text = readStoredToken(this.options.tokenFile, this.options.tokenFd ?? tokenFdFromEnv());

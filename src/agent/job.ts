@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { Writable } from 'node:stream';
 import type { Job, ServerApi } from './api';
 import { unpackAttachments } from './attachments';
 import { JobFiles, type Progress } from './bookkeeping';
@@ -16,10 +17,11 @@ import { DEFAULT_LIVE_LOG, LiveLog, type LiveLogOptions } from './logstream';
 import type { Logger } from './logger';
 import { SecretMasker } from '../common/masker';
 import type { OutboxEntry } from './outbox';
-import { EXIT_RECOVERY_FAILED, serialLogFile } from '../common/contract';
+import { EXIT_RECOVERY_FAILED, SERVER_TOKEN_FD_ENV, serialLogFile } from '../common/contract';
 import { PhaseLogFiles } from './phaselogs';
 import { sandboxSecretArgs, SECRETS_PHASE, splitSecrets } from './secrets';
-import { runPhaseProcess, SANDBOX_ARGS_FD, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
+import { feedAccessToken, phaseGetsServerToken } from './tokenfeed';
+import { runPhaseProcess, SANDBOX_ARGS_FD, SERVER_TOKEN_FD, type PhaseProcessOptions, type PhaseProcessResult, type StopReason } from './process';
 import { defaultContainment, describeLeftovers, endRecordedScope, processGroupScope, type Containment, type LeftoverProcess, type PhaseScope } from './containment';
 import { sandboxArgv, type SandboxSettings } from './containment-sandbox';
 import { tailSerial } from './serialtail';
@@ -365,6 +367,9 @@ export class JobRunner {
     const home = this.deps.baseEnv['HOME'];
     const env = this.phaseEnv();
     const secrets = this.phaseSecrets(phase, env);
+    const tokenFeed = this.tokenFeed(phase);
+    delete env[SERVER_TOKEN_FD_ENV];
+    if (tokenFeed) env[SERVER_TOKEN_FD_ENV] = String(SERVER_TOKEN_FD);
     // In the sandbox, bubblewrap sets the secrets for the command from a pipe: no program outside
     // it (the scope's wrapper, bubblewrap itself at its start) has them in its environment or argv.
     const piped = sandbox !== undefined && Object.keys(secrets).length > 0;
@@ -377,12 +382,20 @@ export class JobRunner {
       scope,
       ...(sandbox ? { sandbox: sandboxArgv(sandbox, { runDir: this.runDir, ...(home ? { home } : {}), ...(piped ? { argsFd: SANDBOX_ARGS_FD } : {}) }) } : {}),
       ...(piped ? { sandboxArgs: sandboxSecretArgs(secrets) } : {}),
+      ...(tokenFeed ? { tokenFeed } : {}),
       ...limits,
       onSpawn: (pid) => {
         this.progress.phasePid = pid;
         this.saveProgress();
       },
     });
+  }
+
+  /** multi's provision and cleanup act on the server as the agent: they get its access token on a pipe (tokenfeed.ts). */
+  private tokenFeed(phase: Phase): ((pipe: Writable) => () => void) | undefined {
+    if (!phaseGetsServerToken(this.deps.config.provision_type, phase)) return undefined;
+    const client = this.deps.api.client;
+    return (pipe) => feedAccessToken(pipe, () => client.currentAccessToken(), (error) => this.deps.log.warning(`job ${this.job.job_id}: no access token for the ${phase} phase yet: ${error.message}`));
   }
 
   /** A scope that cannot be made (a cgroup removed under the agent) degrades to the process group, said in the log. */

@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
+import type { Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Clock } from './clock';
 import { parseReaperReport, processGroupScope, reaperArgv, type LeftoverProcess, type PhaseScope } from './containment';
@@ -24,6 +25,8 @@ export interface PhaseProcessOptions {
   sandbox?: string[];
   /** Written to a pipe on SANDBOX_ARGS_FD, which the sandbox's `--args` reads (kept out of argv). */
   sandboxArgs?: Buffer;
+  /** Started with a pipe on SERVER_TOKEN_FD (the phase's read end); returns what stops it (see tokenfeed.ts). */
+  tokenFeed?: (pipe: Writable) => () => void;
   /** Kill when this many ms have passed. */
   timeoutMs?: number;
   /** Kill when nothing was printed for this many ms. */
@@ -43,6 +46,8 @@ export interface PhaseProcessResult {
 
 /** The descriptor `sandboxArgs` arrive on: after stdin, stdout, stderr and the reaper's fd 3. */
 export const SANDBOX_ARGS_FD = 4;
+/** The descriptor the agent's access token arrives on, for the phases that get it (tokenfeed.ts). */
+export const SERVER_TOKEN_FD = 5;
 
 /** Grace between SIGTERM and SIGKILL for a phase being stopped. */
 const KILL_GRACE_MS = 5000;
@@ -53,6 +58,13 @@ export function phaseArgv(command: string, scope: PhaseScope, sandbox: readonly 
   return [...scope.prefix, ...sandbox, ...(scope.reportsOnFd3 ? reaperArgv(command) : ['/bin/sh', '-c', command])];
 }
 
+/** Descriptors 0-5 of the phase; trailing unused ones are not passed at all. */
+function phaseStdio(reaper: boolean, sandboxArgs: boolean, tokenFeed: boolean): ('ignore' | 'pipe')[] {
+  const stdio: ('ignore' | 'pipe')[] = ['ignore', 'pipe', 'pipe', reaper ? 'pipe' : 'ignore', sandboxArgs ? 'pipe' : 'ignore', tokenFeed ? 'pipe' : 'ignore'];
+  while (stdio.length > 3 && stdio[stdio.length - 1] === 'ignore') stdio.pop();
+  return stdio;
+}
+
 export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProcessResult> {
   return new Promise((resolve) => {
     const scope = options.scope ?? processGroupScope();
@@ -61,8 +73,10 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
       cwd: options.cwd,
       env: options.env,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe', ...(scope.reportsOnFd3 ? (['pipe'] as const) : options.sandboxArgs ? (['ignore'] as const) : []), ...(options.sandboxArgs ? (['pipe'] as const) : [])],
+      stdio: phaseStdio(scope.reportsOnFd3, options.sandboxArgs !== undefined, options.tokenFeed !== undefined),
     });
+    const tokenPipe = (child.stdio as readonly unknown[])[SERVER_TOKEN_FD] as Writable | null | undefined;
+    const stopTokenFeed = options.tokenFeed && tokenPipe ? options.tokenFeed(tokenPipe) : () => undefined;
     const argsPipe = child.stdio[SANDBOX_ARGS_FD];
     if (options.sandboxArgs && argsPipe && 'end' in argsPipe) {
       argsPipe.on('error', () => undefined); // the sandbox failed before reading: its exit says why
@@ -89,6 +103,7 @@ export function runPhaseProcess(options: PhaseProcessOptions): Promise<PhaseProc
     const finish = async () => {
       if (settled) return;
       settled = true;
+      stopTokenFeed();
       for (const t of timers) clearTimeout(t);
       options.stop?.signal.removeEventListener('abort', onAbort);
       const found = child.pid === undefined ? [] : await scope.end(child.pid);

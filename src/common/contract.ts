@@ -41,6 +41,12 @@ export const TOKEN_FD_ENV = 'TESTFLINGER_TOKEN_FD';
 
 // ---- environment the connector reads (tests point these at 127.0.0.1) ----
 
+/**
+ * Set by the agent for the provision and cleanup phases of a multi agent only: the pipe
+ * descriptor on which it feeds the agent's current access token, one per line (docs/security.md).
+ */
+export const SERVER_TOKEN_FD_ENV = 'TESTFLINGER_SERVER_TOKEN_FD';
+
 /** Base URL of Launchpad's ssh keys (`lp:` in reserve_data.ssh_keys). */
 export const LP_KEYS_URL_ENV = 'TESTFLINGER_LP_KEYS_URL';
 /** Base URL of GitHub's ssh keys (`gh:` in reserve_data.ssh_keys). */

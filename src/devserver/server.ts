@@ -12,8 +12,12 @@ import { multipartFile } from './multipart';
 
 export interface DevServerOptions {
   port?: number;
-  /** When set, every call but `GET /v1` and the oauth2 ones needs a Bearer token. */
-  auth?: { clientId: string; secret: string; accessTtlS?: number };
+  /**
+   * When set, every call but `GET /v1` and the oauth2 ones needs a Bearer token; with
+   * `restrictedQueues`, only submitting a job to one of them and cancelling such a job do (a
+   * server whose restricted queues take jobs from authorised clients alone).
+   */
+  auth?: { clientId: string; secret: string; accessTtlS?: number; restrictedQueues?: string[] };
 }
 
 export interface StoredJob {
@@ -105,6 +109,11 @@ export class DevServer {
     const found = this.overrides.find((o) => o.times > 0 && o.method === method && o.path.test(path));
     if (found) found.times--;
     return found?.reply;
+  }
+
+  /** Every access token issued so far (a test looks for them where they must not be). */
+  issuedAccessTokens(): string[] {
+    return [...this.accessTokens.keys()];
   }
 
   /** How many times the agent has come round its loop (see pollCounts). */
@@ -207,7 +216,7 @@ export class DevServer {
     try {
       const fault = this.failWith ?? this.takeFault(req.method ?? 'GET', url.pathname, body);
       if (fault) throw new HttpError(fault, 'failing on purpose');
-      this.checkAuth(req, url.pathname);
+      this.checkAuth(req, url.pathname, body);
       const answer = this.route(req.method ?? 'GET', url, body, req, agent);
       status = answer.status ?? 200;
       const headers: Record<string, string | string[]> = { ...answer.headers };
@@ -228,11 +237,24 @@ export class DevServer {
     }
   }
 
-  private checkAuth(req: http.IncomingMessage, pathname: string): void {
+  private checkAuth(req: http.IncomingMessage, pathname: string, body: Buffer): void {
     if (!this.options.auth || pathname === '/v1' || pathname.startsWith('/v1/oauth2/')) return;
+    const restricted = this.options.auth.restrictedQueues;
+    if (restricted && !restricted.includes(this.queueActedOn(req.method ?? 'GET', pathname, body) ?? '')) return;
     const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
     const expires = token ? this.accessTokens.get(token) : undefined;
     if (!expires || expires < Date.now()) throw new HttpError(401, 'valid Bearer token required');
+  }
+
+  /** The queue a job submission or a job action is about; undefined for any other call. */
+  private queueActedOn(method: string, pathname: string, body: Buffer): string | undefined {
+    const p = pathname.replace(/\/+$/, '');
+    if (method === 'POST' && p === '/v1/job') {
+      const queue = parseJson(body)['job_queue'];
+      return typeof queue === 'string' ? queue : undefined;
+    }
+    const action = method === 'POST' ? /^\/v1\/job\/([^/]+)\/action$/.exec(p) : null;
+    return action ? this.jobs.get(action[1] as string)?.queue : undefined;
   }
 
   private route(

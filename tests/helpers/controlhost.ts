@@ -242,6 +242,8 @@ function badRequest(request: unknown): string | undefined {
   if (typeof kwargs !== 'object' || kwargs === null) return 'kwargs: an object is required';
   const missing = required.filter((key) => kwargs[key] === undefined || kwargs[key] === null);
   if (method === 'ProvisioningKVM' && kwargs['url'] === undefined && kwargs['preset'] === undefined) missing.push('url');
+  // A stock ISO has no autoinstall files of its own: the request must bring them.
+  if (method === 'ProvisioningOEM' && kwargs['control_host_iso_type'] === 'stock') missing.push(...['meta_data_b64', 'user_data_b64', 'grub_cfg_b64'].filter((key) => typeof kwargs[key] !== 'string'));
   return missing.length > 0 ? `kwargs: field required: ${missing.join(', ')}` : undefined;
 }
 

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig, type JobFile } from '../../config';
 import { JobError, UsageError } from '../../errors';
 import { sshHostSchema } from '../../validate';
+import { serialConsoleKeys } from './serial-test';
 
 /** Upstream's fixed REST port of the control host. */
 export const UPSTREAM_REST_PORT = 8000;
@@ -24,9 +25,8 @@ export const controlHostKeys = {
   reboot_script: commandList,
   poweron_script: commandList.nullish(),
   poweroff_script: commandList.nullish(),
-  /** The device's serial console (a TCP console server), logged by control_host_iot while it provisions. */
-  serial_host: sshHostSchema.optional(),
-  serial_port: z.number().int().min(1).max(65535).optional(),
+  /** The device's serial console (a TCP console server), logged by control_host_iot while it provisions, and in every test phase. */
+  ...serialConsoleKeys,
   /** Run on this host to power the control host back on after its REST poweroff (each command split on spaces, no shell). */
   control_host_reboot_script: commandList.optional(),
   /** Ours: how long the control host may take to stop answering ping after its poweroff (upstream: 30 s). */

@@ -26,7 +26,8 @@ function copyIdArgs(ctx: PhaseContext, user: SshUser, configFile: string, public
   return ['ssh-copy-id', '-f', '-i', publicKey, '-F', configFile, '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', ...port, `${user}@${ctx.device.device_ip}`];
 }
 
-export async function copyAgentKey(ctx: PhaseContext, user: SshUser, password: string): Promise<void> {
+/** `attempts`: upstream's 10, a minute apart; 1 where upstream logs in once. */
+export async function copyAgentKey(ctx: PhaseContext, user: SshUser, password: string, attempts = ATTEMPTS): Promise<void> {
   if ((await sshRun(ctx.device, user, 'true', undefined, 60_000)).exitCode === 0) {
     ctx.print(`${describeTarget(ctx, user)} already takes the agents' key`);
     return;
@@ -40,11 +41,11 @@ export async function copyAgentKey(ctx: PhaseContext, user: SshUser, password: s
     fs.writeFileSync(configFile, sshConfigText(), { mode: 0o600 });
     fs.writeFileSync(askpass, ASKPASS, { mode: 0o700 });
     const env = { ...process.env, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', DISPLAY: process.env['DISPLAY'] ?? ':0', [PASSWORD_ENV]: password };
-    for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
+    for (let attempt = 1; attempt <= attempts; attempt++) {
       const result = await runCommand(copyIdArgs(ctx, user, configFile, publicKey), { timeoutMs: ATTEMPT_TIMEOUT_MS, env });
       if (result.exitCode === 0) return;
-      ctx.print(`Error copying ssh key to device (attempt ${attempt} of ${ATTEMPTS}): ${quoted(result.output.trim())}`);
-      if (attempt < ATTEMPTS) await ctx.sleep(PAUSE_MS);
+      ctx.print(`Error copying ssh key to device (attempt ${attempt} of ${attempts}): ${quoted(result.output.trim())}`);
+      if (attempt < attempts) await ctx.sleep(PAUSE_MS);
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -3,16 +3,19 @@
  * device, driven through its REST API (./run.ts). Each checks its job before the control host
  * hears anything.
  */
-import { runTest, testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
 import { startSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { controlHostConfig, controlHostConfigSchema, jobCredentials, readTimeoutSeconds, type ControlHostConfig } from './config';
 import { copyAgentKey } from './copy-id';
 import { IOT_METHOD, iotProvision, iotRequest } from './iot';
-import { KVM_METHOD, kvmProvision, kvmRequest } from './kvm';
+import { KVM_METHOD, kvmProvision, kvmRequest, restoresOemImage } from './kvm';
+import { checkOemSteps, finishOemRestore } from './oem-login';
+import { prepareImageDeploy, provisionFromImage } from './oem-image-deploy';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
 import { powerCycleControlHost } from './powercycle';
 import { jobSecrets, provisionOnControlHost, setupControlHost } from './run';
+import { testWithSerialLog } from './serial-test';
 
 /**
  * Upstream's pre-provision hook (a power cycle of the control host, then a best-effort setup
@@ -26,16 +29,19 @@ async function provisionThrough(ctx: PhaseContext, config: ControlHostConfig, me
   ctx.print(`the control host finished ${method}`);
 }
 
-/** As upstream, the control host is asked (best effort) to prepare for the test phase first. */
+/** As upstream, the control host is asked (best effort) to prepare for the test phase first; the serial console is logged meanwhile. */
 const test: PhaseFn = async (ctx) => {
   if (ctx.device['control_host'] !== undefined) await setupControlHost(ctx, controlHostConfig(ctx.device), 'test');
-  return runTest(ctx);
+  return testWithSerialLog(ctx);
 };
 
 const kvmProvisionPhase: PhaseFn = async (ctx) => {
   const data = kvmProvision(ctx.job);
+  const oemImage = restoresOemImage(data);
+  if (oemImage) checkOemSteps(ctx, data.url);
   const kwargs = kvmRequest(ctx, data);
   await provisionThrough(ctx, controlHostConfig(ctx.device), KVM_METHOD, kwargs);
+  if (oemImage) await finishOemRestore(ctx, data.oem, data.url);
   writeDeviceInfo(ctx);
   return 0;
 };
@@ -57,10 +63,15 @@ const iotProvisionPhase: PhaseFn = async (ctx) => {
   return 0;
 };
 
+/** As upstream: the ISO route, then the url route, each when its keys are given. */
 const oemAutoinstallProvisionPhase: PhaseFn = async (ctx) => {
   const data = oemAutoinstallProvision(ctx.job);
+  const config = oemAutoinstallConfigSchema.parse(ctx.device);
+  // The url route's job and files are checked before the control host hears anything.
+  const image = data.url ? prepareImageDeploy(ctx, data) : undefined;
   if (usesIso(data)) await provisionThrough(ctx, controlHostConfig(ctx.device), OEM_METHOD, oemRequest(ctx, data));
-  else ctx.print('no control_host_iso_url, control_host_iso_type or url in provision_data: nothing to provision');
+  if (image) await provisionFromImage(ctx, image, config.oem_autoinstall_poll_seconds);
+  if (!usesIso(data) && !data.url) ctx.print('no control_host_iso_url, control_host_iso_type or url in provision_data: nothing to provision');
   writeDeviceInfo(ctx);
   return 0;
 };

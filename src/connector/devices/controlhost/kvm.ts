@@ -1,7 +1,8 @@
 /**
  * control_host_kvm: the control host installs an image on the device through its KVM (ProvisioningKVM).
  * The connector sends the image URL, the job's credentials, the robot tasks the control host
- * drives the installer with, the autoinstall settings, and the agent's public key.
+ * drives the installer with, the autoinstall settings, and the agent's public key. An OEM 22.04
+ * restore (alloem_url, the desktop-jammy-oem preset) goes on from here (oem-login.ts).
  */
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -10,6 +11,8 @@ import { JobError } from '../../errors';
 import type { PhaseContext } from '../../phases';
 import { agentPublicKey } from '../../ssh';
 import { jobCredentials } from './config';
+import { OEM_IMAGE_PASSWORD, OEM_IMAGE_USER } from './oem-login';
+import { OEM_USER_DATA, oemStorageLayout } from './oem-user-data';
 
 export const KVM_METHOD = 'ProvisioningKVM';
 /** Upstream's preset whose image the control host only restores; its oemscript then installs the test image. */
@@ -68,35 +71,58 @@ export type KvmProvision = z.output<typeof kvmProvisionSchema>;
 export function kvmProvision(job: JobFile): KvmProvision {
   const parsed = kvmProvisionSchema.safeParse(job.provision_data ?? {});
   if (!parsed.success) throw new JobError(`bad provision_data: ${describeIssues('testflinger.json', parsed.error, ['provision_data'])}`);
-  const data = parsed.data;
-  // These routes end with upstream's password login (sshpass) and its OEM script; this connector logs in with keys only.
-  if (data.alloem_url !== undefined || data.preset === JAMMY_OEM_PRESET) {
-    throw new JobError(`provision_data: ${data.alloem_url !== undefined ? 'alloem_url' : `preset ${JAMMY_OEM_PRESET}`} is not supported by this connector yet (upstream restores the OEM reset partition, then logs in with a password to run its oemscript)`);
-  }
-  // Upstream sends the text of a user-data file of its own, which this connector does not carry.
-  if (data.autoinstall_oem) throw new JobError('provision_data: autoinstall_oem is not supported by this connector yet; give autoinstall_base_user_data instead');
-  return data;
+  return parsed.data;
 }
 
-/** autoinstall_<name> keys as {<name>: value}; none given: null, as upstream sends. */
+/**
+ * Upstream's OEM 22.04 route: the control host only restores the OEM image (from alloem_url, or
+ * the preset's), and the connector then logs in and installs the test image itself (oem-login.ts).
+ */
+export function restoresOemImage(data: KvmProvision): boolean {
+  return data.alloem_url !== undefined || data.preset === JAMMY_OEM_PRESET;
+}
+
+/**
+ * autoinstall_<name> keys as {<name>: value}; none given: null, as upstream sends. With
+ * autoinstall_oem, the OEM user-data and its storage layout instead, and no other key.
+ */
 function autoinstallConf(data: Record<string, unknown>): Record<string, unknown> | null {
+  if (data['autoinstall_oem']) return { base_user_data: Buffer.from(OEM_USER_DATA).toString('base64'), storage_layout: oemStorageLayout() };
   const conf = Object.fromEntries(Object.entries(data).filter(([key]) => key.includes('autoinstall_')).map(([key, value]) => [key.replaceAll('autoinstall_', ''), value]));
   return Object.keys(conf).length > 0 ? conf : null;
 }
 
+/** As upstream: the preset's OEM image comes with its own account; any other install uses the job's. */
+function credentials(ctx: PhaseContext, oemImage: boolean): { username: string; password: string } {
+  if (oemImage) return { username: OEM_IMAGE_USER, password: OEM_IMAGE_PASSWORD };
+  const { username, password } = jobCredentials(ctx.job, { username: 'ubuntu', password: 'ubuntu' });
+  return { username, password };
+}
+
+/** A preset forwards the job's keys as they are, but the autoinstall ones, which go in autoinstall_conf. */
+function presetRequest(ctx: PhaseContext, data: KvmProvision): Record<string, unknown> {
+  const given = data as Record<string, unknown>;
+  const request: Record<string, unknown> = Object.fromEntries(Object.entries(given).filter(([key]) => !key.startsWith('autoinstall')));
+  Object.assign(request, credentials(ctx, data.preset === JAMMY_OEM_PRESET));
+  if (Object.keys(given).some((key) => key.startsWith('autoinstall'))) request['autoinstall_conf'] = autoinstallConf(given);
+  if (data.preset === JAMMY_OEM_PRESET) {
+    // The control host only restores the OEM image: `url` is the test image, for the OEM script.
+    delete request['url'];
+    if (data.alloem_url) {
+      request['url'] = data.alloem_url;
+      delete request['alloem_url'];
+    }
+  }
+  return request;
+}
+
 /** The request's kwargs, key for key as upstream builds them. */
 export function kvmRequest(ctx: PhaseContext, data: KvmProvision): Record<string, unknown> {
-  const { username, password } = jobCredentials(ctx.job, { username: 'ubuntu', password: 'ubuntu' });
   const given = data as Record<string, unknown>;
   let request: Record<string, unknown>;
-  if (data.preset !== undefined) {
-    // A preset forwards the job's keys as they are, but the autoinstall ones, which go in autoinstall_conf.
-    request = Object.fromEntries(Object.entries(given).filter(([key]) => !key.startsWith('autoinstall')));
-    Object.assign(request, { username, password });
-    if (Object.keys(given).some((key) => key.startsWith('autoinstall'))) request['autoinstall_conf'] = autoinstallConf(given);
-  } else {
-    request = { url: data.url, username, password, autoinstall_conf: autoinstallConf(given), robot_tasks: data.robot_tasks };
-  }
+  if (data.preset !== undefined) request = presetRequest(ctx, data);
+  else if (data.alloem_url !== undefined) request = { url: data.alloem_url, ...credentials(ctx, true), autoinstall_conf: autoinstallConf(given), robot_tasks: data.robot_tasks };
+  else request = { url: data.url, ...credentials(ctx, false), autoinstall_conf: autoinstallConf(given), robot_tasks: data.robot_tasks };
   request['authorized_keys'] = [agentPublicKey('the provisioned system')];
   for (const key of KVM_OPTIONAL_KEYS) if (key in given) request[key] = given[key];
   return request;

@@ -9,12 +9,17 @@ import { deviceConfigSchema, describeIssues, type JobFile } from '../../config';
 import { JobError } from '../../errors';
 import type { PhaseContext } from '../../phases';
 import { controlHostKeys, jobCredentials } from './config';
+import { STOCK_GRUB_CFG, STOCK_META_DATA, stockUserData } from './oem-stock-files';
 
 export const OEM_METHOD = 'ProvisioningOEM';
 export const ISO_TYPES = ['bootstrap', 'stock', 'bios', 'dummyefi'] as const;
 
 /** The control host's keys apply only to the ISO route, so here they are all optional. */
-export const oemAutoinstallConfigSchema = deviceConfigSchema.extend(Object.fromEntries(Object.entries(controlHostKeys).map(([key, schema]) => [key, schema.optional()])) as { [K in keyof typeof controlHostKeys]: z.ZodOptional<(typeof controlHostKeys)[K]> });
+export const oemAutoinstallConfigSchema = deviceConfigSchema.extend({
+  ...(Object.fromEntries(Object.entries(controlHostKeys).map(([key, schema]) => [key, schema.optional()])) as { [K in keyof typeof controlHostKeys]: z.ZodOptional<(typeof controlHostKeys)[K]> }),
+  /** Ours: the pause between looks at a device the url route waits for (upstream: 180 s, then 90 s). */
+  oem_autoinstall_poll_seconds: z.number().positive().optional(),
+});
 
 export const oemAutoinstallProvisionSchema = z
   .object({
@@ -35,10 +40,7 @@ export function oemAutoinstallProvision(job: JobFile): OemAutoinstallProvision {
     if (!data.control_host_iso_url) throw new JobError('An ISO URL (e.g. control_host_iso_url) is required in provision_data. Set the ISO image to be flashed to the DUT.');
     if (!data.control_host_iso_type) throw new JobError('An ISO type (e.g. control_host_iso_type) is required in provision_data. Based on the ISO type of the ISO URL.');
     if (!(ISO_TYPES as readonly string[]).includes(data.control_host_iso_type)) throw new JobError(`Unsupported ISO type: ${JSON.stringify(data.control_host_iso_type)}. Supported types: ${ISO_TYPES.join(', ')}`);
-    // Upstream sends its own meta-data, user-data and grub.cfg with a stock ISO; this connector does not carry them.
-    if (data.control_host_iso_type === 'stock') throw new JobError('provision_data.control_host_iso_type "stock" is not supported by this connector yet (upstream sends its own autoinstall files with it)');
   }
-  if (data.url) throw new JobError("provision_data.url is not supported by this connector yet (upstream runs OEM's provision-image.sh from the agent host)");
   return data;
 }
 
@@ -47,7 +49,15 @@ export function usesIso(data: OemAutoinstallProvision): boolean {
   return Boolean(data.control_host_iso_url || data.control_host_iso_type);
 }
 
-/** The request's kwargs as upstream builds them for an ISO that is not stock (its files are null then). */
+const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
+
+/** A stock ISO brings no autoinstall files: the connector sends its own, as upstream's; other types, none. */
+function autoinstallFiles(isoType: string | undefined): Record<'meta_data_b64' | 'user_data_b64' | 'grub_cfg_b64', string | null> {
+  if (isoType !== 'stock') return { meta_data_b64: null, user_data_b64: null, grub_cfg_b64: null };
+  return { meta_data_b64: base64(STOCK_META_DATA), user_data_b64: base64(stockUserData()), grub_cfg_b64: base64(STOCK_GRUB_CFG) };
+}
+
+/** The request's kwargs as upstream builds them. */
 export function oemRequest(ctx: PhaseContext, data: OemAutoinstallProvision): Record<string, unknown> {
   const { username, password } = jobCredentials(ctx.job, { username: 'ubuntu', password: 'insecure' });
   return {
@@ -58,8 +68,6 @@ export function oemRequest(ctx: PhaseContext, data: OemAutoinstallProvision): Re
     username,
     password,
     reboot_script: ctx.device.reboot_script ?? null,
-    meta_data_b64: null,
-    user_data_b64: null,
-    grub_cfg_b64: null,
+    ...autoinstallFiles(data.control_host_iso_type),
   };
 }

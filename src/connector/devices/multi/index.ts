@@ -10,10 +10,12 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig } from '../../config';
 import { ConnectorError, JobError } from '../../errors';
-import { runTest, type PhaseContext, type PhaseFn } from '../../phases';
+import type { PhaseContext, PhaseFn } from '../../phases';
 import { quoted } from '../../../common/text';
 import { sshHostSchema } from '../../validate';
 import type { DeviceType } from '../types';
+import { serialConsoleKeys, testWithSerialLog } from '../controlhost/serial-test';
+import { AgentToken } from './credentials';
 import { jobIdSchema, TestflingerServer } from './server';
 
 /** Upstream's default allocation_timeout: two hours. */
@@ -28,6 +30,8 @@ export const multiConfigSchema = deviceConfigSchema.extend({
   /** multi coordinates other devices: it has no device of its own. */
   device_ip: sshHostSchema.optional(),
   testflinger_server: z.string().regex(/^https?:\/\/\S+$/, 'the Testflinger server URL for multi-device connectors must start with http or https'),
+  /** The serial console logged during the test phase, as upstream's multi does. */
+  ...serialConsoleKeys,
   /** Ours: how often the children's states are read (upstream: 10 s). */
   multi_poll_seconds: z.number().positive().default(10),
 }) as unknown as z.ZodType<DeviceConfig & { testflinger_server: string; multi_poll_seconds: number }, z.ZodTypeDef, unknown>;
@@ -49,7 +53,7 @@ interface Multi {
 
 function multiOf(ctx: PhaseContext): Multi {
   const config = multiConfigSchema.parse(ctx.device);
-  return { ctx, server: new TestflingerServer(config.testflinger_server), pollSeconds: config.multi_poll_seconds, children: [] };
+  return { ctx, server: new TestflingerServer(config.testflinger_server, AgentToken.fromEnv()), pollSeconds: config.multi_poll_seconds, children: [] };
 }
 
 async function cancelAll(multi: Multi, jobs: readonly string[]): Promise<void> {
@@ -147,7 +151,7 @@ function deviceIps(ctx: PhaseContext): Record<string, string> {
   );
 }
 
-const test: PhaseFn = (ctx) => runTest({ ...ctx, device: { ...ctx.device, env: { ...ctx.device.env, ...deviceIps(ctx) } } });
+const test: PhaseFn = (ctx) => testWithSerialLog({ ...ctx, device: { ...ctx.device, env: { ...ctx.device.env, ...deviceIps(ctx) } } });
 
 /** Cancels every child job, those of job_list.json and any created by a provision that did not finish. */
 const cleanup: PhaseFn = async (ctx) => {

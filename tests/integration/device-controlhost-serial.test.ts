@@ -1,0 +1,34 @@
+/**
+ * The test phase of the control-host types and multi logs the device's serial console to
+ * test-serial.log while the test commands run, as upstream's runtest does for them.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { agentWithJob, runPhase } from '../helpers/phase-script';
+
+jest.setTimeout(60_000);
+
+let consoleServer: net.Server;
+let port: number;
+beforeAll(async () => {
+  consoleServer = net.createServer((socket) => socket.write('ttyS0: login: \r\n'));
+  await new Promise<void>((r) => consoleServer.listen(0, '127.0.0.1', r));
+  port = (consoleServer.address() as net.AddressInfo).port;
+});
+afterAll(() => new Promise<void>((r) => consoleServer.close(() => r())));
+
+// The commands wait until the console's greeting is in the log: the logging runs meanwhile.
+const JOB = { test_data: { test_cmds: 'for i in $(seq 50); do grep -q login test-serial.log 2>/dev/null && break; sleep 0.2; done; echo tested' } };
+
+it.each([
+  ['control_host_kvm', { device_ip: '127.0.0.1', agent_name: 'dut-1', control_host: '127.0.0.1', control_host_rest_port: 1, reboot_script: [] }],
+  ['multi', { agent_name: 'multi-1', testflinger_server: 'http://127.0.0.1:1' }],
+])('%s logs the serial console during the test phase', async (type, device) => {
+  const dirs = agentWithJob({ ...device, serial_host: '127.0.0.1', serial_port: port }, JOB);
+  const run = await runPhase(dirs, type, 'test', { PATH: process.env['PATH'] ?? '' });
+  expect(run).toMatchObject({ code: 0 });
+  expect(run.out).toContain('Successfully connected to serial logging server');
+  expect(run.out).toContain('tested');
+  expect(fs.readFileSync(path.join(dirs.runDir, 'test-serial.log'), 'utf8')).toBe('ttyS0: login: \r\n');
+});
