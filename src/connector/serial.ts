@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { z } from 'zod';
 import { serialLogFile } from '../common/contract';
 import { openRegularFile } from '../common/fsutil';
-import type { PhaseContext, PhaseFn } from './phases';
+import { runTest, type PhaseContext, type PhaseFn } from './phases';
 import { sshHostSchema } from './validate';
 
 const RECONNECT_MS = 30_000;
@@ -73,3 +73,6 @@ export function withSerialLog(phase: string, run: PhaseFn): PhaseFn {
     }
   };
 }
+
+/** Upstream's test phase, for every type that keeps its runtest: the test commands, with the serial console logged to test-serial.log meanwhile. */
+export const testWithSerialLog: PhaseFn = withSerialLog('test', runTest);

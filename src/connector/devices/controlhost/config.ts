@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig, type JobFile } from '../../config';
 import { JobError, UsageError } from '../../errors';
 import { sshHostSchema } from '../../validate';
-import { serialConsoleKeys } from './serial-test';
+import { serialConsoleKeys } from '../../serial';
 
 /** Upstream's fixed REST port of the control host. */
 export const UPSTREAM_REST_PORT = 8000;

@@ -4,7 +4,7 @@
  * hears anything.
  */
 import { testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
-import { startSerialLog } from '../../serial';
+import { startSerialLog, testWithSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { controlHostConfig, controlHostConfigSchema, jobCredentials, readTimeoutSeconds, type ControlHostConfig } from './config';
 import { copyAgentKey } from './copy-id';
@@ -15,7 +15,6 @@ import { prepareImageDeploy, provisionFromImage } from './oem-image-deploy';
 import { OEM_METHOD, oemAutoinstallConfigSchema, oemAutoinstallProvision, oemRequest, usesIso } from './oem-autoinstall';
 import { powerCycleControlHost } from './powercycle';
 import { jobSecrets, provisionOnControlHost, setupControlHost } from './run';
-import { testWithSerialLog } from './serial-test';
 
 /**
  * Upstream's pre-provision hook (a power cycle of the control host, then a best-effort setup

@@ -14,7 +14,7 @@ import type { PhaseContext, PhaseFn } from '../../phases';
 import { quoted } from '../../../common/text';
 import { sshHostSchema } from '../../validate';
 import type { DeviceType } from '../types';
-import { serialConsoleKeys, testWithSerialLog } from '../controlhost/serial-test';
+import { serialConsoleKeys, testWithSerialLog } from '../../serial';
 import { AgentToken } from './credentials';
 import { jobIdSchema, TestflingerServer } from './server';
 

@@ -2,8 +2,7 @@
  * The OEM script family: devices restored from an OEM image put on their recovery partition.
  * They differ only in how the restore is started, as upstream's do.
  */
-import { runTest } from '../../phases';
-import { withSerialLog } from '../../serial';
+import { testWithSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { oemScriptConfigSchema } from './config';
 import { oemScriptProvisionPhase } from './provision';
@@ -17,7 +16,7 @@ export function restoreMethodForImage(url: string): RestoreMethod {
 
 function oemScriptType(name: string, methodFor: (url: string) => RestoreMethod): DeviceType {
   // As upstream, test logs the serial console (test-serial.log); upstream's provision of these types does not.
-  return { name, phases: { provision: oemScriptProvisionPhase(methodFor), test: withSerialLog('test', runTest) }, configSchema: oemScriptConfigSchema };
+  return { name, phases: { provision: oemScriptProvisionPhase(methodFor), test: testWithSerialLog }, configSchema: oemScriptConfigSchema };
 }
 
 export const oemscript = oemScriptType('oemscript', restoreMethodForImage);
