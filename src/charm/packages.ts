@@ -1,8 +1,11 @@
 /** Distribution packages: real units only; a sandbox skips them and says so. */
 import { CommandError, type Runner } from '../common/exec';
 
-/** bubblewrap: the test phase's sandbox; acl: setfacl, to let an agent through a 0750 home to its basedirs (docs/isolation.md). */
-export const UNIT_PACKAGES = ['supervisor', 'git', 'openssh-client', 'bubblewrap', 'acl'];
+/**
+ * bubblewrap: the test phase's sandbox; acl: setfacl, to let an agent through a 0750 home to its
+ * basedirs (docs/isolation.md); sshpass: the connector's password logins to freshly booted boards.
+ */
+export const UNIT_PACKAGES = ['supervisor', 'git', 'openssh-client', 'bubblewrap', 'acl', 'sshpass'];
 
 /**
  * A fresh machine's dpkg lock is often held (cloud-init, unattended-upgrades): apt-get waits this

@@ -7,10 +7,11 @@ import { maas2 } from './maas2';
 import { multi } from './multi';
 import { noprovision } from './noprovision';
 import { dell_oemscript, hp_oemscript, lenovo_oemscript, oemscript } from './oemscript';
+import { oemrecovery } from './oemrecovery';
 import type { DeviceType } from './types';
 
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
-  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi].map((t) => [t.name, t]),
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery].map((t) => [t.name, t]),
 );
 
 /** Upstream's names for types we implement under another name. */
@@ -22,7 +23,6 @@ export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
   'dragonboard',
   'muxpi',
   'netboot',
-  'oemrecovery',
 ];
 
 /** Names upstream used before renaming a type; agent confs written then may still carry them. */
