@@ -21,6 +21,8 @@
 import { execFileSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { freePort, TestSshd } from './sshd';
 import { onCleanup, tempDir } from './tmp';
@@ -32,6 +34,8 @@ export interface BoardImage {
   authorized?: string[];
   /** A system user the image lets in by password (see passwordUser) instead of the test's own user. */
   passwordLoginUser?: string;
+  /** Every boot is a fresh install (an image just written to a card): a new sshd, home and host key. */
+  freshEachBoot?: boolean;
 }
 
 /** The `sudo` stand-in: logs, moves device paths under the fake root, prefers a shim for the program. */
@@ -152,8 +156,9 @@ export class EmulatedBoard {
     const image = this.images[name];
     if (!image) return;
     let sshd = this.sshds.get(name);
-    if (sshd && !fresh) await sshd.restart();
+    if (sshd && !fresh && !image.freshEachBoot) await sshd.restart();
     else {
+      await sshd?.stopAndWait();
       sshd = new TestSshd();
       this.sshds.set(name, sshd);
       await sshd.start(image.authorized ?? [], { port: this.port, sessionPath: this.writeShims(name, image), ...(image.passwordLoginUser ? { passwordLoginUser: image.passwordLoginUser } : {}) });
@@ -192,4 +197,36 @@ export function passwordUser(): { name: string; password: string } {
   execFileSync('chpasswd', [], { input: `${PASSWORD_USER}:${password}\n` });
   onCleanup(() => void execFileSync('usermod', ['--lock', '--', PASSWORD_USER]));
   return { name: PASSWORD_USER, password };
+}
+
+/** A console server (ser2net) on 127.0.0.1 that sends `text` to whoever connects. */
+export async function serialConsole(text: string): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.write(text);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const close = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  onCleanup(close);
+  return { port: (server.address() as net.AddressInfo).port, close };
+}
+
+/** An image server on 127.0.0.1: GET /<name> answers the bytes given for it, anything else 404. */
+export async function imageServer(images: Record<string, Buffer>): Promise<{ url: (name: string) => string; requests: string[] }> {
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const image = images[(req.url ?? '').slice(1)];
+    if (image) res.end(image);
+    else res.writeHead(404).end('not found');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return { url: (name) => `${base}/${name}`, requests };
 }

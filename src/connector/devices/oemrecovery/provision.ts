@@ -7,10 +7,10 @@
 import { ConnectorError } from '../../errors';
 import { describeTarget, testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
 import { sshRun } from '../../ssh';
-import { pollUntil } from '../../steps';
 import { quoted } from '../../../common/text';
 import { testPassword } from '../sshboot/config';
 import { hardReset } from '../sshboot/local';
+import { waitUntil } from '../sshboot/wait';
 import { copyIdWithPassword, deviceLogin, runWithPassword, type PasswordLogin } from '../sshboot/password';
 import { oemRecoveryConfig, type OemRecoveryConfig } from './config';
 
@@ -44,11 +44,8 @@ async function initialized(run: Run): Promise<boolean> {
 async function awaitRecoveredSystem(run: Run): Promise<void> {
   const { ctx, config } = run;
   ctx.print('Checking to see if the device is available.');
-  const look = async () => {
-    await ctx.sleep(config.boot_poll_seconds * 1000);
-    return (await initialized(run)) && (await copyId(run));
-  };
-  const ready = await pollUntil(ctx, look, (done) => done, { seconds: config.boot_timeout_seconds, everySeconds: 0 });
+  const look = async () => (await initialized(run)) && (await copyId(run));
+  const ready = await waitUntil(ctx, look, (done) => done, { seconds: config.boot_timeout_seconds, pauseSeconds: config.boot_poll_seconds });
   if (ready.done) return;
   ctx.print(`Device ${quoted(config.agent_name ?? config.device_ip)} unreachable, provisioning failed!`);
   throw new ConnectorError('Failed to boot test image!');
