@@ -36,6 +36,8 @@ export interface BoardImage {
   passwordLoginUser?: string;
   /** Every boot is a fresh install (an image just written to a card): a new sshd, home and host key. */
   freshEachBoot?: boolean;
+  /** A service the image runs besides sshd (netboot's imager on HTTP): started on each boot, stopped when it goes down. */
+  alsoRuns?: { start(): Promise<void>; stop(): Promise<void> };
 }
 
 /** The `sudo` stand-in: logs, moves device paths under the fake root, prefers a shim for the program. */
@@ -98,6 +100,7 @@ export class EmulatedBoard {
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    await this.halt();
     for (const sshd of this.sshds.values()) await sshd.stopAndWait();
   }
 
@@ -147,7 +150,9 @@ export class EmulatedBoard {
   }
 
   private async halt(): Promise<void> {
-    if (this.running) await this.sshds.get(this.running)?.stopAndWait();
+    if (!this.running) return;
+    await this.sshds.get(this.running)?.stopAndWait();
+    await this.images[this.running]?.alsoRuns?.stop();
     this.running = undefined;
   }
 
@@ -163,6 +168,7 @@ export class EmulatedBoard {
       this.sshds.set(name, sshd);
       await sshd.start(image.authorized ?? [], { port: this.port, sessionPath: this.writeShims(name, image), ...(image.passwordLoginUser ? { passwordLoginUser: image.passwordLoginUser } : {}) });
     }
+    await image.alsoRuns?.start();
     this.running = name;
     this.events.push(`booted ${name}`);
   }

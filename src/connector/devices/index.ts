@@ -5,6 +5,7 @@ import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlho
 import { fake } from './fake';
 import { maas2 } from './maas2';
 import { multi } from './multi';
+import { netboot } from './netboot';
 import { noprovision } from './noprovision';
 import { dragonboard } from './dragonboard';
 import { dell_oemscript, hp_oemscript, lenovo_oemscript, oemscript } from './oemscript';
@@ -12,7 +13,7 @@ import { oemrecovery } from './oemrecovery';
 import type { DeviceType } from './types';
 
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
-  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard].map((t) => [t.name, t]),
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard, netboot].map((t) => [t.name, t]),
 );
 
 /** Upstream's names for types we implement under another name. */
@@ -22,7 +23,6 @@ export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['f
 export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
   'cm3',
   'muxpi',
-  'netboot',
 ];
 
 /** Names upstream used before renaming a type; agent confs written then may still carry them. */

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { deviceConfigSchema, type DeviceConfig } from '../../config';
 import { sshUserSchema } from '../../validate';
-import { devicePathSchema, scriptSchema, serialKeys, timingKeys } from '../sshboot/config';
+import { devicePathSchema, masterBootKeys, scriptSchema, serialKeys, timingKeys } from '../sshboot/config';
 
 export const dragonboardConfigSchema = deviceConfigSchema.extend({
   reboot_script: scriptSchema,
@@ -16,8 +16,8 @@ export const dragonboardConfigSchema = deviceConfigSchema.extend({
   ...serialKeys,
   /** Ours: the master image's login (upstream's is always linaro). */
   master_username: sshUserSchema.default('linaro' as z.input<typeof sshUserSchema>),
-  /** Ours: how long the master image may take to boot (upstream: 300 s). */
-  master_boot_timeout_seconds: z.number().positive().default(300),
+  /** Upstream gives the master image 300 s to boot. */
+  ...masterBootKeys(300),
   /** The test image: 600 s to boot, looks every 10 s, 60 s settling after the reboot and after provisioning. */
   ...timingKeys({ boot: 600, poll: 10, settle: 60 }),
 });

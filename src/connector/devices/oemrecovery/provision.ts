@@ -11,18 +11,14 @@ import { quoted } from '../../../common/text';
 import { testPassword } from '../sshboot/config';
 import { hardReset } from '../sshboot/local';
 import { waitUntil } from '../sshboot/wait';
-import { copyIdWithPassword, deviceLogin, runWithPassword, type PasswordLogin } from '../sshboot/password';
+import { copyIdWithPassword, deviceLogin, runWithPassword, type BoardRun } from '../sshboot/password';
 import { oemRecoveryConfig, type OemRecoveryConfig } from './config';
 
 const COPY_ID_TIMEOUT_MS = 60_000;
 const RECOVERY_CMD_TIMEOUT_MS = 600_000;
 const CHECK_TIMEOUT_MS = 15_000;
 
-interface Run {
-  ctx: PhaseContext;
-  config: OemRecoveryConfig;
-  login: PasswordLogin;
-}
+type Run = BoardRun<OemRecoveryConfig>;
 
 /** ssh-copy-id with the password; whether the device now takes the key. A copy that hangs fails the job, as upstream's timeout does. */
 async function copyId(run: Run): Promise<boolean> {

@@ -39,6 +39,11 @@ export function timingKeys(defaults: BootTiming) {
   };
 }
 
+/** Ours: how long the image that writes the test image (dragonboard's and netboot's master image) may take to boot. */
+export function masterBootKeys(seconds: number) {
+  return { master_boot_timeout_seconds: z.number().positive().default(seconds) };
+}
+
 export interface Credentials {
   user: SshUser;
   password: string;

@@ -53,3 +53,10 @@ export function runWithPassword(login: PasswordLogin, command: string, timeoutMs
 export function deviceLogin(ctx: PhaseContext, credentials: Credentials): PasswordLogin {
   return { ...credentials, host: ctx.device.device_ip, port: ctx.device.ssh_port };
 }
+
+/** One provisioning of a board: the phase, the type's config, and the test image's login. */
+export interface BoardRun<Config> {
+  ctx: PhaseContext;
+  config: Config;
+  login: PasswordLogin;
+}
