@@ -1,6 +1,7 @@
 /** The device types this connector knows; one file each, registered here. */
 import { UsageError } from '../errors';
 import { quoted } from '../../common/text';
+import { cm3 } from './cm3';
 import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlhost';
 import { fake } from './fake';
 import { maas2 } from './maas2';
@@ -13,7 +14,7 @@ import { oemrecovery } from './oemrecovery';
 import type { DeviceType } from './types';
 
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
-  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard, netboot].map((t) => [t.name, t]),
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard, netboot, cm3].map((t) => [t.name, t]),
 );
 
 /** Upstream's names for types we implement under another name. */
@@ -21,7 +22,6 @@ export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['f
 
 /** Device types upstream's connector has and this one does not (yet). */
 export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
-  'cm3',
   'muxpi',
 ];
 

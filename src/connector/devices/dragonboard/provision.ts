@@ -4,10 +4,10 @@
  * is logged throughout.
  */
 import * as fs from 'node:fs';
-import { testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
-import { imageUrl, testPassword } from '../sshboot/config';
+import { writeDeviceInfo, type PhaseContext } from '../../phases';
+import { imageUrl } from '../sshboot/config';
 import { fetchImageAsXz, localAddressFor, serveOnce } from '../sshboot/image';
-import { deviceLogin } from '../sshboot/password';
+import { testImageLogin } from '../sshboot/password';
 import { withSerialLog } from '../sshboot/serial';
 import { copyKeyToTestImage, ensureMasterImage, ensureTestImage, type Board } from './boot';
 import { dragonboardConfig } from './config';
@@ -37,7 +37,7 @@ export async function provisionDragonboard(ctx: PhaseContext): Promise<number> {
     ctx,
     config,
     master: { host: ctx.device.device_ip, port: ctx.device.ssh_port, user: config.master_username },
-    test: deviceLogin(ctx, { user: testUsername(ctx), password: testPassword(ctx.job, 'ubuntu') }),
+    test: testImageLogin(ctx, 'ubuntu'),
   };
   ctx.print('Booting Master Image');
   await withSerialLog(ctx, config, async () => {

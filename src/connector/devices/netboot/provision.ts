@@ -6,13 +6,13 @@
  */
 import * as fs from 'node:fs';
 import { ConnectorError, RecoveryError } from '../../errors';
-import { testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
+import { writeDeviceInfo, type PhaseContext } from '../../phases';
 import { sshRun } from '../../ssh';
 import { recoveryFailed } from '../../steps';
-import { imageUrl, testPassword } from '../sshboot/config';
+import { imageUrl } from '../sshboot/config';
 import { fetchImageAsXz, localAddressFor, serveOnce, type ImageServer } from '../sshboot/image';
 import { hardReset, runScript, selectBoot } from '../sshboot/local';
-import { copyIdWithPassword, deviceLogin, type BoardRun } from '../sshboot/password';
+import { copyIdWithPassword, testImageLogin, type BoardRun } from '../sshboot/password';
 import { withSerialLog } from '../sshboot/serial';
 import { waitUntil } from '../sshboot/wait';
 import { netbootConfig, type NetbootConfig } from './config';
@@ -80,7 +80,7 @@ async function flashAndBoot(run: Run, server: ImageServer): Promise<void> {
 export async function provisionNetboot(ctx: PhaseContext): Promise<number> {
   const config = netbootConfig(ctx.device);
   const url = imageUrl(ctx.job);
-  const run: Run = { ctx, config, login: deviceLogin(ctx, { user: testUsername(ctx), password: testPassword(ctx.job, 'admin') }) };
+  const run: Run = { ctx, config, login: testImageLogin(ctx, 'admin') };
   const image = await fetchImageAsXz(ctx, url);
   try {
     ctx.print('Booting Master Image');

@@ -5,13 +5,12 @@
  * initialized and take it over again with the password.
  */
 import { ConnectorError } from '../../errors';
-import { describeTarget, testUsername, writeDeviceInfo, type PhaseContext } from '../../phases';
+import { describeTarget, writeDeviceInfo, type PhaseContext } from '../../phases';
 import { sshRun } from '../../ssh';
 import { quoted } from '../../../common/text';
-import { testPassword } from '../sshboot/config';
 import { hardReset } from '../sshboot/local';
 import { waitUntil } from '../sshboot/wait';
-import { copyIdWithPassword, deviceLogin, runWithPassword, type BoardRun } from '../sshboot/password';
+import { copyIdWithPassword, testImageLogin, runWithPassword, type BoardRun } from '../sshboot/password';
 import { oemRecoveryConfig, type OemRecoveryConfig } from './config';
 
 const COPY_ID_TIMEOUT_MS = 60_000;
@@ -60,7 +59,7 @@ async function runRecoveryCommands(run: Run): Promise<void> {
 
 export async function provisionOemRecovery(ctx: PhaseContext): Promise<number> {
   const config = oemRecoveryConfig(ctx.device);
-  const run: Run = { ctx, config, login: deviceLogin(ctx, { user: testUsername(ctx), password: testPassword(ctx.job, 'ubuntu') }) };
+  const run: Run = { ctx, config, login: testImageLogin(ctx, 'ubuntu') };
   if (!(await copyId(run))) {
     await hardReset(ctx, config.reboot_script);
     await awaitRecoveredSystem(run);

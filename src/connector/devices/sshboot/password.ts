@@ -6,11 +6,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { PhaseContext } from '../../phases';
+import { testUsername, type PhaseContext } from '../../phases';
 import { agentPublicKey, sshConfigText } from '../../ssh';
 import { runCommand, type CommandResult } from '../../steps';
 import type { SshHost } from '../../validate';
-import type { Credentials } from './config';
+import { testPassword, type Credentials } from './config';
 
 export interface PasswordLogin extends Credentials {
   host: SshHost;
@@ -49,9 +49,9 @@ export function runWithPassword(login: PasswordLogin, command: string, timeoutMs
   return sshpass((config) => ['ssh', '-F', config, ...portArgs(login), '-l', login.user, '--', login.host, command], login.password, timeoutMs);
 }
 
-/** The device's own login as the job's test user, for a type's password steps. */
-export function deviceLogin(ctx: PhaseContext, credentials: Credentials): PasswordLogin {
-  return { ...credentials, host: ctx.device.device_ip, port: ctx.device.ssh_port };
+/** The device's own login as the job's test user, with test_data.test_password or the type's default password. */
+export function testImageLogin(ctx: PhaseContext, defaultPassword: string): PasswordLogin {
+  return { user: testUsername(ctx), password: testPassword(ctx.job, defaultPassword), host: ctx.device.device_ip, port: ctx.device.ssh_port };
 }
 
 /** One provisioning of a board: the phase, the type's config, and the test image's login. */
