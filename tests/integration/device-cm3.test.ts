@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, serialConsole } from '../helpers/sshboards';
+import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -66,23 +66,25 @@ async function lab(rootEntry: string, options: { installer?: string; bootsAfterL
   return { control, module };
 }
 
+/** default.yaml as upstream's cm3 takes it (the control host by an alias of the agents' ssh config), with faster waits. */
+function deviceConf(l: Cm3Lab, conf: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    agent_name: 'cm3-1',
+    device_ip: '127.0.0.1',
+    ssh_port: l.module.port,
+    control_host: 'cm3-control',
+    control_user: os.userInfo().username,
+    test_device: '/dev/sda',
+    reboot_script: [l.module.command('reboot')],
+    boot_timeout_seconds: 15,
+    boot_poll_seconds: 0.3,
+    boot_settle_seconds: 0.1,
+    ...conf,
+  };
+}
+
 function job(l: Cm3Lab, conf: Record<string, unknown> = {}, testData: Record<string, unknown> = { test_username: user.name, test_password: user.password }) {
-  return agentWithJob(
-    {
-      agent_name: 'cm3-1',
-      device_ip: '127.0.0.1',
-      ssh_port: l.module.port,
-      control_host: 'cm3-control',
-      control_user: os.userInfo().username,
-      test_device: '/dev/sda',
-      reboot_script: [l.module.command('reboot')],
-      boot_timeout_seconds: 15,
-      boot_poll_seconds: 0.3,
-      boot_settle_seconds: 0.1,
-      ...conf,
-    },
-    { provision_data: { url: images.url('ubuntu-core-22-cm3.img') }, test_data: testData },
-  );
+  return agentWithJob(deviceConf(l, conf), { provision_data: { url: images.url('ubuntu-core-22-cm3.img') }, test_data: testData });
 }
 
 describe('cm3', () => {
@@ -144,5 +146,22 @@ describe('cm3', () => {
     const run = await runPhase(dirs, 'cm3', 'provision', env());
     expect(run.code).toBe(46);
     expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'RecoveryError' });
+  });
+});
+
+describe('cm3 through the real agent', () => {
+  it('an upstream-shaped job is provisioned by tf-provision, and its test_cmds reach the new image', async () => {
+    const l = await lab('system-data');
+    const ssh = `ssh -p ${l.module.port} -i ${clientKey.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+    const result = await runJobThroughAgent({
+      provisionType: 'cm3',
+      device: deviceConf(l),
+      job: { provision_data: { url: images.url('ubuntu-core-22-cm3.img') }, test_data: { test_username: user.name, test_password: user.password, test_cmds: `${ssh} ${user.name}@$DEVICE_IP 'echo hello from the compute module'` } },
+      env: env(),
+    });
+    expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, test_status: 0 });
+    expect(String(result['provision_output'])).toMatch(/Flashing image[\s\S]*Creating Test User \(core image on sda2\)/);
+    expect(String(result['test_output'])).toMatch(/hello from the compute module/);
+    expect(fs.readFileSync(l.control.file('dev/sda')).equals(IMAGE)).toBe(true);
   });
 });

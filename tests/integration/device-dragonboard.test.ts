@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, serialConsole, type BoardImage } from '../helpers/sshboards';
+import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -62,26 +62,28 @@ async function board(extra: Record<string, string> = {}, boot = 'test'): Promise
   return b;
 }
 
+/** default.yaml as upstream's dragonboard takes it, with our port, master user and faster waits. */
+function deviceConf(b: EmulatedBoard, conf: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    agent_name: 'dragonboard-1',
+    device_ip: '127.0.0.1',
+    ssh_port: b.port,
+    test_device: '/dev/mmcblk1',
+    snappy_writable_partition: '/dev/mmcblk1p10',
+    select_master_script: [b.command('select master')],
+    select_test_script: [b.command('select test')],
+    reboot_script: [b.command('reboot')],
+    master_username: os.userInfo().username,
+    master_boot_timeout_seconds: 15,
+    boot_timeout_seconds: 15,
+    boot_poll_seconds: 0.3,
+    boot_settle_seconds: 0.2,
+    ...conf,
+  };
+}
+
 function job(b: EmulatedBoard, conf: Record<string, unknown> = {}, image = 'core-22-arm64.img') {
-  return agentWithJob(
-    {
-      agent_name: 'dragonboard-1',
-      device_ip: '127.0.0.1',
-      ssh_port: b.port,
-      test_device: '/dev/mmcblk1',
-      snappy_writable_partition: '/dev/mmcblk1p10',
-      select_master_script: [b.command('select master')],
-      select_test_script: [b.command('select test')],
-      reboot_script: [b.command('reboot')],
-      master_username: os.userInfo().username,
-      master_boot_timeout_seconds: 15,
-      boot_timeout_seconds: 15,
-      boot_poll_seconds: 0.3,
-      boot_settle_seconds: 0.2,
-      ...conf,
-    },
-    { provision_data: { url: images.url(image) }, test_data: { test_username: user.name, test_password: user.password } },
-  );
+  return agentWithJob(deviceConf(b, conf), { provision_data: { url: images.url(image) }, test_data: { test_username: user.name, test_password: user.password } });
 }
 
 describe('dragonboard', () => {
@@ -156,5 +158,22 @@ describe('dragonboard', () => {
     expect(run.code).toBe(1);
     expect(run.out).toMatch(/Error downloading image ".*missing\.img": HTTP 404/);
     expect(fs.readFileSync(b.file('dev/mmcblk1'), 'utf8')).toBe('the old test image');
+  });
+});
+
+describe('dragonboard through the real agent', () => {
+  it('an upstream-shaped job is provisioned by tf-provision, and its test_cmds reach the test image', async () => {
+    const b = await board();
+    const ssh = `ssh -p ${b.port} -i ${clientKey.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+    const result = await runJobThroughAgent({
+      provisionType: 'dragonboard',
+      device: deviceConf(b),
+      job: { provision_data: { url: images.url('core-22-arm64.img') }, test_data: { test_username: user.name, test_password: user.password, test_cmds: `${ssh} ${user.name}@$DEVICE_IP snap -h` } },
+      env: env(),
+    });
+    expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, test_status: 0 });
+    expect(String(result['provision_output'])).toMatch(/Flashing Test Image[\s\S]*Creating Test User[\s\S]*Booting Test Image/);
+    expect(String(result['test_output'])).toMatch(/The snap command lets you install/);
+    expect(fs.readFileSync(b.file('dev/mmcblk1')).equals(IMAGE)).toBe(true);
   });
 });

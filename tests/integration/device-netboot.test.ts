@@ -11,20 +11,21 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, serialConsole } from '../helpers/sshboards';
-import { freePort, sshKeygen } from '../helpers/sshd';
+import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
 jest.setTimeout(120_000);
 
 let clientHome: string;
+let clientKey: KeyPair;
 let user: { name: string; password: string };
 let images: Awaited<ReturnType<typeof imageServer>>;
 const IMAGE = crypto.randomBytes(2 * 1024 * 1024 + 5);
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
-  sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
+  clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
   user = passwordUser();
   images = await imageServer({ 'netboot-core.img': IMAGE });
 });
@@ -101,26 +102,28 @@ async function netbootBoard(boot: string, failAfter?: number): Promise<{ board: 
   return { board, imager };
 }
 
-function job(nb: { board: EmulatedBoard; imager: Imager }, conf: Record<string, unknown> = {}, testData: Record<string, unknown> = { test_username: user.name, test_password: user.password }) {
+/** default.yaml as upstream's netboot takes it, with our ports and faster waits. */
+function deviceConf(nb: { board: EmulatedBoard; imager: Imager }, conf: Record<string, unknown> = {}): Record<string, unknown> {
   const b = nb.board;
-  return agentWithJob(
-    {
-      agent_name: 'netboot-1',
-      device_ip: '127.0.0.1',
-      ssh_port: b.port,
-      test_device: '/dev/sda',
-      select_master_script: [`${b.command('select master')} && echo master selected`],
-      select_test_script: [b.command('select test')],
-      reboot_script: [b.command('reboot')],
-      netboot_imager_port: nb.imager.port,
-      master_boot_timeout_seconds: 15,
-      boot_timeout_seconds: 15,
-      boot_poll_seconds: 0.3,
-      boot_settle_seconds: 0.2,
-      ...conf,
-    },
-    { provision_data: { url: images.url('netboot-core.img') }, test_data: testData },
-  );
+  return {
+    agent_name: 'netboot-1',
+    device_ip: '127.0.0.1',
+    ssh_port: b.port,
+    test_device: '/dev/sda',
+    select_master_script: [`${b.command('select master')} && echo master selected`],
+    select_test_script: [b.command('select test')],
+    reboot_script: [b.command('reboot')],
+    netboot_imager_port: nb.imager.port,
+    master_boot_timeout_seconds: 15,
+    boot_timeout_seconds: 15,
+    boot_poll_seconds: 0.3,
+    boot_settle_seconds: 0.2,
+    ...conf,
+  };
+}
+
+function job(nb: { board: EmulatedBoard; imager: Imager }, conf: Record<string, unknown> = {}, testData: Record<string, unknown> = { test_username: user.name, test_password: user.password }) {
+  return agentWithJob(deviceConf(nb, conf), { provision_data: { url: images.url('netboot-core.img') }, test_data: testData });
 }
 
 describe('netboot', () => {
@@ -187,5 +190,22 @@ describe('netboot', () => {
     const run = await runPhase(dirs, 'netboot', 'provision', env());
     expect(run.code).toBe(46);
     expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_message: 'Unable to put system in a usable state!', exception_cause: 'ConnectorError: Error running "exit 7" (rc=7): ""' });
+  });
+});
+
+describe('netboot through the real agent', () => {
+  it('an upstream-shaped job is provisioned by tf-provision, and its test_cmds reach the test image', async () => {
+    const nb = await netbootBoard('master');
+    const ssh = `ssh -p ${nb.board.port} -i ${clientKey.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+    const result = await runJobThroughAgent({
+      provisionType: 'netboot',
+      device: deviceConf(nb),
+      job: { provision_data: { url: images.url('netboot-core.img') }, test_data: { test_username: user.name, test_password: user.password, test_cmds: `${ssh} ${user.name}@$DEVICE_IP 'echo hello from the netbooted image'` } },
+      env: env(),
+    });
+    expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, test_status: 0 });
+    expect(String(result['provision_output'])).toMatch(/Flashing Test Image[\s\S]*Image write output:[\s\S]*Booting Test Image/);
+    expect(String(result['test_output'])).toMatch(/hello from the netbooted image/);
+    expect(fs.readFileSync(nb.board.file('dev/sda')).equals(IMAGE)).toBe(true);
   });
 });

@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, passwordUser, type BoardImage } from '../helpers/sshboards';
+import { EmulatedBoard, passwordUser, runJobThroughAgent, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -48,20 +48,22 @@ async function board(images: Record<string, BoardImage>, boot: string | null = '
   return b;
 }
 
+/** default.yaml as upstream's oemrecovery takes it, with our port and faster waits. */
+function deviceConf(b: EmulatedBoard, conf: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    agent_name: 'oemrecovery-1',
+    device_ip: '127.0.0.1',
+    ssh_port: b.port,
+    reboot_script: [b.command('reboot')],
+    recovery_cmds: ['sudo snap reboot --factory-reset'],
+    boot_poll_seconds: 0.3,
+    boot_timeout_seconds: 20,
+    ...conf,
+  };
+}
+
 function job(b: EmulatedBoard, conf: Record<string, unknown> = {}, testData: Record<string, unknown> = { test_username: user.name, test_password: user.password }) {
-  return agentWithJob(
-    {
-      agent_name: 'oemrecovery-1',
-      device_ip: '127.0.0.1',
-      ssh_port: b.port,
-      reboot_script: [b.command('reboot')],
-      recovery_cmds: ['sudo snap reboot --factory-reset'],
-      boot_poll_seconds: 0.3,
-      boot_timeout_seconds: 20,
-      ...conf,
-    },
-    { provision_data: {}, test_data: testData },
-  );
+  return agentWithJob(deviceConf(b, conf), { provision_data: {}, test_data: testData });
 }
 
 function authorizedKeys(b: EmulatedBoard): string {
@@ -148,5 +150,22 @@ describe('oemrecovery', () => {
     expect(run.out).toMatch(/test_data\.test_password: not a usable password/);
     expect(run.out).not.toContain('break-secret');
     expect(b.calls()).toEqual([]);
+  });
+});
+
+describe('oemrecovery through the real agent', () => {
+  it('an upstream-shaped job is provisioned by tf-provision, and its test_cmds reach the recovered system', async () => {
+    const b = await board({ core: coreImage() });
+    const ssh = `ssh -p ${b.port} -i ${clientKey.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
+    const result = await runJobThroughAgent({
+      provisionType: 'oemrecovery',
+      device: deviceConf(b),
+      job: { provision_data: {}, test_data: { test_username: user.name, test_password: user.password, test_cmds: `${ssh} ${user.name}@$DEVICE_IP snap model` } },
+      env: env(),
+    });
+    expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, test_status: 0 });
+    expect(String(result['provision_output'])).toMatch(/Recovering OEM image/);
+    expect(String(result['test_output'])).toMatch(/ubuntu-core-22-amd64/);
+    expect(b.events).toEqual(['booted core', 'reset core', 'booted core']);
   });
 });
