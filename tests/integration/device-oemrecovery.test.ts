@@ -125,6 +125,14 @@ describe('oemrecovery', () => {
     expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'RecoveryError', exception_message: expect.stringMatching(/reboot_script command "false" failed/) });
   });
 
+  it('fails the job (exit 1, as upstream) when a device that is down must be power cycled and there is no reboot_script', async () => {
+    const b = await board({ core: coreImage() }, null);
+    const dirs = job(b, { reboot_script: undefined });
+    const run = await runPhase(dirs, 'oemrecovery', 'provision', env());
+    expect(run.code).toBe(1);
+    expect(run.out).toMatch(/the device must be power cycled and default\.yaml has no reboot_script/);
+  });
+
   it('a recovered system that never comes back fails the job once boot_timeout_seconds are up (exit 1)', async () => {
     const b = await board({ core: coreImage('missing') });
     const started = Date.now();

@@ -34,10 +34,11 @@ export type ResetFailure = 'recovery' | 'job';
 
 /**
  * Upstream's hardreset: every reboot_script command, 120 s each; one that runs out of time is
- * a recovery failure (exit 46). Without a reboot_script the device cannot be reset at all.
+ * a recovery failure (exit 46).
  */
 export async function hardReset(ctx: PhaseContext, rebootScript: readonly string[], failure: ResetFailure = 'recovery'): Promise<void> {
-  if (rebootScript.length === 0) throw recoveryFailed('the device must be power cycled and the device config has no reboot_script');
+  // Upstream fails the job (a KeyError, exit 1) rather than taking the device offline.
+  if (rebootScript.length === 0) throw new ConnectorError('the device must be power cycled and default.yaml has no reboot_script');
   await runScript(ctx, rebootScript, {
     timeoutMs: 120_000,
     onTimeout: (command) => recoveryFailed(`timeout reaching control host! (reboot_script command ${quoted(command)} ran over 120s)`),
