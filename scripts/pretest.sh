@@ -12,7 +12,6 @@ REQUIRED=(
   /usr/sbin/sshd:openssh-server
   ssh:openssh-client
   ssh-keygen:openssh-client
-  ssh-copy-id:openssh-client
   sshpass:sshpass
   bwrap:bubblewrap
   prometheus:prometheus
