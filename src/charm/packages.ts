@@ -3,7 +3,8 @@ import { CommandError, type Runner } from '../common/exec';
 
 /**
  * bubblewrap: the test phase's sandbox; acl: setfacl, to let an agent through a 0750 home to its
- * basedirs (docs/isolation.md); sshpass: the connector's password logins (the OEM script family).
+ * basedirs (docs/isolation.md); sshpass: the connector's password logins (the OEM script family,
+ * freshly booted boards).
  */
 export const UNIT_PACKAGES = ['supervisor', 'git', 'openssh-client', 'bubblewrap', 'acl', 'sshpass'];
 

@@ -34,6 +34,11 @@ export interface SshdOptions {
   port?: number;
   /** Put first on PATH in every session: stand-in commands for the device (sudo, reboot, ...). */
   sessionPath?: string;
+  /**
+   * Let in this system user, by password (its own, from the system's shadow file) or by an
+   * authorized key, instead of the invoking user: the test dir is opened up and the home made its.
+   */
+  passwordLoginUser?: string;
 }
 
 export class TestSshd {
@@ -47,6 +52,8 @@ export class TestSshd {
     this.port = options.port ?? (await freePort());
     fs.mkdirSync(path.join(this.deviceHome, '.ssh'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(this.deviceHome, '.ssh', 'authorized_keys'), `${authorized.join('\n')}\n`, { mode: 0o600 });
+    const loginUser = options.passwordLoginUser ?? this.user;
+    if (options.passwordLoginUser) this.openTo(options.passwordLoginUser);
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(this.dir, 'host_key')]);
     const wrapper = path.join(this.dir, 'session.sh');
     const pathLine = options.sessionPath ? `export PATH=${options.sessionPath}:$PATH\n` : '';
@@ -60,19 +67,26 @@ export class TestSshd {
         `HostKey ${path.join(this.dir, 'host_key')}`,
         `PidFile ${path.join(this.dir, 'sshd.pid')}`,
         `AuthorizedKeysFile ${path.join(this.deviceHome, '.ssh', 'authorized_keys')}`,
-        'PasswordAuthentication no',
+        `PasswordAuthentication ${options.passwordLoginUser ? 'yes' : 'no'}`,
         'KbdInteractiveAuthentication no',
         'PubkeyAuthentication yes',
         'PermitRootLogin prohibit-password',
         'StrictModes no',
         'UsePAM no',
         `ForceCommand ${wrapper}`,
-        `AllowUsers ${this.user}`,
+        `AllowUsers ${loginUser}`,
         '',
       ].join('\n'),
     );
     await this.listen();
     return this;
+  }
+
+  /** The login user must reach its session wrapper and own its home. */
+  private openTo(user: string): void {
+    const id = (flag: string) => Number(execFileSync('id', [flag, '--', user], { encoding: 'utf8' }).trim());
+    fs.chmodSync(this.dir, 0o755);
+    execFileSync('chown', ['-R', `${id('-u')}:${id('-g')}`, '--', this.deviceHome]);
   }
 
   /** Runs sshd on the config written by start() and waits until it accepts connections. */

@@ -1,16 +1,20 @@
 /** The device types this connector knows; one file each, registered here. */
 import { UsageError } from '../errors';
 import { quoted } from '../../common/text';
+import { cm3 } from './cm3';
 import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlhost';
 import { fake } from './fake';
 import { maas2 } from './maas2';
 import { multi } from './multi';
+import { netboot } from './netboot';
 import { noprovision } from './noprovision';
+import { dragonboard } from './dragonboard';
 import { dell_oemscript, hp_oemscript, lenovo_oemscript, oemscript } from './oemscript';
+import { oemrecovery } from './oemrecovery';
 import type { DeviceType } from './types';
 
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
-  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi].map((t) => [t.name, t]),
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard, netboot, cm3].map((t) => [t.name, t]),
 );
 
 /** Upstream's names for types we implement under another name. */
@@ -18,11 +22,7 @@ export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['f
 
 /** Device types upstream's connector has and this one does not (yet). */
 export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
-  'cm3',
-  'dragonboard',
   'muxpi',
-  'netboot',
-  'oemrecovery',
 ];
 
 /** Names upstream used before renaming a type; agent confs written then may still carry them. */

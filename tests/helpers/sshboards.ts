@@ -1,0 +1,276 @@
+/**
+ * Emulated boards for the device types that boot images and reach them over SSH (cm3,
+ * dragonboard, netboot, oemrecovery). A board is one SSH address (127.0.0.1 and a port) at
+ * which one of its images answers at a time: each image is a real sshd of its own (own host key,
+ * own home), started on the board's port when the board boots into it.
+ *
+ * The images' sessions find stand-in programs ("shims") first on PATH. Each shim logs its call
+ * to the board's call log. A `sudo` shim runs its command with device paths (/dev/..., /mnt...)
+ * moved under the board's fake root, so a block device is a plain file there that receives the
+ * image, and /sbin/reboot or any program with a shim runs the shim.
+ *
+ * Shims, and the agent's own scripts (reboot_script, select_*_script), steer the board by
+ * running `board-ctl <request>`, one line in the board's request file, which the board plays
+ * shortly after:
+ *   select <image>   the image the next boot starts (a boot selector's switch)
+ *   reboot           the running image goes down and the selected one boots (a power cycle too)
+ *   reset <image>    <image> boots as a fresh install: a new sshd with a new home and host key
+ *   down             the running image goes down and nothing boots
+ * A selected image that the board does not have never boots: a device that never comes back.
+ */
+import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { DevServer } from '../../src/devserver';
+import { spawnAgent, stopAgents, writeAgentConf } from './phase-script';
+import { freePort, TestSshd } from './sshd';
+import { eventually, onCleanup, tempDir } from './tmp';
+
+export interface BoardImage {
+  /** Program name -> bash body (after the logging prelude); $BOARD_ROOT, $BOARD_STATE, $BOARD_CTL are set. */
+  shims?: Record<string, string>;
+  /** Public keys the image lets in from the start. */
+  authorized?: string[];
+  /** A system user the image lets in by password (see passwordUser) instead of the test's own user. */
+  passwordLoginUser?: string;
+  /** Every boot is a fresh install (an image just written to a card): a new sshd, home and host key. */
+  freshEachBoot?: boolean;
+  /** A service the image runs besides sshd (netboot's imager on HTTP): started on each boot, stopped when it goes down. */
+  alsoRuns?: { start(): Promise<void>; stop(): Promise<void> };
+}
+
+/** The `sudo` stand-in: logs, moves device paths under the fake root, prefers a shim for the program. */
+const SUDO = `args=()
+for a in "$@"; do
+  case "$a" in
+    /dev/*|/mnt|/mnt/*|//mnt/*) a="$BOARD_ROOT/\${a#/}" ;;
+    of=/dev/*) a="of=$BOARD_ROOT/\${a#of=/}" ;;
+  esac
+  args+=("$a")
+done
+prog=\${args[0]}
+[ -x "$BOARD_BIN/\${prog##*/}" ] && args[0]="$BOARD_BIN/\${prog##*/}"
+exec "\${args[@]}"`;
+
+export class EmulatedBoard {
+  readonly dir = tempDir('board');
+  /** The fake root: /dev/mmcblk1 given to sudo is <root>/dev/mmcblk1. */
+  readonly root = path.join(this.dir, 'root');
+  /** Files shims share with the test (flags such as "initialized"). */
+  readonly state = path.join(this.dir, 'state');
+  readonly ctl = path.join(this.dir, 'board-ctl');
+  readonly events: string[] = [];
+  port = 0;
+  running: string | undefined;
+  selected: string | undefined;
+  private readonly requests = path.join(this.dir, 'requests');
+  private readonly callLog = path.join(this.dir, 'calls.log');
+  private readonly sshds = new Map<string, TestSshd>();
+  private handled = 0;
+  private busy = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  /** `downMs`: how long a reboot keeps the board silent. */
+  constructor(
+    private readonly images: Record<string, BoardImage>,
+    private readonly downMs = 800,
+  ) {
+    for (const dir of [this.root, path.join(this.root, 'dev'), path.join(this.root, 'mnt'), this.state]) fs.mkdirSync(dir, { recursive: true, mode: 0o777 });
+    fs.writeFileSync(this.ctl, `#!/bin/sh\necho "$*" >> ${this.requests}\n`, { mode: 0o755 });
+    for (const file of [this.requests, this.callLog]) fs.writeFileSync(file, '', { mode: 0o666 });
+    // Password users' sessions write the logs and the fake root too.
+    execFileSync('chmod', ['-R', 'a+rwX', this.dir]);
+  }
+
+  /** A command line (for reboot_script and the like) that sends `request` to the board. */
+  command(request: string): string {
+    return `${this.ctl} ${request}`;
+  }
+
+  /** Starts answering requests; boots `image` now, or stays down when it is null. */
+  async start(image: string | null): Promise<this> {
+    this.port = await freePort();
+    this.selected = image ?? undefined;
+    if (image) await this.boot(image, false);
+    this.timer = setInterval(() => void this.tick(), 100);
+    onCleanup(() => this.stop());
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.halt();
+    for (const sshd of this.sshds.values()) await sshd.stopAndWait();
+  }
+
+  /** Every shim call so far, as "<image>: <program> <args>". */
+  calls(): string[] {
+    return fs.readFileSync(this.callLog, 'utf8').split('\n').filter(Boolean);
+  }
+
+  /** The home of `image`'s current install (where keys copied to it land). */
+  home(image: string): string | undefined {
+    return this.sshds.get(image)?.deviceHome;
+  }
+
+  /** A file of the fake root, e.g. dev/mmcblk1. */
+  file(relative: string): string {
+    return path.join(this.root, relative);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const lines = fs.readFileSync(this.requests, 'utf8').split('\n').filter(Boolean);
+      for (const request of lines.slice(this.handled)) {
+        this.handled++;
+        await this.play(request);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async play(request: string): Promise<void> {
+    const [verb, image] = request.split(' ');
+    this.events.push(request);
+    if (verb === 'select') this.selected = image;
+    else if (verb === 'down') await this.halt();
+    else if (verb === 'reboot') {
+      await this.halt();
+      await new Promise((r) => setTimeout(r, this.downMs));
+      if (this.selected) await this.boot(this.selected, false);
+    } else if (verb === 'reset' && image) {
+      await this.halt();
+      await new Promise((r) => setTimeout(r, this.downMs));
+      await this.boot(image, true);
+    }
+  }
+
+  private async halt(): Promise<void> {
+    if (!this.running) return;
+    await this.sshds.get(this.running)?.stopAndWait();
+    await this.images[this.running]?.alsoRuns?.stop();
+    this.running = undefined;
+  }
+
+  /** Boots `name` on the board's port: its earlier sshd again, or a fresh install. An unknown image never boots. */
+  private async boot(name: string, fresh: boolean): Promise<void> {
+    const image = this.images[name];
+    if (!image) return;
+    let sshd = this.sshds.get(name);
+    if (sshd && !fresh && !image.freshEachBoot) await sshd.restart();
+    else {
+      await sshd?.stopAndWait();
+      sshd = new TestSshd();
+      this.sshds.set(name, sshd);
+      await sshd.start(image.authorized ?? [], { port: this.port, sessionPath: this.writeShims(name, image), ...(image.passwordLoginUser ? { passwordLoginUser: image.passwordLoginUser } : {}) });
+    }
+    await image.alsoRuns?.start();
+    this.running = name;
+    this.events.push(`booted ${name}`);
+  }
+
+  private writeShims(name: string, image: BoardImage): string {
+    const bin = path.join(this.dir, `bin-${name}`);
+    fs.mkdirSync(bin, { recursive: true, mode: 0o755 });
+    const prelude = `BOARD_ROOT=${this.root}\nBOARD_STATE=${this.state}\nBOARD_CTL=${this.ctl}\nBOARD_BIN=${bin}\n`;
+    for (const [program, body] of Object.entries({ sudo: SUDO, ...image.shims })) {
+      const log = `echo "${name}: ${program} $*" >> ${this.callLog}\n`;
+      fs.writeFileSync(path.join(bin, program), `#!/bin/bash\n${prelude}${log}${body}\n`, { mode: 0o755 });
+    }
+    return bin;
+  }
+}
+
+const PASSWORD_USER = 'tfboards';
+
+/**
+ * A system user that test sshds let in by password: created when missing, given a fresh random
+ * password for this test file, and locked again after it. Needs root.
+ */
+export function passwordUser(): { name: string; password: string } {
+  try {
+    execFileSync('id', ['--', PASSWORD_USER], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/bin/bash', '--', PASSWORD_USER]);
+  }
+  // sshd changes to the passwd home before the session sets its own; "/" always exists.
+  execFileSync('usermod', ['--home', '/', '--', PASSWORD_USER]);
+  const password = crypto.randomBytes(12).toString('base64url');
+  execFileSync('chpasswd', [], { input: `${PASSWORD_USER}:${password}\n` });
+  onCleanup(() => void execFileSync('usermod', ['--lock', '--', PASSWORD_USER]));
+  return { name: PASSWORD_USER, password };
+}
+
+/** A console server (ser2net) on 127.0.0.1 that sends `text` to whoever connects. */
+export async function serialConsole(text: string): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.write(text);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const close = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  onCleanup(close);
+  return { port: (server.address() as net.AddressInfo).port, close };
+}
+
+/** An image server on 127.0.0.1: GET /<name> answers the bytes given for it, anything else 404. */
+export async function imageServer(images: Record<string, Buffer>): Promise<{ url: (name: string) => string; requests: string[] }> {
+  const requests: string[] = [];
+  const server = http.createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const image = images[(req.url ?? '').slice(1)];
+    if (image) res.end(image);
+    else res.writeHead(404).end('not found');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
+  const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  return { url: (name) => `${base}/${name}`, requests };
+}
+
+export interface AgentJob {
+  /** The agent conf's provision_type: the device type. */
+  provisionType: string;
+  /** default.yaml in the agent's directory. */
+  device: Record<string, unknown>;
+  /** The job as a user submits it (its job_queue is set here). */
+  job: Record<string, unknown>;
+  /** The agent's environment: HOME (with the agents' key), PATH. */
+  env: NodeJS.ProcessEnv;
+  timeoutMs?: number;
+}
+
+/**
+ * A job through the real agent program (dist/testflinger-agent.js): the dev server on 127.0.0.1
+ * takes the job, the agent runs the charm's rendered tf-setup, tf-provision, tf-test and
+ * tf-cleanup scripts, which run the built connector. Returns the server's result view once the
+ * job is complete (or what it was when time ran out).
+ */
+export async function runJobThroughAgent(run: AgentJob): Promise<Record<string, unknown>> {
+  const server = new DevServer();
+  await server.start();
+  try {
+    const agentDir = tempDir('agent-conf');
+    const queue = `${run.provisionType}-q`;
+    const conf = writeAgentConf(agentDir, { agentId: `${run.provisionType}-agent`, serverUrl: server.url, queue, provisionType: run.provisionType, phases: ['setup', 'provision', 'test', 'cleanup'] });
+    fs.writeFileSync(path.join(agentDir, 'default.yaml'), JSON.stringify(run.device, null, 2));
+    spawnAgent(conf, { ...run.env, TESTFLINGER_AGENT_DIR: agentDir });
+    const id = server.submitJob({ ...run.job, job_queue: queue });
+    await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', run.timeoutMs ?? 90_000, 200).catch(() => undefined);
+    return server.resultView(id) ?? {};
+  } finally {
+    await stopAgents();
+    await server.stop();
+  }
+}
