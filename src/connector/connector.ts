@@ -4,14 +4,15 @@ import { EXIT_RECOVERY_FAILED } from '../common/contract';
 import { loadJobFile, type DeviceConfig } from './config';
 import { ConnectorError, RecoveryError, writeErrorFile } from './errors';
 import type { PhaseContext, PhaseFn } from './phases';
-import { runAllocate, runReserve, runTest } from './phases';
+import { runAllocate, runReserve } from './phases';
+import { testWithSerialLog } from './serial';
 import type { ConnectorPhase, DeviceType } from './devices';
 
 /** Any other failure of a phase, the job's own included: the job fails, the device stays online. */
 export const EXIT_PHASE_FAILED = 1;
 
 const SHARED: Partial<Record<ConnectorPhase, PhaseFn>> = {
-  test: runTest,
+  test: testWithSerialLog,
   reserve: runReserve,
   allocate: runAllocate,
   setup: async (ctx) => {

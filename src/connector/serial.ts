@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { serialLogFile } from '../common/contract';
 import { openRegularFile } from '../common/fsutil';
 import { runTest, type PhaseContext, type PhaseFn } from './phases';
+import { describeIssues } from './config';
+import { UsageError } from './errors';
 import { sshHostSchema } from './validate';
 
 const RECONNECT_MS = 30_000;
@@ -60,19 +62,30 @@ export function startSerialLog(print: (line: string) => void, runDir: string, ph
   };
 }
 
-/** Runs a phase with the device's serial console logged to <phase>-serial.log meanwhile (when the device config names a console server). */
-export function withSerialLog(phase: string, run: PhaseFn): PhaseFn {
-  return async (ctx: PhaseContext) => {
-    const host = ctx.device['serial_host'];
-    const port = ctx.device['serial_port'];
-    const serial = startSerialLog(ctx.print, ctx.runDir, phase, typeof host === 'string' ? host : undefined, typeof port === 'number' ? port : undefined);
-    try {
-      return await run(ctx);
-    } finally {
-      serial.stop();
-    }
-  };
+const serialConsoleSchema = z.object(serialConsoleKeys).passthrough();
+
+/**
+ * Runs `work` with the device's serial console logged to <phase>-serial.log meanwhile, when
+ * default.yaml names a console server (its keys are checked here too, for types without a schema).
+ */
+export async function logSerialWhile<T>(ctx: PhaseContext, phase: string, work: () => Promise<T>): Promise<T> {
+  const parsed = serialConsoleSchema.safeParse(ctx.device);
+  if (!parsed.success) throw new UsageError(describeIssues('default.yaml', parsed.error));
+  const serial = startSerialLog(ctx.print, ctx.runDir, phase, parsed.data.serial_host, parsed.data.serial_port);
+  try {
+    return await work();
+  } finally {
+    serial.stop();
+  }
 }
 
-/** Upstream's test phase, for every type that keeps its runtest: the test commands, with the serial console logged to test-serial.log meanwhile. */
+/** A phase with the serial console logged while it runs (logSerialWhile). */
+export function withSerialLog(phase: string, run: PhaseFn): PhaseFn {
+  return (ctx: PhaseContext) => logSerialWhile(ctx, phase, () => run(ctx));
+}
+
+/**
+ * Upstream's test phase, the default of every type: the test commands, with the serial console
+ * logged to test-serial.log meanwhile.
+ */
 export const testWithSerialLog: PhaseFn = withSerialLog('test', runTest);

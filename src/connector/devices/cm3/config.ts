@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { deviceConfigSchema, type DeviceConfig } from '../../config';
 import { sshHostSchema, sshUserSchema } from '../../validate';
-import { devicePathSchema, scriptSchema, serialKeys, timingKeys } from '../sshboot/config';
+import { devicePathSchema, scriptSchema, timingKeys } from '../sshboot/config';
+import { serialConsoleKeys } from '../../serial';
 
 export const cm3ConfigSchema = deviceConfigSchema.extend({
   /** The sidecar: the agents' key must be accepted there; its port comes from the ssh config. */
@@ -11,7 +12,7 @@ export const cm3ConfigSchema = deviceConfigSchema.extend({
   /** The module's eMMC as the control host sees it once it is in USB boot mode (/dev/sda). */
   test_device: devicePathSchema,
   reboot_script: scriptSchema,
-  ...serialKeys,
+  ...serialConsoleKeys,
   /** Upstream: 600 s for the test image, a look every 10 s; 5 s pauses around the GPIO and power steps. */
   ...timingKeys({ boot: 600, poll: 10, settle: 5 }),
 });

@@ -10,7 +10,7 @@ import { shellWords } from '../../steps';
 import { imageUrl } from '../sshboot/config';
 import { hardReset } from '../sshboot/local';
 import { copyIdWithPassword, testImageLogin } from '../sshboot/password';
-import { withSerialLog } from '../sshboot/serial';
+import { logSerialWhile } from '../../serial';
 import { waitUntil } from '../sshboot/wait';
 import { cm3Config } from './config';
 import { control, findImage, removeStrayDeviceFile, seedUser, withMounted, type Cm3Run } from './image';
@@ -62,7 +62,7 @@ export async function provisionCm3(ctx: PhaseContext): Promise<number> {
     control: { host: config.control_host, user: config.control_user },
   };
   ctx.print('Provisioning device');
-  await withSerialLog(ctx, config, async () => {
+  await logSerialWhile(ctx, 'provision', async () => {
     await writeImage(run, url);
     await bootImage(run);
   });

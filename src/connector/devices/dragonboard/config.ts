@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { deviceConfigSchema, type DeviceConfig } from '../../config';
 import { sshUserSchema } from '../../validate';
-import { devicePathSchema, masterBootKeys, scriptSchema, serialKeys, timingKeys } from '../sshboot/config';
+import { devicePathSchema, masterBootKeys, scriptSchema, timingKeys } from '../sshboot/config';
+import { serialConsoleKeys } from '../../serial';
 
 export const dragonboardConfigSchema = deviceConfigSchema.extend({
   reboot_script: scriptSchema,
@@ -13,7 +14,7 @@ export const dragonboardConfigSchema = deviceConfigSchema.extend({
   test_device: devicePathSchema,
   /** The test image's writable partition, where the cloud-init seed goes. */
   snappy_writable_partition: devicePathSchema,
-  ...serialKeys,
+  ...serialConsoleKeys,
   /** Ours: the master image's login (upstream's is always linaro). */
   master_username: sshUserSchema.default('linaro' as z.input<typeof sshUserSchema>),
   /** Upstream gives the master image 300 s to boot. */

@@ -8,7 +8,7 @@ import { writeDeviceInfo, type PhaseContext } from '../../phases';
 import { imageUrl } from '../sshboot/config';
 import { fetchImageAsXz, localAddressFor, serveOnce } from '../sshboot/image';
 import { testImageLogin } from '../sshboot/password';
-import { withSerialLog } from '../sshboot/serial';
+import { logSerialWhile } from '../../serial';
 import { copyKeyToTestImage, ensureMasterImage, ensureTestImage, type Board } from './boot';
 import { dragonboardConfig } from './config';
 import { flashTestImage, seedTestUser, wipeTestDevice } from './flash';
@@ -40,7 +40,7 @@ export async function provisionDragonboard(ctx: PhaseContext): Promise<number> {
     test: testImageLogin(ctx, 'ubuntu'),
   };
   ctx.print('Booting Master Image');
-  await withSerialLog(ctx, config, async () => {
+  await logSerialWhile(ctx, 'provision', async () => {
     await copyKeyToTestImage(board);
     await ensureMasterImage(board);
     const image = await fetchImageAsXz(ctx, url);

@@ -5,7 +5,7 @@
  */
 import { ConnectorError } from '../../errors';
 import { writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
-import { testWithSerialLog, withSerialLog } from '../../serial';
+import { withSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { maas2Config, maas2ConfigSchema, maas2Provision, maas2ProvisionSchema, type Maas2Provision, type StorageLayout } from './config';
 import { firmwareUpdate } from './firmware';
@@ -46,4 +46,4 @@ const cleanup: PhaseFn = async (ctx) => {
   return 0;
 };
 
-export const maas2: DeviceType = { name: 'maas2', phases: { provision, firmware_update: firmwareUpdate, test: testWithSerialLog, cleanup }, configSchema: maas2ConfigSchema };
+export const maas2: DeviceType = { name: 'maas2', phases: { provision, firmware_update: firmwareUpdate, cleanup }, configSchema: maas2ConfigSchema };

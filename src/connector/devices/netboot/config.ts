@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { deviceConfigSchema, type DeviceConfig } from '../../config';
 import { sshPortSchema, sshUserSchema } from '../../validate';
-import { devicePathSchema, masterBootKeys, scriptSchema, serialKeys, timingKeys } from '../sshboot/config';
+import { devicePathSchema, masterBootKeys, scriptSchema, timingKeys } from '../sshboot/config';
+import { serialConsoleKeys } from '../../serial';
 
 /** Upstream's imager listens here on the master image. */
 export const UPSTREAM_IMAGER_PORT = 8989;
@@ -18,7 +19,7 @@ export const netbootConfigSchema = deviceConfigSchema.extend({
   post_flash_cmds: scriptSchema,
   /** The disk the imager writes; it goes into the imager's URL. */
   test_device: devicePathSchema,
-  ...serialKeys,
+  ...serialConsoleKeys,
   /** Ours: the imager's HTTP port on the master image. */
   netboot_imager_port: sshPortSchema.default(UPSTREAM_IMAGER_PORT),
   /** Upstream: 600 s for the master image; 900 s for the test image, looked at every 10 s after a 60 s pause. */

@@ -13,7 +13,7 @@ import { imageUrl } from '../sshboot/config';
 import { fetchImageAsXz, localAddressFor, serveOnce, type ImageServer } from '../sshboot/image';
 import { hardReset, runScript, selectBoot } from '../sshboot/local';
 import { copyIdWithPassword, testImageLogin, type BoardRun } from '../sshboot/password';
-import { withSerialLog } from '../sshboot/serial';
+import { logSerialWhile } from '../../serial';
 import { waitUntil } from '../sshboot/wait';
 import { netbootConfig, type NetbootConfig } from './config';
 import { masterImageBooted, rebootFromImager, writeImage } from './imager';
@@ -87,7 +87,7 @@ export async function provisionNetboot(ctx: PhaseContext): Promise<number> {
     await recoverToMaster(run);
     const server = await serveOnce(image.file, await localAddressFor(ctx.device.device_ip));
     try {
-      await withSerialLog(ctx, config, () => flashAndBoot(run, server));
+      await logSerialWhile(ctx, 'provision', () => flashAndBoot(run, server));
     } finally {
       server.close();
     }

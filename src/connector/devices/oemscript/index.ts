@@ -2,7 +2,6 @@
  * The OEM script family: devices restored from an OEM image put on their recovery partition.
  * They differ only in how the restore is started, as upstream's do.
  */
-import { testWithSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { oemScriptConfigSchema } from './config';
 import { oemScriptProvisionPhase } from './provision';
@@ -16,7 +15,7 @@ export function restoreMethodForImage(url: string): RestoreMethod {
 
 function oemScriptType(name: string, methodFor: (url: string) => RestoreMethod): DeviceType {
   // As upstream, test logs the serial console (test-serial.log); upstream's provision of these types does not.
-  return { name, phases: { provision: oemScriptProvisionPhase(methodFor), test: testWithSerialLog }, configSchema: oemScriptConfigSchema };
+  return { name, phases: { provision: oemScriptProvisionPhase(methodFor) }, configSchema: oemScriptConfigSchema };
 }
 
 export const oemscript = oemScriptType('oemscript', restoreMethodForImage);

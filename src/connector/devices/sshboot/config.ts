@@ -6,14 +6,11 @@
 import { z } from 'zod';
 import { describeIssues, type JobFile } from '../../config';
 import { JobError } from '../../errors';
-import { patternString, sshHostSchema, sshPortSchema, type SshUser } from '../../validate';
+import { patternString, type SshUser } from '../../validate';
 import { oemScriptProvisionSchema } from '../oemscript/config';
 
 /** A list of commands in default.yaml (reboot_script, select_master_script, ...); unset is none. */
 export const scriptSchema = z.array(z.string().trim().min(1)).default([]);
-
-/** The serial console server upstream's SerialLogger reads while these types provision. */
-export const serialKeys = { serial_host: sshHostSchema.optional(), serial_port: sshPortSchema.optional() };
 
 /**
  * A device node on the host that writes the image (/dev/mmcblk1, /dev/sda2): it reaches a remote
