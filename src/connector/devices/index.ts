@@ -5,12 +5,13 @@ import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlho
 import { fake } from './fake';
 import { maas2 } from './maas2';
 import { multi } from './multi';
+import { muxpi } from './muxpi';
 import { noprovision } from './noprovision';
 import { dell_oemscript, hp_oemscript, lenovo_oemscript, oemscript } from './oemscript';
 import type { DeviceType } from './types';
 
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
-  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi].map((t) => [t.name, t]),
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, muxpi].map((t) => [t.name, t]),
 );
 
 /** Upstream's names for types we implement under another name. */
@@ -20,7 +21,6 @@ export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['f
 export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
   'cm3',
   'dragonboard',
-  'muxpi',
   'netboot',
   'oemrecovery',
 ];
