@@ -3,8 +3,8 @@
  * before provisioning, and the wait until the test image has booted.
  */
 import type { PhaseContext } from '../../phases';
-import { runCommand } from '../../steps';
-import { recoveryFailed } from '../../steps';
+import { sshRun } from '../../ssh';
+import { recoveryFailed, runCommand } from '../../steps';
 import { quoted } from '../../../common/text';
 import type { SshUser } from '../../validate';
 import { withCopyId } from '../controlhost/copy-id';
@@ -84,8 +84,8 @@ async function urlAnswers(ctx: PhaseContext, url: string): Promise<boolean> {
 
 /**
  * Waits until the test image has booted: every muxpi_boot_poll_seconds (the pause comes first),
- * the boot check URL answers 200, or `ssh-copy-id` of the agents' key as the test user succeeds
- * (with the test password where the key is not accepted yet). Not booted within
+ * the boot check URL answers 200, or the test user logs in: with the agents' key, or else with
+ * the test password through `ssh-copy-id`, which installs the key. Not booted within
  * muxpi_boot_wait_seconds fails the job (exit 1), as upstream.
  */
 export async function awaitTestImage(ctx: PhaseContext, config: MuxpiConfig, check: BootCheck): Promise<void> {
@@ -99,6 +99,8 @@ export async function awaitTestImage(ctx: PhaseContext, config: MuxpiConfig, che
         if (await urlAnswers(ctx, check.url)) return true;
         continue;
       }
+      // A system that already takes the agents' key needs no password (upstream's ssh-copy-id then copies nothing).
+      if ((await sshRun(ctx.device, check.user, 'true', undefined, COPY_ID_TIMEOUT_MS)).exitCode === 0) return true;
       const result = await copyId(COPY_ID_TIMEOUT_MS);
       if (result.exitCode === 0) return true;
       ctx.print(`ssh-copy-id failed (${result.timedOut ? 'timed out' : `exit ${result.exitCode}`}): ${quoted(result.output.trim())}`);
