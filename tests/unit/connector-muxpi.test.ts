@@ -3,6 +3,7 @@
  * one names its key), the mux CLI read from control_switch_local_cmd, the image type told from
  * the mounted card, and what each type gets seeded.
  */
+import { parse } from 'yaml';
 import { jobFileSchema } from '../../src/connector/config';
 import { JobError, UsageError } from '../../src/connector/errors';
 import { muxCliCommand, muxpiConfig, muxpiConfigSchema, muxpiProvision, testDevice, usesMuxCli } from '../../src/connector/devices/muxpi/config';
@@ -37,6 +38,27 @@ describe('default.yaml', () => {
       muxpi_control_retry_seconds: 60,
       muxpi_download_timeout_seconds: 1200,
     });
+  });
+
+  it("takes upstream's documented example as it is", () => {
+    const doc = parse(`
+agent_name: rpi-example
+device_ip: 10.0.0.5
+control_host: 10.0.0.4
+test_device: /dev/sda
+serial_host: 10.0.0.4
+serial_port: 3003
+reboot_script:
+- snmpset -c private -v2c 10.0.0.2 .1.3.6.1.4.1.13742.6.4.1.2.1.2.1.8 i 0
+- sleep 30
+- snmpset -c private -v2c 10.0.0.2 .1.3.6.1.4.1.13742.6.4.1.2.1.2.1.8 i 1
+env:
+  DEVICE_IP: 10.0.0.5
+  WPA_AC_SSID: my-ac-ap
+  WPA_AC_PSK: mypassword
+  OTHER_DEVICE_DETAIL: foo
+`);
+    expect(muxpiConfigSchema.parse(doc)).toMatchObject({ agent_name: 'rpi-example', test_device: '/dev/sda', serial_port: 3003, reboot_script: expect.arrayContaining(['sleep 30']), env: { WPA_AC_SSID: 'my-ac-ap' } });
   });
 
   it.each([
