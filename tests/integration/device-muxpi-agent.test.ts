@@ -54,7 +54,7 @@ async function attachmentsArchive(image: Buffer): Promise<Buffer> {
   return fs.readFileSync(path.join(dir, 'a.tar.gz'));
 }
 
-it("the agent provisions a muxpi device from upstream's attachment job through tf-provision, logs its serial console, and runs test_cmds on the booted image", async () => {
+it("the agent provisions a muxpi device from upstream's attachment job through tf-provision, logs its serial console, and runs test_cmds on the booted image (the console logged again)", async () => {
   const user = os.userInfo().username;
   const home = tempDir('agent-home');
   const key = sshKeygen(path.join(home, '.ssh', 'id_rsa'));
@@ -108,6 +108,7 @@ it("the agent provisions a muxpi device from upstream's attachment job through t
   expect(result).toMatchObject({ provision_status: 0, test_status: 0, cleanup_status: 0 });
   expect(String(result['provision_output'])).toMatch(/Running testflinger-device-connector muxpi provision for rpi-example[\s\S]*Flashing Test image "ubuntu-22\.04\.4-preinstalled-desktop-arm64\+raspi\.img\.xz"[\s\S]*Image type detected: pi-desktop[\s\S]*Test image booted/);
   expect(String(result['provision_serial'])).toContain('U-Boot 2022.01 (Raspberry Pi 4)');
+  expect(String(result['test_serial'])).toContain('U-Boot 2022.01 (Raspberry Pi 4)');
   expect(String(result['test_output'])).toMatch(/hello from the booted image\nwifi: my-ac-ap/);
   expect(device.events).toEqual(['power cycle', 'booted jammy-desktop-raspi']);
   const writable = readCard(control.deviceSide())?.partitions.find((p) => p.label === 'writable')?.files ?? {};

@@ -233,7 +233,7 @@ describe('muxpi failures', () => {
     expect(run.code).toBe(1);
     expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'ProvisioningError', exception_message: expect.stringMatching(/^Failed to boot test image!/) });
     expect(l.device.events).toEqual(['power cycle', 'did not boot']);
-    expect(run.out).toMatch(/ssh-copy-id failed/);
+    expect(run.out).toMatch(/Error copying ssh key to device \(attempt 1 of 1\)/);
   });
 
   it('a write that takes longer than muxpi_flash_timeout_seconds is stopped and fails the job (exit 1); the card goes back to the device', async () => {

@@ -3,11 +3,11 @@
  * before provisioning, and the wait until the test image has booted.
  */
 import type { PhaseContext } from '../../phases';
-import { sshRun } from '../../ssh';
+import { ConnectorError } from '../../errors';
 import { recoveryFailed, runCommand } from '../../steps';
 import { quoted } from '../../../common/text';
 import type { SshUser } from '../../validate';
-import { withCopyId } from '../controlhost/copy-id';
+import { copyAgentKey } from '../controlhost/copy-id';
 import type { MuxpiConfig } from './config';
 import type { ControlHost } from './control';
 import { ProvisioningError } from './errors';
@@ -16,7 +16,6 @@ const REBOOT_SCRIPT_TIMEOUT_MS = 120_000;
 const CONTROL_REBOOT_SCRIPT_TIMEOUT_MS = 60_000;
 const CONTROL_REBOOT_POLL_SECONDS = 10;
 const BOOT_URL_TIMEOUT_MS = 5_000;
-const COPY_ID_TIMEOUT_MS = 60_000;
 
 /** Runs each command on this host, split on spaces (no shell); the first failure is returned. */
 async function runScript(ctx: PhaseContext, commands: readonly string[], timeoutMs: number): Promise<string | undefined> {
@@ -82,31 +81,31 @@ async function urlAnswers(ctx: PhaseContext, url: string): Promise<boolean> {
   return false;
 }
 
+/** One login as the test user: with the agents' key, or else with the password through ssh-copy-id, which installs the key. */
+async function logsIn(ctx: PhaseContext, check: BootCheck): Promise<boolean> {
+  try {
+    await copyAgentKey(ctx, check.user, check.password, 1);
+    return true;
+  } catch (error) {
+    if (error instanceof ConnectorError) return false;
+    throw error;
+  }
+}
+
 /**
  * Waits until the test image has booted: every muxpi_boot_poll_seconds (the pause comes first),
- * the boot check URL answers 200, or the test user logs in: with the agents' key, or else with
- * the test password through `ssh-copy-id`, which installs the key. Not booted within
+ * the boot check URL answers 200, or the test user logs in. Not booted within
  * muxpi_boot_wait_seconds fails the job (exit 1), as upstream.
  */
 export async function awaitTestImage(ctx: PhaseContext, config: MuxpiConfig, check: BootCheck): Promise<void> {
   ctx.print('Checking if test image booted.');
   const deadline = Date.now() + config.muxpi_boot_wait_seconds * 1000;
-  const booted = await withCopyId(ctx, check.user, check.password, async (copyId) => {
-    // Each round is bounded by the deadline; at most one check per poll interval.
-    while (Date.now() < deadline) {
-      await ctx.sleep(config.muxpi_boot_poll_seconds * 1000);
-      if (check.url !== undefined) {
-        if (await urlAnswers(ctx, check.url)) return true;
-        continue;
-      }
-      // A system that already takes the agents' key needs no password (upstream's ssh-copy-id then copies nothing).
-      if ((await sshRun(ctx.device, check.user, 'true', undefined, COPY_ID_TIMEOUT_MS)).exitCode === 0) return true;
-      const result = await copyId(COPY_ID_TIMEOUT_MS);
-      if (result.exitCode === 0) return true;
-      ctx.print(`ssh-copy-id failed (${result.timedOut ? 'timed out' : `exit ${result.exitCode}`}): ${quoted(result.output.trim())}`);
-    }
-    return false;
-  });
+  let booted = false;
+  // Bounded by the deadline; at most one check per poll interval.
+  while (!booted && Date.now() < deadline) {
+    await ctx.sleep(config.muxpi_boot_poll_seconds * 1000);
+    booted = check.url !== undefined ? await urlAnswers(ctx, check.url) : await logsIn(ctx, check);
+  }
   if (!booted) throw new ProvisioningError(`Failed to boot test image! (not booted within ${config.muxpi_boot_wait_seconds}s)`);
   ctx.print('Test image booted');
 }

@@ -76,10 +76,16 @@ const provision: PhaseFn = async (ctx) => {
   return 0;
 };
 
-/** As upstream, the control host is asked (best effort) to prepare for the test phase first. */
+/** As upstream's runtest: the control host asked (best effort) to prepare first, the serial console logged to test-serial.log meanwhile. */
 const test: PhaseFn = async (ctx) => {
-  await setupControlHost(ctx, muxpiConfig(ctx.device), 'test');
-  return runTest(ctx);
+  const config = muxpiConfig(ctx.device);
+  await setupControlHost(ctx, config, 'test');
+  const serial = startSerialLog(ctx.print, ctx.runDir, 'test', config.serial_host, config.serial_port);
+  try {
+    return await runTest(ctx);
+  } finally {
+    serial.stop();
+  }
 };
 
 export const muxpi: DeviceType = { name: 'muxpi', phases: { provision, test }, configSchema: muxpiConfigSchema };
