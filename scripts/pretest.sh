@@ -18,6 +18,8 @@ REQUIRED=(
   promtool:prometheus
   xz:xz-utils
   curl:curl
+  zstd:zstd
+  zstdcat:zstd
   python3:python3
   setpriv:util-linux
   useradd:passwd

@@ -6,6 +6,7 @@ import { control_host_iot, control_host_kvm, oem_autoinstall } from './controlho
 import { fake } from './fake';
 import { maas2 } from './maas2';
 import { multi } from './multi';
+import { muxpi } from './muxpi';
 import { netboot } from './netboot';
 import { noprovision } from './noprovision';
 import { dragonboard } from './dragonboard';
@@ -14,16 +15,14 @@ import { oemrecovery } from './oemrecovery';
 import type { DeviceType } from './types';
 
 export const DEVICE_TYPES: ReadonlyMap<string, DeviceType> = new Map(
-  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard, netboot, cm3].map((t) => [t.name, t]),
+  [noprovision, fake, maas2, oemscript, dell_oemscript, hp_oemscript, lenovo_oemscript, control_host_kvm, control_host_iot, oem_autoinstall, multi, oemrecovery, dragonboard, netboot, cm3, muxpi].map((t) => [t.name, t]),
 );
 
 /** Upstream's names for types we implement under another name. */
 export const DEVICE_TYPE_ALIASES: ReadonlyMap<string, DeviceType> = new Map([['fake_connector', fake]]);
 
-/** Device types upstream's connector has and this one does not (yet). */
-export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [
-  'muxpi',
-];
+/** Device types upstream's connector has and this one does not (yet): none since muxpi, all 16 are here. */
+export const UPSTREAM_ONLY_DEVICE_TYPES: readonly string[] = [];
 
 /** Names upstream used before renaming a type; agent confs written then may still carry them. */
 export const UPSTREAM_FORMER_NAMES: ReadonlyMap<string, string> = new Map([
