@@ -11,12 +11,14 @@ const programs = {
   hooktool: 'src/hooktools/main.ts',
   demo: 'src/demo/main.ts',
   pack: 'src/pack/main.ts',
+  // Loaded by the agent and the charm only when MQTT is on (src/agent/mqttclient.ts).
+  'testflinger-agent-mqtt': 'src/agent/mqttbundle.ts',
   bench: 'bench/main.ts',
 };
 
 // The runtime runs once per device, so its memory counts many times: minified source is a
 // smaller string on every agent's heap (about 1 MB less private memory each). Names are kept.
-const minified = new Set(['testflinger-agent', 'testflinger-device-connector']);
+const minified = new Set(['testflinger-agent', 'testflinger-device-connector', 'testflinger-agent-mqtt']);
 
 await Promise.all(
   Object.entries(programs).map(([name, entry]) =>
