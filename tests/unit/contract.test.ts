@@ -99,6 +99,7 @@ describe('the contract', () => {
   it('is what the root wrapper exports', () => {
     const wrapper = fs.readFileSync(path.join(ROOT, 'tf-cmd-scripts', 'testflinger-agent-contained'), 'utf8');
     expect(wrapper).toMatch(new RegExp(`^\\s*export ${contract.TOKEN_FD_ENV}=3$`, 'm'));
+    expect(wrapper).toMatch(new RegExp(`^\\s*export ${contract.MQTT_CREDENTIALS_FD_ENV}=4$`, 'm'));
     expect(wrapper).toContain(`\${${contract.MAX_PROCESSES_ENV}:-}`);
     expect(wrapper).toContain(`\${${contract.MAX_MEMORY_ENV}:-}`);
   });
