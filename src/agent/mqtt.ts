@@ -5,9 +5,9 @@
  * too. Reconnects back off from 1 s to 30 s, reading the credentials afresh each time (the charm
  * rewrites them in place). Part of the MQTT bundle, loaded only when MQTT is on (mqttclient.ts).
  */
-import { randomBytes } from 'node:crypto';
 import type { Logger } from './logger';
-import { connect, type IClientOptions, type MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { connect } from './mqttconnect';
 import type { MqttCredentials } from './mqtttopics';
 
 export interface MqttLinkSettings {
@@ -81,7 +81,10 @@ export class MqttLink {
   start(): void {
     const credentials = this.readCredentials();
     const options: IClientOptions = {
-      clientId: `${this.settings.clientIdPrefix}-${randomBytes(4).toString('hex')}`,
+      // Unique enough for a broker's session table; node:crypto would cost an idle agent memory.
+      clientId: `${this.settings.clientIdPrefix}-${process.pid.toString(36)}${Date.now().toString(36)}`,
+      // MQTT.js would otherwise keep 65,536 two-byte buffers for packet ids: 13 MiB.
+      writeCache: false,
       clean: true,
       keepalive: 30,
       // Reconnects are ours (backoff, fresh credentials); MQTT.js's own queue is never used.

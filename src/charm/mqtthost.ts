@@ -49,6 +49,8 @@ export function publishRetainedOnce(url: string, credentials: MqttCredentials | 
   const client = loadMqttBundle().connect(url, {
     reconnectPeriod: 0,
     connectTimeout: timeoutMs,
+    // No table of 65,536 packet-id buffers for one message (MQTT.js's default).
+    writeCache: false,
     clientId: `tf-charm-${process.pid}-${Date.now().toString(36)}`,
     ...(credentials ? { username: credentials.username, password: credentials.password } : {}),
   });
