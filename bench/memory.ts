@@ -290,7 +290,7 @@ export async function benchMqttMemory(): Promise<void> {
   }
   const privateOf = (kind: string) => median(running.filter((a) => a.kind === kind).flatMap((a) => a.memory.map((m) => m.privateDirtyKb)));
   const off = privateOf('off');
-  row(`idle agent Private_Dirty, MQTT off (${REPLICAS} agents)`, mb(off), 'the same agents before MQTT existed load none of its code', '—', '≤ 12 MiB');
+  row(`idle agent Private_Dirty, MQTT off (${REPLICAS} agents)`, mb(off), '— (no MQTT code loaded: the baseline of the rows below)', '—', '≤ 12 MiB');
   for (const kind of ['connected', 'broker down']) {
     row(`idle agent Private_Dirty, MQTT on, ${kind} (${REPLICAS} agents)`, mb(privateOf(kind)), `MQTT off, same run ${mb(off)} (+${mb(privateOf(kind) - off)})`, privateOf(kind) / off, '— (report the cost)');
   }
