@@ -103,7 +103,9 @@ describeWithBroker('an agent publishing to MQTT', () => {
     for (let i = 1; i <= 40; i++) expect(output).toContain(`line-${i}\n`);
     const fragments = server.fragments(id);
     expect(fragments.map((f) => f.fragment_number)).toEqual(fragments.map((_, i) => i));
-    // The broker kept nothing (no persistence): the agent published its retained topics again.
+    // Restarted again while the agent idles: the broker kept nothing (no persistence), and the
+    // agent, with nothing new to say, publishes its retained topics again on reconnecting.
+    await broker.restart();
     const after = await Watcher.open(broker.url, `${PREFIX}/#`);
     await eventually(() => after.last<LastJobMessage>(topics.lastJob)?.id === id && after.last<AgentStatusMessage>(topics.status)?.state === 'waiting', 'status and last_job after the restart', 60_000);
   });
