@@ -122,8 +122,12 @@ export interface CredentialsDeps {
  * when the secret changes. Returns the problem to show (blocked, naming the option), or null.
  */
 export async function ensureMqttCredentials(config: MqttOptions, deps: CredentialsDeps, force: boolean): Promise<string | null> {
-  if (!config['mqtt-broker']) return null;
   const { paths } = deps;
+  if (!config['mqtt-broker']) {
+    // MQTT turned off: no password stays on the host.
+    for (const file of [mqttCredentialsFile(paths), stateFile(paths)]) fs.rmSync(file, { force: true });
+    return null;
+  }
   const secretId = config['mqtt-credentials-secret'];
   const state = loadMqttState(paths);
   const source = secretId || 'anonymous';

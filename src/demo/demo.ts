@@ -173,7 +173,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     if (seen) {
       await step('The same job, live over MQTT (retained status, last job, the unit\'s summary)', async () => {
         await waitFor('the job as an agent\'s last_job', timeout, () => seen.some((m) => m.topic.endsWith('/last_job') && m.text.includes(jobId)));
-        showMessages(seen, print);
+        showMessages(seen, jobId, print);
       });
     }
     await step('The result, as `testflinger-cli results` shows it', async () => {

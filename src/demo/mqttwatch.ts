@@ -68,9 +68,11 @@ export async function startDemoBroker(print: (line: string) => void): Promise<De
   return { url, messages, stop };
 }
 
-/** A few of the messages seen: each agent's state changes, its last job and the unit's summary. */
-export function showMessages(messages: readonly DemoMessage[], print: (line: string) => void, limit = 12): void {
-  const shown = messages.filter((m) => /\/(status|last_job|host)$/.test(m.topic)).slice(0, limit);
-  for (const m of shown) print(`   ${m.topic} ${m.text.length > 160 ? `${m.text.slice(0, 157)}...` : m.text}`);
+/** A few of the messages seen: the job's agent's state changes, the job as its last, and the unit's summary. */
+export function showMessages(messages: readonly DemoMessage[], jobId: string, print: (line: string) => void): void {
+  const states = messages.filter((m) => m.topic.endsWith('/status') && m.text.includes(jobId));
+  const lastJob = messages.filter((m) => m.topic.endsWith('/last_job') && m.text.includes(jobId));
+  const host = messages.filter((m) => m.topic.endsWith('/host')).slice(-1);
+  for (const m of [...states, ...lastJob, ...host]) print(`   ${m.topic} ${m.text.length > 160 ? `${m.text.slice(0, 157)}...` : m.text}`);
   print(`   (${messages.length} messages in all; watch them live with: mosquitto_sub -v -t '#')`);
 }

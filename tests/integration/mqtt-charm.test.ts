@@ -76,6 +76,9 @@ describe('MQTT options', () => {
     const rotated = { 'secret:mqtt1': { username: 'tf-agents', password: 'n3w-word' } };
     await ctx.run(ctx.on.secretChanged({ id: 'secret:mqtt1', revision: 2 }), { ...out, secrets: rotated });
     expect(JSON.parse(fs.readFileSync(credentialsFile(root), 'utf8'))).toMatchObject({ password: 'n3w-word' });
+    // Turned off: the password leaves the host with it.
+    await ctx.run(ctx.on.configChanged(), { config: config(labRepo('agent-1')), secrets: rotated });
+    expect(fs.existsSync(credentialsFile(root))).toBe(false);
   });
 
   it('blocks naming mqtt-credentials-secret when the secret lacks a password, and keeps the agents', async () => {
