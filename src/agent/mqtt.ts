@@ -17,6 +17,12 @@ export interface MqttLinkSettings {
   /** Set by the broker when the agent goes away without saying so (kill -9, a lost link). */
   will: { topic: string; payload: string };
   clientIdPrefix: string;
+  /**
+   * When the agent subscribes (job submission): the largest packet the broker may send it. Only
+   * MQTT 5 can say so, so the link then speaks MQTT 5; a publisher cannot make the agent hold a
+   * message of the broker's own limit (mosquitto's: 256 MB) in memory.
+   */
+  maxIncomingBytes?: number;
 }
 
 export interface MqttLinkLimits {
@@ -93,6 +99,7 @@ export class MqttLink {
       queueQoSZero: false,
       will: { topic: this.settings.will.topic, payload: Buffer.from(this.settings.will.payload), qos: 1, retain: true },
       ...(credentials ? { username: credentials.username, password: credentials.password } : {}),
+      ...(this.settings.maxIncomingBytes ? { protocolVersion: 5, properties: { maximumPacketSize: this.settings.maxIncomingBytes } } : {}),
     };
     const client = this.connectTo(this.settings.url, options);
     this.client = client;

@@ -14,7 +14,7 @@ import type { Logger } from './logger';
 import type { AgentMetrics } from './metrics';
 import { MqttLink, type MqttLinkLimits } from './mqtt';
 import { MqttStatusPublisher } from './mqttstatus';
-import { MqttSubmitter } from './mqttsubmit';
+import { MqttSubmitter, SUBMIT_MAX_PACKET_BYTES } from './mqttsubmit';
 import { agentTopics, checkBrokerUrl, checkTopicPrefix, parseCredentials, type MqttCredentials } from './mqtttopics';
 import type { StatusWatcher } from './status';
 
@@ -73,11 +73,13 @@ export function startAgentMqtt(options: AgentMqttOptions): AgentMqtt | undefined
   const credentials = credentialsReader(descriptorOf(env[MQTT_CREDENTIALS_FD_ENV]), options.credentialsFile);
   // The publisher only publishes once started, after the link exists.
   const publisher = new MqttStatusPublisher((topic, payload, retain) => link.publish(topic, payload, retain), topics, config.job_queues);
-  const link = new MqttLink({ url, credentials, will: { topic: topics.status, payload: publisher.willMessage() }, clientIdPrefix: `tf-${config.agent_id}` }, log, options.limits);
+  const submit = env[MQTT_SUBMIT_ENV] === 'on';
+  const settings = { url, credentials, will: { topic: topics.status, payload: publisher.willMessage() }, clientIdPrefix: `tf-${config.agent_id}` };
+  const link = new MqttLink(submit ? { ...settings, maxIncomingBytes: SUBMIT_MAX_PACKET_BYTES } : settings, log, options.limits);
   metrics.trackMqtt(() => link.counts());
   link.start();
   publisher.announce();
-  if (env[MQTT_SUBMIT_ENV] === 'on') new MqttSubmitter(link, topics, config.job_queues, options.api, log).start();
-  log.info(`mqtt: publishing to ${url} under ${prefix}/${config.agent_id}${env[MQTT_SUBMIT_ENV] === 'on' ? '; taking jobs from its submit topic' : ''}`);
+  if (submit) new MqttSubmitter(link, topics, config.job_queues, options.api, log).start();
+  log.info(`mqtt: publishing to ${url} under ${prefix}/${config.agent_id}${submit ? '; taking jobs from its submit topic (MQTT 5)' : ''}`);
   return { watcher: publisher, link, stop: () => link.stop(publisher.stoppedMessage()) };
 }

@@ -14,6 +14,8 @@ import { QUEUE_NAME_PATTERN, QUEUE_NAME_RULE } from './names';
 
 /** Larger messages are refused unread: a job is a few KB of YAML turned JSON. */
 export const SUBMIT_MAX_BYTES = 256 * 1024;
+/** The broker sends the agent nothing larger (MQTT 5's maximum packet size): twice the above, so a job a little too large still gets its refusal. */
+export const SUBMIT_MAX_PACKET_BYTES = 2 * SUBMIT_MAX_BYTES;
 const SUBMIT_WAITING_MAX = 5;
 
 const phaseData = z.record(z.string(), z.unknown());
