@@ -58,7 +58,7 @@ export class MqttLink {
   private readonly retained = new Map<string, string>();
   /** Non-retained messages waiting for the broker. */
   private queue: Outgoing[] = [];
-  private readonly handlers = new Map<string, (payload: Buffer) => void>();
+  private readonly handlers = new Map<string, (payload: Buffer, retained: boolean) => void>();
   private reconnectTimer: NodeJS.Timeout | undefined;
   private backoffMs: number;
   private stopping = false;
@@ -106,7 +106,7 @@ export class MqttLink {
     client.on('connect', () => this.onConnect());
     client.on('close', () => this.onClose());
     client.on('error', (error) => this.problem(error.message));
-    client.on('message', (topic, payload) => this.handlers.get(topic)?.(payload));
+    client.on('message', (topic, payload, packet) => this.handlers.get(topic)?.(payload, packet.retain));
   }
 
   /** Publishes now when connected, else keeps it (retained: the latest; others: bounded). */
@@ -117,10 +117,10 @@ export class MqttLink {
     if (!options.retain) this.enqueue(message);
   }
 
-  /** Calls `handler` with each message on `topic` (subscribed again on every connect). */
-  subscribe(topic: string, handler: (payload: Buffer) => void): void {
+  /** Calls `handler` with each message on `topic`, and whether the broker kept it (subscribed again on every connect). */
+  subscribe(topic: string, handler: (payload: Buffer, retained: boolean) => void): void {
     this.handlers.set(topic, handler);
-    if (this.connected) this.client?.subscribe(topic, { qos: 1 });
+    if (this.connected) this.client?.subscribe(topic, { qos: 1, rap: true });
   }
 
   /** Publishes `last` (retained) if connected, then disconnects; bounded by `timeoutMs`. */
@@ -177,7 +177,8 @@ export class MqttLink {
     if (this.lastProblem !== undefined) this.log.info(`mqtt: connected to ${this.settings.url}`);
     this.lastProblem = undefined;
     const client = this.client as MqttClient;
-    for (const topic of this.handlers.keys()) client.subscribe(topic, { qos: 1 });
+    // Retain-as-published (MQTT 5): a handler can tell a retained message even as it is published.
+    for (const topic of this.handlers.keys()) client.subscribe(topic, { qos: 1, rap: true });
     for (const [topic, payload] of this.retained) this.send({ topic, payload, retain: true });
     const waiting = this.queue;
     this.queue = [];

@@ -74,10 +74,15 @@ export class MqttSubmitter {
   ) {}
 
   start(): void {
-    this.link.subscribe(this.topics.submit, (payload) => this.received(payload));
+    this.link.subscribe(this.topics.submit, (payload, retained) => this.received(payload, retained));
   }
 
-  private received(payload: Buffer): void {
+  private received(payload: Buffer, retained: boolean): void {
+    // A retained job would come back at every reconnect, and be submitted again each time.
+    if (retained) {
+      this.reply({ error: 'refused: a retained message (it would be submitted again at every reconnect); publish it without retain' });
+      return;
+    }
     if (this.waiting.length >= SUBMIT_WAITING_MAX) {
       this.reply({ error: `refused: ${SUBMIT_WAITING_MAX} submissions already wait; try again` });
       return;

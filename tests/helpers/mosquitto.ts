@@ -107,8 +107,8 @@ export class Watcher {
     return this.json<T>(topic).at(-1);
   }
 
-  publish(topic: string, text: string): Promise<unknown> {
-    return this.client.publishAsync(topic, text, { qos: 1 });
+  publish(topic: string, text: string, options: { retain?: boolean } = {}): Promise<unknown> {
+    return this.client.publishAsync(topic, text, { qos: 1, retain: options.retain ?? false });
   }
 
   close(): Promise<void> {

@@ -169,14 +169,14 @@ describeWithBroker('an agent publishing to MQTT', () => {
     await watch.publish(topics.submit, `"${'x'.repeat(300 * 1024)}"`);
     // Larger than the agent takes at all (MQTT 5's maximum packet size): the broker never sends it.
     await watch.publish(topics.submit, `"${'x'.repeat(2 * 1024 * 1024)}"`);
-    await watch.publish(topics.submit, 'last');
+    await watch.publish(topics.submit, JSON.stringify({ job_queue: 'q1', test_data: {} }), { retain: true });
     await eventually(() => replies().length >= before + 5, 'five refusals');
     expect(replies().slice(before).map((r) => r.error)).toEqual([
       expect.stringMatching(/job_queue "someone-elses" is not one of this agent's queues/),
       expect.stringMatching(/job_id: not a key a submitted job may set/),
       'refused: not JSON',
       'refused: larger than 262144 bytes',
-      'refused: not JSON',
+      expect.stringMatching(/^refused: a retained message/),
     ]);
     expect([...server.jobs.values()].map((j) => j.queue)).toEqual(['q1']);
   });
