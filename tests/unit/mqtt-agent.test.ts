@@ -5,7 +5,13 @@ import { AgentMetrics, EXPORTED_SERIES, MQTT_SERIES } from '../../src/agent/metr
 import { MqttStatusPublisher, WILL_REASON, type AgentStatusMessage } from '../../src/agent/mqttstatus';
 import { checkSubmission } from '../../src/agent/mqttsubmit';
 import { agentTopics, checkBrokerUrl, checkTopicPrefix, defaultTopicPrefix, hostTopic } from '../../src/agent/mqtttopics';
-import { repoRoot } from '../helpers/tmp';
+import type { ServerApi } from '../../src/agent/api';
+import { parseAgentConfig } from '../../src/agent/config';
+import { silentLogger } from '../../src/agent/logger';
+import { startAgentMqtt } from '../../src/agent/mqttagent';
+import { charmRevision } from '../../src/charm/mqtthost';
+import { MQTT_BROKER_ENV, MQTT_TOPIC_PREFIX_ENV } from '../../src/common/contract';
+import { repoRoot, tempDir } from '../helpers/tmp';
 
 describe('MQTT names', () => {
   it.each(['mqtt://broker.lab:1883', 'mqtts://10.0.0.5:8883', 'mqtt://broker'])('accepts the broker %s', (url) => {
@@ -118,5 +124,29 @@ describe('MQTT off', () => {
     expect(names(on).sort()).toEqual([...EXPORTED_SERIES, ...MQTT_SERIES].sort());
     expect(on.render()).toContain('testflinger_agent_mqtt_messages_dropped_total{agent_id="dev-1"} 3');
     expect(on.render()).toContain('testflinger_agent_mqtt_connected{agent_id="dev-1"} 0');
+  });
+});
+
+describe('settings the agent is started with', () => {
+  it('are checked again: a broker or prefix the charm would refuse starts no MQTT, and says why', () => {
+    const errors: string[] = [];
+    const log = { ...silentLogger, error: (m: string) => void errors.push(m) };
+    const config = parseAgentConfig(JSON.stringify({ agent_id: 'dev-1', job_queues: ['q1'] }), 'test.conf');
+    const start = (env: Record<string, string>) => startAgentMqtt({ env, config, log, metrics: new AgentMetrics(), api: {} as ServerApi });
+    expect(start({ [MQTT_BROKER_ENV]: 'mqtt://broker:1883', [MQTT_TOPIC_PREFIX_ENV]: 'lab/#' })).toBeUndefined();
+    expect(start({ [MQTT_BROKER_ENV]: 'http://broker', [MQTT_TOPIC_PREFIX_ENV]: 'lab' })).toBeUndefined();
+    expect(errors).toEqual([expect.stringMatching(/^mqtt: not started: .*wildcards/), expect.stringMatching(/^mqtt: not started: .*must be mqtt:\/\//)]);
+  });
+});
+
+describe("the charm's revision in the unit's summary", () => {
+  it('is the number at the end of the charm URL Juju leaves in the charm directory, or null', () => {
+    const dir = tempDir('charmdir');
+    expect(charmRevision(dir)).toBeNull();
+    fs.writeFileSync(path.join(dir, '.juju-charm'), 'ch:amd64/noble/testflinger-agent-host-12\n');
+    expect(charmRevision(dir)).toBe('12');
+    const linked = tempDir('charmdir');
+    fs.symlinkSync(path.join(dir, '.juju-charm'), path.join(linked, '.juju-charm'));
+    expect(charmRevision(linked)).toBeNull();
   });
 });
