@@ -9,7 +9,7 @@ import { CHARM_ARCHES } from '../src/pack/noderuntime';
 import { packCharm } from '../src/pack/pack';
 import { CHARM_DIR, QUICK, tmp } from './agents';
 import { measureIsolation, measureJobs } from './isolation';
-import { benchFootprint, benchNodeLines, lineRows, memoryMethod } from './memory';
+import { benchFootprint, benchMqttMemory, benchNodeLines, lineRows, memoryMethod } from './memory';
 import { AGENT_COUNTS, benchHooks } from './hooks';
 import { benchJobs } from './jobs';
 import { notes, row, rows, say } from './report';
@@ -32,13 +32,14 @@ async function benchIsolation(): Promise<void> {
 async function main(): Promise<void> {
   const started = Date.now();
   say(`testflinger-agent-host benchmark, ${new Date().toISOString()}, ${os.cpus().length} cores, node ${process.version}${QUICK ? ' (quick)' : ''}`);
-  // --only=agents,memory (or the words alone: `npm run bench -- memory`): just those parts (hooks, agents, memory, jobs, isolation).
+  // --only=agents,memory (or the words alone: `npm run bench -- memory`): just those parts (hooks, agents, memory, mqtt, jobs, isolation).
   const words = process.argv.slice(2).filter((a) => !a.startsWith('-'));
   const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? (words.length ? words.join(',') : undefined);
   const runs = (part: string) => !only || only.split(',').includes(part);
   const runtimeBytes = runs('hooks') ? await benchHooks() : 0;
   if (runs('agents')) await benchFootprint();
   if (runs('memory')) await benchNodeLines();
+  if (runs('mqtt')) await benchMqttMemory();
   if (runs('jobs')) await benchJobs();
   if (runs('isolation')) await benchIsolation();
   say('\n# Sizes');

@@ -6,6 +6,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { MQTT_BROKER_ENV, MQTT_TOPIC_PREFIX_ENV } from '../src/common/contract';
 import { DevServer } from '../src/devserver';
 import { NODE_RELEASES, SHIPPED_NODE_LINE, type NodeLine } from '../src/pack/noderuntime';
 import { QUICK, agentConf, asRuntime, charmSettings, node20, pinnedNode, shipped, startAgent, tmp, withCharmSettings, type AgentRuntime } from './agents';
@@ -247,4 +249,57 @@ export function memoryMethod(): string {
     `- Lines and settings: ${REPLICAS} idle agents per line and setting, all started together (round-robin) against one dev server, polling every 10 s; after all reported in and ${SETTLE_MS / 1000} s more, /proc/<pid>/smaps_rollup is read three times ${QUICK ? 2 : 10} s apart; the figure is the median over samples and agents, each agent's own median in brackets. One agent's figure moves by up to 1 MB with when V8 last collected garbage, so differences under ~0.5 MB are noise.`,
     '- Mapping kinds are told from /proc/<pid>/smaps alone: anonymous 256 KiB-aligned mappings below 0x7f0000000000 are V8 heap pages, anonymous executable ones V8 code, anonymous read-only ones V8 read-only space, 8 MiB anonymous mappings after a guard page thread stacks, the other anonymous ones large mallocs (glibc mmaps chunks of 128 KiB and more), thread-local data and, on Node 24 and 26, the 1 MiB graph of abseil\'s mutex deadlock detection, which those builds keep on.',
   ].join('\n');
+}
+
+// ---------- MQTT off and on ----------
+
+const MOSQUITTO = '/usr/sbin/mosquitto';
+
+/**
+ * What MQTT costs an idle agent: agents with MQTT off (the baseline: they never load its code),
+ * on and connected to a real mosquitto, and on with the broker down (reconnecting with backoff),
+ * all side by side in one run; the median Private_Dirty over replicas and three samples once
+ * settled. Skipped without Debian's mosquitto.
+ */
+export async function benchMqttMemory(): Promise<void> {
+  say('\n# Idle agent memory with MQTT off and on (side by side)');
+  if (!fs.existsSync(MOSQUITTO)) {
+    say('  skipped: no mosquitto (apt-get install mosquitto)');
+    return;
+  }
+  const server = new DevServer();
+  const url = await server.start();
+  const dir = tmp('mqtt');
+  const port = await freePort();
+  const broker = spawn(MOSQUITTO, ['-p', String(port)], { stdio: 'ignore' });
+  const down = `mqtt://127.0.0.1:${await freePort()}`;
+  const kinds = { off: {}, connected: { [MQTT_BROKER_ENV]: `mqtt://127.0.0.1:${port}`, [MQTT_TOPIC_PREFIX_ENV]: 'bench' }, 'broker down': { [MQTT_BROKER_ENV]: down, [MQTT_TOPIC_PREFIX_ENV]: 'bench' } };
+  const agents = Object.entries(kinds).flatMap(([kind, env]) => Array.from({ length: REPLICAS }, (_, i) => ({ kind, name: `mqtt-agent-${kind.replace(' ', '-')}-${i}`, env })));
+  const running = agents.map((a) => ({ ...a, process: startAgent(agentConf(dir, url, a.name), shipped(), a.env), memory: [] as Memory[] }));
+  try {
+    await waitUntil('every agent to report in', 120_000, () => running.every((a) => server.agents.get(a.name)?.['state'] === 'waiting'));
+    await sleep(SETTLE_MS);
+    for (let i = 0; i < 3; i++) {
+      for (const a of running) a.memory.push(processMemory(a.process.pid as number));
+      await sleep(QUICK ? 2_000 : 10_000);
+    }
+  } finally {
+    for (const a of running) a.process.kill('SIGTERM');
+    broker.kill('SIGTERM');
+    await server.stop();
+  }
+  const privateOf = (kind: string) => median(running.filter((a) => a.kind === kind).flatMap((a) => a.memory.map((m) => m.privateDirtyKb)));
+  const off = privateOf('off');
+  row(`idle agent Private_Dirty, MQTT off (${REPLICAS} agents)`, mb(off), '— (no MQTT code loaded: the baseline of the rows below)', '—', '≤ 12 MiB');
+  for (const kind of ['connected', 'broker down']) {
+    row(`idle agent Private_Dirty, MQTT on, ${kind} (${REPLICAS} agents)`, mb(privateOf(kind)), `MQTT off, same run ${mb(off)} (+${mb(privateOf(kind) - off)})`, privateOf(kind) / off, '— (report the cost)');
+  }
+}
+
+function freePort(): Promise<number> {
+  const probe = net.createServer();
+  return new Promise((resolve) => probe.listen(0, '127.0.0.1', () => {
+    const { port } = probe.address() as net.AddressInfo;
+    probe.close(() => resolve(port));
+  }));
 }

@@ -24,6 +24,10 @@ REQUIRED=(
   setpriv:util-linux
   useradd:passwd
   setfacl:acl
+  /usr/sbin/mosquitto:mosquitto
+  mosquitto_passwd:mosquitto
+  mosquitto_sub:mosquitto-clients
+  mosquitto_pub:mosquitto-clients
 )
 APT_ATTEMPTS=3
 # dpkg's lock may be held by unattended-upgrades on a fresh machine: wait for it, within reason.

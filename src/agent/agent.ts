@@ -13,7 +13,7 @@ import { JobRunner, type JobDeps, type JobOutcome, type JobTiming } from './job'
 import { isAgentId } from './names';
 import type { AgentMetrics } from './metrics';
 import { Outbox } from './outbox';
-import { AgentStatus } from './status';
+import { AgentStatus, type FinishedJob, type StatusWatcher } from './status';
 
 /** Server states in which the agent takes no jobs and defers restarts. */
 const HOLD_STATES = new Set(['offline', 'maintenance']);
@@ -85,6 +85,8 @@ export interface AgentDeps extends Omit<JobDeps, 'status'> {
   /** The agent's directory name, when it differs from agent_id. */
   programName?: string;
   timing?: JobTiming;
+  /** Told of each change of the agent's status (MQTT); none when MQTT is off. */
+  statusWatcher?: StatusWatcher;
 }
 
 /**
@@ -100,6 +102,13 @@ export function offlineMarkerNames(names: readonly string[]): string[] {
   return [...forms].map((n) => `TESTFLINGER-DEVICE-OFFLINE-${n}`);
 }
 
+/** What the job's outcome says of it: its final state and each phase's exit code. */
+function finishedJob(outcome: JobOutcome): FinishedJob {
+  const { jobId, result } = outcome.entry;
+  const status = (result['status'] ?? {}) as Record<string, number>;
+  return { id: jobId, state: String(result['job_state'] ?? ''), phases: { ...status } };
+}
+
 export class Agent {
   private restartRequested = false;
   private wake = new AbortController();
@@ -109,7 +118,7 @@ export class Agent {
   private busy = false;
 
   constructor(private readonly deps: AgentDeps) {
-    this.status = new AgentStatus(deps.api, deps.config.agent_id, deps.metrics, deps.log);
+    this.status = new AgentStatus(deps.api, deps.config.agent_id, deps.metrics, deps.log, deps.statusWatcher);
     this.outbox = new Outbox(deps.config.results_basedir, deps.api, deps.log);
   }
 
@@ -145,7 +154,7 @@ export class Agent {
         const hold = this.holdReason(data);
         await this.showMarkerHold(data, hold);
         // A marker file holds the agent offline whatever the server says.
-        this.status.betweenJobs(hold ? (hold.fromServer ? String(data?.state) : 'offline') : 'waiting');
+        this.status.betweenJobs(hold ? (hold.fromServer ? String(data?.state) : 'offline') : 'waiting', hold ? (hold.comment ?? hold.reason) : undefined);
         if (data?.state === 'restart') this.restartRequested = true;
         if (this.restartRequested && !(hold && hold.fromServer)) {
           await this.status.restarting();
@@ -169,6 +178,7 @@ export class Agent {
         await this.idle(config.polling_interval * 1000, shutdown);
       } catch (error) {
         if (shutdown.aborted) break;
+        this.status.serverUnreachable();
         log.warning(`server request failed, retrying in ${backoff / 1000}s: ${(error as Error).message}`);
         await this.idle(backoff, shutdown);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
@@ -286,7 +296,7 @@ export class Agent {
    */
   private async endJob(outcome: JobOutcome): Promise<void> {
     await this.deliver(outcome);
-    await this.status.jobEnded();
+    await this.status.jobEnded(finishedJob(outcome));
   }
 
   /** The outcome goes to disk first, then to the server; the run directory is removed. */

@@ -141,6 +141,12 @@ export class ServerApi {
     await this.client.request('POST', `/v1/agents/provision_logs/${seg(agent)}`, { json: entry, retry: NO_RETRY });
   }
 
+  /** `POST /v1/job`: submits a job (MQTT's submit topic); returns the id the server gave it. */
+  async submitJob(job: Record<string, unknown>): Promise<string> {
+    const res = await this.client.request('POST', '/v1/job', { json: job, retry: NO_RETRY });
+    return jobId.parse(res.json<{ job_id?: unknown } | null>()?.job_id);
+  }
+
   async postJobEvents(jobId: string, payload: Record<string, unknown>): Promise<void> {
     await this.client.request('POST', `/v1/job/${seg(jobId)}/events`, { json: payload });
   }

@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
-import type { Job, ServerApi } from './api';
+import type { Job, LogFragment, ServerApi } from './api';
 import { unpackAttachments } from './attachments';
 import { JobFiles, type Progress } from './bookkeeping';
 import type { Clock } from './clock';
@@ -128,8 +128,9 @@ export class JobRunner {
         this.saveProgress();
       },
     });
-    this.output = new LiveLog(deps.api, job.job_id, 'output', deps.clock, this.timing.liveLog, numbering('output'));
-    this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog, numbering('serial'));
+    const watched = (kind: 'output' | 'serial') => (fragment: LogFragment) => deps.status.liveOutput(job.job_id, kind, fragment);
+    this.output = new LiveLog(deps.api, job.job_id, 'output', deps.clock, this.timing.liveLog, numbering('output'), watched('output'));
+    this.serial = new LiveLog(deps.api, job.job_id, 'serial', deps.clock, this.timing.liveLog, numbering('serial'), watched('serial'));
     this.secretValues = PHASE_RULES.flatMap((r) => Object.values(secretsOf(phaseData(job, r.phase))));
     this.masker = new SecretMasker(this.secretValues);
     this.events = new JobEvents(deps.api, deps.clock, deps.log, deps.config.agent_id, job);

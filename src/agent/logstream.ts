@@ -38,6 +38,8 @@ export class LiveLog {
     private readonly options: LiveLogOptions = DEFAULT_LIVE_LOG,
     /** Numbering goes on from here (a job resumed by a new agent process); told of each new number. */
     numbering: { first: number; onNext?: (next: number) => void } = { first: 0 },
+    /** Told of each fragment as it is cut, before it is sent (MQTT's live log). */
+    private readonly onFragment?: (fragment: LogFragment) => void,
   ) {
     this.nextNumber = numbering.first;
     this.onNext = numbering.onNext;
@@ -54,7 +56,9 @@ export class LiveLog {
   private cut(): void {
     if (!this.current) return;
     this.onNext?.(this.nextNumber + 1);
-    this.enqueue({ fragment_number: this.nextNumber++, timestamp: new Date(this.clock.now()).toISOString(), phase: this.current.phase, log_data: this.current.text });
+    const fragment = { fragment_number: this.nextNumber++, timestamp: new Date(this.clock.now()).toISOString(), phase: this.current.phase, log_data: this.current.text };
+    this.enqueue(fragment);
+    this.onFragment?.(fragment);
     this.current = undefined;
   }
 

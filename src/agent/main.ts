@@ -1,5 +1,5 @@
 /**
- * testflinger-agent -c <conf> [-p <metrics port>] [--token-file <path>]
+ * testflinger-agent -c <conf> [-p <metrics port>] [--token-file <path>] [--mqtt-credentials-file <path>]
  * Signals are translated here only: SIGUSR1 → safe restart, SIGTERM/SIGINT → stop (the running
  * phase is ended and the job still reported).
  */
@@ -9,7 +9,7 @@ import { Agent } from './agent';
 import { ServerApi } from './api';
 import { TestflingerClient } from './client';
 import { systemClock } from './clock';
-import { AGENT_DIR_ENV, LOCK_SCOPE_ENV, METRICS_HOST_ENV, OFFLINE_MARKER_DIR_ENV, SERVER_ENV, STATE_DIR_ENV } from '../common/contract';
+import { AGENT_DIR_ENV, LOCK_SCOPE_ENV, METRICS_HOST_ENV, MQTT_BROKER_ENV, OFFLINE_MARKER_DIR_ENV, SERVER_ENV, STATE_DIR_ENV } from '../common/contract';
 import { ConfigError, loadAgentConfig, serverUrl, stateDirNote } from './config';
 import { acquireAgentLock, AgentLockError, lockDirectory } from './lock';
 import { AgentLogger, oneLine } from './logger';
@@ -17,6 +17,7 @@ import { AgentMetrics } from './metrics';
 import { defaultContainment } from './containment';
 import { sandboxFromEnv } from './containment-sandbox';
 import { jobEnv, scheduleMemoryReduction } from './memory';
+import { loadMqttBundle } from './mqttclient';
 
 /** Exit codes: a bad conf or a second instance should not be restarted in a tight loop by hand. */
 const EXIT_BAD_CONFIG = 2;
@@ -34,6 +35,7 @@ async function main(): Promise<number> {
       config: { type: 'string', short: 'c' },
       metrics_port: { type: 'string', short: 'p' },
       'token-file': { type: 'string' },
+      'mqtt-credentials-file': { type: 'string' },
     },
   });
   if (!values.config) {
@@ -89,8 +91,14 @@ async function main(): Promise<number> {
   if (testSandbox?.unusable) log.error(`test phases will fail: the sandbox is on but unusable: ${testSandbox.unusable}`);
   else if (testSandbox) log.info(`test phases run in a sandbox (${testSandbox.program})`);
   const agentDir = process.env[AGENT_DIR_ENV];
+  const api = new ServerApi(client);
+  // Loaded only when the charm set mqtt-broker: without it, no MQTT code is read at all.
+  const mqttFile = values['mqtt-credentials-file'];
+  const mqtt = process.env[MQTT_BROKER_ENV]
+    ? loadMqttBundle().startAgentMqtt({ env: process.env, config, log, metrics, api, ...(mqttFile ? { credentialsFile: mqttFile } : {}) })
+    : undefined;
   const agent = new Agent({
-    api: new ServerApi(client),
+    api,
     config,
     clock: systemClock,
     log,
@@ -100,6 +108,7 @@ async function main(): Promise<number> {
     containment,
     ...(testSandbox ? { testSandbox } : {}),
     ...(agentDir ? { programName: path.basename(agentDir) } : {}),
+    ...(mqtt ? { statusWatcher: mqtt.watcher } : {}),
   });
 
   const shutdown = new AbortController();
@@ -118,6 +127,7 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     memoryReduction.stop();
+    await mqtt?.stop();
     metricsServer?.close();
     releaseLock();
   }

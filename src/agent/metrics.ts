@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import { JOB_ID_LABEL, JOB_IN_PROGRESS_SERIES, LAST_POLL_SERIES, PHASES, STATE_LABEL, STATE_SERIES } from '../common/contract';
+import { JOB_ID_LABEL, JOB_IN_PROGRESS_SERIES, LAST_POLL_SERIES, MQTT_CONNECTED_SERIES, MQTT_DROPPED_SERIES, PHASES, STATE_LABEL, STATE_SERIES } from '../common/contract';
 
 type Labels = Record<string, string>;
 
@@ -97,6 +97,15 @@ export const EXPORTED_SERIES = [
   'process_start_time_seconds',
 ] as const;
 
+/** Series shown only when MQTT is on (mqtt-broker set): an agent without it exports what it always did. */
+export const MQTT_SERIES = [MQTT_DROPPED_SERIES, MQTT_CONNECTED_SERIES] as const;
+
+/** The MQTT link, read at each scrape. */
+export interface MqttCounts {
+  connected: boolean;
+  dropped: number;
+}
+
 function openFds(): number | undefined {
   try {
     // Reading the directory opens one descriptor of its own, which is listed too.
@@ -121,6 +130,7 @@ export class AgentMetrics {
   /** Fragments dropped by the live logs of jobs that have ended. */
   private droppedBefore = 0;
   private readonly startTimeSeconds = Date.now() / 1000 - process.uptime();
+  private mqtt: (() => MqttCounts) | undefined;
 
   /** The agent_id label of the agent's own series; until it is known they are not shown. */
   setAgent(agentId: string): void {
@@ -144,6 +154,11 @@ export class AgentMetrics {
     this.liveLogs = counts;
   }
 
+  /** The agent's MQTT link (only when MQTT is on). */
+  trackMqtt(counts: () => MqttCounts): void {
+    this.mqtt = counts;
+  }
+
   render(): string {
     const families = [this.jobs.render(), this.failures.render(), this.recoveryFailures.render(), this.phaseDuration.render(), ...this.agentFamilies(), ...this.processFamilies()];
     return `${families.join('\n')}\n`;
@@ -160,6 +175,16 @@ export class AgentMetrics {
       family('testflinger_agent_outbox_results', 'gauge', 'Finished jobs whose results wait on disk for the server to take them', [[agent, this.outboxResults]]),
       family('testflinger_agent_live_log_fragments_queued', 'gauge', 'Live-log fragments of the running job waiting to be sent', [[agent, live.queued]]),
       family('testflinger_agent_live_log_fragments_dropped_total', 'counter', 'Live-log fragments dropped because too many were queued (they stay in the phase logs)', [[agent, this.droppedBefore + live.dropped]]),
+      ...this.mqttFamilies(agent),
+    ];
+  }
+
+  private mqttFamilies(agent: Labels): string[] {
+    if (!this.mqtt) return [];
+    const { connected, dropped } = this.mqtt();
+    return [
+      family(MQTT_DROPPED_SERIES, 'counter', 'MQTT messages dropped while the broker was away or slow (the bounded queue was full)', [[agent, dropped]]),
+      family(MQTT_CONNECTED_SERIES, 'gauge', '1 while the agent is connected to the MQTT broker (0: away, or it refused the credentials)', [[agent, connected ? 1 : 0]]),
     ];
   }
 

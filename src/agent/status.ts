@@ -4,7 +4,7 @@
  * knows that a failed recovery keeps the agent offline after its job, where the end of a job
  * would otherwise post `waiting` over the `offline` the job just posted.
  */
-import type { ServerApi } from './api';
+import type { LogFragment, LogKind, ServerApi } from './api';
 import type { Logger } from './logger';
 import type { AgentMetrics, LiveLogCounts } from './metrics';
 import { AgentReporter } from './reporter';
@@ -13,6 +13,29 @@ import { AgentReporter } from './reporter';
 export interface PhaseLabels {
   identifier: string;
   release: string;
+}
+
+/** A change of what the agent says about itself; unset fields are unchanged. */
+export interface StateChange {
+  state?: string;
+  jobId?: string | null;
+  phase?: string | null;
+  healthy?: boolean;
+  offlineReason?: string | null;
+}
+
+/** A job's outcome as delivered: its final state and each phase's exit code. */
+export interface FinishedJob {
+  id: string;
+  state: string;
+  phases: Record<string, number>;
+}
+
+/** Told of what the agent says about itself as it changes (MQTT: mqttstatus.ts); none when MQTT is off. */
+export interface StatusWatcher {
+  state(change: StateChange): void;
+  jobFinished(job: FinishedJob): void;
+  liveOutput(jobId: string, kind: LogKind, fragment: LogFragment): void;
 }
 
 export class AgentStatus {
@@ -25,6 +48,7 @@ export class AgentStatus {
     private readonly agentId: string,
     private readonly metrics: AgentMetrics,
     log: Logger,
+    private readonly watcher?: StatusWatcher,
   ) {
     this.reporter = new AgentReporter(api, agentId, log);
     metrics.setAgent(agentId);
@@ -43,11 +67,18 @@ export class AgentStatus {
   /** The server answered a poll. */
   polled(nowMs: number): void {
     this.metrics.markPoll(nowMs);
+    this.watcher?.state({ healthy: !this.heldByRecovery });
   }
 
-  /** Between jobs: `waiting`, or the state that holds the agent (the server's, or `offline` for a marker). */
-  betweenJobs(state: string): void {
+  /** The server did not answer: the agent retries, and is not healthy meanwhile. */
+  serverUnreachable(): void {
+    this.watcher?.state({ healthy: false });
+  }
+
+  /** Between jobs: `waiting`, or the state that holds the agent (the server's, or `offline` for a marker), with why. */
+  betweenJobs(state: string, holdReason?: string): void {
     this.metrics.setState(state);
+    this.watcher?.state({ state, phase: null, offlineReason: state === 'waiting' ? null : (holdReason ?? null) });
   }
 
   /** A marker file holds the agent: the server shows `offline` with the marker's comment. */
@@ -63,12 +94,14 @@ export class AgentStatus {
   async restarting(): Promise<void> {
     await this.reporter.setData({ state: 'restart', comment: 'Restarting: safe restart requested' });
     this.metrics.setState('restart');
+    this.watcher?.state({ state: 'restart', offlineReason: null });
   }
 
   /** The agent took a job from the server. */
   async jobTaken(jobId: string): Promise<void> {
     this.heldByRecovery = false;
     this.metrics.setJob(jobId);
+    this.watcher?.state({ jobId });
     await this.reporter.setData({ job_id: jobId });
   }
 
@@ -81,6 +114,7 @@ export class AgentStatus {
   async phaseStarted(phase: string): Promise<void> {
     await this.reporter.setData({ state: phase, comment: '' });
     this.metrics.setState(phase);
+    this.watcher?.state({ state: phase, phase, offlineReason: null });
   }
 
   async phaseEnded(jobId: string, phase: string, exitCode: number, seconds: number, labels: PhaseLabels): Promise<void> {
@@ -97,16 +131,24 @@ export class AgentStatus {
     this.heldByRecovery = true;
     await this.reporter.setData({ state: 'offline', comment });
     this.metrics.setState('offline');
+    this.watcher?.state({ state: 'offline', phase: null, healthy: false, offlineReason: comment });
   }
 
   /**
    * A job's outcome is delivered (run here, or found interrupted): the server is told the agent
    * has no job and is `waiting`, unless that job's recovery failed.
    */
-  async jobEnded(): Promise<void> {
+  async jobEnded(job: FinishedJob): Promise<void> {
     const data: Record<string, unknown> = { job_id: '' };
     if (!this.heldByRecovery) data['state'] = 'waiting';
+    this.watcher?.jobFinished(job);
+    this.watcher?.state({ jobId: null, ...(this.heldByRecovery ? {} : { state: 'waiting', phase: null, offlineReason: null }) });
     await this.reporter.setData(data);
+  }
+
+  /** A fragment of live output, cut for the server (masked already). */
+  liveOutput(jobId: string, kind: LogKind, fragment: LogFragment): void {
+    this.watcher?.liveOutput(jobId, kind, fragment);
   }
 
   /** No job runs any more (whether or not it ended well). */

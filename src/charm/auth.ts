@@ -64,8 +64,8 @@ export async function obtainRefreshToken(server: string, credentials: Credential
  */
 export const TOKEN_FILE_SIZE = 4096;
 
-function padded(json: string): Buffer {
-  if (Buffer.byteLength(json) >= TOKEN_FILE_SIZE) throw new AuthError(`the server's refresh token is longer than ${TOKEN_FILE_SIZE - 1} bytes`);
+function padded(json: string, what = "the server's refresh token"): Buffer {
+  if (Buffer.byteLength(json) >= TOKEN_FILE_SIZE) throw new AuthError(`${what} is longer than ${TOKEN_FILE_SIZE - 1} bytes`);
   return Buffer.from(`${json}${' '.repeat(TOKEN_FILE_SIZE - 1 - Buffer.byteLength(json))}\n`);
 }
 
@@ -97,13 +97,21 @@ function rewriteInPlace(tokenFile: string, content: Buffer): boolean {
  * rewritten in place; in a sandbox it is ours (0600), replaced atomically, and the agents read it by path.
  */
 export function writeTokenFile(tokenFile: string, refreshToken: string, now: number, rootOnly?: { uid: number; gid: number }): void {
-  const json = JSON.stringify({ refresh_token: refreshToken, obtained_at: new Date(now).toISOString() });
+  writeHandedFile(tokenFile, JSON.stringify({ refresh_token: refreshToken, obtained_at: new Date(now).toISOString() }), "the server's refresh token", rootOnly);
+}
+
+/**
+ * A file the agents get through a descriptor their root wrapper opens (the token, the MQTT
+ * credentials): on a unit (`rootOnly`) root's, 0600, padded and rewritten in place; in a
+ * sandbox ours (0600), replaced atomically, read by path. `json` may be empty (nothing yet).
+ */
+export function writeHandedFile(file: string, json: string, what: string, rootOnly?: { uid: number; gid: number }): void {
   if (!rootOnly) {
-    writeFileAtomic(tokenFile, `${json}\n`, 0o600, { dirMode: 0o755 });
+    writeFileAtomic(file, `${json}\n`, 0o600, { dirMode: 0o755 });
     return;
   }
-  const content = padded(json);
-  if (!rewriteInPlace(tokenFile, content)) writeFileAtomic(tokenFile, content, 0o600, { dirMode: 0o755, owner: { uid: 0, gid: 0 } });
+  const content = padded(json, what);
+  if (!rewriteInPlace(file, content)) writeFileAtomic(file, content, 0o600, { dirMode: 0o755, owner: { uid: 0, gid: 0 } });
 }
 
 /**

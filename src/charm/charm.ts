@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type CollectStatusEvent, type Framework, type HookEvent, type HookName, type StatusBase } from '../ops';
+import { BlockedStatus, CharmBase, MaintenanceStatus, type ActionEvent, type ActionResults, type CollectStatusEvent, type Framework, type HookEvent, type HookName, type StatusBase } from '../ops';
 import { credentialsFromSecret, obtainRefreshToken, tokenIsFresh, writeTokenFile } from './auth';
 import { CharmConfigError, parseCharmConfig, type CharmConfig } from './config';
 import { cosInputsDigest, cosUnitBag } from './cosprovider';
@@ -22,6 +22,8 @@ import { renderPhaseScripts } from './scripts';
 import { loadHostState, saveHostState, type HostState } from './state';
 import { PEER_ENDPOINT, PeerPlacement } from './peers';
 import { writeProgramFiles } from './programfiles';
+import { ensureMqttCredentials, loadMqttState, mqttCredentialsFile, withDefaultTopicPrefix } from './mqtt';
+import { charmRevision, publishHostSummary } from './mqtthost';
 import type { ProgramStatus } from './supervisor';
 import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
 
@@ -85,6 +87,7 @@ export class AgentHostCharm extends CharmBase {
     // A crash loop is named first among blocked statuses (the first added wins a tie).
     this.observeCollectUnitStatus((event) => this.collectHealthStatus(event));
     this.observeCollectUnitStatus((event) => this.collectAgentsStatus(event));
+    this.observeCollectUnitStatus((event) => this.collectMqttStatus(event));
     // A Grafana Agent that joins, or asks again, gets the data at once; broken needs nothing:
     // the agents carry on unobserved.
     for (const kind of ['joined', 'changed'] as const) this.observeRelation('cos-agent', kind, () => this.savingState(() => this.publishCosAgent({ force: true })));
@@ -145,9 +148,10 @@ export class AgentHostCharm extends CharmBase {
 
   /** The one accessor of the config: parsed on first use, then the same answer all event long. */
   private configOrError(): Promise<CharmConfig | CharmConfigError> {
+    const { modelName, unitName } = this.framework.context;
     this.parsedConfig ??= this.model.getConfig().then((raw) => {
       try {
-        return parseCharmConfig(raw);
+        return withDefaultTopicPrefix(parseCharmConfig(raw), modelName, unitName);
       } catch (error) {
         if (error instanceof CharmConfigError) return error;
         throw error;
@@ -172,7 +176,9 @@ export class AgentHostCharm extends CharmBase {
     await this.host.supervisor.ensureRunning(0);
     if (!config) return;
     await this.ensureAgentToken(config, {});
+    await this.ensureMqttCredentials(config, false);
     await this.reconcileAndRecord(config, { mayRestartSupervisor: true });
+    await this.publishMqttHost(config);
   }
 
   private installShippedRuntime(): { version: string; changed: boolean } {
@@ -191,9 +197,11 @@ export class AgentHostCharm extends CharmBase {
     const config = await this.config();
     if (!config) return;
     await this.ensureAgentToken(config, {});
+    await this.ensureMqttCredentials(config, false);
     // Program files point at the runtime: make sure it is there even if install never ran here.
     if (currentRuntimeVersion(this.paths) === null) this.installShippedRuntime();
     await this.reconcileAndRecord(config, options);
+    await this.publishMqttHost(config);
   }
 
   /**
@@ -262,6 +270,10 @@ export class AgentHostCharm extends CharmBase {
   private async onSecretChanged(event: HookEvent): Promise<void> {
     const config = await this.config();
     if (!config) return;
+    if (event.secret && config['mqtt-broker'] && sameSecret(event.secret.id, config['mqtt-credentials-secret'])) {
+      await this.ensureMqttCredentials(config, true);
+      return;
+    }
     if (event.secret && !sameSecret(event.secret.id, config['credentials-secret'])) {
       await this.log.debug(`secret-changed for ${event.secret.id}, not credentials-secret: nothing to do`);
       return;
@@ -306,6 +318,31 @@ export class AgentHostCharm extends CharmBase {
     const stopping = (this.state.placement?.stopping.length ?? 0) > 0;
     if (this.state.pendingRestart.length > 0 || this.state.limitsRestartPending || stopping) await this.reconcileAndRecord(config, { mode: 'retry' });
     await this.checkAgentHealth(config);
+    await this.publishMqttHost(config);
+  }
+
+  /** The MQTT credentials file the agents read (mqtt.ts); a failure blocks, naming the option. */
+  private async ensureMqttCredentials(config: CharmConfig, force: boolean): Promise<void> {
+    const getSecret = (id: string, refresh: boolean) => this.model.getSecret({ id }, { refresh });
+    const problem = await ensureMqttCredentials(config, { paths: this.paths, getSecret, owner: await this.host.driver.tokenOwner() }, force);
+    if (problem) await this.log.error(problem);
+  }
+
+  /** The unit's summary on `<prefix>/host`, when MQTT is on (mqtthost.ts); never fails the hook. */
+  private async publishMqttHost(config: CharmConfig): Promise<void> {
+    if (!config['mqtt-broker']) return;
+    const programs = this.programsRead ?? (await this.host.supervisor.readPrograms());
+    const problem = await publishHostSummary(config['mqtt-broker'], config['mqtt-topic-prefix'], mqttCredentialsFile(this.paths), {
+      unit: this.framework.context.unitName,
+      agents: Object.fromEntries(expectedPrograms(this.state).map((name) => [name, programs?.find((p) => p.name === name)?.state ?? 'UNKNOWN'])),
+      invalid: Object.keys(this.state.invalidAgents),
+      summary: this.healthSummary ?? null,
+      charm_revision: charmRevision(this.host.charmDir),
+      runtime_version: this.state.runtimeVersion,
+      config_revision: this.state.configRevision,
+      updated_at: new Date().toISOString(),
+    });
+    if (problem) await this.log.warning(problem);
   }
 
   /** Starts agents supervisord gave up on (with a backoff) and notes stale ones: operations/health.ts. */
@@ -450,6 +487,14 @@ export class AgentHostCharm extends CharmBase {
   /** The agents' component: what the config, the state and supervisord's programs call for. */
   private async collectAgentsStatus(event: CollectStatusEvent): Promise<void> {
     if (!this.removing) event.addStatus(await this.agentsStatus());
+  }
+
+  /** MQTT's component: credentials the charm could not read block, naming mqtt-credentials-secret. */
+  private async collectMqttStatus(event: CollectStatusEvent): Promise<void> {
+    const config = await this.config();
+    if (this.removing || !config?.['mqtt-broker']) return;
+    const { problem } = loadMqttState(this.paths);
+    if (problem) event.addStatus(new BlockedStatus(problem));
   }
 
   /** The health loop's component: a crash loop blocks (operations/health.ts). */

@@ -16,6 +16,7 @@ import {
   type GitRemote,
 } from './values';
 import { MAX_PROCESSES_RANGE, parseMemorySize } from './limits';
+import { mqttConfigIssues, mqttConfigShape } from './mqtt';
 
 const MAX_KEY_BASE64 = 32 * 1024;
 const MAX_SSH_CONFIG = 64 * 1024;
@@ -79,6 +80,11 @@ function checked<T>(check: (value: string) => T) {
 const required = (what: string) => z.string().default('').pipe(z.string().trim().min(1, { message: `is not set (${what})` }));
 const optional = () => z.string().trim().default('');
 const orEmpty = <T>(check: (value: string) => T) => (value: string): T | undefined => (value === '' ? undefined : check(value));
+/** A Juju secret option: empty, or `secret:ID` / `secret://<model-uuid>/ID`. */
+const secretUri = () =>
+  optional().refine((id) => id === '' || /^secret:(?:\/\/[A-Za-z0-9-]{1,64}\/)?[A-Za-z0-9]{1,64}$/.test(id), {
+    message: 'must be a Juju secret URI (secret:...)',
+  });
 
 export const charmConfigSchema = z.object({
   'ssh-private-key': base64Key(isPrivateKey, 'a PEM or OpenSSH private key'),
@@ -105,13 +111,14 @@ export const charmConfigSchema = z.object({
     }
   }),
   'agent-source-repo': optional().transform(checked(orEmpty(parseGitRemote))),
-  'credentials-secret': optional().refine((id) => id === '' || /^secret:(?:\/\/[A-Za-z0-9-]{1,64}\/)?[A-Za-z0-9]{1,64}$/.test(id), {
-    message: 'must be a Juju secret URI (secret:...)',
-  }),
+  'credentials-secret': secretUri(),
+  ...mqttConfigShape,
+  'mqtt-credentials-secret': secretUri(),
 }).superRefine((config, ctx) => {
   if (config['credentials-secret'] && !config['testflinger-server']) {
     ctx.addIssue({ code: 'custom', path: ['credentials-secret'], message: 'needs testflinger-server, the server that issues the token' });
   }
+  for (const { option, message } of mqttConfigIssues(config)) ctx.addIssue({ code: 'custom', path: [option], message });
 });
 
 export type CharmConfig = z.output<typeof charmConfigSchema>;

@@ -21,6 +21,8 @@ export interface ProgramSpec {
   metricsPort: number;
   /** Extra environment for the agent, e.g. TESTFLINGER_SERVER. */
   extraEnv: Record<string, string>;
+  /** The broker credentials file, when MQTT is on (the root wrapper opens it for the agent). */
+  mqttCredentialsFile?: string;
 }
 
 export class ProgramFileError extends Error {
@@ -54,6 +56,7 @@ export function renderProgramFile(renderer: TemplateRenderer, paths: HostPaths, 
     confPath: checkedPath(spec.confPath),
     metricsPort: spec.metricsPort,
     tokenFile: checkedPath(paths.tokenFile),
+    mqttCredentialsFile: spec.mqttCredentialsFile === undefined ? undefined : checkedPath(spec.mqttCredentialsFile),
     directory: checkedPath(run.home),
     environment: Object.entries(env)
       .map(([k, v]) => `${checkedEnvName(k)}=${supervisorValue(k, v)}`)

@@ -19,6 +19,7 @@ import { gitEnvironment, reportingFirstSeenKeys } from './gitaccess';
 import { CONTAINED_WRAPPER } from './isolation';
 import type { Host } from './host';
 import { plan, type DesiredAgent, type Plan } from './plan';
+import { mqttAgentEnv, mqttCredentialsOption } from './mqtt';
 import { assignMetricsPorts } from './ports';
 import { currentRuntimeVersion } from './runtime';
 import { PHASE_SCRIPT_TEMPLATE, phaseScripts, writePhaseScripts } from './scripts';
@@ -350,14 +351,15 @@ async function askToRestart(host: Host, names: readonly string[], log: (m: strin
 
 /** The program file the charm writes for this agent now (reconcile, and check-drift to compare). */
 export function renderAgentProgram(host: Host, config: CharmConfig, name: string, port: number): string {
-  const extraEnv: Record<string, string> = {};
+  const extraEnv: Record<string, string> = { ...mqttAgentEnv(config) };
   if (config['testflinger-server']) extraEnv[SERVER_ENV] = config['testflinger-server'];
+  const mqttCredentialsFile = mqttCredentialsOption(config, host.paths);
   // The link path, not the checkout it points at, so the file survives a config-repo update.
   const agentsRoot = agentsRootOf(host, config['config-dir']);
   return renderProgramFile(
     host.renderer,
     host.paths,
-    { name, confPath: agentConfPath(agentsRoot, name), agentDir: path.join(agentsRoot, name), metricsPort: port, extraEnv },
+    { name, confPath: agentConfPath(agentsRoot, name), agentDir: path.join(agentsRoot, name), metricsPort: port, extraEnv, ...(mqttCredentialsFile ? { mqttCredentialsFile } : {}) },
     host.driver.agentRun(name, config),
   );
 }

@@ -7,10 +7,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
 import { AGENT_MALLOC_ENV } from '../agent/memory';
+import { MQTT_BUNDLE } from '../agent/mqttclient';
 import type { HostPaths } from './paths';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;
 type RuntimeProgram = (typeof RUNTIME_PROGRAMS)[number];
+/**
+ * Bundles a program loads beside itself, copied with the programs when the build has them (a
+ * branch built from before MQTT has none): the agent's MQTT code, read only when MQTT is on.
+ */
+export const RUNTIME_MODULES = [MQTT_BUNDLE] as const;
 /** Versions kept on disk: the current one and the one before, for a quick way back. */
 const VERSIONS_KEPT = 2;
 
@@ -63,9 +69,15 @@ export function runtimeNodePath(charmDir: string, sandbox: boolean): string {
  * The same charm installed twice is the same version, and nothing restarts.
  */
 export function runtimeVersionOf(bundleDir: string, label: string, nodeBinary?: string): string {
-  const parts = RUNTIME_PROGRAMS.map((p) => fs.readFileSync(path.join(bundleDir, `${p}.js`)));
+  const parts = bundleFiles(bundleDir).map((file) => fs.readFileSync(path.join(bundleDir, file)));
   const digest = sha256(...parts, ...(nodeBinary ? [fs.readFileSync(nodeBinary)] : []));
   return `${label}-${digest.slice(0, 12)}`;
+}
+
+/** The programs' bundles and the modules the build has, as file names. */
+function bundleFiles(bundleDir: string): string[] {
+  const modules = RUNTIME_MODULES.map((m) => `${m}.js`).filter((file) => fs.existsSync(path.join(bundleDir, file)));
+  return [...RUNTIME_PROGRAMS.map((p) => `${p}.js`), ...modules];
 }
 
 export function currentRuntimeVersion(paths: HostPaths): string | null {
@@ -104,7 +116,7 @@ export function installRuntime(paths: HostPaths, bundleDir: string, label: strin
   if (!fs.existsSync(target)) {
     const staging = `${target}.tmp-${randomBytes(3).toString('hex')}`;
     fs.mkdirSync(staging, { recursive: true });
-    for (const p of RUNTIME_PROGRAMS) fs.copyFileSync(path.join(bundleDir, `${p}.js`), path.join(staging, `${p}.js`));
+    for (const file of bundleFiles(bundleDir)) fs.copyFileSync(path.join(bundleDir, file), path.join(staging, file));
     if (copyNode) {
       fs.copyFileSync(nodePath, path.join(staging, 'node'));
       fs.chmodSync(path.join(staging, 'node'), 0o755);

@@ -38,6 +38,14 @@ export const MAX_MEMORY_ENV = 'TESTFLINGER_MAX_MEMORY';
 export const METRICS_HOST_ENV = 'TESTFLINGER_METRICS_HOST';
 /** Set by the root wrapper on a unit (tf-cmd-scripts/testflinger-agent-contained): the token file's descriptor. */
 export const TOKEN_FD_ENV = 'TESTFLINGER_TOKEN_FD';
+/** The charm's mqtt-broker (`mqtt://` or `mqtts://host:port`); unset: the agent does not load MQTT at all. */
+export const MQTT_BROKER_ENV = 'TESTFLINGER_MQTT_BROKER';
+/** The unit's topic prefix (mqtt-topic-prefix or its default); the agent's topics are `<prefix>/<agent_id>/...`. */
+export const MQTT_TOPIC_PREFIX_ENV = 'TESTFLINGER_MQTT_TOPIC_PREFIX';
+/** `on` when the charm's mqtt-submit is true: the agent takes jobs from `<prefix>/<agent_id>/submit`. */
+export const MQTT_SUBMIT_ENV = 'TESTFLINGER_MQTT_SUBMIT';
+/** Set by the root wrapper on a unit: the descriptor of the broker credentials file (the agent's --mqtt-credentials-file). */
+export const MQTT_CREDENTIALS_FD_ENV = 'TESTFLINGER_MQTT_CREDENTIALS_FD';
 
 // ---- environment the connector reads (tests point these at 127.0.0.1) ----
 
@@ -82,5 +90,9 @@ export const STATE_SERIES = 'testflinger_agent_state';
 export const JOB_IN_PROGRESS_SERIES = 'testflinger_agent_job_in_progress';
 /** Unix seconds of the last poll the server answered. */
 export const LAST_POLL_SERIES = 'testflinger_agent_last_successful_poll_timestamp_seconds';
+/** MQTT messages the agent dropped (broker away, its bounded queue full); only with MQTT on. */
+export const MQTT_DROPPED_SERIES = 'testflinger_agent_mqtt_messages_dropped_total';
+/** 1 while the agent is connected to the broker, 0 otherwise; only with MQTT on. */
+export const MQTT_CONNECTED_SERIES = 'testflinger_agent_mqtt_connected';
 export const STATE_LABEL = 'state';
 export const JOB_ID_LABEL = 'job_id';

@@ -2,7 +2,8 @@
  * The whole system on one machine: a sandboxed agent host (AGENT_HOST_ROOT), a git config repo
  * with two agents, the dev server, the real charm hooks through dispatch with emulated hook
  * tools, the real supervisord, a job run to completion, then a third agent added by
- * update-configs. Everything it starts, it stops.
+ * update-configs; with mosquitto installed, the agents' live status over MQTT too. Everything it
+ * starts, it stops.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -11,6 +12,7 @@ import * as path from 'node:path';
 import { stringify } from 'yaml';
 import { DevServer } from '../devserver';
 import { SandboxHost } from '../sandbox/host';
+import { showMessages, startDemoBroker, type DemoBroker } from './mqttwatch';
 
 export interface DemoOptions {
   /** The charm to run (a checkout with dist/ built, or an unpacked .charm). */
@@ -30,6 +32,8 @@ export interface DemoSummary {
   pidsAfter: Record<string, number | undefined>;
   updateConfigsResults: Record<string, unknown>;
   finalStatus: string;
+  /** Messages seen on the demo's broker; none without mosquitto. */
+  mqttMessages: number;
 }
 
 const GIT_ENV = { GIT_AUTHOR_NAME: 'demo', GIT_AUTHOR_EMAIL: 'demo@localhost', GIT_COMMITTER_NAME: 'demo', GIT_COMMITTER_EMAIL: 'demo@localhost' };
@@ -125,6 +129,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     return state;
   };
 
+  let broker: DemoBroker | undefined;
   try {
     const url = await step('Start a Testflinger dev server on 127.0.0.1', async () => {
       const u = await server.start();
@@ -141,7 +146,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       git(repo, 'commit', '-q', '-m', 'two demo agents');
       print(`   ${repo}: lab1/demo-agent-1, lab1/demo-agent-2`);
     });
-    host.setConfig({ 'config-repo': repo, 'config-dir': 'lab1', 'testflinger-server': url });
+    broker = await step('Start an MQTT broker (mosquitto) on 127.0.0.1, if installed', () => startDemoBroker(print));
+    host.setConfig({ 'config-repo': repo, 'config-dir': 'lab1', 'testflinger-server': url, ...(broker ? { 'mqtt-broker': broker.url } : {}) });
     await step(`Deploy: install, config-changed, start (AGENT_HOST_ROOT=${root})`, async () => {
       await hook('hooks/install');
       await hook('hooks/config-changed');
@@ -163,6 +169,13 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       return id;
     });
     const jobResult = server.resultView(jobId) as Record<string, unknown>;
+    const seen = broker?.messages;
+    if (seen) {
+      await step('The same job, live over MQTT (retained status, last job, the unit\'s summary)', async () => {
+        await waitFor('the job as an agent\'s last_job', timeout, () => seen.some((m) => m.topic.endsWith('/last_job') && m.text.includes(jobId)));
+        showMessages(seen, jobId, print);
+      });
+    }
     await step('The result, as `testflinger-cli results` shows it', async () => {
       for (const [key, value] of Object.entries(jobResult).filter(([k]) => k.endsWith('_status'))) print(`   ${key}: ${String(value)}`);
       print(String(jobResult['test_output'] ?? '').trimEnd().replace(/^/gm, '   | '));
@@ -187,9 +200,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       const state = await hook('hooks/update-status');
       return `${state.unitStatus?.status}: ${state.unitStatus?.message}`;
     });
-    return { root, jobId, jobResult, pidsBefore, pidsAfter, updateConfigsResults, finalStatus };
+    return { root, jobId, jobResult, pidsBefore, pidsAfter, updateConfigsResults, finalStatus, mqttMessages: broker?.messages.length ?? 0 };
   } finally {
     print('\n== Stop everything the demo started');
+    await broker?.stop();
     await host.shutdown();
     await server.stop();
     if (!options.keep) fs.rmSync(root, { recursive: true, force: true });

@@ -8,12 +8,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
+import { MQTT_BUNDLE } from '../agent/mqttclient';
 import { SHIPPED_NODE, SHIPPED_NPM_DIR } from '../charm/runtime';
 import { defaultCacheDir, hostArch, nodeBinary, npmPackageDir, type CharmArch } from './noderuntime';
 import { readZip, writeZip, type ZipEntry } from './zip';
 
 export const CHARM_NAME = 'testflinger-agent-host';
-export const CHARM_BUNDLES = ['charm', 'testflinger-agent', 'testflinger-device-connector'];
+export const CHARM_BUNDLES = ['charm', 'testflinger-agent', 'testflinger-device-connector', MQTT_BUNDLE];
 const JUJU_FILES = ['metadata.yaml', 'config.yaml', 'actions.yaml'];
 const TOP_FILES = [...JUJU_FILES, 'README.md', 'LICENSE'];
 const SHIPPED_DIRS = ['templates', 'tf-cmd-scripts', 'cos'];

@@ -1,5 +1,6 @@
 /** The demo's steps, headless: a job completes and the third agent starts alone. */
 import { runDemo } from '../../src/demo/demo';
+import { haveMosquitto } from '../helpers/mosquitto';
 import { repoRoot } from '../helpers/tmp';
 
 jest.setTimeout(120_000);
@@ -14,4 +15,6 @@ it('runs the whole agent host locally: deploy, a job to completion, update-confi
   expect(Object.values(summary.pidsBefore).every((p) => typeof p === 'number')).toBe(true);
   expect(summary.finalStatus).toBe('active: 3 agents: 3 waiting');
   expect(lines.join('\n')).toMatch(/supervisord and the dev server stopped; sandbox removed/);
+  // With mosquitto here, the job came over MQTT too, from the runtime as the charm installed it.
+  if (haveMosquitto()) expect(lines.join('\n')).toMatch(new RegExp(`/demo-agent-\\d/last_job \\{"id":"${summary.jobId}","state":"complete"`));
 });

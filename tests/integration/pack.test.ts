@@ -29,7 +29,7 @@ const elfMachine = (data: Buffer) => (data.subarray(0, 4).toString('latin1') ===
 it('holds what Juju reads, what the charm runs and the Node.js it runs on, with run bits, and nothing else', () => {
   const entries = readZip(fs.readFileSync(charmFile));
   const names = entries.map((e) => e.name);
-  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'cos/dashboards/testflinger-agents.json', 'cos/prometheus_alert_rules/testflinger-agents.rules', 'cos/loki_alert_rules/testflinger-agent-logs.rules', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
+  expect(names).toEqual(expect.arrayContaining(['manifest.yaml', 'metadata.yaml', 'config.yaml', 'actions.yaml', 'dispatch', 'dist/charm.js', 'dist/testflinger-agent.js', 'dist/testflinger-device-connector.js', 'dist/testflinger-agent-mqtt.js', 'templates/supervisor-program.conf.hbs', 'tf-cmd-scripts/tf-phase.sh.hbs', 'cos/dashboards/testflinger-agents.json', 'cos/prometheus_alert_rules/testflinger-agents.rules', 'cos/loki_alert_rules/testflinger-agent-logs.rules', 'README.md', 'LICENSE', 'node/bin/node', 'node/lib/node_modules/npm/bin/npm-cli.js', 'node/lib/node_modules/npm/package.json']));
   // Juju >= 3.6 (metadata.yaml's assumes) runs dispatch for every event: no hooks/ (Juju before 2.8 ran those).
   expect(names.filter((n) => n.startsWith('hooks/'))).toEqual([]);
   // node_modules only as npm's own, bundled inside its package.

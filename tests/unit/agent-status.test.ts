@@ -5,6 +5,8 @@ import { AgentMetrics } from '../../src/agent/metrics';
 import { AgentStatus } from '../../src/agent/status';
 import { parseAgentView } from '../../src/charm/operations/metrics';
 
+const finished = (id: string) => ({ id, state: 'complete', phases: {} });
+
 function agentStatus() {
   const posts: Record<string, unknown>[] = [];
   const api = { postAgentData: async (_agent: string, data: Record<string, unknown>) => void posts.push(data), postProvisionLog: async () => undefined } as unknown as ServerApi;
@@ -27,13 +29,13 @@ describe('AgentStatus', () => {
     const { status, posts, view } = agentStatus();
     await status.jobTaken('job-1');
     await status.recoveryFailed('Device recovery failed');
-    await status.jobEnded();
+    await status.jobEnded(finished('job-1'));
     expect(posts.slice(-2)).toEqual([{ state: 'offline', comment: 'Device recovery failed' }, { job_id: '' }]);
     expect(view().state).toBe('offline');
 
     // The operator brought the device back; the next job ends as any other.
     await status.jobTaken('job-2');
-    await status.jobEnded();
+    await status.jobEnded(finished('job-2'));
     expect(posts.at(-1)).toEqual({ job_id: '', state: 'waiting' });
   });
 });

@@ -26,6 +26,10 @@ describe('the contract', () => {
       maxMemory: contract.MAX_MEMORY_ENV,
       metricsHost: contract.METRICS_HOST_ENV,
       tokenFd: contract.TOKEN_FD_ENV,
+      mqttBroker: contract.MQTT_BROKER_ENV,
+      mqttTopicPrefix: contract.MQTT_TOPIC_PREFIX_ENV,
+      mqttSubmit: contract.MQTT_SUBMIT_ENV,
+      mqttCredentialsFd: contract.MQTT_CREDENTIALS_FD_ENV,
       lpKeysUrl: contract.LP_KEYS_URL_ENV,
       ghKeysUrl: contract.GH_KEYS_URL_ENV,
     }).toEqual({
@@ -41,6 +45,10 @@ describe('the contract', () => {
       maxMemory: 'TESTFLINGER_MAX_MEMORY',
       metricsHost: 'TESTFLINGER_METRICS_HOST',
       tokenFd: 'TESTFLINGER_TOKEN_FD',
+      mqttBroker: 'TESTFLINGER_MQTT_BROKER',
+      mqttTopicPrefix: 'TESTFLINGER_MQTT_TOPIC_PREFIX',
+      mqttSubmit: 'TESTFLINGER_MQTT_SUBMIT',
+      mqttCredentialsFd: 'TESTFLINGER_MQTT_CREDENTIALS_FD',
       lpKeysUrl: 'TESTFLINGER_LP_KEYS_URL',
       ghKeysUrl: 'TESTFLINGER_GH_KEYS_URL',
     });
@@ -65,6 +73,10 @@ describe('the contract', () => {
     expect(AGENT_STATES).toEqual(['waiting', ...contract.PHASES, 'offline', 'maintenance', 'restart']);
   });
 
+  it('names the MQTT series an agent exports only with MQTT on', () => {
+    expect([contract.MQTT_DROPPED_SERIES, contract.MQTT_CONNECTED_SERIES]).toEqual(['testflinger_agent_mqtt_messages_dropped_total', 'testflinger_agent_mqtt_connected']);
+  });
+
   it('names the series and labels the charm reads back from each agent', () => {
     expect([contract.STATE_SERIES, contract.JOB_IN_PROGRESS_SERIES, contract.LAST_POLL_SERIES, contract.STATE_LABEL, contract.JOB_ID_LABEL]).toEqual([
       'testflinger_agent_state',
@@ -87,6 +99,7 @@ describe('the contract', () => {
   it('is what the root wrapper exports', () => {
     const wrapper = fs.readFileSync(path.join(ROOT, 'tf-cmd-scripts', 'testflinger-agent-contained'), 'utf8');
     expect(wrapper).toMatch(new RegExp(`^\\s*export ${contract.TOKEN_FD_ENV}=3$`, 'm'));
+    expect(wrapper).toMatch(new RegExp(`^\\s*export ${contract.MQTT_CREDENTIALS_FD_ENV}=4$`, 'm'));
     expect(wrapper).toContain(`\${${contract.MAX_PROCESSES_ENV}:-}`);
     expect(wrapper).toContain(`\${${contract.MAX_MEMORY_ENV}:-}`);
   });

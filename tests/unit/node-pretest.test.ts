@@ -10,10 +10,8 @@ import { repoRoot, tempDir } from '../helpers/tmp';
 
 const SCRIPT = path.join(repoRoot, 'scripts', 'pretest.sh');
 /** Programs of the other packages pretest asks for, present here so each test names only the ones above. */
-const ALSO_PRESENT = ['prometheus', 'promtool', 'xz', 'curl', 'python3', 'setpriv', 'useradd', 'setfacl', 'sshpass'];
+const ALSO_PRESENT = ['prometheus', 'promtool', 'xz', 'curl', 'python3', 'setpriv', 'useradd', 'setfacl', 'sshpass', 'zstd', 'zstdcat', 'mosquitto_passwd', 'mosquitto_sub', 'mosquitto_pub'];
 const PROGRAMS_OF = { supervisor: ['supervisord', 'supervisorctl'], git: ['git'], 'openssh-client': ['ssh', 'ssh-keygen'], bubblewrap: ['bwrap'] } as const;
-// zstd's programs too (the muxpi tests compress their images with it).
-ALSO_PRESENT.push('zstd', 'zstdcat');
 
 /** A bin dir with bash's helpers, `id` answering uid, and an apt-get that logs its calls and fails its first `failures` installs. */
 function fakeMachine(uid: number, options: { failures?: number; present?: string[] } = {}) {
