@@ -66,7 +66,7 @@ function hookConfig(device: DeviceConfig): ControlHostHookConfig | undefined {
   return parsed.data;
 }
 
-
+/* The power cycle. */
 const SCRIPT_COMMAND_TIMEOUT_MS = 60_000;
 const SHUTDOWN_GRACE_MS = 10_000;
 const POLL_MS = 2000;
