@@ -5,14 +5,21 @@ import { loadJobFile, type DeviceConfig } from './config';
 import { ConnectorError, RecoveryError, writeErrorFile } from './errors';
 import type { PhaseContext, PhaseFn } from './phases';
 import { runAllocate, runReserve } from './phases';
-import { testWithSerialLog } from './serial';
+import { preProvisionHook, preTestHook } from './controlhost-hooks';
+import { testWithSerialLog, withSerialLog } from './serial';
 import type { ConnectorPhase, DeviceType } from './devices';
 
 /** Any other failure of a phase, the job's own included: the job fails, the device stays online. */
 export const EXIT_PHASE_FAILED = 1;
 
+/** Upstream's test phase: the control host (if any) set up for it, then the test commands with the serial console logged. */
+const sharedTest: PhaseFn = async (ctx) => {
+  await preTestHook(ctx);
+  return testWithSerialLog(ctx);
+};
+
 const SHARED: Partial<Record<ConnectorPhase, PhaseFn>> = {
-  test: testWithSerialLog,
+  test: sharedTest,
   reserve: runReserve,
   allocate: runAllocate,
   setup: async (ctx) => {
@@ -22,8 +29,27 @@ const SHARED: Partial<Record<ConnectorPhase, PhaseFn>> = {
   cleanup: async () => 0,
 };
 
+/**
+ * Upstream's provision, for every type: the job checked (ours), the control host's pre-provision
+ * hook (power cycle, setup), then the type's own provisioning; the serial console logged
+ * through both for the types that ask it.
+ */
+function withPreProvisionHook(type: DeviceType, provision: PhaseFn): PhaseFn {
+  const hooked: PhaseFn = async (ctx) => {
+    await preProvisionHook(ctx, type.managesDutPower === true);
+    return provision(ctx);
+  };
+  const run = type.logsSerialThroughProvision ? withSerialLog('provision', hooked) : hooked;
+  return async (ctx) => {
+    type.checkProvision?.(ctx);
+    return run(ctx);
+  };
+}
+
+/** The type's own phase, else the shared one; a type's own test phase (multi's, as upstream's) has no pre-test hook. */
 export function phaseFor(type: DeviceType, phase: ConnectorPhase): PhaseFn {
   const own = type.phases[phase];
+  if (own && phase === 'provision') return withPreProvisionHook(type, own);
   if (own) return own;
   const shared = SHARED[phase];
   if (shared) return shared;

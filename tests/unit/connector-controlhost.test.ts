@@ -9,7 +9,7 @@ import { jobFileSchema } from '../../src/connector/config';
 import { ConnectorError } from '../../src/connector/errors';
 import type { PhaseContext } from '../../src/connector/phases';
 import { controlHostConfigSchema, readTimeoutSeconds } from '../../src/connector/devices/controlhost/config';
-import { powerCycleControlHost } from '../../src/connector/devices/controlhost/powercycle';
+import { powerCycleControlHost } from '../../src/connector/controlhost-hooks';
 import { jobSecrets, provisionOnControlHost } from '../../src/connector/devices/controlhost/run';
 import { EmulatedControlHost, type ControlHostBehaviour } from '../helpers/controlhost';
 import { freePort } from '../helpers/sshd';

@@ -2,15 +2,12 @@
  * The keys every control-host device type shares: where the control host is, the identity
  * fields sent with each provisioning request, and the timings of its REST API and log stream.
  */
-import * as net from 'node:net';
 import { z } from 'zod';
 import { deviceConfigSchema, describeIssues, type DeviceConfig, type JobFile } from '../../config';
 import { JobError, UsageError } from '../../errors';
-import { sshHostSchema } from '../../validate';
 import { serialConsoleKeys } from '../../serial';
+import { controlHostHookKeys } from '../../controlhost-hooks';
 
-/** Upstream's fixed REST port of the control host. */
-export const UPSTREAM_REST_PORT = 8000;
 /** Upstream's read timeout: the longest the control host may stay silent, unless the job sets provisioning_timeout. */
 export const DEFAULT_READ_TIMEOUT_SECONDS = 90 * 60;
 
@@ -20,21 +17,12 @@ const commandList = z.array(z.string());
 export const controlHostKeys = {
   /** Upstream requires both: they identify the agent in every provisioning request. */
   agent_name: z.string().min(1),
-  control_host: sshHostSchema,
+  /** The control host's place, its power cycle and the device's power (shared with the connector's hooks). */
+  ...controlHostHookKeys,
   /** Sent to the control host as it is (upstream reads config["reboot_script"], so it must be set). */
   reboot_script: commandList,
-  poweron_script: commandList.nullish(),
-  poweroff_script: commandList.nullish(),
   /** The device's serial console (a TCP console server), logged by control_host_iot while it provisions, and in every test phase. */
   ...serialConsoleKeys,
-  /** Run on this host to power the control host back on after its REST poweroff (each command split on spaces, no shell). */
-  control_host_reboot_script: commandList.optional(),
-  /** Ours: how long the control host may take to stop answering ping after its poweroff (upstream: 30 s). */
-  control_host_offline_wait_seconds: z.number().nonnegative().default(30),
-  /** Ours: how long its REST API may take to come back after the reboot script (upstream: 300 s). */
-  control_host_ready_wait_seconds: z.number().nonnegative().default(300),
-  /** Ours: the control host's REST port (upstream's is always 8000). */
-  control_host_rest_port: z.number().int().min(1).max(65535).default(UPSTREAM_REST_PORT),
   /** Ours: the first pause before reconnecting to a dropped log stream (upstream: 2 s). */
   control_host_reconnect_seconds: z.number().positive().default(2),
   /** Ours: the longest pause between reconnects (upstream: 30 s). */
@@ -49,12 +37,6 @@ export function controlHostConfig(device: DeviceConfig): ControlHostConfig {
   const parsed = controlHostConfigSchema.safeParse(device);
   if (!parsed.success) throw new UsageError(describeIssues('default.yaml', parsed.error));
   return parsed.data;
-}
-
-/** http://host:port, with an IPv6 address in brackets. */
-export function controlHostUrl(config: ControlHostConfig): string {
-  const host = net.isIPv6(config.control_host.split('%')[0] ?? '') ? `[${config.control_host}]` : config.control_host;
-  return `http://${host}:${config.control_host_rest_port}`;
 }
 
 /** provisioning_timeout (seconds) replaces the read timeout for one job, as upstream. */

@@ -14,14 +14,12 @@ import type { JobFile } from '../../config';
 import type { PhaseContext } from '../../phases';
 import { quoted } from '../../../common/text';
 import { openProvisionAttachment, multipartBody } from './attachment';
-import { CONNECTION_TIMEOUT_SECONDS, ControlHostApi, SilenceError, type Limits } from './client';
-import { controlHostUrl, type ControlHostConfig } from './config';
+import { controlHostApi } from '../../controlhost-hooks';
+import { CONNECTION_TIMEOUT_SECONDS, SilenceError, type ControlHostApi } from './client';
+import type { ControlHostConfig } from './config';
 import { emptyResult, readEvents, type StreamResult } from './sse';
 
 const PROVISION = '/api/v1/provision';
-/** Upstream's best-effort request before provisioning and before the test phase. */
-const SETUP_ENDPOINT = (phase: string) => `/api/v1/system/setup/${phase}`;
-const SETUP_TIMEOUT: Limits = { headersSeconds: 10, readSeconds: 10 };
 
 /** Job ids go into URL paths: only what needs no escaping. */
 const createdSchema = z.object({ job_id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a job id (letters, digits, ".", "_", ":", "-")') }).passthrough();
@@ -38,24 +36,11 @@ export interface ControlHostRun {
   secrets: readonly string[];
 }
 
-export function controlHostApi(config: ControlHostConfig, secrets: readonly string[] = []): ControlHostApi {
-  return new ControlHostApi(controlHostUrl(config), secrets);
-}
-
 /** The passwords a job gave (test_data.test_password, a provision plan's); upstream's defaults are no secrets. */
 export function jobSecrets(job: JobFile): string[] {
   const testPassword = (job.test_data as Record<string, unknown> | null | undefined)?.['test_password'];
   const plan = job.provision_data?.['provision_plan'] as { config?: { password?: unknown } } | undefined;
   return [testPassword, plan?.config?.password].filter((p): p is string => typeof p === 'string' && p !== '');
-}
-
-/** Asks the control host to prepare for a phase; as upstream, a failure is noted and never fatal. */
-export async function setupControlHost(ctx: PhaseContext, config: ControlHostConfig, phase: 'provisioning' | 'test'): Promise<void> {
-  try {
-    await (await controlHostApi(config).request('POST', SETUP_ENDPOINT(phase), { limits: SETUP_TIMEOUT })).text();
-  } catch (error) {
-    ctx.print(`could not set up ${phase} on the control host (ignored): ${(error as Error).message}`);
-  }
 }
 
 /** The fields upstream always sets from the device config, and the scripts a job may override. */

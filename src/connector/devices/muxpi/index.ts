@@ -4,11 +4,9 @@
  * to the control host, the image written onto it there, the test user seeded on it, and the card
  * switched back; the device is then hard reset and the test image waited for.
  */
-import { runTest, testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
+import { testUsername, writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
 import { startSerialLog } from '../../serial';
 import { quoted } from '../../../common/text';
-import { powerCycleControlHost } from '../controlhost/powercycle';
-import { setupControlHost } from '../controlhost/run';
 import type { DeviceType } from '../types';
 import { awaitTestImage, hardReset, rebootControlHostAndDevice, type BootCheck } from './boot';
 import { muxpiConfig, muxpiConfigSchema, muxpiProvision, usesMuxCli, type MuxpiConfig, type MuxpiProvision } from './config';
@@ -60,12 +58,9 @@ async function provisionMuxpi(ctx: PhaseContext, config: MuxpiConfig, data: Muxp
 }
 
 const provision: PhaseFn = async (ctx) => {
-  // The job is checked whole before the control host or the device hears anything.
   const data = muxpiProvision(ctx.job);
   const config = muxpiConfig(ctx.device);
-  // Upstream's pre-provision hook: the control host's power cycle (the device kept off meanwhile), and its best-effort setup.
-  await powerCycleControlHost(ctx, config, true);
-  await setupControlHost(ctx, config, 'provisioning');
+  // As upstream, after the connector's pre-provision hook.
   const serial = startSerialLog(ctx.print, ctx.runDir, 'provision', config.serial_host, config.serial_port);
   try {
     await provisionMuxpi(ctx, config, data);
@@ -76,16 +71,14 @@ const provision: PhaseFn = async (ctx) => {
   return 0;
 };
 
-/** As upstream's runtest: the control host asked (best effort) to prepare first, the serial console logged to test-serial.log meanwhile. */
-const test: PhaseFn = async (ctx) => {
-  const config = muxpiConfig(ctx.device);
-  await setupControlHost(ctx, config, 'test');
-  const serial = startSerialLog(ctx.print, ctx.runDir, 'test', config.serial_host, config.serial_port);
-  try {
-    return await runTest(ctx);
-  } finally {
-    serial.stop();
-  }
+/**
+ * As upstream, the connector's pre-provision hook keeps the device off while the control host is
+ * power cycled; the job is checked whole before that. The test phase is the shared one.
+ */
+export const muxpi: DeviceType = {
+  name: 'muxpi',
+  phases: { provision },
+  configSchema: muxpiConfigSchema,
+  managesDutPower: true,
+  checkProvision: (ctx) => void muxpiProvision(ctx.job),
 };
-
-export const muxpi: DeviceType = { name: 'muxpi', phases: { provision, test }, configSchema: muxpiConfigSchema };
