@@ -12,7 +12,7 @@ import { chooseContainment, defaultContainment, ownCgroup } from '../../src/agen
 import { DevServer } from '../../src/devserver';
 import { devServerPerTest, jobState } from '../helpers/agent';
 import { AgentProcess } from '../helpers/agentprocess';
-import { eventually, repoRoot } from '../helpers/tmp';
+import { eventually } from '../helpers/tmp';
 
 let server: DevServer;
 const agent = devServerPerTest((s) => (server = s));
@@ -171,9 +171,8 @@ describe('a real agent process as an unprivileged user (sandbox mode): PID names
     unprivileged = first;
     const id = server.submitJob({ job_queue: 'q1', test_data: {} });
     await eventually(() => processesWith(sleepArg).length === 2, 'the phase and its daemon running');
-    const agentPid = processesWith(path.join(repoRoot, 'dist', 'testflinger-agent.js'))[0] as number;
-    process.kill(agentPid, 'SIGKILL');
-    await first.stop();
+    // This test's agent, by its own pid: another test's agent left running would match a command line.
+    await first.kill();
     // Same directories: the new process finds the job's bookkeeping.
     unprivileged = new AgentProcess({}, first.dir, asRoot).start(server.url, { test_command: 'true' });
     await cleanedUp(id);
