@@ -253,6 +253,18 @@ describe('agent-logs', () => {
     expect(out.actionResults).toEqual({ log: 'token **** used\nkey ****\nclient **** here\nlast line', lines: '4', cut: expect.stringMatching(/^yes: the last 4 lines/) });
   });
 
+  it("masks the MQTT broker's password too", async () => {
+    const { h } = await deployed(['agent-1']);
+    h.supervisor.logs.set('agent-1', ['broker said mqtt-pass-0x5e3 is wrong', 'last line', ''].join('\n'));
+    const secretId = 'secret:d1lab0mqttcredentials01';
+    const out = await h.ctx.run(h.ctx.on.action('agent-logs', { agent: 'agent-1', lines: 2 }), {
+      config: { 'config-repo': '/unused', 'config-dir': 'lab1', 'mqtt-broker': 'mqtt://127.0.0.1:1883', 'mqtt-credentials-secret': secretId },
+      secrets: { [secretId]: { username: 'lab', password: 'mqtt-pass-0x5e3' } },
+    });
+    expect(out.actionFailure).toBeUndefined();
+    expect(out.actionResults['log']).toBe('broker said **** is wrong\nlast line');
+  });
+
   it('says when the log was longer than the cap, and refuses an agent it does not run', async () => {
     const { h, run } = await deployed(['agent-1']);
     h.supervisor.logs.set('agent-1', `${'x'.repeat(70 * 1024)}\nend\n`);

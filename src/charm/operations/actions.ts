@@ -216,6 +216,11 @@ export async function charmSecrets(host: Host, config: CharmConfig, readSecret: 
     const content = await readSecret(secretId).catch(() => ({}) as Record<string, string>);
     secrets.push(content['client-id'] ?? '', content['secret-key'] ?? '');
   }
+  const mqttSecretId = config['mqtt-credentials-secret'];
+  if (mqttSecretId) {
+    const content = await readSecret(mqttSecretId).catch(() => ({}) as Record<string, string>);
+    secrets.push(content['password'] ?? '');
+  }
   return secrets.filter((s) => s.length > 0);
 }
 
