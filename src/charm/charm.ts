@@ -23,7 +23,7 @@ import { loadHostState, saveHostState, type HostState } from './state';
 import { PEER_ENDPOINT, PeerPlacement } from './peers';
 import { writeProgramFiles } from './programfiles';
 import { ensureMqttCredentials, loadMqttState, mqttCredentialsFile, withDefaultTopicPrefix } from './mqtt';
-import { charmRevision, publishHostSummary } from './mqtthost';
+import { charmRevision, clearHostSummary, publishHostSummary } from './mqtthost';
 import type { ProgramStatus } from './supervisor';
 import { expectedPrograms, lastErrorLine, programsToExplain, STATUS_MAX, statusNeedsPrograms, unitStatus } from './unitstatus';
 
@@ -263,7 +263,16 @@ export class AgentHostCharm extends CharmBase {
     if (removed.length > 0 && (await this.host.supervisor.isRunning())) await this.host.supervisor.update();
     this.state = { ...this.state, appliedPrograms: {}, appliedAgents: {}, appliedInputs: '' };
     await this.log.info(`removed the programs of ${removed.length} agents`);
+    await this.clearMqttHost();
     this.removing = true;
+  }
+
+  /** A removed unit takes its retained `<prefix>/host` summary with it; a broker that is down is only logged. */
+  private async clearMqttHost(): Promise<void> {
+    const config = await this.config();
+    if (!config?.['mqtt-broker']) return;
+    const problem = await clearHostSummary(config['mqtt-broker'], config['mqtt-topic-prefix'], mqttCredentialsFile(this.paths));
+    if (problem) await this.log.warning(problem);
   }
 
   /** The credentials were rotated: fetch their new revision and a new token. Other secrets are not ours. */

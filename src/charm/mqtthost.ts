@@ -77,3 +77,13 @@ export async function publishHostSummary(url: string, prefix: string, credential
     return `mqtt: host summary not published to ${url}: ${(error as Error).message}`;
   }
 }
+
+/** Clears the retained summary (an empty retained message), so a removed unit leaves no host behind; returns why not. */
+export async function clearHostSummary(url: string, prefix: string, credentialsFile: string): Promise<string | undefined> {
+  try {
+    await publishRetainedOnce(url, readCharmCredentials(credentialsFile), hostTopic(prefix), '');
+    return undefined;
+  } catch (error) {
+    return `mqtt: host summary not cleared on ${url}: ${(error as Error).message}`;
+  }
+}

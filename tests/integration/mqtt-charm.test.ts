@@ -104,6 +104,17 @@ describeWithBroker("the unit's summary on <prefix>/host", () => {
     expect(watch.messages[0]?.retain).toBe(true);
   });
 
+  it('is cleared when the unit is removed', async () => {
+    const broker = await new TestMosquitto().start();
+    const { ctx } = charmHarness();
+    const deployed = await ctx.run(ctx.on.configChanged(), { config: config(labRepo('agent-1'), { 'mqtt-broker': broker.url, 'mqtt-topic-prefix': 'lab/site-2' }) });
+    await ctx.run(ctx.on.remove(), deployed);
+    // A subscriber that comes later gets no retained summary: the empty retained message cleared it.
+    const late = await Watcher.open(broker.url, 'lab/site-2/host');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(late.messages).toEqual([]);
+  });
+
   it('is published with the credentials when the broker wants them', async () => {
     const broker = await new TestMosquitto({ charm: 'ch4rm', watcher: 'w' }).start();
     const { ctx } = charmHarness();
