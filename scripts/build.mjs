@@ -11,8 +11,8 @@ const programs = {
   hooktool: 'src/hooktools/main.ts',
   demo: 'src/demo/main.ts',
   pack: 'src/pack/main.ts',
-  // Loaded by the agent and the charm only when MQTT is on (src/agent/mqttclient.ts).
-  'testflinger-agent-mqtt': 'src/agent/mqttbundle.ts',
+  // Loaded by the agent and the charm only when MQTT is on (src/agent/mqtt/loader.ts).
+  'testflinger-agent-mqtt': 'src/agent/mqtt/bundle.ts',
   bench: 'bench/main.ts',
 };
 
@@ -22,8 +22,8 @@ const minified = new Set(['testflinger-agent', 'testflinger-device-connector', '
 
 // The MQTT bundle is read by idle agents: MQTT.js's `debug` becomes a silent stub, and
 // readable-stream (a copy of Node's streams for browsers) Node's own, which the agent has loaded
-// already (src/agent/mqttdebug.js; bench/memory.ts measures what they cost).
-const aliases = { 'testflinger-agent-mqtt': { debug: './src/agent/mqttdebug.js', 'readable-stream': 'node:stream' } };
+// already (src/agent/mqtt/debug-stub.js; bench/memory.ts measures what they cost).
+const aliases = { 'testflinger-agent-mqtt': { debug: './src/agent/mqtt/debug-stub.js', 'readable-stream': 'node:stream' } };
 
 await Promise.all(
   Object.entries(programs).map(([name, entry]) =>

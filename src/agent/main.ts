@@ -17,7 +17,7 @@ import { AgentMetrics } from './metrics';
 import { defaultContainment } from './containment';
 import { sandboxFromEnv } from './containment-sandbox';
 import { jobEnv, scheduleMemoryReduction } from './memory';
-import { loadMqttBundle } from './mqttclient';
+import { loadMqttBundle } from './mqtt/loader';
 
 /** Exit codes: a bad conf or a second instance should not be restarted in a tight loop by hand. */
 const EXIT_BAD_CONFIG = 2;

@@ -31,7 +31,7 @@ export interface FinishedJob {
   phases: Record<string, number>;
 }
 
-/** Told of what the agent says about itself as it changes (MQTT: mqttstatus.ts); none when MQTT is off. */
+/** Told of what the agent says about itself as it changes (MQTT: mqtt/status.ts); none when MQTT is off. */
 export interface StatusWatcher {
   state(change: StateChange): void;
   jobFinished(job: FinishedJob): void;

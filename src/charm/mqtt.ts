@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { checkBrokerUrl, checkTopicPrefix, defaultTopicPrefix, MqttNameError, type MqttCredentials } from '../agent/mqtttopics';
+import { checkBrokerUrl, checkTopicPrefix, defaultTopicPrefix, MqttNameError, type MqttCredentials } from '../agent/mqtt/topics';
 import { MQTT_BROKER_ENV, MQTT_SUBMIT_ENV, MQTT_TOPIC_PREFIX_ENV } from '../common/contract';
 import { readJsonFile, writeFileAtomic } from '../common/fsutil';
 import type { FileOwner } from '../common/privileges';

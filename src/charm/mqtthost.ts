@@ -6,8 +6,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { loadMqttBundle } from '../agent/mqttclient';
-import { hostTopic, parseCredentials, type MqttCredentials } from '../agent/mqtttopics';
+import { loadMqttBundle } from '../agent/mqtt/loader';
+import { hostTopic, parseCredentials, type MqttCredentials } from '../agent/mqtt/topics';
 import { readFileNoFollow } from '../common/fsutil';
 
 /** How long a hook may spend on the broker, connecting and publishing together. */

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { sha256, switchSymlink, writeFileAtomic } from '../common/fsutil';
 import { AGENT_MALLOC_ENV } from '../agent/memory';
-import { MQTT_BUNDLE } from '../agent/mqttclient';
+import { MQTT_BUNDLE } from '../agent/mqtt/loader';
 import type { HostPaths } from './paths';
 
 export const RUNTIME_PROGRAMS = ['testflinger-agent', 'testflinger-device-connector'] as const;

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import { loadMqttBundle } from '../agent/mqttclient';
+import { loadMqttBundle } from '../agent/mqtt/loader';
 
 const MOSQUITTO = '/usr/sbin/mosquitto';
 const CONNECT_TIMEOUT_MS = 10_000;

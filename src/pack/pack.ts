@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parse as parseYaml, stringify } from 'yaml';
-import { MQTT_BUNDLE } from '../agent/mqttclient';
+import { MQTT_BUNDLE } from '../agent/mqtt/loader';
 import { SHIPPED_NODE, SHIPPED_NPM_DIR } from '../charm/runtime';
 import { defaultCacheDir, hostArch, nodeBinary, npmPackageDir, type CharmArch } from './noderuntime';
 import { readZip, writeZip, type ZipEntry } from './zip';

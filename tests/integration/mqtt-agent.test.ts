@@ -6,8 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { MQTT_BROKER_ENV, MQTT_SUBMIT_ENV, MQTT_TOPIC_PREFIX_ENV, METRICS_HOST_ENV } from '../../src/common/contract';
-import { STOPPED_REASON, WILL_REASON, type AgentStatusMessage, type LastJobMessage, type LogMessage } from '../../src/agent/mqttstatus';
-import { agentTopics } from '../../src/agent/mqtttopics';
+import { STOPPED_REASON, WILL_REASON, type AgentStatusMessage, type LastJobMessage, type LogMessage } from '../../src/agent/mqtt/status';
+import { agentTopics } from '../../src/agent/mqtt/topics';
 import { DevServer } from '../../src/devserver';
 import { AgentProcess } from '../helpers/agentprocess';
 import { haveMosquitto, TestMosquitto, Watcher } from '../helpers/mosquitto';

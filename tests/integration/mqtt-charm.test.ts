@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { hostTopic } from '../../src/agent/mqtttopics';
+import { hostTopic } from '../../src/agent/mqtt/topics';
 import { MQTT_BROKER_ENV, MQTT_SUBMIT_ENV, MQTT_TOPIC_PREFIX_ENV } from '../../src/common/contract';
 import { charmHarness, labRepo, programDir } from '../helpers/charm';
 import type { ConfigRepo } from '../helpers/gitrepo';

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { agentTopics } from '../../src/agent/mqtttopics';
+import { agentTopics } from '../../src/agent/mqtt/topics';
 import { writeHandedFile } from '../../src/charm/auth';
 import { MQTT_BROKER_ENV, MQTT_TOPIC_PREFIX_ENV } from '../../src/common/contract';
 import { DevServer } from '../../src/devserver';

@@ -2,13 +2,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AgentMetrics, EXPORTED_SERIES, MQTT_SERIES } from '../../src/agent/metrics';
-import { MqttStatusPublisher, WILL_REASON, type AgentStatusMessage } from '../../src/agent/mqttstatus';
-import { checkSubmission } from '../../src/agent/mqttsubmit';
-import { agentTopics, checkBrokerUrl, checkTopicPrefix, defaultTopicPrefix, hostTopic } from '../../src/agent/mqtttopics';
+import { MqttStatusPublisher, WILL_REASON, type AgentStatusMessage } from '../../src/agent/mqtt/status';
+import { checkSubmission } from '../../src/agent/mqtt/submit';
+import { agentTopics, checkBrokerUrl, checkTopicPrefix, defaultTopicPrefix, hostTopic } from '../../src/agent/mqtt/topics';
 import type { ServerApi } from '../../src/agent/api';
 import { parseAgentConfig } from '../../src/agent/config';
 import { silentLogger } from '../../src/agent/logger';
-import { startAgentMqtt } from '../../src/agent/mqttagent';
+import { startAgentMqtt } from '../../src/agent/mqtt/agent';
 import { charmRevision } from '../../src/charm/mqtthost';
 import { MQTT_BROKER_ENV, MQTT_TOPIC_PREFIX_ENV } from '../../src/common/contract';
 import { repoRoot, tempDir } from '../helpers/tmp';

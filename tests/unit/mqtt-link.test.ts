@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { silentLogger } from '../../src/agent/logger';
-import { MqttLink, type MqttLinkLimits } from '../../src/agent/mqtt';
+import { MqttLink, type MqttLinkLimits } from '../../src/agent/mqtt/link';
 
 class FakeClient extends EventEmitter {
   connected = false;

@@ -6,11 +6,11 @@
  * to these queues (docs/security.md). One submission at a time; a few more wait, the rest are refused.
  */
 import { z } from 'zod';
-import type { ServerApi } from './api';
-import type { Logger } from './logger';
-import type { MqttLink } from './mqtt';
-import type { AgentTopics } from './mqtttopics';
-import { QUEUE_NAME_PATTERN, QUEUE_NAME_RULE } from './names';
+import type { ServerApi } from '../api';
+import type { Logger } from '../logger';
+import type { MqttLink } from './link';
+import type { AgentTopics } from './topics';
+import { QUEUE_NAME_PATTERN, QUEUE_NAME_RULE } from '../names';
 
 /** Larger messages are refused unread: a job is a few KB of YAML turned JSON. */
 export const SUBMIT_MAX_BYTES = 256 * 1024;

@@ -7,10 +7,10 @@
  *   server (already masked: the job's secrets never reach it).
  * Payloads are documented in docs/observability.md.
  */
-import type { LogFragment, LogKind } from './api';
-import type { Publish } from './mqtt';
-import type { AgentTopics } from './mqtttopics';
-import type { FinishedJob, StateChange, StatusWatcher } from './status';
+import type { LogFragment, LogKind } from '../api';
+import type { Publish } from './link';
+import type { AgentTopics } from './topics';
+import type { FinishedJob, StateChange, StatusWatcher } from '../status';
 
 export interface AgentStatusMessage {
   state: string;

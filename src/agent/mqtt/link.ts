@@ -3,12 +3,12 @@
  * a poll wait. While the broker is away, retained topics keep only their latest message and other
  * messages wait in a bounded queue (the oldest dropped and counted); a stalled socket drops them
  * too. Reconnects back off from 1 s to 30 s, reading the credentials afresh each time (the charm
- * rewrites them in place). Part of the MQTT bundle, loaded only when MQTT is on (mqttclient.ts).
+ * rewrites them in place). Part of the MQTT bundle, loaded only when MQTT is on (loader.ts).
  */
-import type { Logger } from './logger';
+import type { Logger } from '../logger';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import { connect } from './mqttconnect';
-import type { MqttCredentials } from './mqtttopics';
+import { connect } from './connect';
+import type { MqttCredentials } from './topics';
 
 export interface MqttLinkSettings {
   url: string;

@@ -16,7 +16,7 @@ const { default: Client } = require('mqtt/lib/client') as { default: ClientClass
 
 const DEFAULT_PORTS = { 'mqtt:': 1883, 'mqtts:': 8883 } as const;
 
-/** As MQTT.js's connect(url, options), for mqtt:// and mqtts:// only (checked before: mqtttopics.ts). */
+/** As MQTT.js's connect(url, options), for mqtt:// and mqtts:// only (checked before: topics.ts). */
 export function connect(url: string, options: IClientOptions): MqttClient {
   const parsed = new URL(url);
   const secure = parsed.protocol === 'mqtts:';

@@ -6,17 +6,17 @@
  * file by path, read afresh at each connect and never logged.
  */
 import * as fs from 'node:fs';
-import { MQTT_BROKER_ENV, MQTT_CREDENTIALS_FD_ENV, MQTT_SUBMIT_ENV, MQTT_TOPIC_PREFIX_ENV } from '../common/contract';
-import { openRegularFile } from '../common/fsutil';
-import type { ServerApi } from './api';
-import type { AgentConfig } from './config';
-import type { Logger } from './logger';
-import type { AgentMetrics } from './metrics';
-import { MqttLink, type MqttLinkLimits } from './mqtt';
-import { MqttStatusPublisher } from './mqttstatus';
-import { MqttSubmitter, SUBMIT_MAX_PACKET_BYTES } from './mqttsubmit';
-import { agentTopics, checkBrokerUrl, checkTopicPrefix, parseCredentials, type MqttCredentials } from './mqtttopics';
-import type { StatusWatcher } from './status';
+import { MQTT_BROKER_ENV, MQTT_CREDENTIALS_FD_ENV, MQTT_SUBMIT_ENV, MQTT_TOPIC_PREFIX_ENV } from '../../common/contract';
+import { openRegularFile } from '../../common/fsutil';
+import type { ServerApi } from '../api';
+import type { AgentConfig } from '../config';
+import type { Logger } from '../logger';
+import type { AgentMetrics } from '../metrics';
+import { MqttLink, type MqttLinkLimits } from './link';
+import { MqttStatusPublisher } from './status';
+import { MqttSubmitter, SUBMIT_MAX_PACKET_BYTES } from './submit';
+import { agentTopics, checkBrokerUrl, checkTopicPrefix, parseCredentials, type MqttCredentials } from './topics';
+import type { StatusWatcher } from '../status';
 
 const CREDENTIALS_MAX_BYTES = 4096;
 
