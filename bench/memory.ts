@@ -99,7 +99,9 @@ export async function benchFootprint(): Promise<void> {
   const dir = tmp('agents');
   const front = await tlsFront(url, dir);
   const ours = shipped();
-  const overHttps = { NODE_EXTRA_CA_CERTS: front.caFile };
+  // Trusting the front's certificate, in a unit's environment: a dev machine's SSL_CERT_FILE
+  // would make OpenSSL load a whole bundle up front (the agent runs with --use-openssl-ca).
+  const overHttps = { NODE_EXTRA_CA_CERTS: front.caFile, SSL_CERT_FILE: undefined, SSL_CERT_DIR: undefined };
   const baseline = idleNode(ours);
   const agents = {
     ours: startAgent(agentConf(dir, url, 'idle-agent'), ours),
