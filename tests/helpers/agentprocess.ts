@@ -14,8 +14,7 @@ export class AgentProcess {
   /** `uid`: the user it runs as when not root (nobody unless told). */
   constructor(private readonly env: Record<string, string> = {}, readonly dir = tempDir('unpriv-agent'), private readonly asRoot = false, private readonly uid = 65534) {}
 
-  /** `program`: the command that runs the agent (a runtime's wrapper, say) instead of this Node on dist/. */
-  start(serverUrl: string, conf: Record<string, unknown>, program: readonly string[] = [process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js')]): this {
+  start(serverUrl: string, conf: Record<string, unknown>): this {
     const run = (p: string) => path.join(this.dir, p);
     const text = JSON.stringify({
       agent_id: 'agent-u', server_address: serverUrl, job_queues: ['q1'], polling_interval: 0.1,
@@ -28,7 +27,7 @@ export class AgentProcess {
     const asNobody = this.asRoot ? [] : ['setpriv', `--reuid=${this.uid}`, `--regid=${this.uid}`, '--clear-groups', '--'];
     const [file, ...args] = [
       ...asNobody,
-      ...program, '-c', run('agent.conf'), '--token-file', run('no-token'),
+      process.execPath, path.join(repoRoot, 'dist', 'testflinger-agent.js'), '-c', run('agent.conf'), '--token-file', run('no-token'),
     ];
     this.child = spawn(file as string, args, { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: this.dir, TESTFLINGER_AGENT_LOCK_SCOPE: this.dir, ...this.env }, stdio: 'ignore' });
     return this;

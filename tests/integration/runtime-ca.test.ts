@@ -3,14 +3,13 @@
  * (--use-openssl-ca): a server whose certificate the host's hashed certificate directory holds is
  * accepted, one it does not hold is refused, and NODE_EXTRA_CA_CERTS still adds to the store.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tlsFront, type TlsFront } from '../../bench/tls';
 import { hostPaths } from '../../src/charm/paths';
 import { installRuntime } from '../../src/charm/runtime';
 import { DevServer } from '../../src/devserver';
-import { AgentProcess } from '../helpers/agentprocess';
 import { eventually, repoRoot, tempDir } from '../helpers/tmp';
 
 interface Site {
@@ -18,7 +17,7 @@ interface Site {
   front: TlsFront;
 }
 const sites: Site[] = [];
-let agent: AgentProcess | undefined;
+let agent: WrappedAgent | undefined;
 let wrapper: string;
 /** The host's CA store as update-ca-certificates leaves it: PEM files and their subject-hash links. */
 let hostCaDir: string;
@@ -37,6 +36,27 @@ beforeAll(async () => {
   hostCaDir = tempDir('host-ca');
 });
 afterEach(async () => agent?.stop());
+
+/** The agent as supervisord starts it on a unit: the runtime's wrapper, as root, in a small environment. */
+class WrappedAgent {
+  readonly dir = tempDir('ca-agent');
+  private readonly child: ChildProcess;
+  constructor(serverUrl: string, env: Record<string, string>) {
+    const conf = path.join(this.dir, 'agent.conf');
+    const under = (name: string) => path.join(this.dir, name);
+    fs.writeFileSync(conf, JSON.stringify({ agent_id: 'agent-u', server_address: serverUrl, job_queues: ['q1'], polling_interval: 0.1, execution_basedir: under('run'), logging_basedir: under('logs'), results_basedir: under('results') }));
+    this.child = spawn(wrapper, ['-c', conf, '--token-file', under('no-token')], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: this.dir, TESTFLINGER_AGENT_LOCK_SCOPE: this.dir, ...env }, stdio: 'ignore' });
+  }
+  log(): string {
+    const file = path.join(this.dir, 'logs', 'testflinger-agent-agent-u.log');
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  }
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    await new Promise((r) => this.child.once('exit', r));
+  }
+}
 afterAll(async () => {
   for (const { front, server } of sites) {
     await front.stop();
@@ -45,8 +65,8 @@ afterAll(async () => {
 });
 
 /** The wrapper's agent against a site, in a unit's environment with the host's CA store at hostCaDir. */
-function agentOf(target: Site, env: Record<string, string> = {}): AgentProcess {
-  return new AgentProcess({ SSL_CERT_DIR: hostCaDir, ...env }, tempDir('ca-agent'), true).start(target.front.url, {}, [wrapper]);
+function agentOf(target: Site, env: Record<string, string> = {}): WrappedAgent {
+  return new WrappedAgent(target.front.url, { SSL_CERT_DIR: hostCaDir, ...env });
 }
 const reportedIn = (target: Site) => target.server.agents.get('agent-u')?.['state'] === 'waiting';
 
