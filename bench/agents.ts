@@ -61,6 +61,6 @@ export function agentConf(dir: string, server: string, name: string, extra: Reco
   return file;
 }
 
-export function startAgent(conf: string, runtime: AgentRuntime = shipped(), env: Record<string, string> = {}): ChildProcess {
+export function startAgent(conf: string, runtime: AgentRuntime = shipped(), env: Record<string, string | undefined> = {}): ChildProcess {
   return spawn(runtime.node, [...runtime.flags, AGENT, '-c', conf], { stdio: 'ignore', env: { ...process.env, ...runtime.env, ...env } });
 }

@@ -35,9 +35,16 @@ export const SHIPPED_NPM_DIR = 'node/lib/node_modules/npm';
  * drops start-up's garbage and the bytecode of code that ran once (see src/agent/memory.ts:
  * --bytecode-old-age=1 and --compact-on-every-full-gc let those collections give pages back).
  * Together with AGENT_MALLOC_ENV they take an idle agent from 20 MB to 11-12 MB private.
+ *
+ * --use-openssl-ca: the agent trusts the host's CA store (/etc/ssl/certs, or SSL_CERT_FILE /
+ * SSL_CERT_DIR when set) instead of the ~140 roots built into Node. Node parses every bundled
+ * root into memory when it makes its first TLS context (about 0.7 MB that an agent keeps for
+ * good); OpenSSL looks the host's hashed certificate directory up by subject, one file per
+ * chain. It also lets a lab's private CA, added to the host with update-ca-certificates, be
+ * trusted without NODE_EXTRA_CA_CERTS (which still adds to the store).
  */
 export const NODE_FLAGS: Record<RuntimeProgram, readonly string[]> = {
-  'testflinger-agent': ['--lite-mode', '--expose-gc', '--bytecode-old-age=1', '--compact-on-every-full-gc'],
+  'testflinger-agent': ['--lite-mode', '--expose-gc', '--bytecode-old-age=1', '--compact-on-every-full-gc', '--use-openssl-ca'],
   'testflinger-device-connector': [],
 };
 
