@@ -207,8 +207,12 @@ export class Agent {
   /** `GET /v1` until the server answers (bounded waits, cut short by shutdown). */
   private async waitForServer(shutdown: AbortSignal): Promise<void> {
     let wait = BACKOFF_FIRST_MS;
-    while (!shutdown.aborted && !(await this.api.isUp(shutdown))) {
-      this.deps.log.warning(`server ${this.api.client.baseUrl} is not answering; waiting ${wait / 1000}s`);
+    for (;;) {
+      if (shutdown.aborted) return;
+      const why = await this.api.whyDown(shutdown);
+      if (why === undefined) return;
+      // The reason (the client's message, its detail already quoted) tells a lab what to mend: an untrusted certificate, a refused port...
+      this.deps.log.warning(`server ${this.api.client.baseUrl} is not answering (${why}); waiting ${wait / 1000}s`);
       await this.deps.clock.sleep(wait, shutdown);
       wait = Math.min(wait * 2, BACKOFF_MAX_MS);
     }

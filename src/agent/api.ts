@@ -72,12 +72,13 @@ export class ServerApi {
   constructor(readonly client: TestflingerClient) {}
 
   /** `GET /v1`: true when the server answers. */
-  async isUp(signal?: AbortSignal): Promise<boolean> {
+  /** Why the server is not answering `GET /v1` (a refused certificate, a refused connection...); undefined when it answers. */
+  async whyDown(signal?: AbortSignal): Promise<string | undefined> {
     try {
       await this.client.request('GET', '/v1', { retry: NO_RETRY, ...(signal ? { signal } : {}) });
-      return true;
-    } catch {
-      return false;
+      return undefined;
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
     }
   }
 

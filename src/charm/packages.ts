@@ -4,9 +4,10 @@ import { CommandError, type Runner } from '../common/exec';
 /**
  * bubblewrap: the test phase's sandbox; acl: setfacl, to let an agent through a 0750 home to its
  * basedirs (docs/isolation.md); sshpass: the connector's password logins (the OEM script family,
- * freshly booted boards).
+ * freshly booted boards); ca-certificates: the CA store the agents trust for an https server
+ * (docs/security.md).
  */
-export const UNIT_PACKAGES = ['supervisor', 'git', 'openssh-client', 'bubblewrap', 'acl', 'sshpass'];
+export const UNIT_PACKAGES = ['supervisor', 'git', 'openssh-client', 'bubblewrap', 'acl', 'sshpass', 'ca-certificates'];
 
 /**
  * A fresh machine's dpkg lock is often held (cloud-init, unattended-upgrades): apt-get waits this
