@@ -108,7 +108,7 @@ async function get(url: string, timeoutMs: number): Promise<Response> {
   const errors: string[] = [];
   for (let attempt = 0; attempt < TRIES; attempt++) {
     try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' });
+      const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
       if (response.ok && response.body) return response;
       errors.push(`HTTP ${response.status}`);
     } catch (error) {
