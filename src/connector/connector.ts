@@ -7,6 +7,7 @@ import type { PhaseContext, PhaseFn } from './phases';
 import { runAllocate, runReserve } from './phases';
 import { preProvisionHook, preTestHook } from './controlhost-hooks';
 import { testWithSerialLog, withSerialLog } from './serial';
+import { firmwareUpdate } from './firmware';
 import type { ConnectorPhase, DeviceType } from './devices';
 
 /** Any other failure of a phase, the job's own included: the job fails, the device stays online. */
@@ -21,6 +22,8 @@ const sharedTest: PhaseFn = async (ctx) => {
 const SHARED: Partial<Record<ConnectorPhase, PhaseFn>> = {
   test: sharedTest,
   reserve: runReserve,
+  /** Upstream's base connector updates firmware for every type: LVFS or an HPE server's BMC, by the device's DMI. */
+  firmware_update: firmwareUpdate,
   allocate: runAllocate,
   setup: async (ctx) => {
     ctx.print(`Device ${ctx.device.device_ip} ready for setup`);

@@ -146,11 +146,11 @@ describe('the command line and the fake device type', () => {
     if (phase === 'test') expect(out).toMatch(/fake-test-ran/);
   });
 
-  it('noprovision has no firmware update: a clear message, a failure, and the error file', () => {
-    const dir = runDir({ firmware_update_data: { version: 'latest' } });
+  it('noprovision runs the shared firmware_update (upstream: every type has it): a bad firmware_update_data fails it, with the error file', () => {
+    const dir = runDir({ firmware_update_data: { version: 'latest', ignore_failure: 'yes' } });
     const { code, out } = connector(dir, 'noprovision', 'firmware_update');
     expect(code).toBe(1);
-    expect(out).toMatch(/firmware_update is not supported by device type noprovision/);
+    expect(out).toMatch(/bad firmware_update_data: testflinger.json: firmware_update_data.ignore_failure: Expected boolean/);
     expect(fs.existsSync(path.join(dir, 'device-connector-error.json'))).toBe(true);
   });
 });

@@ -52,7 +52,7 @@ it('the agent provisions a maas2 device through tf-provision (its serial console
   const conf = writeAgentConf(agentDir, { agentId: 'maas-agent-1', serverUrl: server.url, queue: 'maas-q', provisionType: 'maas2', phases: ['setup', 'provision', 'firmware_update', 'test', 'cleanup'] });
   fs.writeFileSync(
     path.join(agentDir, 'default.yaml'),
-    JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5, firmware_reboot_timeout_seconds: 20, serial_host: '127.0.0.1', serial_port: consoleServer.port }),
+    JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5, firmware_reboot_timeout_seconds: 20, firmware_poll_seconds: 0.3, serial_host: '127.0.0.1', serial_port: consoleServer.port }),
   );
   agent = spawn(process.execPath, [AGENT, '-c', conf], {
     env: { ...maas.env(), HOME: home, TESTFLINGER_AGENT_DIR: agentDir },

@@ -5,7 +5,6 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { FirmwareMachine, FWUPD_DEVICES, SYSTEM_FIRMWARE_ID } from '../helpers/fwupd-machine';
 import { EmulatedMaas, type MaasBehaviour } from '../helpers/maas';
 import { serialConsole } from '../helpers/serial-console';
 import { agentWithJob, errorFile, runPhase, type AgentDir, type PhaseRun } from '../helpers/phase-script';
@@ -255,106 +254,6 @@ describe('maas2 before the deploy: reset_efi and clear_tpm, over SSH on the inst
     expect(run.code).toBe(1);
     expect(errorFile(dirs)['provision_exception_info']).toMatchObject({ exception_name: 'ConnectorError', exception_message: 'clearing the TPM failed' });
     expect(maas.calls().filter((c) => c.startsWith('machine deploy'))).toEqual(['machine deploy x7kq3a distro_series=jammy']);
-  });
-});
-
-const firmwareMachines: FirmwareMachine[] = [];
-afterAll(() => firmwareMachines.forEach((machine) => machine.stop()));
-
-async function firmwareLab(machine: FirmwareMachine, firmwareUpdateData: Record<string, unknown> | undefined, device: Record<string, unknown> = {}) {
-  firmwareMachines.push(machine);
-  const job = firmwareUpdateData === undefined ? {} : { firmware_update_data: firmwareUpdateData };
-  const lab_ = await lab({ job, device: { firmware_reboot_timeout_seconds: 20, ...device }, sessionPath: machine.bin, installed: true });
-  const sshd = lab_.sshd();
-  if (sshd) machine.watch(sshd);
-  return lab_;
-}
-
-describe('maas2 firmware_update (firmware_update_data), as upstream: LVFS through fwupd on the device', () => {
-  it('upgrades each updatable component whose newest LVFS release is an upgrade, reboots, and checks fwupd\'s results (exit 0)', async () => {
-    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
-    const { dirs, maas, phase } = await firmwareLab(machine, { version: 'latest' });
-    const run = await phase('firmware_update');
-    expect(run).toMatchObject({ code: 0 });
-    expect(machine.sudoCalls()).toEqual([
-      'sudo cat /sys/class/dmi/id/chassis_vendor',
-      'sudo cat /sys/class/dmi/id/chassis_type',
-      'sudo apt update',
-      'sudo apt install -y fwupd',
-      'sudo fwupdmgr --version',
-      'sudo fwupdmgr refresh --force',
-      'sudo fwupdmgr get-devices --json',
-      `sudo fwupdmgr upgrade ${SYSTEM_FIRMWARE_ID} -y --no-reboot-check`,
-      'sudo reboot',
-      `sudo fwupdmgr get-results ${SYSTEM_FIRMWARE_ID} --json`,
-    ]);
-    expect(machine.events).toEqual(['reboot']);
-    expect(run.out).toMatch(/firmware: .* is a "Dell Inc\." "Desktop": LVFS/);
-    expect(run.out).toContain('firmware: "System Firmware": current version "1.14.0" - LVFS upgrades: "1.15.1" - LVFS downgrades: "1.13.2"');
-    expect(run.out).toContain('firmware: "Thunderbolt host controller": current version "36.00" - no available firmware on LVFS');
-    expect(run.out).toContain('firmware: "UEFI dbx" has the latest firmware LVFS has');
-    expect(run.out).toContain('firmware: "System Firmware": firmware "1.14.0" -> "1.15.1"');
-    expect(run.out).not.toContain('Touchpad');
-    expect(maas.calls()).toEqual([]);
-    expect(fs.existsSync(path.join(dirs.runDir, 'device-connector-error.json'))).toBe(false);
-  });
-
-  it('a machine whose firmware is all at LVFS\'s newest is not rebooted (exit 0)', async () => {
-    const current = { Devices: [FWUPD_DEVICES.Devices[1]] };
-    const machine = new FirmwareMachine({ vendor: 'LENOVO', type: 35 }, 'landed', current);
-    const { phase } = await firmwareLab(machine, { version: 'latest' });
-    const run = await phase('firmware_update');
-    expect(run).toMatchObject({ code: 0 });
-    expect(run.out).toContain('firmware: nothing was upgraded: no reboot');
-    expect(machine.sudoCalls()).not.toContain('sudo reboot');
-  });
-
-  it('an upgrade that fwupd reports FAILED after the reboot fails the phase (exit 1), naming fwupd\'s error', async () => {
-    const machine = new FirmwareMachine({ vendor: 'HP', type: 13 }, 'failed');
-    const { phase } = await firmwareLab(machine, { version: 'latest' });
-    const run = await phase('firmware_update');
-    expect(run.code).toBe(1);
-    expect(run.out).toContain('firmware: "System Firmware": FAILED: "failed to write capsule: ESP not mounted"');
-    expect(run.out).toContain('firmware: the update failed: the firmware version did not update successfully');
-  });
-
-  it('with ignore_failure, the same failure lets the job go on (exit 0)', async () => {
-    const machine = new FirmwareMachine({ vendor: 'HP', type: 13 }, 'failed');
-    const { phase } = await firmwareLab(machine, { version: 'latest', ignore_failure: true });
-    const run = await phase('firmware_update');
-    expect(run.code).toBe(0);
-    expect(run.out).toContain('firmware: the update failed: the firmware version did not update successfully');
-    expect(run.out).toContain('ignore_failure is set: the job goes on');
-  });
-
-  it('a machine that does not come back from the reboot fails the phase (exit 1)', async () => {
-    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 }, 'gone');
-    const { phase } = await firmwareLab(machine, { version: 'latest' }, { firmware_reboot_timeout_seconds: 3 });
-    const run = await phase('firmware_update');
-    expect(run.code).toBe(1);
-    expect(run.out).toMatch(/firmware: the update failed: Failed to SSH to .* within 3s after the reboot/);
-  });
-
-  it.each([
-    ['an HPE server (upstream: ilorest through its BMC)', { vendor: 'HPE', type: 23 }, { version: 'latest' }, /HPE servers are updated through their BMC .* which this connector does not support yet/],
-    ['a laptop (no route upstream either)', { vendor: 'LENOVO', type: 10 }, { version: 'latest' }, /DMI chassis_vendor "LENOVO", chassis_type "Notebook": no firmware update route for this device/],
-    ['a version other than latest for LVFS', { vendor: 'Dell Inc.', type: 3 }, { version: '1.13.2' }, /firmware_update_data.version "1.13.2": an LVFS device is updated to "latest" only/],
-  ])('%s: the update fails (exit 1) before anything is installed', async (_what, dmi, data, message) => {
-    const machine = new FirmwareMachine(dmi);
-    const { phase } = await firmwareLab(machine, data);
-    const run = await phase('firmware_update');
-    expect(run.code).toBe(1);
-    expect(run.out).toMatch(message);
-    expect(machine.sudoCalls()).toEqual(['sudo cat /sys/class/dmi/id/chassis_vendor', 'sudo cat /sys/class/dmi/id/chassis_type']);
-  });
-
-  it('a job without firmware_update_data fails the phase as the job\'s fault (exit 1)', async () => {
-    const machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
-    const { dirs, phase } = await firmwareLab(machine, undefined);
-    const run = await phase('firmware_update');
-    expect(run.code).toBe(1);
-    expect(errorFile(dirs)['firmware_update_exception_info']).toMatchObject({ exception_name: 'JobError', exception_message: expect.stringMatching(/firmware_update_data: Required/) });
-    expect(machine.sudoCalls()).toEqual([]);
   });
 });
 

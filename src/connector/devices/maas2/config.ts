@@ -11,9 +11,9 @@ import { serialConsoleKeys } from '../../serial';
 import { patternString } from '../../validate';
 
 /** A MAAS CLI profile (`maas login <profile> ...`), as the agent host has it logged in. */
-const profileName = patternString(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a MAAS profile name (letters, digits, "_", ".", "-")');
+export const profileName = patternString(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'a MAAS profile name (letters, digits, "_", ".", "-")');
 /** A MAAS system id (`abc123`). */
-const systemId = patternString(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'a MAAS system id (letters, digits, "_", "-")');
+export const systemId = patternString(/^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/, 'a MAAS system id (letters, digits, "_", "-")');
 /** distro_series and hwe_kernel values: `jammy`, `ubuntu/noble`, `hwe-22.04`, `ga-24.04`. */
 const seriesName = patternString(/^[a-z0-9][a-z0-9._/-]{0,63}$/, 'a MAAS series or kernel name (lower-case letters, digits, ".", "_", "/", "-")');
 const osName = patternString(/^[a-z0-9][a-z0-9_-]{0,31}$/, 'a MAAS operating system name (ubuntu, centos, custom)');
@@ -124,12 +124,10 @@ export const maas2ConfigSchema = deviceConfigSchema.extend({
   default_disks: storageLayoutSchema.optional(),
   /** The device's serial console (a TCP console server), logged during provision and test as upstream. */
   ...serialConsoleKeys,
-  /** Our extensions: how often to ask MAAS how a deploy goes (and, up to 10 s, a rebooting device), how long a release may take, the first retry's pause. */
+  /** Our extensions: how often to ask MAAS how a deploy goes, how long a release may take, the first retry's pause. */
   maas_poll_seconds: z.number().positive().default(60),
   maas_release_wait_seconds: z.number().positive().default(300),
   maas_retry_backoff_seconds: z.number().nonnegative().default(10),
-  /** Ours: how long a device may take to go down and come back after its firmware update (upstream's LVFS timeout: 900 s). */
-  firmware_reboot_timeout_seconds: z.number().positive().default(900),
 });
 export type Maas2Config = z.output<typeof maas2ConfigSchema>;
 

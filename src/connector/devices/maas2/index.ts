@@ -1,14 +1,14 @@
 /**
  * maas2: a machine deployed by MAAS through the `maas` CLI, as upstream's connector of that name.
  * Provision releases the machine, sets its storage, deploys the job's image and waits until it
- * answers over SSH; firmware_update updates its firmware (firmware.ts); cleanup releases it.
+ * answers over SSH; cleanup releases it. firmware_update is the connector's, for every type
+ * (../../firmware), with maas2's maas_user and node_id for the HPE route.
  */
 import { ConnectorError } from '../../errors';
 import { writeDeviceInfo, type PhaseContext, type PhaseFn } from '../../phases';
 import { withSerialLog } from '../../serial';
 import type { DeviceType } from '../types';
 import { maas2Config, maas2ConfigSchema, maas2Provision, maas2ProvisionSchema, type Maas2Provision, type StorageLayout } from './config';
-import { firmwareUpdate } from './firmware';
 import { Machine } from './machine';
 import { requestTpmClear, resetEfiBootOrder } from './preflight';
 
@@ -46,4 +46,4 @@ const cleanup: PhaseFn = async (ctx) => {
   return 0;
 };
 
-export const maas2: DeviceType = { name: 'maas2', phases: { provision, firmware_update: firmwareUpdate, cleanup }, configSchema: maas2ConfigSchema };
+export const maas2: DeviceType = { name: 'maas2', phases: { provision, cleanup }, configSchema: maas2ConfigSchema };

@@ -1,19 +1,21 @@
 /**
- * firmware_update as upstream runs it: the job's `firmware_update_data` names the version
- * (`latest`) and may set `ignore_failure`; the device says over SSH what it is (its DMI chassis
- * vendor and type), and that decides the route: LVFS (fwupd on the device) for HP, Dell and
- * Lenovo desktops, all-in-ones, mini PCs and rack servers; HPE servers through their BMC, which
- * upstream drives with ilorest and MAAS's power parameters, and this connector does not yet.
+ * firmware_update as upstream runs it, for every device type (upstream: a method of the base
+ * connector): the job's `firmware_update_data` names the version (`latest`, or an HPE firmware
+ * pack) and may set `ignore_failure`; the device says over SSH what it is (its DMI chassis vendor
+ * and type), and that decides the route: LVFS (fwupd on the device, lvfs.ts) for HP, Dell and
+ * Lenovo desktops, all-in-ones, mini PCs and rack servers; HPE servers through their BMC with
+ * ilorest (hpe.ts), its address and credentials from MAAS's power parameters.
  */
 import { z } from 'zod';
-import { describeIssues } from '../../config';
-import { ConnectorError, JobError } from '../../errors';
-import { describeTarget, testUsername, type PhaseContext, type PhaseFn } from '../../phases';
-import { sshRun } from '../../ssh';
-import { shellWords, waitForSsh } from '../../steps';
-import { quoted } from '../../../common/text';
-import { maas2Config } from './config';
-import { FirmwareUpdateError } from './firmware-error';
+import { describeIssues } from '../config';
+import { ConnectorError, JobError } from '../errors';
+import { describeTarget, testUsername, type PhaseContext, type PhaseFn } from '../phases';
+import { sshRun } from '../ssh';
+import { shellWords, waitForSsh } from '../steps';
+import { quoted } from '../../common/text';
+import { firmwareConfig, LATEST } from './config';
+import { FirmwareUpdateError } from './error';
+import { updateHpeServer } from './hpe';
 import { LvfsDevice } from './lvfs';
 
 const firmwareUpdateDataSchema = z.object({ version: z.string().optional(), ignore_failure: z.boolean().default(false) }).passthrough();
@@ -28,8 +30,6 @@ const CHASSIS_NAMES = [
 /** Upstream's routes: which chassis each takes, and from which DMI vendors (exactly as DMI spells them). */
 const LVFS = { chassis: ['Desktop', 'All In One', 'Rack Mount Chassis', 'Mini PC'], vendors: ['HP', 'Dell Inc.', 'LENOVO'] };
 const HPE = { chassis: ['Tower', 'Main Server Chassis', 'Rack Mount Chassis', 'Multi-system', 'Blade'], vendors: ['HPE'] };
-/** The only version upstream's LVFS route takes. */
-const LATEST = 'latest';
 
 type Route = 'LVFS' | 'HPE';
 
@@ -67,16 +67,24 @@ async function detectRoute(ctx: PhaseContext): Promise<Route> {
   return route;
 }
 
-async function updateFirmware(ctx: PhaseContext, version: string | undefined): Promise<void> {
-  const route = await detectRoute(ctx);
-  if (route === 'HPE') throw new FirmwareUpdateError("HPE servers are updated through their BMC (upstream: ilorest, with the BMC's address and credentials from MAAS's power parameters), which this connector does not support yet");
+/** Upstream's LVFS wait for a rebooting device. */
+const LVFS_REBOOT_SECONDS = 900;
+
+async function updateLvfsDevice(ctx: PhaseContext, version: string | undefined): Promise<void> {
   if (version !== LATEST) throw new FirmwareUpdateError(`firmware_update_data.version ${quoted(version ?? null)}: an LVFS device is updated to "latest" only, as upstream`);
-  const config = maas2Config(ctx.device);
-  const device = new LvfsDevice(ctx, { rebootSeconds: config.firmware_reboot_timeout_seconds, pollSeconds: Math.min(10, config.maas_poll_seconds) });
+  const config = firmwareConfig(ctx.device);
+  const device = new LvfsDevice(ctx, { rebootSeconds: config.firmware_reboot_timeout_seconds ?? LVFS_REBOOT_SECONDS, pollSeconds: config.firmware_poll_seconds });
   await device.readComponents();
   if (!(await device.upgrade())) return ctx.print('firmware: nothing was upgraded: no reboot');
   await device.reboot();
   if (!(await device.upgradesLanded())) throw new FirmwareUpdateError('the firmware version did not update successfully');
+}
+
+async function updateFirmware(ctx: PhaseContext, version: string | undefined): Promise<void> {
+  firmwareConfig(ctx.device);
+  const route = await detectRoute(ctx);
+  if (route === 'HPE') return updateHpeServer(ctx, version);
+  return updateLvfsDevice(ctx, version);
 }
 
 /** Exit 0 when updated (or nothing to update), 1 when the update failed, 0 then too with ignore_failure, as upstream. */

@@ -1,4 +1,4 @@
-import { ConnectorError } from '../../errors';
+import { ConnectorError } from '../errors';
 
 /** A firmware update that did not go through: exit 1, or 0 when the job set ignore_failure, as upstream. */
 export class FirmwareUpdateError extends ConnectorError {

@@ -5,12 +5,12 @@
  * rebooted and fwupd's results say whether each landed.
  */
 import { z } from 'zod';
-import { describeTarget, testUsername, type PhaseContext } from '../../phases';
-import { sshRun, type SshResult } from '../../ssh';
-import { pollUntil, shellWords } from '../../steps';
-import { quoted } from '../../../common/text';
-import type { SshUser } from '../../validate';
-import { FirmwareUpdateError } from './firmware-error';
+import { describeTarget, testUsername, type PhaseContext } from '../phases';
+import { sshRun, type SshResult } from '../ssh';
+import { pollUntil, shellWords } from '../steps';
+import { quoted } from '../../common/text';
+import type { SshUser } from '../validate';
+import { FirmwareUpdateError } from './error';
 
 /** Upstream's limits: 30 s a command, 120 s for `apt update`. */
 const COMMAND_TIMEOUT_MS = 30_000;
