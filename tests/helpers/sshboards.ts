@@ -19,7 +19,6 @@
  * A selected image that the board does not have never boots: a device that never comes back.
  */
 import { execFileSync } from 'node:child_process';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -34,7 +33,7 @@ export interface BoardImage {
   shims?: Record<string, string>;
   /** Public keys the image lets in from the start. */
   authorized?: string[];
-  /** A system user the image lets in by password (see passwordUser) instead of the test's own user. */
+  /** A system user the image lets in by password (./password-user.ts) instead of the test's own user. */
   passwordLoginUser?: string;
   /** Every boot is a fresh install (an image just written to a card): a new sshd, home and host key. */
   freshEachBoot?: boolean;
@@ -185,26 +184,6 @@ export class EmulatedBoard {
     }
     return bin;
   }
-}
-
-const PASSWORD_USER = 'tfboards';
-
-/**
- * A system user that test sshds let in by password: created when missing, given a fresh random
- * password for this test file, and locked again after it. Needs root.
- */
-export function passwordUser(): { name: string; password: string } {
-  try {
-    execFileSync('id', ['--', PASSWORD_USER], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/bin/bash', '--', PASSWORD_USER]);
-  }
-  // sshd changes to the passwd home before the session sets its own; "/" always exists.
-  execFileSync('usermod', ['--home', '/', '--', PASSWORD_USER]);
-  const password = crypto.randomBytes(12).toString('base64url');
-  execFileSync('chpasswd', [], { input: `${PASSWORD_USER}:${password}\n` });
-  onCleanup(() => void execFileSync('usermod', ['--lock', '--', PASSWORD_USER]));
-  return { name: PASSWORD_USER, password };
 }
 
 /** A console server (ser2net) on 127.0.0.1 that sends `text` to whoever connects. */

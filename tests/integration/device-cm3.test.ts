@@ -12,7 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { passwordUser } from '../helpers/password-user';
+import { EmulatedBoard, imageServer, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -11,7 +11,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole, type BoardImage } from '../helpers/sshboards';
+import { passwordUser } from '../helpers/password-user';
+import { EmulatedBoard, imageServer, runJobThroughAgent, serialConsole, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

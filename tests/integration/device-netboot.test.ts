@@ -11,7 +11,8 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { passwordUser } from '../helpers/password-user';
+import { EmulatedBoard, imageServer, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
 import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -7,7 +7,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, passwordUser, runJobThroughAgent, type BoardImage } from '../helpers/sshboards';
+import { passwordUser } from '../helpers/password-user';
+import { EmulatedBoard, runJobThroughAgent, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -11,7 +11,7 @@ import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase, type PhaseRun } from '../helpers/phase-script';
-import { PasswordSshd, passwordSshdUnavailable } from '../helpers/password-sshd';
+import { passwordUser, passwordUserUnavailable, type PasswordUser } from '../helpers/password-user';
 import { serialConsole } from '../helpers/serial-console';
 import { sshKeygen, TestSshd, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
@@ -42,15 +42,6 @@ afterAll(async () => {
 /** What the stand-in does when told to restore: replace the system, or (a broken restore) just reboot. */
 type RestoreBehaviour = 'reinstall' | 'reboot-only';
 
-/** What the stand-in needs of its sshd: TestSshd (key logins) or PasswordSshd (a real user with a password). */
-interface DeviceSshd {
-  readonly deviceHome: string;
-  readonly port: number;
-  start(authorized: string[], options: { sessionPath?: string }): Promise<unknown>;
-  stopAndWait(): Promise<void>;
-  restart(downMs?: number): Promise<void>;
-}
-
 class StandInDevice {
   readonly dir = tempDir('standin');
   readonly bin = path.join(this.dir, 'bin');
@@ -63,11 +54,12 @@ class StandInDevice {
   private busy = false;
   private timer: NodeJS.Timeout | undefined;
 
-  /** `own` gives a file to the device's user, where that is not the test's (a PasswordSshd's). */
+  readonly sshd = new TestSshd();
+
+  /** `passwordLogin`: the device's user is that one, let in by password, instead of the test's own. */
   constructor(
     private readonly restore: RestoreBehaviour = 'reinstall',
-    readonly sshd: DeviceSshd = new TestSshd(),
-    private readonly own: (file: string) => void = () => undefined,
+    private readonly passwordLogin?: PasswordUser,
     private readonly authorized: string[] = [clientKey.publicKey],
   ) {
     fs.mkdirSync(this.bin);
@@ -87,11 +79,11 @@ exit 0`,
     script('reboot', `echo reboot >> ${this.requests}`);
     script('dell-restore-system', `echo "dell-restore-system $*" >> ${this.requests}`);
     script('systemctl', `[ "$*" = "is-active ubiquity" ] && cat ${this.installer} 2>/dev/null || echo inactive`);
-    this.own(this.dir);
+    this.passwordLogin?.own(this.dir);
   }
 
   async start(up = true): Promise<this> {
-    await this.sshd.start(this.authorized, { sessionPath: this.bin });
+    await this.sshd.start(this.authorized, { sessionPath: this.bin, ...(this.passwordLogin ? { passwordLoginUser: this.passwordLogin.name } : {}) });
     if (!up) await this.sshd.stopAndWait();
     this.timer = setInterval(() => void this.tick(), 100);
     return this;
@@ -145,7 +137,7 @@ exit 0`,
     fs.rmSync(this.home, { recursive: true, force: true });
     fs.mkdirSync(path.join(this.home, '.ssh'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(this.home, '.ssh', 'authorized_keys'), stagedKey, { mode: 0o600 });
-    this.own(this.home);
+    this.passwordLogin?.own(this.home);
     fs.writeFileSync(this.installer, 'active\n');
     this.sudoLogRotate();
     await new Promise((r) => setTimeout(r, 1000));
@@ -309,43 +301,37 @@ describe('oemscript job data', () => {
   });
 });
 
-describe.each(passwordSshdUnavailable() ? [] : ['password'])('oemscript with a device that takes the job\'s %s (sshpass)', () => {
-  const sshds: PasswordSshd[] = [];
-  afterAll(async () => {
-    for (const sshd of sshds) await sshd.remove();
-  });
-
+describe.each(passwordUserUnavailable() ? [] : ['password'])('oemscript with a device that takes the job\'s %s (sshpass)', () => {
   /** A device whose test user is a real one with a password, refusing every key at first; sshpass is recorded on its way. */
-  async function passwordDevice(up = true): Promise<{ device: StandInDevice; sshd: PasswordSshd; sshpassLog: string; env: Record<string, string> }> {
-    const sshd = new PasswordSshd();
-    sshds.push(sshd);
-    const device = new StandInDevice('reinstall', sshd, (file) => sshd.own(file), []);
+  async function passwordDevice(up = true): Promise<{ device: StandInDevice; user: PasswordUser; sshpassLog: string; env: Record<string, string> }> {
+    const user = passwordUser();
+    const device = new StandInDevice('reinstall', user, []);
     devices.push(device);
     await device.start(up);
     const bin = tempDir('sshpass-shim');
     const sshpassLog = path.join(bin, 'argv');
     fs.writeFileSync(path.join(bin, 'sshpass'), `#!/bin/sh\nprintf '%s\\n' "$@" >> ${sshpassLog}\nexec /usr/bin/sshpass "$@"\n`, { mode: 0o755 });
-    return { device, sshd, sshpassLog, env: { ...env(), PATH: `${bin}:${env().PATH}` } };
+    return { device, user, sshpassLog, env: { ...env(), PATH: `${bin}:${env().PATH}` } };
   }
 
   it('logs in with test_password, installs the agents\' key, and provisions as with a key; the password is in no argv and no output', async () => {
-    const { device, sshd, sshpassLog, env: shimmed } = await passwordDevice();
-    const dirs = oemJob(device, { url: `${imageBase}/somerville-noble.iso` }, {}, { test_data: { test_username: sshd.user, test_password: sshd.password } });
+    const { device, user, sshpassLog, env: shimmed } = await passwordDevice();
+    const dirs = oemJob(device, { url: `${imageBase}/somerville-noble.iso` }, {}, { test_data: { test_username: user.name, test_password: user.password } });
     const run = await runPhase(dirs, 'oemscript', 'provision', shimmed);
     expect(run).toMatchObject({ code: 0 });
-    expect(run.out).toMatch(new RegExp(`"${sshd.user}@127.0.0.1" \\(port \\d+\\) refused the agents' key and took the job's password \\(sshpass\\)`));
+    expect(run.out).toMatch(new RegExp(`"${user.name}@127.0.0.1" \\(port \\d+\\) refused the agents' key and took the job's password \\(sshpass\\)`));
     expect(device.events).toEqual(['reboot', 'restore']);
     expect(run.out).toMatch(/runs the restored image/);
     const argv = fs.readFileSync(sshpassLog, 'utf8');
     expect(argv.split('\n').slice(0, 5)).toEqual(['-e', 'ssh-copy-id', '-f', '-i', `${clientHome}/.ssh/id_rsa.pub`]);
-    expect(argv).toContain(`${sshd.user}@127.0.0.1`);
-    expect(argv).not.toContain(sshd.password);
-    expect(run.out).not.toContain(sshd.password);
+    expect(argv).toContain(`${user.name}@127.0.0.1`);
+    expect(argv).not.toContain(user.password);
+    expect(run.out).not.toContain(user.password);
   });
 
   it('a device that takes neither the key nor the password is not reached: reboot_script, then upstream\'s boot wait runs out (exit 1)', async () => {
-    const { device, sshd, env: shimmed } = await passwordDevice();
-    const dirs = oemJob(device, { url: `${imageBase}/x.iso` }, { reboot_script: ['true'], oem_boot_wait_seconds: 4 }, { test_data: { test_username: sshd.user, test_password: 'not-the-password' } });
+    const { device, user, env: shimmed } = await passwordDevice();
+    const dirs = oemJob(device, { url: `${imageBase}/x.iso` }, { reboot_script: ['true'], oem_boot_wait_seconds: 4 }, { test_data: { test_username: user.name, test_password: 'not-the-password' } });
     const run = await runPhase(dirs, 'oemscript', 'provision', shimmed);
     expect(run.code).toBe(1);
     expect(run.out).toMatch(/running reboot_script command "true"/);
