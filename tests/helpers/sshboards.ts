@@ -20,7 +20,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
@@ -201,21 +200,6 @@ export async function serialConsole(text: string): Promise<{ port: number; close
   };
   onCleanup(close);
   return { port: (server.address() as net.AddressInfo).port, close };
-}
-
-/** An image server on 127.0.0.1: GET /<name> answers the bytes given for it, anything else 404. */
-export async function imageServer(images: Record<string, Buffer>): Promise<{ url: (name: string) => string; requests: string[] }> {
-  const requests: string[] = [];
-  const server = http.createServer((req, res) => {
-    requests.push(req.url ?? '');
-    const image = images[(req.url ?? '').slice(1)];
-    if (image) res.end(image);
-    else res.writeHead(404).end('not found');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
-  const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  return { url: (name) => `${base}/${name}`, requests };
 }
 
 export interface AgentJob {

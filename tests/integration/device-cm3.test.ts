@@ -12,8 +12,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
+import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
-import { EmulatedBoard, imageServer, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { EmulatedBoard, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -22,14 +23,14 @@ jest.setTimeout(120_000);
 let clientHome: string;
 let clientKey: KeyPair;
 let user: { name: string; password: string };
-let images: Awaited<ReturnType<typeof imageServer>>;
+let images: ImageServer;
 const IMAGE = crypto.randomBytes(1024 * 1024 + 3);
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
   clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
   user = passwordUser();
-  images = await imageServer({ 'ubuntu-core-22-cm3.img': IMAGE });
+  images = await ImageServer.serving({ 'ubuntu-core-22-cm3.img': IMAGE });
 });
 
 const env = () => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: clientHome });

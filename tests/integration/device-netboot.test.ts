@@ -11,8 +11,9 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
+import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
-import { EmulatedBoard, imageServer, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { EmulatedBoard, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
 import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -21,14 +22,14 @@ jest.setTimeout(120_000);
 let clientHome: string;
 let clientKey: KeyPair;
 let user: { name: string; password: string };
-let images: Awaited<ReturnType<typeof imageServer>>;
+let images: ImageServer;
 const IMAGE = crypto.randomBytes(2 * 1024 * 1024 + 5);
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
   clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
   user = passwordUser();
-  images = await imageServer({ 'netboot-core.img': IMAGE });
+  images = await ImageServer.serving({ 'netboot-core.img': IMAGE });
 });
 
 const env = () => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: clientHome });

@@ -6,10 +6,9 @@
  * The image comes from a local HTTP server.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ImageServer } from '../helpers/image-server';
 import { agentWithJob, errorFile, runPhase, type PhaseRun } from '../helpers/phase-script';
 import { passwordUser, passwordUserUnavailable, type PasswordUser } from '../helpers/password-user';
 import { serialConsole } from '../helpers/serial-console';
@@ -20,23 +19,16 @@ jest.setTimeout(90_000);
 
 let clientHome: string;
 let clientKey: KeyPair;
-let imageServer: http.Server;
+let images: ImageServer;
 let imageBase: string;
-const imageRequests: string[] = [];
+/** The recovery images the lab serves (anything else is not found). */
+const ISOS = ['somerville-jammy-oem-X42.iso', 'hp-noble-oem.iso', 'lenovo-noble-oem.iso', 'stella-jammy-oem.iso', 'dell-bto-jammy.iso', 'somerville.iso', 'somerville-noble.iso', 'x.iso'];
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
   clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
-  imageServer = http.createServer((req, res) => {
-    imageRequests.push(req.url ?? '');
-    if (req.url?.startsWith('/images/') && req.url.endsWith('.iso')) res.end(`ISO image ${req.url}\n`);
-    else res.writeHead(404).end('not found');
-  });
-  await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
-  imageBase = `http://127.0.0.1:${(imageServer.address() as net.AddressInfo).port}/images`;
-});
-afterAll(async () => {
-  await new Promise((r) => imageServer.close(r));
+  images = await ImageServer.serving(Object.fromEntries(ISOS.map((iso) => [`images/${iso}`, `ISO image /images/${iso}\n`])));
+  imageBase = images.url('images');
 });
 
 /** What the stand-in does when told to restore: replace the system, or (a broken restore) just reboot. */
@@ -197,7 +189,7 @@ describe('oemscript', () => {
     const run = await runPhase(dirs, 'oemscript', 'provision', env());
     expect(run).toMatchObject({ code: 0 });
     expect(device.events).toEqual(['reboot', 'restore']);
-    expect(imageRequests).toContain('/images/somerville-jammy-oem-X42.iso');
+    expect(images.requests).toContain('/images/somerville-jammy-oem-X42.iso');
     const calls = device.callsBeforeRestore();
     expect(calls).toEqual(
       expect.arrayContaining([
