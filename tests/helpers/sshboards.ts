@@ -20,7 +20,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
 import { spawnAgent, stopAgents, writeAgentConf } from './phase-script';
@@ -183,23 +182,6 @@ export class EmulatedBoard {
     }
     return bin;
   }
-}
-
-/** A console server (ser2net) on 127.0.0.1 that sends `text` to whoever connects. */
-export async function serialConsole(text: string): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.write(text);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const close = async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((r) => server.close(r));
-  };
-  onCleanup(close);
-  return { port: (server.address() as net.AddressInfo).port, close };
 }
 
 export interface AgentJob {

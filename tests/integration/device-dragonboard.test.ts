@@ -13,7 +13,8 @@ import * as zlib from 'node:zlib';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
 import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
-import { EmulatedBoard, runJobThroughAgent, serialConsole, type BoardImage } from '../helpers/sshboards';
+import { serialConsole } from '../helpers/serial-console';
+import { EmulatedBoard, runJobThroughAgent, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -48,7 +48,7 @@ it('the agent provisions a maas2 device through tf-provision (its serial console
   const port = await freePort();
   const agentDir = tempDir('agent-conf');
   machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
-  consoleServer = await serialConsole(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
+  consoleServer = await serialConsole('[    0.000000] Linux version 6.8.0-31-generic\r\ndut-maas-1 login:\r\n');
   const conf = writeAgentConf(agentDir, { agentId: 'maas-agent-1', serverUrl: server.url, queue: 'maas-q', provisionType: 'maas2', phases: ['setup', 'provision', 'firmware_update', 'test', 'cleanup'] });
   fs.writeFileSync(
     path.join(agentDir, 'default.yaml'),

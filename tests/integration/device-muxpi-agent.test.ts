@@ -7,12 +7,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar';
 import { DevServer } from '../../src/devserver';
 import { spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
+import { serialConsole, type SerialConsole } from '../helpers/serial-console';
 import { RebootingDevice, SdMuxControlHost, makeCardImage, readCard, type CardImage } from '../helpers/sshdevice';
 import { freePort, sshKeygen } from '../helpers/sshd';
 import { eventually, tempDir } from '../helpers/tmp';
@@ -29,19 +29,17 @@ const DESKTOP: CardImage = {
 };
 
 let server: DevServer;
-let console_: net.Server;
+let console_: SerialConsole;
 const stoppers: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
   server = new DevServer();
   await server.start();
-  console_ = net.createServer((socket) => socket.end('U-Boot 2022.01 (Raspberry Pi 4)\nStarting kernel ...\n'));
-  await new Promise<void>((r) => console_.listen(0, '127.0.0.1', r));
+  console_ = await serialConsole('U-Boot 2022.01 (Raspberry Pi 4)\nStarting kernel ...\n', { hangUp: true });
 });
 afterAll(async () => {
   await stopAgents();
   for (const stop of stoppers) await stop();
-  await new Promise((r) => console_.close(r));
   await server.stop();
 });
 
@@ -78,7 +76,7 @@ it("the agent provisions a muxpi device from upstream's attachment job through t
       `control_user: ${user}`,
       `test_device: ${control.testDevice}`,
       'serial_host: 127.0.0.1',
-      `serial_port: ${(console_.address() as net.AddressInfo).port}`,
+      `serial_port: ${console_.port}`,
       'reboot_script:',
       `- ${device.powerCycleCommand}`,
       'env:',

@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
 import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
-import { EmulatedBoard, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { serialConsole } from '../helpers/serial-console';
+import { EmulatedBoard, runJobThroughAgent } from '../helpers/sshboards';
 import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -183,7 +183,7 @@ describe('oemscript', () => {
   it('reboots the device, puts the image on its recovery partition, restores, waits for the installer, and checks the new system; test runs on it, its serial console logged (as upstream, only then)', async () => {
     const device = await standIn();
     const url = `${imageBase}/somerville-jammy-oem-X42.iso`;
-    const consoleServer = await serialConsole(['Ubuntu 22.04 LTS somerville ttyS0']);
+    const consoleServer = await serialConsole('Ubuntu 22.04 LTS somerville ttyS0\r\n');
     stops.push(consoleServer.close);
     const dirs = oemJob(device, { url }, { serial_host: '127.0.0.1', serial_port: consoleServer.port });
     const run = await runPhase(dirs, 'oemscript', 'provision', env());
