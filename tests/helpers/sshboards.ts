@@ -21,10 +21,8 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DevServer } from '../../src/devserver';
-import { spawnAgent, stopAgents, writeAgentConf } from './phase-script';
 import { freePort, TestSshd } from './sshd';
-import { eventually, onCleanup, tempDir } from './tmp';
+import { onCleanup, tempDir } from './tmp';
 
 export interface BoardImage {
   /** Program name -> bash body (after the logging prelude); $BOARD_ROOT, $BOARD_STATE, $BOARD_CTL are set. */
@@ -181,41 +179,5 @@ export class EmulatedBoard {
       fs.writeFileSync(path.join(bin, program), `#!/bin/bash\n${prelude}${log}${body}\n`, { mode: 0o755 });
     }
     return bin;
-  }
-}
-
-export interface AgentJob {
-  /** The agent conf's provision_type: the device type. */
-  provisionType: string;
-  /** default.yaml in the agent's directory. */
-  device: Record<string, unknown>;
-  /** The job as a user submits it (its job_queue is set here). */
-  job: Record<string, unknown>;
-  /** The agent's environment: HOME (with the agents' key), PATH. */
-  env: NodeJS.ProcessEnv;
-  timeoutMs?: number;
-}
-
-/**
- * A job through the real agent program (dist/testflinger-agent.js): the dev server on 127.0.0.1
- * takes the job, the agent runs the charm's rendered tf-setup, tf-provision, tf-test and
- * tf-cleanup scripts, which run the built connector. Returns the server's result view once the
- * job is complete (or what it was when time ran out).
- */
-export async function runJobThroughAgent(run: AgentJob): Promise<Record<string, unknown>> {
-  const server = new DevServer();
-  await server.start();
-  try {
-    const agentDir = tempDir('agent-conf');
-    const queue = `${run.provisionType}-q`;
-    const conf = writeAgentConf(agentDir, { agentId: `${run.provisionType}-agent`, serverUrl: server.url, queue, provisionType: run.provisionType, phases: ['setup', 'provision', 'test', 'cleanup'] });
-    fs.writeFileSync(path.join(agentDir, 'default.yaml'), JSON.stringify(run.device, null, 2));
-    spawnAgent(conf, { ...run.env, TESTFLINGER_AGENT_DIR: agentDir });
-    const id = server.submitJob({ ...run.job, job_queue: queue });
-    await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', run.timeoutMs ?? 90_000, 200).catch(() => undefined);
-    return server.resultView(id) ?? {};
-  } finally {
-    await stopAgents();
-    await server.stop();
   }
 }

@@ -11,11 +11,12 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { runJobThroughAgent } from '../helpers/agent-lab';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
 import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
 import { serialConsole } from '../helpers/serial-console';
-import { EmulatedBoard, runJobThroughAgent } from '../helpers/sshboards';
+import { EmulatedBoard } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

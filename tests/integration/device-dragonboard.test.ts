@@ -10,11 +10,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { runJobThroughAgent } from '../helpers/agent-lab';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
 import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
 import { serialConsole } from '../helpers/serial-console';
-import { EmulatedBoard, runJobThroughAgent, type BoardImage } from '../helpers/sshboards';
+import { EmulatedBoard, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -10,11 +10,12 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { runJobThroughAgent } from '../helpers/agent-lab';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
 import { ImageServer } from '../helpers/image-server';
 import { passwordUser } from '../helpers/password-user';
 import { serialConsole } from '../helpers/serial-console';
-import { EmulatedBoard, runJobThroughAgent } from '../helpers/sshboards';
+import { EmulatedBoard } from '../helpers/sshboards';
 import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
