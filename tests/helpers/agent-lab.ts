@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DevServer } from '../../src/devserver';
+import type { DevServerOptions } from '../../src/devserver/server';
 import { spawnAgent, stopAgents, writeAgentConf } from './phase-script';
 import { eventually, onCleanup, tempDir } from './tmp';
 
@@ -14,12 +15,16 @@ export interface LabAgent {
   provisionType: string;
   /** agent_id; `<provisionType>-agent` by default. */
   agentId?: string;
+  /** The agent's one queue; `<provisionType>-q` by default. */
+  queue?: string;
   /** default.yaml in the agent's directory: an object (written as JSON, which is YAML) or YAML text. */
   device: Record<string, unknown> | string;
   /** The agent's environment (HOME with the agents' key, PATH, ...); TESTFLINGER_AGENT_DIR is added. */
   env: NodeJS.ProcessEnv;
   /** The phases with a tf-* script; setup, provision, test and cleanup by default. */
   phases?: readonly string[];
+  /** Further arguments of the agent program (--token-file ...). */
+  args?: readonly string[];
 }
 
 export interface LabJob {
@@ -30,7 +35,12 @@ export interface LabJob {
 }
 
 export class AgentLab {
-  readonly server = new DevServer();
+  readonly server: DevServer;
+
+  /** `options`: the dev server's (auth, ...). */
+  constructor(options: DevServerOptions = {}) {
+    this.server = new DevServer(options);
+  }
 
   async start(): Promise<this> {
     await this.server.start();
@@ -44,11 +54,11 @@ export class AgentLab {
   /** Starts the real agent program for one device, on a queue of its own; returns the queue. */
   startAgent(agent: LabAgent): string {
     const agentDir = tempDir('agent-conf');
-    const queue = `${agent.provisionType}-q`;
+    const queue = agent.queue ?? `${agent.provisionType}-q`;
     const phases = agent.phases ?? ['setup', 'provision', 'test', 'cleanup'];
     const conf = writeAgentConf(agentDir, { agentId: agent.agentId ?? `${agent.provisionType}-agent`, serverUrl: this.server.url, queue, provisionType: agent.provisionType, phases });
     fs.writeFileSync(path.join(agentDir, 'default.yaml'), typeof agent.device === 'string' ? agent.device : JSON.stringify(agent.device, null, 2));
-    spawnAgent(conf, { ...agent.env, TESTFLINGER_AGENT_DIR: agentDir });
+    spawnAgent(conf, { ...agent.env, TESTFLINGER_AGENT_DIR: agentDir }, agent.args);
     return queue;
   }
 
