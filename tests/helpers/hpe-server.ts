@@ -5,10 +5,9 @@
  * repository, a real HTTP server on 127.0.0.1 with one generation's folder of firmware packs.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { onCleanup, tempDir } from './tmp';
+import { ImageServer } from './image-server';
+import { tempDir } from './tmp';
 
 export const BMC = { power_address: '127.0.0.9', power_user: 'tf-admin', power_pass: 's3cret-BMC-pass' };
 
@@ -66,8 +65,7 @@ export interface HpeLabOptions {
 export class HpeServer {
   readonly dir = tempDir('hpe');
   readonly bin = path.join(this.dir, 'bin');
-  readonly requests: string[] = [];
-  private server: http.Server | undefined;
+  private readonly files = new ImageServer();
   repoUrl = '';
 
   constructor(options: HpeLabOptions = {}) {
@@ -108,22 +106,21 @@ esac`,
 
   /** Serves the firmware repository on 127.0.0.1; repoUrl is its root. */
   async start(): Promise<this> {
-    const routes = new Map<string, string>([
-      ['/SDR/repo/fwpp-gen10/', listing([OLDER_PACK, NEWEST_PACK, '2023.09.00.00_hotfix_1'])],
-      ['/SDR/repo/fwpp-gen10/current/fwrepodata/fwrepo.json', JSON.stringify(currentIndex)],
-      [`/SDR/repo/fwpp-gen10/${NEWEST_PACK}/fwrepodata/fwrepo.json`, JSON.stringify(newestIndex)],
-      [`/SDR/repo/fwpp-gen10/${OLDER_PACK}/fwrepodata/fwrepo.json`, JSON.stringify(olderIndex)],
-    ]);
-    for (const pack of [NEWEST_PACK, OLDER_PACK]) for (const name of Object.keys(newestIndex)) routes.set(`/SDR/repo/fwpp-gen10/${pack}/${name}`, `fwpkg ${name}\n`);
-    this.server = http.createServer((request, response) => {
-      this.requests.push(request.url ?? '');
-      const body = routes.get(request.url ?? '');
-      response.writeHead(body === undefined ? 404 : 200).end(body ?? 'not found');
-    });
-    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
-    this.repoUrl = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/SDR/repo/`;
-    onCleanup(() => new Promise<void>((resolve) => this.server?.close(() => resolve())));
+    await this.files.start();
+    const generation = 'SDR/repo/fwpp-gen10';
+    this.files.add(`${generation}/`, listing([OLDER_PACK, NEWEST_PACK, '2023.09.00.00_hotfix_1']));
+    this.files.add(`${generation}/current/fwrepodata/fwrepo.json`, JSON.stringify(currentIndex));
+    for (const [pack, index] of [[NEWEST_PACK, newestIndex], [OLDER_PACK, olderIndex]] as const) {
+      this.files.add(`${generation}/${pack}/fwrepodata/fwrepo.json`, JSON.stringify(index));
+      for (const name of Object.keys(newestIndex)) this.files.add(`${generation}/${pack}/${name}`, `fwpkg ${name}\n`);
+    }
+    this.repoUrl = this.files.url('SDR/repo/');
     return this;
+  }
+
+  /** The path of every request to the repository, in order. */
+  get requests(): string[] {
+    return this.files.requests;
   }
 
   /** The connector's PATH: the stand-ins first. */

@@ -54,9 +54,9 @@ export const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
 /** Agent programs started by `spawnAgent`, ended by `stopAgents` (after each test file). */
 const agents: ChildProcess[] = [];
 
-/** Starts the real agent program on `conf` with `env` (HOME, TESTFLINGER_AGENT_DIR, ...). */
-export function spawnAgent(conf: string, env: NodeJS.ProcessEnv): ChildProcess {
-  const agent = spawn(process.execPath, [AGENT, '-c', conf], { env, stdio: 'ignore' });
+/** Starts the real agent program on `conf` with `env` (HOME, TESTFLINGER_AGENT_DIR, ...) and further `args` (--token-file ...). */
+export function spawnAgent(conf: string, env: NodeJS.ProcessEnv, args: readonly string[] = []): ChildProcess {
+  const agent = spawn(process.execPath, [AGENT, '-c', conf, ...args], { env, stdio: 'ignore' });
   agents.push(agent);
   return agent;
 }

@@ -19,22 +19,17 @@
  * A selected image that the board does not have never boots: a device that never comes back.
  */
 import { execFileSync } from 'node:child_process';
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import * as net from 'node:net';
 import * as path from 'node:path';
-import { DevServer } from '../../src/devserver';
-import { spawnAgent, stopAgents, writeAgentConf } from './phase-script';
 import { freePort, TestSshd } from './sshd';
-import { eventually, onCleanup, tempDir } from './tmp';
+import { onCleanup, tempDir } from './tmp';
 
 export interface BoardImage {
   /** Program name -> bash body (after the logging prelude); $BOARD_ROOT, $BOARD_STATE, $BOARD_CTL are set. */
   shims?: Record<string, string>;
   /** Public keys the image lets in from the start. */
   authorized?: string[];
-  /** A system user the image lets in by password (see passwordUser) instead of the test's own user. */
+  /** A system user the image lets in by password (./password-user.ts) instead of the test's own user. */
   passwordLoginUser?: string;
   /** Every boot is a fresh install (an image just written to a card): a new sshd, home and host key. */
   freshEachBoot?: boolean;
@@ -184,93 +179,5 @@ export class EmulatedBoard {
       fs.writeFileSync(path.join(bin, program), `#!/bin/bash\n${prelude}${log}${body}\n`, { mode: 0o755 });
     }
     return bin;
-  }
-}
-
-const PASSWORD_USER = 'tfboards';
-
-/**
- * A system user that test sshds let in by password: created when missing, given a fresh random
- * password for this test file, and locked again after it. Needs root.
- */
-export function passwordUser(): { name: string; password: string } {
-  try {
-    execFileSync('id', ['--', PASSWORD_USER], { stdio: 'ignore' });
-  } catch {
-    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/bin/bash', '--', PASSWORD_USER]);
-  }
-  // sshd changes to the passwd home before the session sets its own; "/" always exists.
-  execFileSync('usermod', ['--home', '/', '--', PASSWORD_USER]);
-  const password = crypto.randomBytes(12).toString('base64url');
-  execFileSync('chpasswd', [], { input: `${PASSWORD_USER}:${password}\n` });
-  onCleanup(() => void execFileSync('usermod', ['--lock', '--', PASSWORD_USER]));
-  return { name: PASSWORD_USER, password };
-}
-
-/** A console server (ser2net) on 127.0.0.1 that sends `text` to whoever connects. */
-export async function serialConsole(text: string): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('error', () => undefined);
-    socket.write(text);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const close = async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((r) => server.close(r));
-  };
-  onCleanup(close);
-  return { port: (server.address() as net.AddressInfo).port, close };
-}
-
-/** An image server on 127.0.0.1: GET /<name> answers the bytes given for it, anything else 404. */
-export async function imageServer(images: Record<string, Buffer>): Promise<{ url: (name: string) => string; requests: string[] }> {
-  const requests: string[] = [];
-  const server = http.createServer((req, res) => {
-    requests.push(req.url ?? '');
-    const image = images[(req.url ?? '').slice(1)];
-    if (image) res.end(image);
-    else res.writeHead(404).end('not found');
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  onCleanup(() => new Promise<void>((r) => server.close(() => r())));
-  const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  return { url: (name) => `${base}/${name}`, requests };
-}
-
-export interface AgentJob {
-  /** The agent conf's provision_type: the device type. */
-  provisionType: string;
-  /** default.yaml in the agent's directory. */
-  device: Record<string, unknown>;
-  /** The job as a user submits it (its job_queue is set here). */
-  job: Record<string, unknown>;
-  /** The agent's environment: HOME (with the agents' key), PATH. */
-  env: NodeJS.ProcessEnv;
-  timeoutMs?: number;
-}
-
-/**
- * A job through the real agent program (dist/testflinger-agent.js): the dev server on 127.0.0.1
- * takes the job, the agent runs the charm's rendered tf-setup, tf-provision, tf-test and
- * tf-cleanup scripts, which run the built connector. Returns the server's result view once the
- * job is complete (or what it was when time ran out).
- */
-export async function runJobThroughAgent(run: AgentJob): Promise<Record<string, unknown>> {
-  const server = new DevServer();
-  await server.start();
-  try {
-    const agentDir = tempDir('agent-conf');
-    const queue = `${run.provisionType}-q`;
-    const conf = writeAgentConf(agentDir, { agentId: `${run.provisionType}-agent`, serverUrl: server.url, queue, provisionType: run.provisionType, phases: ['setup', 'provision', 'test', 'cleanup'] });
-    fs.writeFileSync(path.join(agentDir, 'default.yaml'), JSON.stringify(run.device, null, 2));
-    spawnAgent(conf, { ...run.env, TESTFLINGER_AGENT_DIR: agentDir });
-    const id = server.submitJob({ ...run.job, job_queue: queue });
-    await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', run.timeoutMs ?? 90_000, 200).catch(() => undefined);
-    return server.resultView(id) ?? {};
-  } finally {
-    await stopAgents();
-    await server.stop();
   }
 }

@@ -35,8 +35,9 @@ export interface SshdOptions {
   /** Put first on PATH in every session: stand-in commands for the device (sudo, reboot, ...). */
   sessionPath?: string;
   /**
-   * Let in this system user, by password (its own, from the system's shadow file) or by an
-   * authorized key, instead of the invoking user: the test dir is opened up and the home made its.
+   * Let in this system user (./password-user.ts), by password (its own, from the system's shadow
+   * file) or by an authorized key, instead of the invoking user: the test dir is opened up and the
+   * home made its.
    */
   passwordLoginUser?: string;
 }

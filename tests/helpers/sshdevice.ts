@@ -15,14 +15,11 @@
  * - `RebootingDevice`: the device. `powerCycleCommand` is what a reboot_script runs: the device's
  *   sshd goes away, and when the card on its side holds an image the test calls bootable, it
  *   comes back after a delay as another sshd (a new host key and home) on the same port.
- * - `ImageServer`: images over HTTP on 127.0.0.1, one of which can be cut off half-way.
  *
  * Every stand-in records what it was asked (`calls()`, `events`), for tests to check.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type * as net from 'node:net';
 import * as path from 'node:path';
 import { TestSshd } from './sshd';
 import { eventually, tempDir } from './tmp';
@@ -320,44 +317,5 @@ export class RebootingDevice {
     clearTimeout(this.pendingBoot);
     await eventually(() => !this.busy, 'the device to finish a power cycle', 10_000);
     await this.current?.stopAndWait();
-  }
-}
-
-/** Images over HTTP on 127.0.0.1: GET /<name>; `cut` images send half their bytes and then drop the connection. */
-export class ImageServer {
-  readonly requests: string[] = [];
-  private readonly images = new Map<string, { data: Buffer; cut: boolean }>();
-  private readonly server = http.createServer((req, res) => this.answer(req, res));
-  url = '';
-
-  add(name: string, data: Buffer, options: { cut?: boolean } = {}): string {
-    this.images.set(`/${name}`, { data, cut: options.cut ?? false });
-    return `${this.url}/${name}`;
-  }
-
-  private answer(req: http.IncomingMessage, res: http.ServerResponse): void {
-    this.requests.push(req.url ?? '');
-    const image = this.images.get(req.url ?? '');
-    if (!image) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-length': image.data.length, 'content-type': 'application/octet-stream' });
-    if (!image.cut) {
-      res.end(image.data);
-      return;
-    }
-    res.write(image.data.subarray(0, Math.floor(image.data.length / 2)), () => res.destroy());
-  }
-
-  async start(): Promise<this> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as net.AddressInfo).port}`;
-    return this;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((r) => this.server.close(r));
   }
 }

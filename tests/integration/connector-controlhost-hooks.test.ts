@@ -7,11 +7,11 @@
  * fake provisions nothing.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EmulatedControlHost, type ControlHostBehaviour } from '../helpers/controlhost';
 import { agentWithJob, runPhase, type AgentDir, type PhaseRun } from '../helpers/phase-script';
+import { serialConsole } from '../helpers/serial-console';
 import { sshKeygen, TestSshd } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -107,11 +107,9 @@ describe("the control host's hooks around any device type", () => {
     // The provisioning itself fails on the control host: the phase is over once it is asked.
     const { host, dir, power } = await lab({ outcome: 'failed' });
     // The console tells, in the log, which calls the control host had heard when logging began.
-    const consoleServer = net.createServer((socket) => socket.write(`calls before the log: ${JSON.stringify(host.calls)}\r\n`));
-    await new Promise<void>((r) => consoleServer.listen(0, '127.0.0.1', r));
-    const closeConsole = () => new Promise<void>((r) => consoleServer.close(() => r()));
+    const consoleServer = await serialConsole(() => `calls before the log: ${JSON.stringify(host.calls)}\r\n`);
     try {
-      const device = { device_ip: '127.0.0.1', agent_name: 'iot-1', control_host: '127.0.0.1', reboot_script: [], serial_host: '127.0.0.1', serial_port: (consoleServer.address() as net.AddressInfo).port, ...power };
+      const device = { device_ip: '127.0.0.1', agent_name: 'iot-1', control_host: '127.0.0.1', reboot_script: [], serial_host: '127.0.0.1', serial_port: consoleServer.port, ...power };
       const dirs = agentWithJob(device, { provision_data: { urls: ['https://images.example/core24.img.xz'] } });
       const run = await phase(dirs, 'control_host_iot', 'provision');
       expect(run.code).toBe(1);
@@ -119,7 +117,7 @@ describe("the control host's hooks around any device type", () => {
       expect(dutMarks(dir)).toEqual(['dut-off', 'dut-on']);
       expect(fs.readFileSync(path.join(dirs.runDir, 'provision-serial.log'), 'utf8')).toBe('calls before the log: []\r\n');
     } finally {
-      await closeConsole();
+      await consoleServer.close();
     }
   });
 });

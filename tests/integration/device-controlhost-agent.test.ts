@@ -3,27 +3,22 @@
  * takes the job from the dev server and runs the charm's rendered tf-* scripts, which run the
  * connector against the emulated control host.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DevServer } from '../../src/devserver';
+import { AgentLab } from '../helpers/agent-lab';
 import { EmulatedControlHost } from '../helpers/controlhost';
-import { spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
 import { sshKeygen } from '../helpers/sshd';
-import { eventually, tempDir } from '../helpers/tmp';
+import { tempDir } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
 
-let server: DevServer;
+let lab: AgentLab;
 const hosts: EmulatedControlHost[] = [];
 
 beforeAll(async () => {
-  server = new DevServer();
-  await server.start();
+  lab = await new AgentLab().start();
 });
 afterAll(async () => {
-  await stopAgents();
   for (const host of hosts) await host.stop();
-  await server.stop();
 });
 
 /** Starts an agent of `type` on its own queue, its device behind a fresh emulated control host. */
@@ -32,21 +27,16 @@ async function agentFor(type: string): Promise<{ host: EmulatedControlHost; queu
   hosts.push(host);
   const home = tempDir('agent-home');
   sshKeygen(path.join(home, '.ssh', 'id_rsa'));
-  const agentDir = tempDir('agent-conf');
-  const queue = `${type}-q`;
-  const conf = writeAgentConf(agentDir, { agentId: `${type}-agent`, serverUrl: server.url, queue, provisionType: type, phases: ['setup', 'provision', 'test', 'cleanup'] });
-  fs.writeFileSync(
-    path.join(agentDir, 'default.yaml'),
-    JSON.stringify({ device_ip: '127.0.0.1', agent_name: `${type}-agent`, control_host: '127.0.0.1', control_host_rest_port: host.port, reboot_script: ['pdu-cycle 4'] }),
-  );
-  spawnAgent(conf, { PATH: process.env['PATH'], HOME: home, TESTFLINGER_AGENT_DIR: agentDir });
+  const queue = lab.startAgent({
+    provisionType: type,
+    device: { device_ip: '127.0.0.1', agent_name: `${type}-agent`, control_host: '127.0.0.1', control_host_rest_port: host.port, reboot_script: ['pdu-cycle 4'] },
+    env: { PATH: process.env['PATH'], HOME: home },
+  });
   return { host, queue };
 }
 
 async function runJob(queue: string, provisionData: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const id = server.submitJob({ job_queue: queue, provision_data: provisionData, test_data: { test_cmds: 'echo "testing $DEVICE_IP"' } });
-  await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', 60_000);
-  return server.resultView(id) ?? {};
+  return lab.result(lab.submit(queue, { job: { provision_data: provisionData, test_data: { test_cmds: 'echo "testing $DEVICE_IP"' } } }), 60_000);
 }
 
 it.each([
@@ -56,7 +46,7 @@ it.each([
 ])('the agent provisions a %s device through tf-provision (the control host runs %s), then runs test_cmds', async (type, method, provisionData) => {
   const { host, queue } = await agentFor(type);
   const result = await runJob(queue, provisionData);
-  expect(result).toMatchObject({ provision_status: 0, test_status: 0, cleanup_status: 0 });
+  expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, test_status: 0, cleanup_status: 0 });
   expect(String(result['provision_output'])).toMatch(new RegExp(`\\[control-host\\] ${type}: flashing\\n\\[control-host\\] ${type}: done`));
   expect(String(result['test_output'])).toContain('testing 127.0.0.1');
   expect(host.provisions.map((p) => [p.method, p.kwargs['agent_name']])).toEqual([[method, `${type}-agent`]]);

@@ -4,20 +4,16 @@
  * the control-host types and multi, which wrap it.
  */
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as path from 'node:path';
 import { agentWithJob, runPhase } from '../helpers/phase-script';
+import { serialConsole } from '../helpers/serial-console';
 
 jest.setTimeout(60_000);
 
-let consoleServer: net.Server;
 let port: number;
 beforeAll(async () => {
-  consoleServer = net.createServer((socket) => socket.write('ttyS0: login: \r\n'));
-  await new Promise<void>((r) => consoleServer.listen(0, '127.0.0.1', r));
-  port = (consoleServer.address() as net.AddressInfo).port;
+  port = (await serialConsole('ttyS0: login: \r\n')).port;
 });
-afterAll(() => new Promise<void>((r) => consoleServer.close(() => r())));
 
 // The commands wait until the console's greeting is in the log: the logging runs meanwhile.
 const JOB = { test_data: { test_cmds: 'for i in $(seq 50); do grep -q login test-serial.log 2>/dev/null && break; sleep 0.2; done; echo tested' } };

@@ -6,11 +6,11 @@
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { EmulatedControlHost, type ControlHostBehaviour } from '../helpers/controlhost';
 import { agentWithJob, CONNECTOR, errorFile, runPhase, type AgentDir, type PhaseRun } from '../helpers/phase-script';
+import { serialConsole } from '../helpers/serial-console';
 import { freePort, sshKeygen, TestSshd, type KeyPair } from '../helpers/sshd';
 import { eventually, tempDir } from '../helpers/tmp';
 
@@ -189,10 +189,8 @@ describe('control_host_iot', () => {
 
   it("with agent_ssh_access false, a preset job ends when the control host is done; the device's serial console is logged meanwhile", async () => {
     const host = await controlHost();
-    const consoleServer = net.createServer((socket) => socket.write('U-Boot 2024.01 (core24)\r\nStarting kernel ...\r\n'));
-    await new Promise<void>((r) => consoleServer.listen(0, '127.0.0.1', r));
-    stops.push(() => new Promise((r) => consoleServer.close(() => r())));
-    const serial = { serial_host: '127.0.0.1', serial_port: (consoleServer.address() as net.AddressInfo).port };
+    const consoleServer = await serialConsole('U-Boot 2024.01 (core24)\r\nStarting kernel ...\r\n');
+    const serial = { serial_host: '127.0.0.1', serial_port: consoleServer.port };
     const dirs = agentWithJob(deviceConfig(host.port, serial), { provision_data: { preset: 'core24', preset_kwargs: { channel: 'edge' }, url: 'https://images.example/a.img', agent_ssh_access: false } });
     const run = await provision(dirs, 'control_host_iot');
     expect(run).toMatchObject({ code: 0 });

@@ -10,8 +10,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
+import { runJobThroughAgent } from '../helpers/agent-lab';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole, type BoardImage } from '../helpers/sshboards';
+import { ImageServer } from '../helpers/image-server';
+import { passwordUser } from '../helpers/password-user';
+import { serialConsole } from '../helpers/serial-console';
+import { EmulatedBoard, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -20,14 +24,14 @@ jest.setTimeout(120_000);
 let clientHome: string;
 let clientKey: KeyPair;
 let user: { name: string; password: string };
-let images: Awaited<ReturnType<typeof imageServer>>;
+let images: ImageServer;
 const IMAGE = crypto.randomBytes(3 * 1024 * 1024 + 17);
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
   clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
   user = passwordUser();
-  images = await imageServer({ 'core-22-arm64.img': IMAGE, 'core-22-arm64.img.gz': zlib.gzipSync(IMAGE) });
+  images = await ImageServer.serving({ 'core-22-arm64.img': IMAGE, 'core-22-arm64.img.gz': zlib.gzipSync(IMAGE) });
 });
 
 const env = () => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: clientHome });

@@ -4,41 +4,28 @@
  * emulated MAAS; the "deployed" image is a real sshd that starts when the deploy finishes, with
  * fwupd played by stand-ins; the serial console is a TCP console server on 127.0.0.1.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DevServer } from '../../src/devserver';
+import { AgentLab } from '../helpers/agent-lab';
 import { FirmwareMachine } from '../helpers/fwupd-machine';
 import { EmulatedMaas } from '../helpers/maas';
-import { writeAgentConf } from '../helpers/phase-script';
-import { serialConsole, type SerialConsole } from '../helpers/serial-console';
+import { serialConsole } from '../helpers/serial-console';
 import { freePort, sshKeygen, TestSshd } from '../helpers/sshd';
-import { eventually, repoRoot, tempDir } from '../helpers/tmp';
+import { eventually, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
 
-const AGENT = path.join(repoRoot, 'dist', 'testflinger-agent.js');
-let server: DevServer;
-let agent: ChildProcess | undefined;
+let lab: AgentLab;
 let image: TestSshd | undefined;
 let machine: FirmwareMachine | undefined;
-let consoleServer: SerialConsole | undefined;
 
 beforeAll(async () => {
-  server = new DevServer();
-  await server.start();
+  lab = await new AgentLab().start();
 });
 afterAll(async () => {
-  if (agent && agent.exitCode === null) {
-    const exited = new Promise((r) => agent?.once('exit', r));
-    agent.kill('SIGTERM');
-    await exited;
-  }
   machine?.stop();
   await image?.stopAndWait();
-  await consoleServer?.close();
-  await server.stop();
 });
 
 it('the agent provisions a maas2 device through tf-provision (its serial console logged), updates its firmware through tf-firmware-update, runs test_cmds on it, and releases it in cleanup', async () => {
@@ -46,29 +33,25 @@ it('the agent provisions a maas2 device through tf-provision (its serial console
   const key = sshKeygen(path.join(home, '.ssh', 'id_rsa'));
   const maas = new EmulatedMaas();
   const port = await freePort();
-  const agentDir = tempDir('agent-conf');
   machine = new FirmwareMachine({ vendor: 'Dell Inc.', type: 3 });
-  consoleServer = await serialConsole(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
-  const conf = writeAgentConf(agentDir, { agentId: 'maas-agent-1', serverUrl: server.url, queue: 'maas-q', provisionType: 'maas2', phases: ['setup', 'provision', 'firmware_update', 'test', 'cleanup'] });
-  fs.writeFileSync(
-    path.join(agentDir, 'default.yaml'),
-    JSON.stringify({ device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5, firmware_reboot_timeout_seconds: 20, firmware_poll_seconds: 0.3, serial_host: '127.0.0.1', serial_port: consoleServer.port }),
-  );
-  agent = spawn(process.execPath, [AGENT, '-c', conf], {
-    env: { ...maas.env(), HOME: home, TESTFLINGER_AGENT_DIR: agentDir },
-    stdio: 'ignore',
+  const consoleServer = await serialConsole('[    0.000000] Linux version 6.8.0-31-generic\r\ndut-maas-1 login:\r\n');
+  const queue = lab.startAgent({
+    provisionType: 'maas2',
+    agentId: 'maas-agent-1',
+    phases: ['setup', 'provision', 'firmware_update', 'test', 'cleanup'],
+    device: { device_ip: '127.0.0.1', ssh_port: port, test_username: os.userInfo().username, agent_name: 'maas-agent-1', maas_user: maas.profile, node_id: maas.nodeId, timeout_min: 0.5, maas_poll_seconds: 0.3, maas_release_wait_seconds: 5, firmware_reboot_timeout_seconds: 20, firmware_poll_seconds: 0.3, serial_host: '127.0.0.1', serial_port: consoleServer.port },
+    env: { ...maas.env(), HOME: home },
   });
 
   const ssh = `ssh -p ${port} -i ${key.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
-  const id = server.submitJob({ job_queue: 'maas-q', provision_data: { distro: 'noble' }, firmware_update_data: { version: 'latest' }, test_data: { test_cmds: `${ssh} $(id -un)@$DEVICE_IP 'echo "hello from the deployed image"'` } });
+  const id = lab.submit(queue, { job: { provision_data: { distro: 'noble' }, firmware_update_data: { version: 'latest' }, test_data: { test_cmds: `${ssh} $(id -un)@$DEVICE_IP 'echo "hello from the deployed image"'` } } });
 
   await eventually(() => fs.existsSync(maas.deployedSignal), 'the deploy to finish', 60_000);
   image = await new TestSshd().start([key.publicKey], { port, sessionPath: machine.bin });
   machine.watch(image);
-  await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', 60_000);
+  const result = await lab.result(id, 60_000);
 
-  const result = server.resultView(id) ?? {};
-  expect(result).toMatchObject({ provision_status: 0, firmware_update_status: 0, test_status: 0, cleanup_status: 0 });
+  expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, firmware_update_status: 0, test_status: 0, cleanup_status: 0 });
   expect(String(result['provision_serial'])).toContain('dut-maas-1 login:');
   expect(String(result['firmware_update_output'])).toContain('firmware: "System Firmware": firmware "1.14.0" -> "1.15.1"');
   expect(machine.events).toEqual(['reboot']);

@@ -259,7 +259,7 @@ describe('maas2 before the deploy: reset_efi and clear_tpm, over SSH on the inst
 
 describe('maas2 serial console', () => {
   it('with serial_host and serial_port, the console is logged to provision-serial.log during provision and test-serial.log during test', async () => {
-    const consoleServer = await serialConsole(['[    0.000000] Linux version 6.8.0-31-generic', 'dut-maas-1 login:']);
+    const consoleServer = await serialConsole('[    0.000000] Linux version 6.8.0-31-generic\r\ndut-maas-1 login:\r\n');
     try {
       const { dirs, phase, provision } = await lab({ device: { serial_host: '127.0.0.1', serial_port: consoleServer.port } });
       const run = await provision();

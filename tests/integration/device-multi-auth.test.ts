@@ -4,43 +4,30 @@
  * provision and cleanup phases on a pipe (fd 5), and to no other phase. The children agents
  * need no token (taking and running jobs is open). End to end with the real agent programs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DevServer } from '../../src/devserver';
-import { AGENT, agentWithJob, runPhase, spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
+import type { DevServer } from '../../src/devserver';
+import { AgentLab, type LabAgent } from '../helpers/agent-lab';
+import { agentWithJob, runPhase } from '../helpers/phase-script';
 import { eventually, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
 
 const RESTRICTED = ['dut-a-q', 'dut-b-q'];
+let lab: AgentLab;
 let server: DevServer;
 let tokenFile: string;
-const ownAgents: ChildProcess[] = [];
 
 beforeAll(async () => {
-  server = new DevServer({ auth: { clientId: 'lab-agents', secret: 'client-secret', restrictedQueues: RESTRICTED } });
-  await server.start();
+  lab = await new AgentLab({ auth: { clientId: 'lab-agents', secret: 'client-secret', restrictedQueues: RESTRICTED } }).start();
+  server = lab.server;
   const res = await fetch(`${server.url}/v1/oauth2/token`, { method: 'POST', headers: { authorization: `Basic ${Buffer.from('lab-agents:client-secret').toString('base64')}` } });
   const { refresh_token: refresh } = (await res.json()) as { refresh_token: string };
   tokenFile = path.join(tempDir('token'), 'refresh_token');
   fs.writeFileSync(tokenFile, JSON.stringify({ refresh_token: refresh }), { mode: 0o600 });
 });
-afterAll(async () => {
-  for (const agent of ownAgents) {
-    const exited = new Promise((r) => agent.once('exit', r));
-    agent.kill('SIGTERM');
-    await exited;
-  }
-  await stopAgents();
-  await server.stop();
-});
-
-function agentConf(name: string, type: string, queue: string, device: Record<string, unknown>): { conf: string; env: NodeJS.ProcessEnv } {
-  const agentDir = tempDir('agent-conf');
-  const conf = writeAgentConf(agentDir, { agentId: name, serverUrl: server.url, queue, provisionType: type, phases: ['setup', 'provision', 'test', 'allocate', 'cleanup'] });
-  fs.writeFileSync(path.join(agentDir, 'default.yaml'), JSON.stringify({ agent_name: name, ...device }));
-  return { conf, env: { PATH: process.env['PATH'], HOME: tempDir('agent-home'), TESTFLINGER_AGENT_DIR: agentDir } };
+function agent(name: string, type: string, queue: string, device: Record<string, unknown>): LabAgent {
+  return { provisionType: type, agentId: name, queue, phases: ['setup', 'provision', 'test', 'allocate', 'cleanup'], device: { agent_name: name, ...device }, env: { PATH: process.env['PATH'], HOME: tempDir('agent-home') } };
 }
 
 const state = (id: string) => server.resultView(id)?.['job_state'];
@@ -52,12 +39,8 @@ const PROBE = [
 ].join('; ');
 
 it("creates the children on restricted queues with the agent's access token; the test phase of the same job has no way to it", async () => {
-  const multi = agentConf('multi-auth', 'multi', 'multi-auth-q', { testflinger_server: server.url, multi_poll_seconds: 0.3 });
-  ownAgents.push(spawn(process.execPath, [AGENT, '-c', multi.conf, '--token-file', tokenFile], { env: multi.env, stdio: 'ignore' }));
-  for (const [name, queue, ip] of [['dut-auth-a', 'dut-a-q', '10.0.1.11'], ['dut-auth-b', 'dut-b-q', '10.0.1.12']] as const) {
-    const dut = agentConf(name, 'fake', queue, { device_ip: ip });
-    spawnAgent(dut.conf, dut.env);
-  }
+  lab.startAgent({ ...agent('multi-auth', 'multi', 'multi-auth-q', { testflinger_server: server.url, multi_poll_seconds: 0.3 }), args: ['--token-file', tokenFile] });
+  for (const [name, queue, ip] of [['dut-auth-a', 'dut-a-q', '10.0.1.11'], ['dut-auth-b', 'dut-b-q', '10.0.1.12']] as const) lab.startAgent(agent(name, 'fake', queue, { device_ip: ip }));
   const parent = server.submitJob({
     job_queue: 'multi-auth-q',
     provision_data: { jobs: [{ job_queue: 'dut-a-q' }, { job_queue: 'dut-b-q' }] },

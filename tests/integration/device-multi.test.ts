@@ -6,28 +6,23 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DevServer } from '../../src/devserver';
-import { agentWithJob, runPhase, spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
+import type { DevServer } from '../../src/devserver';
+import { AgentLab } from '../helpers/agent-lab';
+import { agentWithJob, runPhase } from '../helpers/phase-script';
 import { eventually, tempDir } from '../helpers/tmp';
 
 jest.setTimeout(90_000);
 
+let lab: AgentLab;
 let server: DevServer;
 
 beforeAll(async () => {
-  server = new DevServer();
-  await server.start();
-});
-afterAll(async () => {
-  await stopAgents();
-  await server.stop();
+  lab = await new AgentLab().start();
+  server = lab.server;
 });
 
 function startAgent(name: string, type: string, queue: string, device: Record<string, unknown>): void {
-  const agentDir = tempDir('agent-conf');
-  const conf = writeAgentConf(agentDir, { agentId: name, serverUrl: server.url, queue, provisionType: type, phases: ['setup', 'provision', 'test', 'allocate', 'cleanup'] });
-  fs.writeFileSync(path.join(agentDir, 'default.yaml'), JSON.stringify({ agent_name: name, ...device }));
-  spawnAgent(conf, { PATH: process.env['PATH'], HOME: tempDir('agent-home'), TESTFLINGER_AGENT_DIR: agentDir });
+  lab.startAgent({ provisionType: type, agentId: name, queue, phases: ['setup', 'provision', 'test', 'allocate', 'cleanup'], device: { agent_name: name, ...device }, env: { PATH: process.env['PATH'], HOME: tempDir('agent-home') } });
 }
 
 const state = (id: string) => server.resultView(id)?.['job_state'];

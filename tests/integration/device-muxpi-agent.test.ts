@@ -7,15 +7,14 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tar from 'tar';
-import { DevServer } from '../../src/devserver';
-import { spawnAgent, stopAgents, writeAgentConf } from '../helpers/phase-script';
+import { AgentLab } from '../helpers/agent-lab';
+import { serialConsole, type SerialConsole } from '../helpers/serial-console';
 import { RebootingDevice, SdMuxControlHost, makeCardImage, readCard, type CardImage } from '../helpers/sshdevice';
 import { freePort, sshKeygen } from '../helpers/sshd';
-import { eventually, tempDir } from '../helpers/tmp';
+import { tempDir } from '../helpers/tmp';
 
 jest.setTimeout(120_000);
 
@@ -28,21 +27,16 @@ const DESKTOP: CardImage = {
   ],
 };
 
-let server: DevServer;
-let console_: net.Server;
+let lab: AgentLab;
+let console_: SerialConsole;
 const stoppers: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  server = new DevServer();
-  await server.start();
-  console_ = net.createServer((socket) => socket.end('U-Boot 2022.01 (Raspberry Pi 4)\nStarting kernel ...\n'));
-  await new Promise<void>((r) => console_.listen(0, '127.0.0.1', r));
+  lab = await new AgentLab().start();
+  console_ = await serialConsole('U-Boot 2022.01 (Raspberry Pi 4)\nStarting kernel ...\n', { hangUp: true });
 });
 afterAll(async () => {
-  await stopAgents();
   for (const stop of stoppers) await stop();
-  await new Promise((r) => console_.close(r));
-  await server.stop();
 });
 
 /** The attachments archive the CLI uploads: the image under provision/. */
@@ -66,19 +60,18 @@ it("the agent provisions a muxpi device from upstream's attachment job through t
   stoppers.push(() => device.stop(), () => control.stop());
   fs.writeFileSync(path.join(home, '.ssh', 'config'), control.sshConfigBlock('localhost'));
 
-  const agentDir = tempDir('agent-conf');
-  const conf = writeAgentConf(agentDir, { agentId: 'rpi-example', serverUrl: server.url, queue: 'rpi-q', provisionType: 'muxpi', phases: ['setup', 'provision', 'test', 'cleanup'] });
   // default.yaml as upstream documents it for muxpi, plus where this lab's stand-ins are (ssh_port and the muxpi_* keys are ours).
-  fs.writeFileSync(
-    path.join(agentDir, 'default.yaml'),
-    [
+  const queue = lab.startAgent({
+    provisionType: 'muxpi',
+    agentId: 'rpi-example',
+    device: [
       'agent_name: rpi-example',
       'device_ip: 127.0.0.1',
       'control_host: localhost',
       `control_user: ${user}`,
       `test_device: ${control.testDevice}`,
       'serial_host: 127.0.0.1',
-      `serial_port: ${(console_.address() as net.AddressInfo).port}`,
+      `serial_port: ${console_.port}`,
       'reboot_script:',
       `- ${device.powerCycleCommand}`,
       'env:',
@@ -91,21 +84,20 @@ it("the agent provisions a muxpi device from upstream's attachment job through t
       'muxpi_boot_wait_seconds: 30',
       '',
     ].join('\n'),
-  );
-  spawnAgent(conf, { PATH: process.env['PATH'], HOME: home, TESTFLINGER_AGENT_DIR: agentDir });
+    env: { PATH: process.env['PATH'], HOME: home },
+  });
 
   const ssh = `ssh -p ${device.port} -i ${key.privateKey} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR`;
-  const id = server.submitJob({
-    job_queue: 'rpi-q',
-    provision_data: { attachments: [{ local: IMAGE }], use_attachment: IMAGE },
-    test_data: { test_username: user, test_cmds: `${ssh} ${user}@$DEVICE_IP 'echo "hello from the booted image"'; echo "wifi: $WPA_AC_SSID"` },
+  const id = lab.submit(queue, {
+    job: {
+      provision_data: { attachments: [{ local: IMAGE }], use_attachment: IMAGE },
+      test_data: { test_username: user, test_cmds: `${ssh} ${user}@$DEVICE_IP 'echo "hello from the booted image"'; echo "wifi: $WPA_AC_SSID"` },
+    },
+    attachments: await attachmentsArchive(execFileSync('xz', ['-c'], { input: makeCardImage(DESKTOP) })),
   });
-  server.attachments.set(id, await attachmentsArchive(execFileSync('xz', ['-c'], { input: makeCardImage(DESKTOP) })));
-  server.jobs.get(id)!.data['attachments_status'] = 'complete';
-  await eventually(() => server.resultView(id)?.['job_state'] === 'complete', 'the job to complete', 100_000, 200);
 
-  const result = server.resultView(id) ?? {};
-  expect(result).toMatchObject({ provision_status: 0, test_status: 0, cleanup_status: 0 });
+  const result = await lab.result(id, 100_000);
+  expect(result).toMatchObject({ job_state: 'complete', provision_status: 0, test_status: 0, cleanup_status: 0 });
   expect(String(result['provision_output'])).toMatch(/Running testflinger-device-connector muxpi provision for rpi-example[\s\S]*Flashing Test image "ubuntu-22\.04\.4-preinstalled-desktop-arm64\+raspi\.img\.xz"[\s\S]*Image type detected: pi-desktop[\s\S]*Test image booted/);
   expect(String(result['provision_serial'])).toContain('U-Boot 2022.01 (Raspberry Pi 4)');
   expect(String(result['test_serial'])).toContain('U-Boot 2022.01 (Raspberry Pi 4)');

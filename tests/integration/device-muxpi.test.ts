@@ -9,7 +9,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { errorFile, agentWithJob, runPhase, type AgentDir } from '../helpers/phase-script';
-import { ImageServer, RebootingDevice, SdMuxControlHost, makeCardImage, readCard, zstd, type CardImage, type ControlHostOptions } from '../helpers/sshdevice';
+import { ImageServer } from '../helpers/image-server';
+import { RebootingDevice, SdMuxControlHost, makeCardImage, readCard, zstd, type CardImage, type ControlHostOptions } from '../helpers/sshdevice';
 import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -24,7 +25,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   for (const stop of stoppers.splice(0)) await stop();
-  await images.stop();
 });
 
 /** Test images, each as the partitions that tell its type apart. */

@@ -10,8 +10,12 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { runJobThroughAgent } from '../helpers/agent-lab';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, imageServer, passwordUser, runJobThroughAgent, serialConsole } from '../helpers/sshboards';
+import { ImageServer } from '../helpers/image-server';
+import { passwordUser } from '../helpers/password-user';
+import { serialConsole } from '../helpers/serial-console';
+import { EmulatedBoard } from '../helpers/sshboards';
 import { freePort, sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 
@@ -20,14 +24,14 @@ jest.setTimeout(120_000);
 let clientHome: string;
 let clientKey: KeyPair;
 let user: { name: string; password: string };
-let images: Awaited<ReturnType<typeof imageServer>>;
+let images: ImageServer;
 const IMAGE = crypto.randomBytes(2 * 1024 * 1024 + 5);
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
   clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
   user = passwordUser();
-  images = await imageServer({ 'netboot-core.img': IMAGE });
+  images = await ImageServer.serving({ 'netboot-core.img': IMAGE });
 });
 
 const env = () => ({ PATH: process.env['PATH'] ?? '/usr/bin:/bin', HOME: clientHome });

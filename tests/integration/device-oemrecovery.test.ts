@@ -6,8 +6,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { runJobThroughAgent } from '../helpers/agent-lab';
 import { agentWithJob, errorFile, runPhase } from '../helpers/phase-script';
-import { EmulatedBoard, passwordUser, runJobThroughAgent, type BoardImage } from '../helpers/sshboards';
+import { passwordUser } from '../helpers/password-user';
+import { EmulatedBoard, type BoardImage } from '../helpers/sshboards';
 import { sshKeygen, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
 

@@ -6,12 +6,11 @@
  * The image comes from a local HTTP server.
  */
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ImageServer } from '../helpers/image-server';
 import { agentWithJob, errorFile, runPhase, type PhaseRun } from '../helpers/phase-script';
-import { PasswordSshd, passwordSshdUnavailable } from '../helpers/password-sshd';
+import { passwordUser, passwordUserUnavailable, type PasswordUser } from '../helpers/password-user';
 import { serialConsole } from '../helpers/serial-console';
 import { sshKeygen, TestSshd, type KeyPair } from '../helpers/sshd';
 import { tempDir } from '../helpers/tmp';
@@ -20,36 +19,20 @@ jest.setTimeout(90_000);
 
 let clientHome: string;
 let clientKey: KeyPair;
-let imageServer: http.Server;
+let images: ImageServer;
 let imageBase: string;
-const imageRequests: string[] = [];
+/** The recovery images the lab serves (anything else is not found). */
+const ISOS = ['somerville-jammy-oem-X42.iso', 'hp-noble-oem.iso', 'lenovo-noble-oem.iso', 'stella-jammy-oem.iso', 'dell-bto-jammy.iso', 'somerville.iso', 'somerville-noble.iso', 'x.iso'];
 
 beforeAll(async () => {
   clientHome = tempDir('agent-home');
   clientKey = sshKeygen(path.join(clientHome, '.ssh', 'id_rsa'));
-  imageServer = http.createServer((req, res) => {
-    imageRequests.push(req.url ?? '');
-    if (req.url?.startsWith('/images/') && req.url.endsWith('.iso')) res.end(`ISO image ${req.url}\n`);
-    else res.writeHead(404).end('not found');
-  });
-  await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', r));
-  imageBase = `http://127.0.0.1:${(imageServer.address() as net.AddressInfo).port}/images`;
-});
-afterAll(async () => {
-  await new Promise((r) => imageServer.close(r));
+  images = await ImageServer.serving(Object.fromEntries(ISOS.map((iso) => [`images/${iso}`, `ISO image /images/${iso}\n`])));
+  imageBase = images.url('images');
 });
 
 /** What the stand-in does when told to restore: replace the system, or (a broken restore) just reboot. */
 type RestoreBehaviour = 'reinstall' | 'reboot-only';
-
-/** What the stand-in needs of its sshd: TestSshd (key logins) or PasswordSshd (a real user with a password). */
-interface DeviceSshd {
-  readonly deviceHome: string;
-  readonly port: number;
-  start(authorized: string[], options: { sessionPath?: string }): Promise<unknown>;
-  stopAndWait(): Promise<void>;
-  restart(downMs?: number): Promise<void>;
-}
 
 class StandInDevice {
   readonly dir = tempDir('standin');
@@ -63,11 +46,12 @@ class StandInDevice {
   private busy = false;
   private timer: NodeJS.Timeout | undefined;
 
-  /** `own` gives a file to the device's user, where that is not the test's (a PasswordSshd's). */
+  readonly sshd = new TestSshd();
+
+  /** `passwordLogin`: the device's user is that one, let in by password, instead of the test's own. */
   constructor(
     private readonly restore: RestoreBehaviour = 'reinstall',
-    readonly sshd: DeviceSshd = new TestSshd(),
-    private readonly own: (file: string) => void = () => undefined,
+    private readonly passwordLogin?: PasswordUser,
     private readonly authorized: string[] = [clientKey.publicKey],
   ) {
     fs.mkdirSync(this.bin);
@@ -87,11 +71,11 @@ exit 0`,
     script('reboot', `echo reboot >> ${this.requests}`);
     script('dell-restore-system', `echo "dell-restore-system $*" >> ${this.requests}`);
     script('systemctl', `[ "$*" = "is-active ubiquity" ] && cat ${this.installer} 2>/dev/null || echo inactive`);
-    this.own(this.dir);
+    this.passwordLogin?.own(this.dir);
   }
 
   async start(up = true): Promise<this> {
-    await this.sshd.start(this.authorized, { sessionPath: this.bin });
+    await this.sshd.start(this.authorized, { sessionPath: this.bin, ...(this.passwordLogin ? { passwordLoginUser: this.passwordLogin.name } : {}) });
     if (!up) await this.sshd.stopAndWait();
     this.timer = setInterval(() => void this.tick(), 100);
     return this;
@@ -145,7 +129,7 @@ exit 0`,
     fs.rmSync(this.home, { recursive: true, force: true });
     fs.mkdirSync(path.join(this.home, '.ssh'), { recursive: true, mode: 0o700 });
     fs.writeFileSync(path.join(this.home, '.ssh', 'authorized_keys'), stagedKey, { mode: 0o600 });
-    this.own(this.home);
+    this.passwordLogin?.own(this.home);
     fs.writeFileSync(this.installer, 'active\n');
     this.sudoLogRotate();
     await new Promise((r) => setTimeout(r, 1000));
@@ -199,13 +183,13 @@ describe('oemscript', () => {
   it('reboots the device, puts the image on its recovery partition, restores, waits for the installer, and checks the new system; test runs on it, its serial console logged (as upstream, only then)', async () => {
     const device = await standIn();
     const url = `${imageBase}/somerville-jammy-oem-X42.iso`;
-    const consoleServer = await serialConsole(['Ubuntu 22.04 LTS somerville ttyS0']);
+    const consoleServer = await serialConsole('Ubuntu 22.04 LTS somerville ttyS0\r\n');
     stops.push(consoleServer.close);
     const dirs = oemJob(device, { url }, { serial_host: '127.0.0.1', serial_port: consoleServer.port });
     const run = await runPhase(dirs, 'oemscript', 'provision', env());
     expect(run).toMatchObject({ code: 0 });
     expect(device.events).toEqual(['reboot', 'restore']);
-    expect(imageRequests).toContain('/images/somerville-jammy-oem-X42.iso');
+    expect(images.requests).toContain('/images/somerville-jammy-oem-X42.iso');
     const calls = device.callsBeforeRestore();
     expect(calls).toEqual(
       expect.arrayContaining([
@@ -309,43 +293,37 @@ describe('oemscript job data', () => {
   });
 });
 
-describe.each(passwordSshdUnavailable() ? [] : ['password'])('oemscript with a device that takes the job\'s %s (sshpass)', () => {
-  const sshds: PasswordSshd[] = [];
-  afterAll(async () => {
-    for (const sshd of sshds) await sshd.remove();
-  });
-
+describe.each(passwordUserUnavailable() ? [] : ['password'])('oemscript with a device that takes the job\'s %s (sshpass)', () => {
   /** A device whose test user is a real one with a password, refusing every key at first; sshpass is recorded on its way. */
-  async function passwordDevice(up = true): Promise<{ device: StandInDevice; sshd: PasswordSshd; sshpassLog: string; env: Record<string, string> }> {
-    const sshd = new PasswordSshd();
-    sshds.push(sshd);
-    const device = new StandInDevice('reinstall', sshd, (file) => sshd.own(file), []);
+  async function passwordDevice(up = true): Promise<{ device: StandInDevice; user: PasswordUser; sshpassLog: string; env: Record<string, string> }> {
+    const user = passwordUser();
+    const device = new StandInDevice('reinstall', user, []);
     devices.push(device);
     await device.start(up);
     const bin = tempDir('sshpass-shim');
     const sshpassLog = path.join(bin, 'argv');
     fs.writeFileSync(path.join(bin, 'sshpass'), `#!/bin/sh\nprintf '%s\\n' "$@" >> ${sshpassLog}\nexec /usr/bin/sshpass "$@"\n`, { mode: 0o755 });
-    return { device, sshd, sshpassLog, env: { ...env(), PATH: `${bin}:${env().PATH}` } };
+    return { device, user, sshpassLog, env: { ...env(), PATH: `${bin}:${env().PATH}` } };
   }
 
   it('logs in with test_password, installs the agents\' key, and provisions as with a key; the password is in no argv and no output', async () => {
-    const { device, sshd, sshpassLog, env: shimmed } = await passwordDevice();
-    const dirs = oemJob(device, { url: `${imageBase}/somerville-noble.iso` }, {}, { test_data: { test_username: sshd.user, test_password: sshd.password } });
+    const { device, user, sshpassLog, env: shimmed } = await passwordDevice();
+    const dirs = oemJob(device, { url: `${imageBase}/somerville-noble.iso` }, {}, { test_data: { test_username: user.name, test_password: user.password } });
     const run = await runPhase(dirs, 'oemscript', 'provision', shimmed);
     expect(run).toMatchObject({ code: 0 });
-    expect(run.out).toMatch(new RegExp(`"${sshd.user}@127.0.0.1" \\(port \\d+\\) refused the agents' key and took the job's password \\(sshpass\\)`));
+    expect(run.out).toMatch(new RegExp(`"${user.name}@127.0.0.1" \\(port \\d+\\) refused the agents' key and took the job's password \\(sshpass\\)`));
     expect(device.events).toEqual(['reboot', 'restore']);
     expect(run.out).toMatch(/runs the restored image/);
     const argv = fs.readFileSync(sshpassLog, 'utf8');
     expect(argv.split('\n').slice(0, 5)).toEqual(['-e', 'ssh-copy-id', '-f', '-i', `${clientHome}/.ssh/id_rsa.pub`]);
-    expect(argv).toContain(`${sshd.user}@127.0.0.1`);
-    expect(argv).not.toContain(sshd.password);
-    expect(run.out).not.toContain(sshd.password);
+    expect(argv).toContain(`${user.name}@127.0.0.1`);
+    expect(argv).not.toContain(user.password);
+    expect(run.out).not.toContain(user.password);
   });
 
   it('a device that takes neither the key nor the password is not reached: reboot_script, then upstream\'s boot wait runs out (exit 1)', async () => {
-    const { device, sshd, env: shimmed } = await passwordDevice();
-    const dirs = oemJob(device, { url: `${imageBase}/x.iso` }, { reboot_script: ['true'], oem_boot_wait_seconds: 4 }, { test_data: { test_username: sshd.user, test_password: 'not-the-password' } });
+    const { device, user, env: shimmed } = await passwordDevice();
+    const dirs = oemJob(device, { url: `${imageBase}/x.iso` }, { reboot_script: ['true'], oem_boot_wait_seconds: 4 }, { test_data: { test_username: user.name, test_password: 'not-the-password' } });
     const run = await runPhase(dirs, 'oemscript', 'provision', shimmed);
     expect(run.code).toBe(1);
     expect(run.out).toMatch(/running reboot_script command "true"/);
