@@ -3,6 +3,9 @@
  * one names its key), the mux CLI read from control_switch_local_cmd, the image type told from
  * the mounted card, and what each type gets seeded.
  */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parse } from 'yaml';
 import { jobFileSchema } from '../../src/connector/config';
 import { JobError, UsageError } from '../../src/connector/errors';
@@ -10,6 +13,8 @@ import { muxCliCommand, muxpiConfig, muxpiConfigSchema, muxpiProvision, testDevi
 import { ceOemIotRelease, ceOemIotType, detectImageType, osReleaseMajor, type ImageProbe } from '../../src/connector/devices/muxpi/imagetype';
 import { seedPlan, type SeedStep } from '../../src/connector/devices/muxpi/seeding';
 import { labelledPartitions } from '../../src/connector/devices/muxpi/storage';
+import { openAttachment } from '../../src/connector/devices/muxpi/image';
+import { tempDir } from '../helpers/tmp';
 
 const BASE = { agent_name: 'rpi-1', device_ip: '10.0.0.5', control_host: '10.0.0.4', test_device: '/dev/sda' };
 
@@ -231,5 +236,38 @@ describe("the card's partitions, from lsblk -J", () => {
   it('a card without partitions has none; an answer that is not lsblk\'s fails', () => {
     expect(labelledPartitions('{"blockdevices": [{"name": "sda", "label": null}]}', () => undefined)).toEqual([]);
     expect(() => labelledPartitions('lsblk: /dev/sda: not a block device', () => undefined)).toThrow(/lsblk did not answer with JSON/);
+  });
+});
+
+describe('use_attachment, read from the run directory (the job\'s ground)', () => {
+  function runDirWith(make: (dir: string) => void): string {
+    const runDir = tempDir('muxpi-attach');
+    const dir = path.join(runDir, 'attachments', 'provision');
+    fs.mkdirSync(dir, { recursive: true });
+    make(dir);
+    return runDir;
+  }
+
+  it('opens a regular file', () => {
+    const runDir = runDirWith((dir) => fs.writeFileSync(path.join(dir, 'img.xz'), 'image'));
+    const source = openAttachment(runDir, 'img.xz', config());
+    expect(fs.readFileSync(source.fd, 'utf8')).toBe('image');
+    source.close();
+  });
+
+  it.each([
+    ['a link to a file outside', (dir: string) => fs.symlinkSync('/etc/shadow', path.join(dir, 'img.xz')), /is not a regular file/],
+    ['a FIFO (refused at once, never waited on)', (dir: string) => execFileSync('mkfifo', [path.join(dir, 'img.xz')]), /is not a regular file/],
+    ['a directory', (dir: string) => fs.mkdirSync(path.join(dir, 'img.xz')), /is not a regular file/],
+  ])('refuses %s', (_what, make, expected) => {
+    const runDir = runDirWith(make);
+    expect(() => openAttachment(runDir, 'img.xz', config())).toThrow(expected);
+  });
+
+  it('refuses attachments/provision that is a link (to a directory the job does not own)', () => {
+    const runDir = tempDir('muxpi-attach');
+    fs.mkdirSync(path.join(runDir, 'attachments'));
+    fs.symlinkSync('/etc', path.join(runDir, 'attachments', 'provision'));
+    expect(() => openAttachment(runDir, 'hostname', config())).toThrow(/attachment doesn't exist/);
   });
 });
